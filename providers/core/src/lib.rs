@@ -1,0 +1,349 @@
+//! The contract between the mlops engine and its providers.
+//!
+//! A provider turns a resource's configuration into desired attributes, reads the
+//! live state of what it manages, and applies changes. It never prints: progress goes
+//! through [`Progress`], problems come back as [`ProviderError`] or [`ConfigDiagnostic`],
+//! and the engine maps attribute paths back to source lines.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use serde_json::Value;
+
+/// The four kinds of resource a spec declares, in the order the spec lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Dataset,
+    Model,
+    FeatureStore,
+    Endpoint,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Dataset, Kind::Model, Kind::FeatureStore, Kind::Endpoint];
+
+    /// The spec section and address prefix: `datasets`, `models`, `feature_stores`, `endpoints`.
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Dataset => "datasets",
+            Kind::Model => "models",
+            Kind::FeatureStore => "feature_stores",
+            Kind::Endpoint => "endpoints",
+        }
+    }
+
+    pub fn from_section(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.section() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.section())
+    }
+}
+
+/// A resource's address: `kind.name`, e.g. `models.churn-xgb`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Address { kind, name: name.into() }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind.section(), self.name)
+    }
+}
+
+/// Why a string is not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("`{0}` is not an address: expected `kind.name`, e.g. `models.churn-xgb`")]
+    Shape(String),
+    #[error("`{0}` is not a resource kind: expected one of datasets, models, feature_stores, endpoints")]
+    UnknownKind(String),
+    #[error("`{0}` is not a valid resource name: use letters, digits, `-`, `_` and `.`, starting with a letter or digit")]
+    BadName(String),
+}
+
+/// True for names the spec accepts at all; providers may be stricter.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl FromStr for Address {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = s.split_once('.').ok_or_else(|| AddressError::Shape(s.to_string()))?;
+        let kind = Kind::from_section(kind).ok_or_else(|| AddressError::UnknownKind(kind.to_string()))?;
+        if !is_valid_name(name) {
+            return Err(AddressError::BadName(name.to_string()));
+        }
+        Ok(Address::new(kind, name))
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Attribute name → value. Ordered, so that renderings and digests are stable.
+pub type Attributes = BTreeMap<String, Value>;
+
+/// A path into a resource's configuration or attributes, e.g. `["traffic", "canary_percent"]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ValuePath(pub Vec<String>);
+
+impl ValuePath {
+    pub fn root() -> Self {
+        ValuePath(Vec::new())
+    }
+    pub fn key(k: impl Into<String>) -> Self {
+        ValuePath(vec![k.into()])
+    }
+    pub fn join(&self, k: impl Into<String>) -> Self {
+        let mut v = self.0.clone();
+        v.push(k.into());
+        ValuePath(v)
+    }
+}
+
+impl fmt::Display for ValuePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            let plain = !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            match (i, plain) {
+                (0, true) => f.write_str(seg)?,
+                (_, true) => write!(f, ".{seg}")?,
+                (_, false) => write!(f, "[{seg:?}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A resource as declared: what a provider needs to compute the desired state.
+#[derive(Clone, Debug)]
+pub struct ResourceConfig {
+    pub address: Address,
+    /// The provider block that manages it (`local`, `aws`, ...).
+    pub provider: String,
+    /// The resource's body as written in the spec, after `${env:...}` interpolation.
+    pub body: Value,
+    /// Resources this one references (`trained_on`, `model`, `depends_on`).
+    pub dependencies: Vec<Address>,
+    /// The directory relative paths in the spec are resolved against.
+    pub base_dir: PathBuf,
+}
+
+impl ResourceConfig {
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.body.get(key).and_then(Value::as_str)
+    }
+}
+
+/// What a provider sees of a resource this one depends on.
+#[derive(Clone, Debug, Default)]
+pub struct DependencyView {
+    /// The dependency's desired attributes, as planned.
+    pub attributes: Attributes,
+    /// Its live outputs (identifiers, versions), when it has been applied.
+    pub outputs: Option<Attributes>,
+}
+
+pub type Dependencies = BTreeMap<Address, DependencyView>;
+
+/// The state a provider wants a resource in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub attributes: Attributes,
+    /// Attributes that cannot change in place: a change to any of them forces a Replace.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub force_new: BTreeSet<String>,
+    /// A Replace destroys stored data (e.g. a feature store's records).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_destroys_data: bool,
+}
+
+/// What is live, as read from the backend.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveState {
+    /// Comparable with [`Desired::attributes`].
+    pub attributes: Attributes,
+    /// Identifiers, versions and digests the backend assigned; recorded in lineage.
+    #[serde(default)]
+    pub outputs: Attributes,
+}
+
+/// The last applied state of a resource, from lineage.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PriorState {
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub outputs: Attributes,
+}
+
+/// The operations a provider is asked to perform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    Replace,
+}
+
+/// One change for a provider to make.
+#[derive(Clone, Debug)]
+pub struct ApplyRequest<'a> {
+    pub address: &'a Address,
+    pub operation: Operation,
+    pub desired: &'a Desired,
+    pub config: &'a ResourceConfig,
+    pub prior: Option<&'a PriorState>,
+    /// Dependencies with their outputs as applied in this run or recorded before.
+    pub dependencies: &'a Dependencies,
+}
+
+/// Where a provider reports progress of a long step. Never printed by the provider itself.
+pub trait Progress: Send + Sync {
+    fn report(&self, message: &str);
+}
+
+/// A progress sink that drops every message.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn report(&self, _message: &str) {}
+}
+
+/// A problem with a resource's configuration that only its provider can see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigDiagnostic {
+    /// Path inside the resource body; empty for the resource's name.
+    pub path: ValuePath,
+    /// Stable code, e.g. `spec::invalid_name`.
+    pub code: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// What went wrong in a provider call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad configuration (a file that does not exist, a value the backend rejects).
+    Invalid,
+    /// The backend could not be reached, or kept failing after retries.
+    Unavailable,
+    /// Someone else changed the object under us.
+    Conflict,
+    /// A wait for a long operation ran out of time.
+    Timeout,
+    /// The operation ran and failed.
+    Failed,
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub path: Option<ValuePath>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError { kind, message: message.into(), path: None }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Invalid, message)
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, message)
+    }
+    pub fn at(mut self, path: ValuePath) -> Self {
+        self.path = Some(path);
+        self
+    }
+}
+
+/// A backend: manages some kinds of resource.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider type, as written under `providers:` (`local`, `aws`, ...).
+    fn name(&self) -> &str;
+
+    /// Checks only this provider can make (names, values it cannot honour). No I/O.
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic>;
+
+    /// The desired state of a resource. May read local files (to digest them), never the backend.
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError>;
+
+    /// The live state of a resource, or `None` if it does not exist.
+    async fn read(&self, address: &Address, prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError>;
+
+    /// Creates, updates or replaces a resource; returns its live state afterwards.
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError>;
+
+    /// Deletes a resource this tool created.
+    async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError>;
+}
+
+/// Builds a provider from its block under `providers:`.
+pub type ProviderFactory = fn(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError>;
+
+/// What a provider factory may know about where it runs.
+#[derive(Clone, Debug)]
+pub struct ProviderContext {
+    /// The directory of the spec file.
+    pub base_dir: PathBuf,
+    pub project: String,
+    pub environment: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_round_trips() {
+        let a: Address = "feature_stores.customer".parse().unwrap();
+        assert_eq!(a.kind, Kind::FeatureStore);
+        assert_eq!(a.to_string(), "feature_stores.customer");
+        assert!("models".parse::<Address>().is_err());
+        assert!("widgets.x".parse::<Address>().is_err());
+        assert!("models.-x".parse::<Address>().is_err());
+    }
+
+    #[test]
+    fn value_path_display() {
+        let p = ValuePath(vec!["files".into(), "a b.csv".into()]);
+        assert_eq!(p.to_string(), "files[\"a b.csv\"]");
+        assert_eq!(ValuePath(vec!["traffic".into(), "canary_percent".into()]).to_string(), "traffic.canary_percent");
+    }
+}

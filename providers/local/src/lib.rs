@@ -1,0 +1,668 @@
+//! The embedded `local` provider: everything lives in a folder on disk (default `.mlops/local`).
+//!
+//! - a dataset is a directory mirrored from its `source`, versioned by a sha256 content manifest;
+//! - a model is an artifact copied into a local registry, each new digest a new version;
+//! - a feature store is its schema (and a records folder a replacement would destroy);
+//! - an endpoint is a serving record pointing at a model version, with replicas and traffic.
+//!
+//! Live state is read from disk every time, so a file edited under the root is drift.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mlops_provider_core::{
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
+    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub const DEFAULT_ROOT: &str = ".mlops/local";
+
+/// Builds the provider from its `providers.local` block.
+pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+    let root = block.get("root").and_then(Value::as_str).unwrap_or(DEFAULT_ROOT);
+    let root = ctx.base_dir.join(root);
+    Ok(Arc::new(LocalProvider { root }))
+}
+
+#[derive(Clone, Debug)]
+pub struct LocalProvider {
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalProvider { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dataset_dir(&self, name: &str) -> PathBuf {
+        self.root.join("datasets").join(name)
+    }
+    fn dataset_meta(&self, name: &str) -> PathBuf {
+        self.root.join("datasets").join(format!("{name}.json"))
+    }
+    fn model_dir(&self, name: &str) -> PathBuf {
+        self.root.join("models").join(name)
+    }
+    fn feature_store_dir(&self, name: &str) -> PathBuf {
+        self.root.join("feature_stores").join(name)
+    }
+    fn endpoint_file(&self, name: &str) -> PathBuf {
+        self.root.join("endpoints").join(format!("{name}.json"))
+    }
+}
+
+/// A name the local provider can use as a portable directory name (case-insensitive filesystems too).
+fn valid_local_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'_')
+}
+
+fn io_err(what: &str, path: &Path, e: io::Error) -> ProviderError {
+    ProviderError::new(ErrorKind::Failed, format!("{what} {}: {e}", path.display()))
+}
+
+fn sha256_file(path: &Path) -> Result<String, ProviderError> {
+    let mut f = fs::File::open(path).map_err(|e| io_err("cannot read", path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| io_err("cannot read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+}
+
+/// relative path (with `/`) → sha256 of every regular file under `dir`, sorted.
+fn manifest(dir: &Path) -> Result<BTreeMap<String, String>, ProviderError> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(|e| io_err("cannot list", &d, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("cannot list", &d, e))?;
+            let path = entry.path();
+            let ft = entry.file_type().map_err(|e| io_err("cannot stat", &path, e))?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                out.insert(rel, sha256_file(&path)?);
+            }
+            // Symlinks and other special files are not part of a dataset.
+        }
+    }
+    Ok(out)
+}
+
+/// The dataset version: a digest over the sorted manifest.
+fn manifest_digest(files: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (path, digest) in files {
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update(digest.as_bytes());
+        h.update([b'\n']);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ProviderError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    fs::write(&tmp, bytes).map_err(|e| io_err("cannot write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| io_err("cannot write", path, e))
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), ProviderError> {
+    let mut s = serde_json::to_string_pretty(v).expect("JSON values serialize");
+    s.push('\n');
+    write_atomic(path, s.as_bytes())
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>, ProviderError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ProviderError::failed(format!("{} is not valid JSON ({e}); fix or remove it", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("cannot read", path, e)),
+    }
+}
+
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), ProviderError> {
+    let dir = to.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
+    let tmp = dir.join(format!(".{}.tmp", to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    fs::copy(from, &tmp).map_err(|e| io_err("cannot copy", from, e))?;
+    fs::rename(&tmp, to).map_err(|e| io_err("cannot write", to, e))
+}
+
+fn obj(v: Value) -> Attributes {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attributes::new(),
+    }
+}
+
+fn labels(config: &ResourceConfig) -> Value {
+    config.body.get("labels").cloned().unwrap_or_else(|| json!({}))
+}
+
+fn resolve_path(config: &ResourceConfig, key: &str) -> Option<PathBuf> {
+    config.str(key).map(|p| config.base_dir.join(p.strip_prefix("file://").unwrap_or(p)))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
+) -> Result<T, ProviderError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProviderError::failed(format!("local provider task failed: {e}")))?
+}
+
+impl LocalProvider {
+    fn desired_sync(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        let mut d = Desired::default();
+        match config.address.kind {
+            Kind::Dataset => {
+                let files = match resolve_path(config, "source") {
+                    Some(src) => {
+                        if !src.is_dir() {
+                            return Err(ProviderError::invalid(format!(
+                                "dataset source {} is not a directory",
+                                src.display()
+                            ))
+                            .at(ValuePath::key("source")));
+                        }
+                        manifest(&src)?
+                    }
+                    None => BTreeMap::new(),
+                };
+                d.attributes.insert("digest".into(), json!(manifest_digest(&files)));
+                d.attributes.insert("files".into(), json!(files));
+                d.attributes.insert("labels".into(), labels(config));
+                if let Some(desc) = config.str("description") {
+                    d.attributes.insert("description".into(), json!(desc));
+                }
+            }
+            Kind::Model => {
+                let artifact = resolve_path(config, "artifact").ok_or_else(|| {
+                    ProviderError::invalid("a local model needs an `artifact` file").at(ValuePath::key("artifact"))
+                })?;
+                if !artifact.is_file() {
+                    return Err(ProviderError::invalid(format!(
+                        "model artifact {} is not a file",
+                        artifact.display()
+                    ))
+                    .at(ValuePath::key("artifact")));
+                }
+                d.attributes.insert("artifact_digest".into(), json!(sha256_file(&artifact)?));
+                for key in ["image", "framework"] {
+                    if let Some(v) = config.body.get(key) {
+                        d.attributes.insert(key.into(), v.clone());
+                    }
+                }
+                d.attributes
+                    .insert("environment".into(), config.body.get("environment").cloned().unwrap_or_else(|| json!({})));
+                if let Some(reg) = config.body.get("registry") {
+                    d.attributes.insert("registry".into(), reg.clone());
+                }
+                d.attributes.insert("labels".into(), labels(config));
+            }
+            Kind::FeatureStore => {
+                for key in ["record_identifier", "event_time", "features"] {
+                    if let Some(v) = config.body.get(key) {
+                        d.attributes.insert(key.into(), v.clone());
+                    }
+                }
+                d.attributes.insert("online".into(), config.body.get("online").cloned().unwrap_or(json!(true)));
+                d.attributes.insert("offline".into(), config.body.get("offline").cloned().unwrap_or(json!(true)));
+                d.attributes.insert("labels".into(), labels(config));
+                // The records are keyed by these: changing them means a new, empty store.
+                d.force_new.insert("record_identifier".into());
+                d.force_new.insert("event_time".into());
+                d.replace_destroys_data = true;
+            }
+            Kind::Endpoint => {
+                let model = config.str("model").unwrap_or_default();
+                let model_addr: Option<Address> = model.parse().ok();
+                let model_digest = model_addr
+                    .as_ref()
+                    .and_then(|a| deps.get(a))
+                    .and_then(|v| v.attributes.get("artifact_digest"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                d.attributes.insert("model".into(), json!(model));
+                d.attributes.insert("model_digest".into(), model_digest);
+                d.attributes.insert(
+                    "instance_type".into(),
+                    config.body.get("instance_type").cloned().unwrap_or(json!("local.cpu")),
+                );
+                d.attributes
+                    .insert("replicas".into(), config.body.get("instance_count").cloned().unwrap_or(json!(1)));
+                let canary = config.body.pointer("/traffic/canary_percent").cloned().unwrap_or(json!(0));
+                d.attributes.insert("canary_percent".into(), canary);
+                d.attributes.insert("labels".into(), labels(config));
+                // A serving record is bound to its instance type, like an endpoint config.
+                d.force_new.insert("instance_type".into());
+            }
+        }
+        Ok(d)
+    }
+
+    fn read_sync(&self, address: &Address) -> Result<Option<LiveState>, ProviderError> {
+        let name = &address.name;
+        match address.kind {
+            Kind::Dataset => {
+                let dir = self.dataset_dir(name);
+                let Some(meta) = read_json(&self.dataset_meta(name))? else {
+                    return Ok(None);
+                };
+                let files = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
+                let digest = manifest_digest(&files);
+                let mut attributes = obj(meta);
+                attributes.insert("digest".into(), json!(digest));
+                attributes.insert("files".into(), json!(files));
+                let outputs = obj(json!({
+                    "path": dir.display().to_string(),
+                    "version": digest,
+                    "file_count": files.len(),
+                }));
+                Ok(Some(LiveState { attributes, outputs }))
+            }
+            Kind::Model => {
+                let dir = self.model_dir(name);
+                let Some(registry) = read_json(&dir.join("registry.json"))? else {
+                    return Ok(None);
+                };
+                let current = registry.get("current").and_then(Value::as_u64).unwrap_or(0);
+                let Some(entry) = registry
+                    .get("versions")
+                    .and_then(Value::as_array)
+                    .and_then(|vs| vs.iter().find(|v| v.get("version").and_then(Value::as_u64) == Some(current)))
+                else {
+                    return Err(ProviderError::failed(format!(
+                        "{} names current version {current}, which it does not list",
+                        dir.join("registry.json").display()
+                    )));
+                };
+                let mut attributes = obj(entry.get("attributes").cloned().unwrap_or_default());
+                let file = dir.join(format!("v{current}")).join("artifact");
+                // The digest of what is stored, not of what was recorded: a hand edit is drift.
+                let digest = if file.is_file() { json!(sha256_file(&file)?) } else { Value::Null };
+                attributes.insert("artifact_digest".into(), digest.clone());
+                let outputs = obj(json!({
+                    "version": current,
+                    "artifact_path": file.display().to_string(),
+                    "digest": digest,
+                    "trained_on": entry.get("trained_on").cloned().unwrap_or(json!({})),
+                }));
+                Ok(Some(LiveState { attributes, outputs }))
+            }
+            Kind::FeatureStore => {
+                let dir = self.feature_store_dir(name);
+                let Some(schema) = read_json(&dir.join("schema.json"))? else {
+                    return Ok(None);
+                };
+                let outputs = obj(json!({ "path": dir.display().to_string() }));
+                Ok(Some(LiveState { attributes: obj(schema), outputs }))
+            }
+            Kind::Endpoint => {
+                let Some(record) = read_json(&self.endpoint_file(name))? else {
+                    return Ok(None);
+                };
+                let attributes = obj(record.get("spec").cloned().unwrap_or_default());
+                let outputs = obj(json!({
+                    "model_version": record.get("model_version").cloned().unwrap_or(Value::Null),
+                    "traffic": record.get("traffic").cloned().unwrap_or(json!([])),
+                    "url": format!("local://endpoints/{name}"),
+                }));
+                Ok(Some(LiveState { attributes, outputs }))
+            }
+        }
+    }
+
+    fn apply_sync(
+        &self,
+        address: &Address,
+        operation: Operation,
+        desired: &Desired,
+        config: &ResourceConfig,
+        deps: &Dependencies,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        let name = &address.name;
+        let attrs = &desired.attributes;
+        match address.kind {
+            Kind::Dataset => {
+                let dir = self.dataset_dir(name);
+                if operation == Operation::Replace {
+                    remove_dir_if_exists(&dir)?;
+                }
+                let want: BTreeMap<String, String> =
+                    serde_json::from_value(attrs.get("files").cloned().unwrap_or_default()).unwrap_or_default();
+                let have = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
+                let src = resolve_path(config, "source");
+                let mut copied = 0usize;
+                for (rel, digest) in &want {
+                    if have.get(rel) == Some(digest) {
+                        continue;
+                    }
+                    let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+                    let from = src.join(rel);
+                    let now = sha256_file(&from)?;
+                    if &now != digest {
+                        return Err(ProviderError::new(
+                            ErrorKind::Conflict,
+                            format!("{} changed since the plan was made (plan {digest}, now {now})", from.display()),
+                        ));
+                    }
+                    copy_atomic(&from, &dir.join(rel))?;
+                    copied += 1;
+                }
+                let mut removed = 0usize;
+                for rel in have.keys().filter(|k| !want.contains_key(*k)) {
+                    let p = dir.join(rel);
+                    fs::remove_file(&p).map_err(|e| io_err("cannot remove", &p, e))?;
+                    removed += 1;
+                }
+                fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
+                progress.report(&format!("{copied} file(s) copied, {removed} removed"));
+                let mut meta = serde_json::Map::new();
+                for (k, v) in attrs {
+                    if k != "files" && k != "digest" {
+                        meta.insert(k.clone(), v.clone());
+                    }
+                }
+                write_json(&self.dataset_meta(name), &Value::Object(meta))?;
+            }
+            Kind::Model => {
+                let dir = self.model_dir(name);
+                if operation == Operation::Replace {
+                    remove_dir_if_exists(&dir)?;
+                }
+                let reg_path = dir.join("registry.json");
+                let mut registry = read_json(&reg_path)?.unwrap_or_else(|| json!({"current": 0, "versions": []}));
+                let current = registry.get("current").and_then(Value::as_u64).unwrap_or(0);
+                let versions = registry.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+                let digest = attrs.get("artifact_digest").and_then(Value::as_str).unwrap_or_default().to_string();
+                let current_digest = versions
+                    .iter()
+                    .find(|v| v.get("version").and_then(Value::as_u64) == Some(current))
+                    .and_then(|v| v.get("digest"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let stored = dir.join(format!("v{current}")).join("artifact");
+                let stored_ok = current > 0 && stored.is_file() && sha256_file(&stored)? == digest;
+                let mut meta: Attributes = attrs.clone();
+                meta.remove("artifact_digest");
+                let trained_on: BTreeMap<String, Value> = config
+                    .dependencies
+                    .iter()
+                    .filter(|a| a.kind == Kind::Dataset)
+                    .map(|a| {
+                        let v = deps
+                            .get(a)
+                            .and_then(|d| d.outputs.as_ref())
+                            .and_then(|o| o.get("version"))
+                            .cloned()
+                            .unwrap_or(Value::Null);
+                        (a.to_string(), v)
+                    })
+                    .collect();
+                let mut versions = versions;
+                let version = if current_digest.as_deref() == Some(digest.as_str()) && stored_ok {
+                    // Same bytes: metadata (approval, labels...) changes in place on the current version.
+                    for v in versions.iter_mut() {
+                        if v.get("version").and_then(Value::as_u64) == Some(current) {
+                            v["attributes"] = json!(meta);
+                        }
+                    }
+                    current
+                } else {
+                    let from = resolve_path(config, "artifact")
+                        .ok_or_else(|| ProviderError::invalid("a local model needs an `artifact` file"))?;
+                    let now = sha256_file(&from)?;
+                    if now != digest {
+                        return Err(ProviderError::new(
+                            ErrorKind::Conflict,
+                            format!("{} changed since the plan was made (plan {digest}, now {now})", from.display()),
+                        ));
+                    }
+                    let next = versions.iter().filter_map(|v| v.get("version").and_then(Value::as_u64)).max().unwrap_or(0)
+                        + 1;
+                    progress.report(&format!("registering version {next}"));
+                    copy_atomic(&from, &dir.join(format!("v{next}")).join("artifact"))?;
+                    versions.push(json!({
+                        "version": next,
+                        "digest": digest,
+                        "source": from.display().to_string(),
+                        "attributes": meta,
+                        "trained_on": trained_on,
+                    }));
+                    next
+                };
+                registry["current"] = json!(version);
+                registry["versions"] = json!(versions);
+                write_json(&reg_path, &registry)?;
+            }
+            Kind::FeatureStore => {
+                let dir = self.feature_store_dir(name);
+                if operation == Operation::Replace {
+                    progress.report("destroying the old store and its records");
+                    remove_dir_if_exists(&dir)?;
+                }
+                fs::create_dir_all(dir.join("records")).map_err(|e| io_err("cannot create", &dir, e))?;
+                write_json(&dir.join("schema.json"), &json!(attrs))?;
+            }
+            Kind::Endpoint => {
+                let path = self.endpoint_file(name);
+                let previous = read_json(&path)?;
+                let model: Option<Address> = attrs.get("model").and_then(Value::as_str).and_then(|m| m.parse().ok());
+                let model_version = model
+                    .as_ref()
+                    .and_then(|m| deps.get(m))
+                    .and_then(|d| d.outputs.as_ref())
+                    .and_then(|o| o.get("version"))
+                    .cloned()
+                    .ok_or_else(|| {
+                        ProviderError::failed("the endpoint's model has no registered version: apply the model first")
+                    })?;
+                let canary = attrs.get("canary_percent").and_then(Value::as_u64).unwrap_or(0);
+                let prev_version = previous.as_ref().and_then(|p| p.get("model_version")).cloned();
+                let traffic = match prev_version {
+                    Some(prev) if canary > 0 && prev != model_version && operation != Operation::Replace => json!([
+                        {"model_version": model_version, "percent": canary},
+                        {"model_version": prev, "percent": 100 - canary},
+                    ]),
+                    _ => json!([{"model_version": model_version, "percent": 100}]),
+                };
+                progress.report(&format!("serving model version {model_version}"));
+                write_json(&path, &json!({ "spec": attrs, "model_version": model_version, "traffic": traffic }))?;
+            }
+        }
+        self.read_sync(address)?
+            .ok_or_else(|| ProviderError::failed(format!("{address} is missing right after it was written")))
+    }
+
+    fn delete_sync(&self, address: &Address) -> Result<(), ProviderError> {
+        let name = &address.name;
+        match address.kind {
+            Kind::Dataset => {
+                remove_dir_if_exists(&self.dataset_dir(name))?;
+                remove_file_if_exists(&self.dataset_meta(name))
+            }
+            Kind::Model => remove_dir_if_exists(&self.model_dir(name)),
+            Kind::FeatureStore => remove_dir_if_exists(&self.feature_store_dir(name)),
+            Kind::Endpoint => remove_file_if_exists(&self.endpoint_file(name)),
+        }
+    }
+}
+
+fn remove_dir_if_exists(p: &Path) -> Result<(), ProviderError> {
+    match fs::remove_dir_all(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot remove", p, e)),
+        _ => Ok(()),
+    }
+}
+
+fn remove_file_if_exists(p: &Path) -> Result<(), ProviderError> {
+    match fs::remove_file(p) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot remove", p, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Progress messages collected on the blocking thread, replayed on the caller's.
+#[derive(Default)]
+struct Collected(std::sync::Mutex<Vec<String>>);
+impl Progress for Collected {
+    fn report(&self, message: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_string());
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let mut out = Vec::new();
+        if !valid_local_name(&config.address.name) {
+            out.push(ConfigDiagnostic {
+                path: ValuePath::root(),
+                code: "spec::invalid_name".into(),
+                message: format!("`{}` is not a valid name for the local provider", config.address.name),
+                help: Some(
+                    "local names become folder names: use 1 to 64 lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+                        .into(),
+                ),
+            });
+        }
+        if let Some(uri) = config.str("uri") {
+            out.push(ConfigDiagnostic {
+                path: ValuePath::key("uri"),
+                code: "spec::unsupported_value".into(),
+                message: format!("the local provider keeps datasets under its root and does not take a `uri` (`{uri}`)"),
+                help: Some("remove `uri`, or use an s3:// or gs:// URI with the aws or gcp provider".into()),
+            });
+        }
+        if config.address.kind == Kind::Model && config.str("artifact").is_some_and(|a| a.contains("://") && !a.starts_with("file://")) {
+            out.push(ConfigDiagnostic {
+                path: ValuePath::key("artifact"),
+                code: "spec::unsupported_value".into(),
+                message: "the local provider registers artifacts from local files only".into(),
+                help: Some("use a path relative to the spec file, e.g. `./model/model.bin`".into()),
+            });
+        }
+        out
+    }
+
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        let (this, config, deps) = (self.clone(), config.clone(), deps.clone());
+        blocking(move || this.desired_sync(&config, &deps)).await
+    }
+
+    async fn read(&self, address: &Address, _prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError> {
+        let (this, address) = (self.clone(), address.clone());
+        blocking(move || this.read_sync(&address)).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        let this = self.clone();
+        let (address, op, desired, config, deps) = (
+            request.address.clone(),
+            request.operation,
+            request.desired.clone(),
+            request.config.clone(),
+            request.dependencies.clone(),
+        );
+        let collected = Arc::new(Collected::default());
+        let sink = collected.clone();
+        let result = blocking(move || this.apply_sync(&address, op, &desired, &config, &deps, &*sink)).await;
+        for m in collected.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            progress.report(m);
+        }
+        result
+    }
+
+    async fn delete(&self, address: &Address, _prior: &PriorState, _progress: &dyn Progress) -> Result<(), ProviderError> {
+        let (this, address) = (self.clone(), address.clone());
+        blocking(move || this.delete_sync(&address)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_local_name("churn-xgb_2"));
+        assert!(!valid_local_name("Churn"));
+        assert!(!valid_local_name("a.b"));
+        assert!(!valid_local_name(""));
+        assert!(!valid_local_name(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn manifest_digest_depends_on_names_and_contents() {
+        let a = BTreeMap::from([("a".to_string(), "sha256:1".to_string())]);
+        let b = BTreeMap::from([("b".to_string(), "sha256:1".to_string())]);
+        assert_ne!(manifest_digest(&a), manifest_digest(&b));
+        assert_eq!(manifest_digest(&a), manifest_digest(&a.clone()));
+    }
+
+    #[tokio::test]
+    async fn dataset_round_trip_and_drift() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("a.csv"), "x,y\n1,2\n").unwrap();
+        fs::write(src.join("sub/b.csv"), "x\n").unwrap();
+        let p = LocalProvider::new(tmp.path().join("root"));
+        let cfg = ResourceConfig {
+            address: Address::new(Kind::Dataset, "train"),
+            provider: "local".into(),
+            body: json!({"source": "src"}),
+            dependencies: vec![],
+            base_dir: tmp.path().to_path_buf(),
+        };
+        let deps = Dependencies::new();
+        let d = p.desired(&cfg, &deps).await.unwrap();
+        assert!(p.read(&cfg.address, None).await.unwrap().is_none());
+        let req = ApplyRequest {
+            address: &cfg.address,
+            operation: Operation::Create,
+            desired: &d,
+            config: &cfg,
+            prior: None,
+            dependencies: &deps,
+        };
+        let live = p.apply(req, &mlops_provider_core::NoProgress).await.unwrap();
+        assert_eq!(live.attributes.get("files"), d.attributes.get("files"));
+        fs::write(p.dataset_dir("train").join("a.csv"), "tampered").unwrap();
+        let live = p.read(&cfg.address, None).await.unwrap().unwrap();
+        assert_ne!(live.attributes.get("digest"), d.attributes.get("digest"));
+    }
+}

@@ -1,0 +1,203 @@
+//! The command line: global options, the command table, and the one place errors become exit codes.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme};
+
+use crate::commands;
+use crate::engine::{EngineError, Stack};
+use crate::lineage::{Lineage, LineageError};
+use crate::registry::Registry;
+use crate::render::Style;
+use crate::spec::diagnostic::Named;
+use crate::spec::{self, LoadedSpec, SpecDiagnostic};
+
+/// Git-native infrastructure-as-code for ML: models, datasets, feature stores and endpoints
+/// declared in mlops.yaml, planned in the pull request, applied on merge, recorded in Git.
+#[derive(Parser, Debug)]
+#[command(name = "mlops", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Run as if mlops was started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+    /// The spec file.
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE", default_value = "mlops.yaml")]
+    pub file: PathBuf,
+    /// No colors (also when NO_COLOR is set or output is not a terminal).
+    #[arg(long, global = true)]
+    pub no_color: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented starter mlops.yaml on the local provider (and a Git repository if needed).
+    Init(commands::init::InitArgs),
+    /// Check the spec: schema, references, cycles, providers, names. Exit 1 on any error.
+    Validate(commands::validate::ValidateArgs),
+    /// Show what apply would change: desired (spec) vs live vs last applied (lineage).
+    Plan(commands::plan::PlanArgs),
+    /// Apply a saved plan, or plan and apply after confirmation; record the result in Git.
+    Apply(commands::apply::ApplyArgs),
+    /// Show a saved plan file or a lineage commit.
+    Show(commands::show::ShowArgs),
+    /// The apply history of this stack (newest first), optionally of one resource.
+    Log(commands::log::LogArgs),
+}
+
+/// Process exit statuses. 2 is only used by `plan --detailed-exitcode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    Error,
+    Changes,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> ExitCode {
+        match s {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Error => ExitCode::from(1),
+            ExitStatus::Changes => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum CommandError {
+    #[error("the spec has {} error(s)", .0.len())]
+    Spec(Vec<SpecDiagnostic>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lineage(#[from] LineageError),
+    #[error("{message}")]
+    #[diagnostic(code(cli::usage))]
+    User {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+    #[error("{0}")]
+    #[diagnostic(code(cli::io))]
+    Io(String),
+    /// Already reported (e.g. a partial apply): just exit 1.
+    #[error("failed")]
+    Reported,
+}
+
+impl CommandError {
+    pub fn user(message: impl Into<String>, help: impl Into<String>) -> Self {
+        CommandError::User { message: message.into(), help: Some(help.into()) }
+    }
+}
+
+/// What every command gets.
+pub struct Context {
+    /// The directory mlops runs in (after `-C`).
+    pub cwd: PathBuf,
+    /// The spec file, absolute.
+    pub spec_path: PathBuf,
+    /// The spec file as the user named it, for messages.
+    pub spec_display: String,
+    pub style: Style,
+    /// Colors for stderr (diagnostics, progress).
+    pub err_style: Style,
+    pub registry: Registry,
+}
+
+impl Context {
+    pub fn load_spec(&self) -> Result<LoadedSpec, CommandError> {
+        let env = |k: &str| std::env::var(k).ok();
+        spec::load_file(&self.spec_path, &self.spec_display, &env, &self.registry).map_err(CommandError::Spec)
+    }
+
+    pub fn stack(&self) -> Result<Stack, CommandError> {
+        Ok(Stack::new(self.load_spec()?, self.registry.clone())?)
+    }
+
+    pub fn lineage(&self, stack: &Stack) -> Result<Lineage, CommandError> {
+        let dir = stack.spec.base_dir();
+        Ok(Lineage::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }, stack.project(), &stack.environment)?)
+    }
+
+    pub fn runtime(&self) -> Result<tokio::runtime::Runtime, CommandError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CommandError::Io(format!("cannot start the async runtime: {e}")))
+    }
+
+    /// Renders a diagnostic for stderr.
+    pub fn render_diagnostic(&self, d: &dyn Diagnostic) -> String {
+        let theme = if self.err_style.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+        let mut out = String::new();
+        let _ = GraphicalReportHandler::new_themed(theme).with_width(100).render_report(&mut out, d);
+        out
+    }
+}
+
+fn colors_wanted(no_color: bool, stream_is_tty: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream_is_tty
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli).into()
+}
+
+pub fn run(cli: Cli) -> ExitStatus {
+    let err_style = Style { color: colors_wanted(cli.no_color, std::io::stderr().is_terminal()) };
+    let style = Style { color: colors_wanted(cli.no_color, std::io::stdout().is_terminal()) };
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let cwd = match &cli.directory {
+        Some(d) => base.join(d),
+        None => base,
+    };
+    if !cwd.is_dir() {
+        eprintln!("error: -C {}: no such directory", cwd.display());
+        return ExitStatus::Error;
+    }
+    let ctx = Context {
+        spec_path: cwd.join(&cli.file),
+        spec_display: cli.file.display().to_string(),
+        cwd,
+        style,
+        err_style,
+        registry: Registry::builtin(),
+    };
+    let result = match &cli.command {
+        Command::Init(a) => commands::init::run(&ctx, a),
+        Command::Validate(a) => commands::validate::run(&ctx, a),
+        Command::Plan(a) => commands::plan::run(&ctx, a),
+        Command::Apply(a) => commands::apply::run(&ctx, a),
+        Command::Show(a) => commands::show::run(&ctx, a),
+        Command::Log(a) => commands::log::run(&ctx, a),
+    };
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            report(&ctx, &e);
+            ExitStatus::Error
+        }
+    }
+}
+
+fn report(ctx: &Context, e: &CommandError) {
+    match e {
+        CommandError::Reported => {}
+        CommandError::Spec(diags) => {
+            for d in diags {
+                eprint!("{}", ctx.render_diagnostic(&Named::new(d)));
+            }
+            eprintln!("{} error(s) in {}", diags.len(), ctx.spec_display);
+        }
+        other => eprint!("{}", ctx.render_diagnostic(other)),
+    }
+}

@@ -1,0 +1,131 @@
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use crate::cli::{CommandError, Context, ExitStatus};
+use crate::commands::plan::{make_plan, ScopeArgs};
+use crate::engine::apply::{self, Event};
+use crate::lineage::Record;
+use crate::plan::{Action, Plan};
+use crate::render::text;
+
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// A plan saved by `mlops plan --out FILE`: applied exactly, or refused if stale.
+    pub plan_file: Option<PathBuf>,
+    /// Apply without asking for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+fn verb(a: Action) -> (&'static str, &'static str) {
+    match a {
+        Action::Create => ("Creating", "Creation"),
+        Action::Update => ("Updating", "Update"),
+        Action::Replace => ("Replacing", "Replacement"),
+        Action::Delete => ("Deleting", "Deletion"),
+        Action::NoOp => ("Reading", "Read"),
+    }
+}
+
+pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let state = lineage.state()?;
+    let rt = ctx.runtime()?;
+    let parallelism = args.scope.parallelism as usize;
+
+    let plan: Plan = match &args.plan_file {
+        Some(file) => {
+            if !args.scope.targets.is_empty() {
+                return Err(CommandError::user(
+                    "--target cannot be combined with a saved plan",
+                    "a saved plan is applied exactly as reviewed; pass --target to `mlops plan` instead",
+                ));
+            }
+            let path = ctx.cwd.join(file);
+            let bytes = std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
+            let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+                CommandError::user(format!("{} is not an mlops plan: {e}", file.display()), "save one with `mlops plan --out FILE`")
+            })?;
+            rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism))?;
+            print!("{}", text::plan(&plan, &ctx.style));
+            plan
+        }
+        None => {
+            let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
+            print!("{}", text::plan(&plan, &ctx.style));
+            if plan.has_changes() && !args.auto_approve {
+                if !std::io::stdin().is_terminal() {
+                    return Err(CommandError::user(
+                        "apply needs a confirmation, and there is no terminal to ask on; nothing was changed",
+                        "pass --auto-approve, or apply a reviewed plan file: `mlops plan --out plan.json && mlops apply plan.json`",
+                    ));
+                }
+                print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+                let _ = std::io::stdout().flush();
+                let mut answer = String::new();
+                let _ = std::io::stdin().lock().read_line(&mut answer);
+                if answer.trim() != "yes" {
+                    println!("Apply cancelled; nothing was changed.");
+                    return Ok(ExitStatus::Error);
+                }
+            }
+            plan
+        }
+    };
+    if !plan.has_changes() {
+        return Ok(ExitStatus::Success);
+    }
+    println!();
+    let style = ctx.style;
+    let sink = move |e: Event| {
+        let line = match e {
+            Event::Started { address, action } => format!("{address}: {}...", verb(action).0),
+            Event::Progress { address, message } => format!("{address}: {message}"),
+            Event::StillRunning { address, action, elapsed } => {
+                format!("{address}: Still {}... [{}s elapsed]", verb(action).0.to_lowercase(), elapsed.as_secs())
+            }
+            Event::Finished { address, action, elapsed } => {
+                format!("{address}: {} complete after {}s", verb(action).1, elapsed.as_secs())
+            }
+            Event::Failed { address, action, error } => {
+                style.red(&format!("{address}: {} failed: {error}", verb(action).1))
+            }
+            Event::Skipped { address, because, .. } => {
+                style.red(&format!("{address}: skipped, because {because} failed"))
+            }
+        };
+        println!("{line}");
+    };
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, parallelism, &sink));
+    if report.applied > 0 {
+        let commit = lineage.record(
+            state.tip.as_deref(),
+            Record { plan: &plan, outcomes: &report.outcomes, resources: &report.records, partial: report.partial() },
+        )?;
+        println!("\nRecorded in {} as {}.", lineage.ref_name, &commit[..12]);
+    }
+    let count = |a: Action| {
+        report.outcomes.values().filter(|o| o.action == a && o.status == crate::plan::OutcomeStatus::Applied).count()
+    };
+    let summary = format!(
+        "{} added, {} changed, {} replaced, {} destroyed.",
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Replace),
+        count(Action::Delete)
+    );
+    if report.partial() {
+        eprintln!(
+            "\n{} {} of {} change(s) did not apply. Resources: {summary}\nRun `mlops plan` to see what is left to do.",
+            ctx.err_style.red(&ctx.err_style.bold("Apply failed:")),
+            report.failed,
+            report.failed + report.applied
+        );
+        return Err(CommandError::Reported);
+    }
+    println!("\n{} Resources: {summary}", style.green(&style.bold("Apply complete!")));
+    Ok(ExitStatus::Success)
+}

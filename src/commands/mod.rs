@@ -1,0 +1,8 @@
+//! One command per file: each parses its arguments and calls the engine.
+
+pub mod apply;
+pub mod init;
+pub mod log;
+pub mod plan;
+pub mod show;
+pub mod validate;

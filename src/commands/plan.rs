@@ -1,0 +1,105 @@
+use std::path::PathBuf;
+
+use mlops_provider_core::Address;
+
+use crate::cli::{CommandError, Context, ExitStatus};
+use crate::engine::{self, PlanRequest, Stack};
+use crate::lineage::{Lineage, State};
+use crate::plan::{Plan, SourceInfo};
+use crate::render::text;
+
+#[derive(clap::Args, Debug)]
+pub struct PlanArgs {
+    /// Print the plan as JSON (format: schemas/plan.schema.json).
+    #[arg(long)]
+    pub json: bool,
+    /// Save the plan to FILE, for `mlops apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScopeArgs {
+    /// Limit the plan to ADDRESS and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// How many provider calls run at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
+impl ScopeArgs {
+    pub fn request(&self) -> Result<PlanRequest, CommandError> {
+        let targets = self
+            .targets
+            .iter()
+            .map(|t| {
+                t.parse::<Address>().map_err(|e| {
+                    CommandError::user(e.to_string(), "addresses are written `kind.name`, e.g. `models.churn-xgb`")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PlanRequest { targets, parallelism: self.parallelism as usize })
+    }
+}
+
+/// Where the spec came from: its path in the repository, HEAD, and whether anything it reads is uncommitted.
+pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
+    let spec_path = &stack.spec.path;
+    let rel = lineage
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .and_then(|w| spec_path.canonicalize().ok().and_then(|p| p.strip_prefix(&w).ok().map(|r| r.to_path_buf())))
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|| spec_path.display().to_string());
+    let mut inputs = vec![spec_path.clone()];
+    for r in &stack.spec.resources {
+        for key in ["source", "artifact"] {
+            if let Some(p) = r.config.str(key).filter(|p| !p.contains("://") || p.starts_with("file://")) {
+                inputs.push(r.config.base_dir.join(p.trim_start_matches("file://")));
+            }
+        }
+    }
+    SourceInfo {
+        spec: rel,
+        spec_digest: stack.spec.digest.clone(),
+        commit: lineage.source_commit(),
+        dirty: lineage.is_dirty(&inputs),
+    }
+}
+
+pub fn make_plan(ctx: &Context, stack: &Stack, lineage: &Lineage, state: &State, scope: &ScopeArgs) -> Result<Plan, CommandError> {
+    let request = scope.request()?;
+    let source = source_info(stack, lineage);
+    let rt = ctx.runtime()?;
+    Ok(rt.block_on(engine::plan(stack, state, source, &request))?)
+}
+
+pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
+    std::fs::write(path, plan.to_json()).map_err(|e| CommandError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let state = lineage.state()?;
+    let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
+    if args.json {
+        print!("{}", plan.to_json());
+    } else {
+        print!("{}", text::plan(&plan, &ctx.style));
+    }
+    if let Some(out) = &args.out {
+        let path = ctx.cwd.join(out);
+        save(&path, &plan)?;
+        if !args.json {
+            println!("\nSaved the plan to {}. Apply exactly this plan with:\n    mlops apply {}", out.display(), out.display());
+        }
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })
+}

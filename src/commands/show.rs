@@ -1,0 +1,62 @@
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::cli::{CommandError, Context, ExitStatus};
+use crate::plan::Plan;
+use crate::render::text;
+
+#[derive(clap::Args, Debug)]
+pub struct ShowArgs {
+    /// A plan file, or a lineage revision: a commit id, `lineage` (the tip) or `lineage~N`.
+    #[arg(default_value = "lineage")]
+    pub what: String,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
+    let path: PathBuf = ctx.cwd.join(&args.what);
+    if path.is_file() {
+        let bytes = std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", args.what)))?;
+        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+            CommandError::user(format!("{} is not an mlops plan: {e}", args.what), "save one with `mlops plan --out FILE`")
+        })?;
+        if args.json {
+            print!("{}", plan.to_json());
+        } else {
+            print!("{}", text::plan(&plan, &ctx.style));
+        }
+        return Ok(ExitStatus::Success);
+    }
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let id = lineage.resolve(&args.what)?;
+    let entry = lineage.entry(id)?;
+    let plan = lineage.plan_at(id)?;
+    let resources = lineage.resources_at(id)?;
+    if args.json {
+        let resources: Vec<_> = resources.values().collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"entry": entry, "resources": resources, "plan": plan})).expect("serializes"));
+        return Ok(ExitStatus::Success);
+    }
+    print!("{}", text::log_entry(&entry, &ctx.style));
+    for (k, v) in &entry.trailers {
+        println!("{k}: {v}");
+    }
+    if let Some(plan) = plan {
+        println!("\nThe plan it applied:\n");
+        print!("{}", text::plan(&plan, &ctx.style));
+    }
+    println!("\nState after it: {} resource(s)", resources.len());
+    for r in resources.values() {
+        let version = ["version", "model_version", "digest"]
+            .iter()
+            .find_map(|k| r.outputs.get(*k))
+            .map(|v| format!(" version {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+            .unwrap_or_default();
+        println!("  {}{}", r.address, version);
+    }
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,339 @@
+//! Apply: only the plan's changes, in dependency order, independent ones in parallel. A failure
+//! stops its dependents; everything else goes on; the report says what happened to each.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use mlops_provider_core::{
+    Address, ApplyRequest, Attributes, Dependencies, DependencyView, Operation, PriorState, Progress, Value,
+};
+
+use super::{EngineError, Stack, desired_states, refresh};
+use crate::lineage::{ResourceRecord, State};
+use crate::plan::{self, Action, Outcome, OutcomeStatus, Outcomes, Plan, ResourceChange};
+
+/// What the apply tells its caller as it goes.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Started { address: Address, action: Action },
+    Progress { address: Address, message: String },
+    StillRunning { address: Address, action: Action, elapsed: Duration },
+    Finished { address: Address, action: Action, elapsed: Duration },
+    Failed { address: Address, action: Action, error: String },
+    Skipped { address: Address, action: Action, because: Address },
+}
+
+pub trait EventSink: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> EventSink for F {
+    fn event(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// How often a long step reports that it is still running.
+pub const STILL_RUNNING_EVERY: Duration = Duration::from_secs(10);
+
+pub struct ApplyReport {
+    pub outcomes: Outcomes,
+    /// The state after the apply: what lineage records.
+    pub records: BTreeMap<Address, ResourceRecord>,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+impl ApplyReport {
+    pub fn partial(&self) -> bool {
+        self.failed > 0
+    }
+}
+
+/// Refuses a plan that no longer matches the world: a changed spec, a moved lineage, a live object
+/// changed since the plan, or inputs (source files, environment) that now give other desired values.
+pub async fn check_fresh(stack: &Stack, state: &State, plan: &Plan, parallelism: usize) -> Result<(), EngineError> {
+    let mut reasons = Vec::new();
+    if plan.format_version != plan::PLAN_FORMAT_VERSION {
+        return Err(EngineError::PlanFile(format!(
+            "the plan has format version {}; this mlops reads version {}",
+            plan.format_version,
+            plan::PLAN_FORMAT_VERSION
+        )));
+    }
+    if plan.project != stack.project() || plan.environment != stack.environment {
+        return Err(EngineError::PlanFile(format!(
+            "the plan is for {}/{}, but this stack is {}/{}",
+            plan.project,
+            plan.environment,
+            stack.project(),
+            stack.environment
+        )));
+    }
+    if plan.source.spec_digest != stack.spec.digest {
+        reasons.push(format!("the spec {} changed since the plan was made", plan.source.spec));
+    }
+    if plan.lineage.base != state.tip {
+        reasons.push(format!(
+            "lineage moved since the plan was made (planned against {}, now {}): another apply ran",
+            plan.lineage.base.as_deref().unwrap_or("nothing"),
+            state.tip.as_deref().unwrap_or("nothing")
+        ));
+    }
+    let touched: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let live = refresh(stack, state, touched.iter().map(|c| c.address.clone()), parallelism).await?;
+    for c in &touched {
+        let now = plan::fingerprint(live.get(&c.address).and_then(|l| l.as_ref()));
+        if now != c.live_fingerprint {
+            reasons.push(format!("{} changed in the live world since the plan was made", c.address));
+        }
+    }
+    if reasons.is_empty() {
+        // Same spec bytes can still give other values (a source file edited, an env var changed).
+        let selected: BTreeSet<Address> =
+            plan.changes.iter().filter(|c| c.desired.is_some()).map(|c| c.address.clone()).collect();
+        let fresh = desired_states(stack, &selected, parallelism).await?;
+        for c in &touched {
+            if let Some(want) = &c.desired {
+                if fresh.get(&c.address).map(|d| &d.attributes) != Some(want) {
+                    reasons.push(format!(
+                        "the inputs of {} (source files, artifacts or environment variables) changed since the plan was made",
+                        c.address
+                    ));
+                }
+            }
+        }
+    }
+    if reasons.is_empty() { Ok(()) } else { Err(EngineError::Stale(reasons)) }
+}
+
+struct ResourceProgress<'a> {
+    address: Address,
+    sink: &'a dyn EventSink,
+}
+
+impl Progress for ResourceProgress<'_> {
+    fn report(&self, message: &str) {
+        self.sink.event(Event::Progress { address: self.address.clone(), message: message.to_string() });
+    }
+}
+
+/// Applies the plan's changes. Never fails as a whole: each change's outcome is in the report.
+pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize, sink: &dyn EventSink) -> ApplyReport {
+    let changes: BTreeMap<&Address, &ResourceChange> =
+        plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (&c.address, c)).collect();
+
+    // waits_for[v]: changes that must finish before v starts.
+    let mut waits_for: BTreeMap<&Address, BTreeSet<&Address>> = changes.keys().map(|a| (*a, BTreeSet::new())).collect();
+    let depends = |c: &ResourceChange| -> Vec<Address> {
+        let mut d = c.depends_on.clone();
+        if let Some(p) = state.resources.get(&c.address) {
+            d.extend(p.depends_on.iter().cloned());
+        }
+        d
+    };
+    for (addr, c) in &changes {
+        for dep in depends(c) {
+            let Some((dep_addr, dep_change)) = changes.get_key_value(&dep) else { continue };
+            if c.action == Action::Delete && dep_change.action == Action::Delete {
+                // Delete dependents before what they depend on.
+                waits_for.get_mut(*dep_addr).expect("every change has an entry").insert(*addr);
+            } else if c.action != Action::Delete && dep_change.action != Action::Delete {
+                waits_for.get_mut(*addr).expect("every change has an entry").insert(*dep_addr);
+            }
+        }
+        if c.action == Action::Delete {
+            // Whatever still (or newly) depends on a deleted resource moves off it first.
+            for (other, oc) in &changes {
+                if oc.action != Action::Delete && depends(oc).contains(addr) {
+                    waits_for.get_mut(*addr).expect("every change has an entry").insert(*other);
+                }
+            }
+        }
+    }
+
+    let outputs: Mutex<BTreeMap<Address, Attributes>> = Mutex::new(BTreeMap::new());
+    let mut outcomes = Outcomes::new();
+    let mut records: BTreeMap<Address, ResourceRecord> = state.resources.clone();
+    let mut done: BTreeSet<&Address> = BTreeSet::new();
+    let mut blocked: BTreeMap<&Address, Address> = BTreeMap::new();
+    let mut started: BTreeSet<&Address> = BTreeSet::new();
+    let mut running = FuturesUnordered::new();
+    let (mut applied, mut failed) = (0usize, 0usize);
+
+    loop {
+        // Start everything whose prerequisites are done, up to the parallelism.
+        let ready: Vec<&Address> = waits_for
+            .iter()
+            .filter(|(a, w)| !started.contains(*a) && !blocked.contains_key(*a) && w.iter().all(|d| done.contains(d)))
+            .map(|(a, _)| *a)
+            .collect();
+        for a in ready {
+            if running.len() >= parallelism.max(1) {
+                break;
+            }
+            started.insert(a);
+            let change = changes[a];
+            running.push(run_one(stack, state, plan, change, &outputs, sink));
+        }
+        let Some((address, result)) = running.next().await else { break };
+        let change = changes[&address];
+        let addr_ref = *changes.keys().find(|k| ***k == address).expect("from the plan");
+        match result {
+            Ok(live) => {
+                applied += 1;
+                done.insert(addr_ref);
+                outcomes.insert(address.to_string(), Outcome { action: change.action, status: OutcomeStatus::Applied, error: None });
+                match live {
+                    None => {
+                        records.remove(&address);
+                    }
+                    Some(live) => {
+                        outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(address.clone(), live.outputs.clone());
+                        records.insert(address.clone(), record_of(change, live, &records, &outputs));
+                    }
+                }
+            }
+            Err(error) => {
+                failed += 1;
+                outcomes.insert(
+                    address.to_string(),
+                    Outcome { action: change.action, status: OutcomeStatus::Failed, error: Some(error.clone()) },
+                );
+                // Everything waiting on it, directly or not, is skipped.
+                let mut todo = vec![addr_ref];
+                while let Some(x) = todo.pop() {
+                    for (w, deps) in &waits_for {
+                        if deps.contains(x) && !blocked.contains_key(w) && !started.contains(w) {
+                            blocked.insert(*w, address.clone());
+                            todo.push(*w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (a, because) in &blocked {
+        let c = changes[a];
+        failed += 1;
+        sink.event(Event::Skipped { address: (*a).clone(), action: c.action, because: because.clone() });
+        outcomes.insert(
+            a.to_string(),
+            Outcome { action: c.action, status: OutcomeStatus::Skipped, error: Some(format!("{because} failed")) },
+        );
+    }
+    ApplyReport { outcomes, records, applied, failed }
+}
+
+fn record_of(
+    change: &ResourceChange,
+    live: plan::RecordedState,
+    records: &BTreeMap<Address, ResourceRecord>,
+    outputs: &Mutex<BTreeMap<Address, Attributes>>,
+) -> ResourceRecord {
+    let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
+    let inputs = change
+        .depends_on
+        .iter()
+        .map(|d| {
+            let o = outs.get(d).or_else(|| records.get(d).map(|r| &r.outputs));
+            let version = o
+                .and_then(|o| o.get("version").or_else(|| o.get("digest")).or_else(|| o.get("model_version")))
+                .cloned()
+                .unwrap_or(Value::Null);
+            (d.to_string(), version)
+        })
+        .collect();
+    ResourceRecord {
+        address: change.address.clone(),
+        provider: change.provider.clone(),
+        provider_config: change.provider_config.clone(),
+        attributes: live.attributes,
+        outputs: live.outputs,
+        depends_on: change.depends_on.clone(),
+        inputs,
+    }
+}
+
+/// Applies one change; `Ok(None)` for a delete.
+async fn run_one<'a>(
+    stack: &'a Stack,
+    state: &'a State,
+    plan: &'a Plan,
+    change: &'a ResourceChange,
+    outputs: &'a Mutex<BTreeMap<Address, Attributes>>,
+    sink: &'a dyn EventSink,
+) -> (Address, Result<Option<plan::RecordedState>, String>) {
+    let address = change.address.clone();
+    sink.event(Event::Started { address: address.clone(), action: change.action });
+    let started = Instant::now();
+    let progress = ResourceProgress { address: address.clone(), sink };
+    let work = async {
+        let recorded = state.resources.get(&address);
+        let provider = match stack.spec.resource(&address) {
+            Some(r) => stack.provider(&r.config.provider, None),
+            None => stack.provider(&change.provider, Some(&change.provider_config)),
+        }
+        .map_err(|e| e.to_string())?;
+        let prior = recorded
+            .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
+            .or_else(|| change.live.as_ref().map(|l| PriorState { attributes: l.attributes.clone(), outputs: l.outputs.clone() }));
+        if change.action == Action::Delete {
+            if change.live.is_none() {
+                return Ok(None); // Already gone: only forget it.
+            }
+            provider.delete(&address, &prior.unwrap_or_default(), &progress).await.map_err(|e| e.to_string())?;
+            return Ok(None);
+        }
+        let resource = stack.spec.resource(&address).ok_or_else(|| format!("{address} is not in the spec"))?;
+        let deps: Dependencies = {
+            let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
+            resource
+                .config
+                .dependencies
+                .iter()
+                .map(|d| {
+                    let pc = plan.change(d);
+                    let attributes = pc.and_then(|c| c.desired.clone()).unwrap_or_default();
+                    let o = outs
+                        .get(d)
+                        .cloned()
+                        .or_else(|| pc.and_then(|c| c.live.as_ref()).map(|l| l.outputs.clone()))
+                        .or_else(|| state.resources.get(d).map(|r| r.outputs.clone()));
+                    (d.clone(), DependencyView { attributes, outputs: o })
+                })
+                .collect()
+        };
+        let desired = super::desired_of(change, None);
+        let op = match change.action {
+            Action::Create => Operation::Create,
+            Action::Replace => Operation::Replace,
+            _ => Operation::Update,
+        };
+        let req = ApplyRequest {
+            address: &address,
+            operation: op,
+            desired: &desired,
+            config: &resource.config,
+            prior: prior.as_ref(),
+            dependencies: &deps,
+        };
+        let live = provider.apply(req, &progress).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(Some(plan::RecordedState { attributes: live.attributes, outputs: live.outputs }))
+    };
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STILL_RUNNING_EVERY, STILL_RUNNING_EVERY);
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tick.tick() => sink.event(Event::StillRunning { address: address.clone(), action: change.action, elapsed: started.elapsed() }),
+        }
+    };
+    match &result {
+        Ok(_) => sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() }),
+        Err(e) => sink.event(Event::Failed { address: address.clone(), action: change.action, error: e.clone() }),
+    }
+    (change.address.clone(), result)
+}

@@ -1,0 +1,362 @@
+//! The engine: resolve → refresh → diff → plan, and apply. It never prints; the CLI renders.
+
+pub mod apply;
+pub mod diff;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use futures::stream::{self, StreamExt};
+use mlops_provider_core::{Address, Dependencies, DependencyView, Desired, Provider, ProviderError, Value};
+
+use crate::lineage::{LineageError, State};
+use crate::plan::{self, Action, Drift, DriftKind, LineageBase, Plan, RecordedState, ResourceChange, SourceInfo};
+use crate::registry::Registry;
+use crate::spec::{closest, LoadedSpec};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum EngineError {
+    #[error("{address}: {error}")]
+    #[diagnostic(code(engine::provider))]
+    Provider { address: Address, error: ProviderError },
+    #[error("could not read the live state of {} resource(s):\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
+    #[diagnostic(code(engine::refresh), help("nothing was changed; fix the cause and run the command again"))]
+    Refresh(Vec<(Address, ProviderError)>),
+    #[error("`{0}` is not a resource of this stack")]
+    #[diagnostic(code(engine::unknown_target))]
+    UnknownTarget(String, #[help] Option<String>),
+    #[error("the saved plan is stale and was not applied; nothing was changed:\n{}", .0.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+    #[diagnostic(code(plan::stale), help("run `mlops plan --out FILE` again, review it, and apply the new plan"))]
+    Stale(Vec<String>),
+    #[error("{0}")]
+    #[diagnostic(code(plan::invalid))]
+    PlanFile(String),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lineage(#[from] LineageError),
+    #[error("provider `{0}`: {1}")]
+    #[diagnostic(code(engine::provider_unavailable))]
+    ProviderUnavailable(String, String),
+}
+
+/// A loaded spec with its providers instantiated.
+pub struct Stack {
+    pub spec: LoadedSpec,
+    pub registry: Registry,
+    pub environment: String,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+}
+
+impl Stack {
+    pub fn new(spec: LoadedSpec, registry: Registry) -> Result<Self, EngineError> {
+        let mut providers = BTreeMap::new();
+        for r in &spec.resources {
+            let name = &r.config.provider;
+            if providers.contains_key(name) {
+                continue;
+            }
+            let block = spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null);
+            let p = registry
+                .instantiate(name, &block, spec.base_dir(), &spec.spec.project)
+                .map_err(|e| EngineError::ProviderUnavailable(name.clone(), e))?;
+            providers.insert(name.clone(), p);
+        }
+        let environment = registry.environment.clone();
+        Ok(Stack { spec, registry, environment, providers })
+    }
+
+    pub fn project(&self) -> &str {
+        &self.spec.spec.project
+    }
+
+    fn provider_block(&self, name: &str) -> Value {
+        self.spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The provider for a spec resource, or for a recorded one that left the spec.
+    pub fn provider(&self, name: &str, recorded_block: Option<&Value>) -> Result<Arc<dyn Provider>, EngineError> {
+        if let Some(p) = self.providers.get(name) {
+            if recorded_block.is_none_or(|b| *b == self.provider_block(name)) {
+                return Ok(p.clone());
+            }
+        }
+        let block = recorded_block.cloned().unwrap_or(Value::Null);
+        self.registry
+            .instantiate(name, &block, self.spec.base_dir(), self.project())
+            .map_err(|e| EngineError::ProviderUnavailable(name.to_string(), e))
+    }
+}
+
+/// Options of `plan`.
+#[derive(Clone, Debug)]
+pub struct PlanRequest {
+    pub targets: Vec<Address>,
+    pub parallelism: usize,
+}
+
+impl Default for PlanRequest {
+    fn default() -> Self {
+        PlanRequest { targets: vec![], parallelism: 10 }
+    }
+}
+
+/// The addresses a plan covers: every resource, or the targets and what they depend on.
+pub fn select(stack: &Stack, state: &State, targets: &[Address]) -> Result<BTreeSet<Address>, EngineError> {
+    let spec_addrs: BTreeSet<Address> = stack.spec.resources.iter().map(|r| r.config.address.clone()).collect();
+    if targets.is_empty() {
+        return Ok(spec_addrs.into_iter().chain(state.resources.keys().cloned()).collect());
+    }
+    let mut out = BTreeSet::new();
+    let mut todo: Vec<Address> = Vec::new();
+    for t in targets {
+        if !spec_addrs.contains(t) && !state.resources.contains_key(t) {
+            let all: Vec<String> = spec_addrs.iter().chain(state.resources.keys()).map(|a| a.to_string()).collect();
+            return Err(EngineError::UnknownTarget(t.to_string(), closest(&t.to_string(), &all).map(|s| format!("did you mean `{s}`?"))));
+        }
+        todo.push(t.clone());
+    }
+    while let Some(a) = todo.pop() {
+        if !out.insert(a.clone()) {
+            continue;
+        }
+        if let Some(r) = stack.spec.resource(&a) {
+            todo.extend(r.config.dependencies.iter().cloned());
+        }
+    }
+    Ok(out)
+}
+
+/// Spec resources in dependency order, grouped in waves that can run concurrently.
+pub fn waves(stack: &Stack, selected: &BTreeSet<Address>) -> Vec<Vec<Address>> {
+    let mut remaining: BTreeMap<Address, BTreeSet<Address>> = stack
+        .spec
+        .resources
+        .iter()
+        .filter(|r| selected.contains(&r.config.address))
+        .map(|r| {
+            let deps = r.config.dependencies.iter().filter(|d| selected.contains(*d)).cloned().collect();
+            (r.config.address.clone(), deps)
+        })
+        .collect();
+    let mut out = Vec::new();
+    while !remaining.is_empty() {
+        let ready: Vec<Address> = remaining.iter().filter(|(_, d)| d.is_empty()).map(|(a, _)| a.clone()).collect();
+        if ready.is_empty() {
+            // Validation rejects cycles; never loop forever regardless.
+            out.push(remaining.keys().cloned().collect());
+            break;
+        }
+        for a in &ready {
+            remaining.remove(a);
+        }
+        for deps in remaining.values_mut() {
+            for a in &ready {
+                deps.remove(a);
+            }
+        }
+        out.push(ready);
+    }
+    out
+}
+
+/// Desired states of the selected spec resources, dependencies first.
+pub async fn desired_states(
+    stack: &Stack,
+    selected: &BTreeSet<Address>,
+    parallelism: usize,
+) -> Result<BTreeMap<Address, Desired>, EngineError> {
+    let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for wave in waves(stack, selected) {
+        let results: Vec<(Address, Result<Desired, ProviderError>)> = stream::iter(wave)
+            .map(|a| {
+                let out = &out;
+                async move {
+                    let r = stack.spec.resource(&a).expect("waves come from the spec");
+                    let deps: Dependencies = r
+                        .config
+                        .dependencies
+                        .iter()
+                        .filter_map(|d| {
+                            out.get(d).map(|des| (d.clone(), DependencyView { attributes: des.attributes.clone(), outputs: None }))
+                        })
+                        .collect();
+                    let res = match stack.provider(&r.config.provider, None) {
+                        Ok(p) => p.desired(&r.config, &deps).await,
+                        Err(e) => Err(ProviderError::invalid(e.to_string())),
+                    };
+                    (a, res)
+                }
+            })
+            .buffer_unordered(parallelism.max(1))
+            .collect()
+            .await;
+        for (a, r) in results {
+            match r {
+                Ok(d) => {
+                    out.insert(a, d);
+                }
+                Err(e) => errors.push((a, e)),
+            }
+        }
+        if !errors.is_empty() {
+            break;
+        }
+    }
+    if errors.is_empty() { Ok(out) } else { Err(EngineError::Refresh(errors)) }
+}
+
+/// Live states of `addresses`, read concurrently.
+pub async fn refresh(
+    stack: &Stack,
+    state: &State,
+    addresses: impl IntoIterator<Item = Address>,
+    parallelism: usize,
+) -> Result<BTreeMap<Address, Option<RecordedState>>, EngineError> {
+    let results: Vec<(Address, Result<Option<RecordedState>, ProviderError>)> = stream::iter(addresses)
+        .map(|a| async move {
+            let prior = state.resources.get(&a);
+            let provider = match stack.spec.resource(&a) {
+                Some(r) => stack.provider(&r.config.provider, None),
+                None => match prior {
+                    Some(rec) => stack.provider(&rec.provider, Some(&rec.provider_config)),
+                    None => Err(EngineError::UnknownTarget(a.to_string(), None)),
+                },
+            };
+            let prior_state = prior.map(|p| mlops_provider_core::PriorState { attributes: p.attributes.clone(), outputs: p.outputs.clone() });
+            let res = match provider {
+                Ok(p) => p
+                    .read(&a, prior_state.as_ref())
+                    .await
+                    .map(|live| live.map(|l| RecordedState { attributes: l.attributes, outputs: l.outputs })),
+                Err(e) => Err(ProviderError::invalid(e.to_string())),
+            };
+            (a, res)
+        })
+        .buffer_unordered(parallelism.max(1))
+        .collect()
+        .await;
+    let mut out = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (a, r) in results {
+        match r {
+            Ok(l) => {
+                out.insert(a, l);
+            }
+            Err(e) => errors.push((a, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        errors.sort_by(|a, b| a.0.cmp(&b.0));
+        Err(EngineError::Refresh(errors))
+    }
+}
+
+/// Builds the plan: desired (spec) vs live (refresh) vs last applied (lineage).
+pub async fn plan(stack: &Stack, state: &State, source: SourceInfo, request: &PlanRequest) -> Result<Plan, EngineError> {
+    let selected = select(stack, state, &request.targets)?;
+    let desired = desired_states(stack, &selected, request.parallelism).await?;
+    let live = refresh(stack, state, selected.iter().cloned(), request.parallelism).await?;
+    Ok(assemble(stack, state, source, request, &selected, &desired, &live))
+}
+
+/// The pure part of planning: from desired, live and prior states to a plan.
+pub fn assemble(
+    stack: &Stack,
+    state: &State,
+    source: SourceInfo,
+    request: &PlanRequest,
+    selected: &BTreeSet<Address>,
+    desired: &BTreeMap<Address, Desired>,
+    live: &BTreeMap<Address, Option<RecordedState>>,
+) -> Plan {
+    let mut changes = Vec::new();
+    let mut drift = Vec::new();
+    let spec_order = stack.spec.resources.iter().map(|r| &r.config.address).filter(|a| selected.contains(*a));
+    let leaving = state.resources.keys().filter(|a| selected.contains(*a) && stack.spec.resource(a).is_none());
+    for address in spec_order.chain(leaving) {
+        let spec_res = stack.spec.resource(address);
+        let prior = state.resources.get(address);
+        let live_state = live.get(address).cloned().flatten();
+        let want = desired.get(address);
+        let decision = diff::decide(want, live_state.as_ref());
+        let prior_state = prior.map(|p| RecordedState { attributes: p.attributes.clone(), outputs: p.outputs.clone() });
+        if let Some(p) = &prior_state {
+            match &live_state {
+                None => drift.push(Drift { address: address.clone(), kind: DriftKind::Deleted, attributes: vec![] }),
+                Some(l) => {
+                    let d = diff::drift(p, l);
+                    if !d.is_empty() {
+                        drift.push(Drift { address: address.clone(), kind: DriftKind::Changed, attributes: d });
+                    }
+                }
+            }
+        }
+        // A resource that left the spec and is already gone needs nothing but forgetting.
+        let mut decision = decision;
+        if spec_res.is_none() && live_state.is_none() {
+            decision.attributes.clear();
+        }
+        let (provider, provider_config, depends_on) = match spec_res {
+            Some(r) => (r.config.provider.clone(), stack.provider_block(&r.config.provider), r.config.dependencies.clone()),
+            None => {
+                let p = prior.expect("leaving resources come from lineage");
+                (p.provider.clone(), p.provider_config.clone(), p.depends_on.clone())
+            }
+        };
+        let data_destroying = decision.data_destroying
+            || (decision.action == Action::Delete && address.kind == mlops_provider_core::Kind::FeatureStore && live_state.is_some());
+        changes.push(ResourceChange {
+            address: address.clone(),
+            provider,
+            action: decision.action,
+            depends_on,
+            attributes: decision.attributes,
+            replace_reasons: decision.replace_reasons,
+            data_destroying,
+            desired: want.map(|d| d.attributes.clone()),
+            live_fingerprint: plan::fingerprint(live_state.as_ref()),
+            live: live_state,
+            prior: prior_state,
+            provider_config,
+        });
+    }
+    let summary = Plan::summarize(&changes, &drift);
+    Plan {
+        format_version: plan::PLAN_FORMAT_VERSION,
+        mlops_version: env!("CARGO_PKG_VERSION").to_string(),
+        project: stack.project().to_string(),
+        environment: stack.environment.clone(),
+        created_at: now_rfc3339(),
+        source,
+        lineage: LineageBase {
+            ref_name: crate::lineage::ref_name(stack.project(), &stack.environment),
+            base: state.tip.clone(),
+        },
+        targets: request.targets.iter().map(|t| t.to_string()).collect(),
+        summary,
+        changes,
+        drift,
+    }
+}
+
+/// The current time, or `MLOPS_NOW` (Unix seconds) for reproducible tests.
+pub fn now_rfc3339() -> String {
+    let now = std::env::var("MLOPS_NOW")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Desired state with its force-new set, rebuilt from a plan's change for the provider.
+pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
+    Desired {
+        attributes: change.desired.clone().unwrap_or_default(),
+        force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_default(),
+        replace_destroys_data: change.data_destroying,
+    }
+}

@@ -1,0 +1,16 @@
+//! mlops: Git-native declarative infrastructure-as-code for ML assets.
+//!
+//! `spec` loads and validates `mlops.yaml`; `engine` plans and applies against the providers of
+//! the `registry`; `lineage` records each apply in Git; `render` turns plans into text or JSON;
+//! `cli` and `commands` are the command line on top.
+
+pub mod cli;
+pub mod commands;
+pub mod engine;
+pub mod lineage;
+pub mod plan;
+pub mod registry;
+pub mod render;
+pub mod spec;
+
+pub use mlops_provider_core as provider;

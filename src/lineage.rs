@@ -1,0 +1,459 @@
+//! Lineage in Git: one commit per apply on `refs/mlops/lineage/<project>/<environment>`.
+//!
+//! The tip's tree is the state: `resources/<kind>/<name>.json` per managed resource, plus the
+//! applied `plan.json` and the per-resource `result.json`. The ref moves by compare-and-swap.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use gix::bstr::ByteSlice;
+use gix::refs::transaction::PreviousValue;
+use mlops_provider_core::{Address, Attributes, Kind, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Action, Outcomes, Plan};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LineageError {
+    #[error("{0} is not inside a Git repository")]
+    #[diagnostic(code(lineage::no_repository), help("mlops records every apply in Git: run `git init` (or `mlops init`) first"))]
+    NoRepository(String),
+    #[error("Git: {0}")]
+    #[diagnostic(code(lineage::git))]
+    Git(String),
+    #[error("the lineage ref {ref_name} moved while this apply ran (expected {expected}, found {found})")]
+    #[diagnostic(code(lineage::conflict), help("another apply ran at the same time; run `mlops plan` again"))]
+    Conflict { ref_name: String, expected: String, found: String },
+    #[error("{0}")]
+    #[diagnostic(code(lineage::not_found))]
+    NotFound(String),
+    #[error("lineage record {0} is corrupt: {1}")]
+    #[diagnostic(code(lineage::corrupt))]
+    Corrupt(String, String),
+}
+
+fn git(e: impl std::fmt::Display) -> LineageError {
+    LineageError::Git(e.to_string())
+}
+
+/// What lineage remembers of one managed resource.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResourceRecord {
+    pub address: Address,
+    pub provider: String,
+    #[serde(default)]
+    pub provider_config: Value,
+    /// The attributes as applied (read back from the backend right after the apply).
+    pub attributes: Attributes,
+    /// Identifiers, versions, digests.
+    #[serde(default)]
+    pub outputs: Attributes,
+    #[serde(default)]
+    pub depends_on: Vec<Address>,
+    /// The lineage edges with the versions they had at apply time, e.g. a model's datasets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, Value>,
+}
+
+/// The state at the lineage tip.
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    pub tip: Option<String>,
+    pub resources: BTreeMap<Address, ResourceRecord>,
+}
+
+/// One apply, as `mlops log` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub commit: String,
+    pub time: String,
+    pub applied_by: String,
+    pub summary: String,
+    pub trailers: BTreeMap<String, String>,
+    /// address → (action, status)
+    pub changes: Vec<EntryChange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EntryChange {
+    pub address: String,
+    pub action: Action,
+    pub status: crate::plan::OutcomeStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The resource's outputs after this apply (versions, digests); absent for a delete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Attributes>,
+}
+
+pub struct Lineage {
+    repo: gix::Repository,
+    pub ref_name: String,
+}
+
+pub fn ref_name(project: &str, environment: &str) -> String {
+    format!("refs/mlops/lineage/{project}/{environment}")
+}
+
+fn record_path(a: &Address) -> String {
+    format!("resources/{}/{}.json", a.kind.section(), a.name)
+}
+
+/// What to write in one lineage commit.
+pub struct Record<'a> {
+    pub plan: &'a Plan,
+    pub outcomes: &'a Outcomes,
+    pub resources: &'a BTreeMap<Address, ResourceRecord>,
+    pub partial: bool,
+}
+
+impl Lineage {
+    /// Opens the repository containing `dir`.
+    pub fn open(dir: &Path, project: &str, environment: &str) -> Result<Self, LineageError> {
+        let repo = gix::discover(dir).map_err(|_| LineageError::NoRepository(dir.display().to_string()))?;
+        Ok(Lineage { repo, ref_name: ref_name(project, environment) })
+    }
+
+    pub fn workdir(&self) -> Option<&Path> {
+        self.repo.workdir()
+    }
+
+    pub fn tip(&self) -> Result<Option<gix::ObjectId>, LineageError> {
+        let r = self.repo.try_find_reference(self.ref_name.as_str()).map_err(git)?;
+        match r {
+            None => Ok(None),
+            Some(mut r) => Ok(Some(r.peel_to_id().map_err(git)?.detach())),
+        }
+    }
+
+    /// The resources recorded at the tip (empty before the first apply).
+    pub fn state(&self) -> Result<State, LineageError> {
+        let Some(tip) = self.tip()? else { return Ok(State::default()) };
+        Ok(State { tip: Some(tip.to_string()), resources: self.resources_at(tip)? })
+    }
+
+    fn tree_of(&self, commit: gix::ObjectId) -> Result<gix::Tree<'_>, LineageError> {
+        self.repo.find_commit(commit).map_err(git)?.tree().map_err(git)
+    }
+
+    fn blob_at(&self, tree: &gix::Tree<'_>, path: &str) -> Result<Option<Vec<u8>>, LineageError> {
+        let entry = tree.clone().peel_to_entry_by_path(path).map_err(git)?;
+        match entry {
+            None => Ok(None),
+            Some(e) => Ok(Some(self.repo.find_blob(e.object_id()).map_err(git)?.data.clone())),
+        }
+    }
+
+    pub fn resources_at(&self, commit: gix::ObjectId) -> Result<BTreeMap<Address, ResourceRecord>, LineageError> {
+        let tree = self.tree_of(commit)?;
+        let mut out = BTreeMap::new();
+        for kind in Kind::ALL {
+            let Some(entry) = tree.clone().peel_to_entry_by_path(format!("resources/{}", kind.section())).map_err(git)? else {
+                continue;
+            };
+            let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
+            for e in sub.decode().map_err(git)?.entries.iter() {
+                let blob = self.repo.find_blob(e.oid.to_owned()).map_err(git)?;
+                let rec: ResourceRecord = serde_json::from_slice(&blob.data)
+                    .map_err(|err| LineageError::Corrupt(commit.to_string(), format!("{}: {err}", e.filename)))?;
+                out.insert(rec.address.clone(), rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes one commit on the lineage ref; fails if the ref moved since `expected_tip`.
+    pub fn record(&self, expected_tip: Option<&str>, rec: Record<'_>) -> Result<String, LineageError> {
+        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (a, r) in rec.resources {
+            let mut s = serde_json::to_string_pretty(r).expect("records serialize");
+            s.push('\n');
+            files.insert(record_path(a), s.into_bytes());
+        }
+        files.insert("plan.json".into(), rec.plan.to_json().into_bytes());
+        let mut outcomes = serde_json::to_string_pretty(rec.outcomes).expect("outcomes serialize");
+        outcomes.push('\n');
+        files.insert("result.json".into(), outcomes.into_bytes());
+        let tree = self.write_tree(&files)?;
+
+        let message = commit_message(&rec, &self.applied_by());
+        let sig = self.signature();
+        let parents: Vec<gix::ObjectId> = match expected_tip {
+            Some(t) => vec![gix::ObjectId::from_hex(t.as_bytes()).map_err(git)?],
+            None => vec![],
+        };
+        let commit = gix::objs::Commit {
+            tree,
+            parents: parents.clone().into(),
+            author: sig.clone(),
+            committer: sig,
+            encoding: None,
+            message: message.into(),
+            extra_headers: vec![],
+        };
+        let id = self.repo.write_object(&commit).map_err(git)?.detach();
+        let constraint = match parents.first() {
+            Some(p) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(*p)),
+            None => PreviousValue::MustNotExist,
+        };
+        if let Err(e) = self.repo.reference(self.ref_name.as_str(), id, constraint, "mlops apply") {
+            let found = self.tip().ok().flatten().map(|t| t.to_string()).unwrap_or_else(|| "nothing".into());
+            if found != expected_tip.unwrap_or("nothing") {
+                return Err(LineageError::Conflict {
+                    ref_name: self.ref_name.clone(),
+                    expected: expected_tip.unwrap_or("nothing").to_string(),
+                    found,
+                });
+            }
+            return Err(git(e));
+        }
+        Ok(id.to_string())
+    }
+
+    fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<gix::ObjectId, LineageError> {
+        // Group by first path component, recursively.
+        let mut blobs: Vec<(String, gix::ObjectId)> = Vec::new();
+        let mut dirs: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        for (path, data) in files {
+            match path.split_once('/') {
+                Some((dir, rest)) => {
+                    dirs.entry(dir.to_string()).or_default().insert(rest.to_string(), data.clone());
+                }
+                None => blobs.push((path.clone(), self.repo.write_blob(data).map_err(git)?.detach())),
+            }
+        }
+        let mut entries: Vec<(String, gix::objs::tree::EntryMode, gix::ObjectId)> = Vec::new();
+        for (name, oid) in blobs {
+            entries.push((name, gix::objs::tree::EntryKind::Blob.into(), oid));
+        }
+        for (name, sub) in dirs {
+            entries.push((name, gix::objs::tree::EntryKind::Tree.into(), self.write_tree(&sub)?));
+        }
+        // Git orders tree entries as if directory names ended in '/'.
+        entries.sort_by(|a, b| {
+            let key = |e: &(String, gix::objs::tree::EntryMode, gix::ObjectId)| {
+                let mut k = e.0.clone().into_bytes();
+                if e.1.is_tree() {
+                    k.push(b'/');
+                }
+                k
+            };
+            key(a).cmp(&key(b))
+        });
+        let tree = gix::objs::Tree {
+            entries: entries
+                .into_iter()
+                .map(|(name, mode, oid)| gix::objs::tree::Entry { mode, filename: name.into(), oid })
+                .collect(),
+        };
+        Ok(self.repo.write_object(&tree).map_err(git)?.detach())
+    }
+
+    fn signature(&self) -> gix::actor::Signature {
+        let time = match std::env::var("MLOPS_NOW").ok().and_then(|s| s.parse::<i64>().ok()) {
+            Some(secs) => gix::date::Time::new(secs, 0),
+            None => gix::date::Time::now_local_or_utc(),
+        };
+        let (name, email) = self.identity();
+        gix::actor::Signature { name: name.into(), email: email.into(), time }
+    }
+
+    fn identity(&self) -> (String, String) {
+        if let Some(Ok(sig)) = self.repo.committer() {
+            return (sig.name.to_str_lossy().into_owned(), sig.email.to_str_lossy().into_owned());
+        }
+        let user = std::env::var("USER").unwrap_or_else(|_| "mlops".into());
+        (user.clone(), format!("{user}@localhost"))
+    }
+
+    pub fn applied_by(&self) -> String {
+        let (n, e) = self.identity();
+        format!("{n} <{e}>")
+    }
+
+    /// HEAD's commit id, if the repository has one.
+    pub fn source_commit(&self) -> Option<String> {
+        self.repo.head_id().ok().map(|id| id.to_string())
+    }
+
+    /// True if any of `paths` (files or folders) differs from HEAD, or is not tracked.
+    pub fn is_dirty(&self, paths: &[PathBuf]) -> bool {
+        let Some(workdir) = self.repo.workdir().and_then(|w| w.canonicalize().ok()) else { return false };
+        let head_tree = self.repo.head_commit().ok().and_then(|c| c.tree().ok());
+        for path in paths {
+            let Ok(abs) = path.canonicalize() else { return true };
+            let Ok(rel) = abs.strip_prefix(&workdir) else { continue };
+            let rel = rel.to_string_lossy().replace('\\', "/");
+            let Some(tree) = &head_tree else { return true };
+            let committed = if rel.is_empty() { Some(tree.id) } else {
+                match tree.clone().peel_to_entry_by_path(&rel) {
+                    Ok(Some(e)) => Some(e.object_id()),
+                    _ => None,
+                }
+            };
+            let Some(committed) = committed else { return true };
+            if self.differs(&abs, committed) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn differs(&self, abs: &Path, committed: gix::ObjectId) -> bool {
+        if abs.is_file() {
+            let Ok(data) = std::fs::read(abs) else { return true };
+            let hash = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, &data);
+            return hash.map(|h| h != committed).unwrap_or(true);
+        }
+        let Ok(tree) = self.repo.find_tree(committed) else { return true };
+        let Ok(decoded) = tree.decode() else { return true };
+        let committed: BTreeMap<String, gix::ObjectId> =
+            decoded.entries.iter().map(|e| (e.filename.to_str_lossy().into_owned(), e.oid.to_owned())).collect();
+        let Ok(read) = std::fs::read_dir(abs) else { return true };
+        let mut present = BTreeSet::new();
+        for entry in read.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == ".git" {
+                continue;
+            }
+            present.insert(name.clone());
+            match committed.get(&name) {
+                None => return true,
+                Some(oid) => {
+                    if self.differs(&entry.path(), *oid) {
+                        return true;
+                    }
+                }
+            }
+        }
+        committed.keys().any(|k| !present.contains(k))
+    }
+
+    /// Resolves `REV`: a commit id (or prefix), `lineage`, `lineage~N`, or any Git revision.
+    pub fn resolve(&self, rev: &str) -> Result<gix::ObjectId, LineageError> {
+        let spec = match rev.strip_prefix("lineage") {
+            Some(rest) if rest.is_empty() || rest.starts_with('~') || rest.starts_with('^') => format!("{}{rest}", self.ref_name),
+            _ => rev.to_string(),
+        };
+        self.repo
+            .rev_parse_single(spec.as_str())
+            .map(|id| id.detach())
+            .map_err(|_| LineageError::NotFound(format!("`{rev}` is neither a plan file nor a lineage revision")))
+    }
+
+    pub fn entry(&self, id: gix::ObjectId) -> Result<Entry, LineageError> {
+        let commit = self.repo.find_commit(id).map_err(git)?;
+        let message = commit.message_raw().map_err(git)?.to_str_lossy().into_owned();
+        let summary = message.lines().next().unwrap_or_default().to_string();
+        let trailers = parse_trailers(&message);
+        let author = commit.author().map_err(git)?;
+        let time = author.time().map_err(git)?;
+        let applied_by = format!("{} <{}>", author.name.to_str_lossy(), author.email.to_str_lossy());
+        let tree = commit.tree().map_err(git)?;
+        let outcomes: Outcomes = match self.blob_at(&tree, "result.json")? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| LineageError::Corrupt(id.to_string(), e.to_string()))?,
+            None => Outcomes::new(),
+        };
+        let resources = self.resources_at(id)?;
+        let changes = outcomes
+            .into_iter()
+            .map(|(address, o)| {
+                let outputs = address.parse::<Address>().ok().and_then(|a| resources.get(&a)).map(|r| r.outputs.clone());
+                EntryChange {
+                    outputs: if o.action == Action::Delete { None } else { outputs },
+                    address,
+                    action: o.action,
+                    status: o.status,
+                    error: o.error,
+                }
+            })
+            .collect();
+        let when = chrono::DateTime::from_timestamp(time.seconds, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+        Ok(Entry { commit: id.to_string(), time: when, applied_by, summary, trailers, changes })
+    }
+
+    /// The applied plan stored in a lineage commit.
+    pub fn plan_at(&self, id: gix::ObjectId) -> Result<Option<Plan>, LineageError> {
+        let tree = self.tree_of(id)?;
+        match self.blob_at(&tree, "plan.json")? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| LineageError::Corrupt(id.to_string(), e.to_string())),
+        }
+    }
+
+    /// Newest first, following first parents from the tip.
+    pub fn log(&self, limit: Option<usize>) -> Result<Vec<Entry>, LineageError> {
+        let mut out = Vec::new();
+        let mut next = self.tip()?;
+        while let Some(id) = next {
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            out.push(self.entry(id)?);
+            let commit = self.repo.find_commit(id).map_err(git)?;
+            next = commit.parent_ids().next().map(|p| p.detach());
+        }
+        Ok(out)
+    }
+}
+
+pub fn parse_trailers(message: &str) -> BTreeMap<String, String> {
+    let last = message.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    last.lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
+    use crate::plan::OutcomeStatus as S;
+    let count = |a: Action| rec.outcomes.values().filter(|o| o.action == a && o.status == S::Applied).count();
+    let failed = rec.outcomes.values().filter(|o| o.status != S::Applied).count();
+    let mut summary = format!(
+        "apply {}/{}: {} created, {} updated, {} replaced, {} deleted",
+        rec.plan.project,
+        rec.plan.environment,
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Replace),
+        count(Action::Delete)
+    );
+    if rec.partial {
+        summary.push_str(&format!(" (partial: {failed} not applied)"));
+    }
+    let mut body = String::new();
+    for (addr, o) in rec.outcomes {
+        let sym = o.action.symbol();
+        match o.status {
+            S::Applied => {
+                let version = addr
+                    .parse::<Address>()
+                    .ok()
+                    .and_then(|a| rec.resources.get(&a))
+                    .and_then(|r| r.outputs.get("version").or_else(|| r.outputs.get("model_version")))
+                    .map(|v| format!(" (version {})", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .unwrap_or_default();
+                body.push_str(&format!("{sym} {addr}{version}\n"));
+            }
+            S::Failed => body.push_str(&format!("! {addr}: failed: {}\n", o.error.as_deref().unwrap_or("unknown error"))),
+            S::Skipped => body.push_str(&format!("! {addr}: skipped: {}\n", o.error.as_deref().unwrap_or("a dependency failed"))),
+        }
+    }
+    format!(
+        "{summary}\n\n{body}\nSource-Commit: {}\nSource-Dirty: {}\nPlan-Digest: {}\nApplied-By: {applied_by}\nResult: {}\n",
+        rec.plan.source.commit.as_deref().unwrap_or("none"),
+        rec.plan.source.dirty,
+        rec.plan.digest(),
+        if rec.partial { "partial" } else { "success" },
+    )
+}
+
+/// Creates a repository at `dir` (for `mlops init`).
+pub fn init_repository(dir: &Path) -> Result<(), LineageError> {
+    gix::init(dir).map(|_| ()).map_err(git)
+}
+
+pub fn in_repository(dir: &Path) -> bool {
+    gix::discover(dir).is_ok()
+}

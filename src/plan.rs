@@ -1,0 +1,249 @@
+//! The plan: a value. Saved as versioned JSON (`schemas/plan.schema.json`), rendered, applied later.
+
+use std::collections::BTreeMap;
+
+use mlops_provider_core::{Address, Attributes, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change of the JSON form.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "mlops plan", extend("$id" = "https://mlops.dev/schemas/plan.schema.json"))]
+pub struct Plan {
+    /// Always 1 for this format.
+    pub format_version: u32,
+    /// The mlops version that made the plan.
+    pub mlops_version: String,
+    pub project: String,
+    pub environment: String,
+    /// RFC 3339.
+    pub created_at: String,
+    pub source: SourceInfo,
+    pub lineage: LineageBase,
+    /// `--target` addresses, if the plan was limited.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    pub summary: Summary,
+    /// Every resource considered, in apply order of kinds, NoOps included.
+    pub changes: Vec<ResourceChange>,
+    /// Live objects that changed outside mlops since the last apply.
+    #[serde(default)]
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SourceInfo {
+    /// The spec file, relative to the repository's top.
+    pub spec: String,
+    /// sha256 of the spec file's bytes.
+    pub spec_digest: String,
+    /// The repository's HEAD commit, if it has one.
+    pub commit: Option<String>,
+    /// True when the spec or a file it reads differs from HEAD.
+    pub dirty: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LineageBase {
+    /// `refs/mlops/lineage/<project>/<environment>`.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The lineage commit the plan was computed against; `null` before the first apply.
+    pub base: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub no_op: usize,
+    pub drifted: usize,
+}
+
+impl Summary {
+    pub fn changes(&self) -> usize {
+        self.create + self.update + self.replace + self.delete
+    }
+}
+
+/// What happens to a resource. The JSON names are stable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    NoOp,
+    Create,
+    Update,
+    Replace,
+    Delete,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::NoOp => " ",
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+        }
+    }
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::NoOp => "unchanged",
+            Action::Create => "create",
+            Action::Update => "update in place",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ResourceChange {
+    #[schemars(with = "String")]
+    pub address: Address,
+    pub provider: String,
+    pub action: Action,
+    /// Addresses this resource depends on (spec references, or recorded ones for a delete).
+    #[schemars(with = "Vec<String>")]
+    #[serde(default)]
+    pub depends_on: Vec<Address>,
+    /// Attribute-level differences between live (before) and desired (after).
+    #[serde(default)]
+    pub attributes: Vec<AttributeChange>,
+    /// For a replace: the attributes that cannot change in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace_reasons: Vec<String>,
+    /// A replace or delete that destroys stored data (e.g. a feature store's records).
+    #[serde(default)]
+    pub data_destroying: bool,
+    /// The desired attributes the apply will write; `null` for a delete.
+    pub desired: Option<Attributes>,
+    /// The live state when planned; `null` if it did not exist.
+    pub live: Option<RecordedState>,
+    /// sha256 of the live state when planned ("absent" if it did not exist): the apply
+    /// refuses to go on when it changed.
+    pub live_fingerprint: String,
+    /// The last applied state, from lineage.
+    pub prior: Option<RecordedState>,
+    /// The provider block used, recorded so a later delete can find the resource.
+    #[serde(default)]
+    pub provider_config: Value,
+}
+
+/// Attributes and outputs (identifiers, versions, digests) of a resource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RecordedState {
+    pub attributes: Attributes,
+    #[serde(default)]
+    pub outputs: Attributes,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AttributeChange {
+    /// e.g. `files["train.csv"]`, `traffic.canary_percent`.
+    pub path: String,
+    /// `null` (absent in JSON) when added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// `null` (absent in JSON) when removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Drift {
+    #[schemars(with = "String")]
+    pub address: Address,
+    /// `changed`, or `deleted` when the live object is gone.
+    pub kind: DriftKind,
+    /// Last applied (before) → live (after).
+    #[serde(default)]
+    pub attributes: Vec<AttributeChange>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    Changed,
+    Deleted,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.changes() > 0
+    }
+
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("plans serialize");
+        s.push('\n');
+        s
+    }
+
+    /// The digest recorded as `Plan-Digest` in lineage.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        format!("sha256:{}", hex::encode(Sha256::digest(self.to_json().as_bytes())))
+    }
+
+    pub fn change(&self, address: &Address) -> Option<&ResourceChange> {
+        self.changes.iter().find(|c| &c.address == address)
+    }
+
+    pub fn summarize(changes: &[ResourceChange], drift: &[Drift]) -> Summary {
+        let mut s = Summary { drifted: drift.len(), ..Summary::default() };
+        for c in changes {
+            match c.action {
+                Action::NoOp => s.no_op += 1,
+                Action::Create => s.create += 1,
+                Action::Update => s.update += 1,
+                Action::Replace => s.replace += 1,
+                Action::Delete => s.delete += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The JSON Schema of the plan file, as committed in `schemas/plan.schema.json`.
+pub fn json_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Plan)).expect("schema serializes")
+}
+
+/// sha256 over a state's canonical JSON (object keys are sorted): equal states, equal prints.
+pub fn fingerprint(state: Option<&RecordedState>) -> String {
+    use sha2::{Digest, Sha256};
+    match state {
+        None => "absent".into(),
+        Some(s) => {
+            let bytes = serde_json::to_vec(s).expect("states serialize");
+            format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+        }
+    }
+}
+
+/// Per-address outcome of an apply, recorded in lineage as `result.json`.
+pub type Outcomes = BTreeMap<String, Outcome>;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub action: Action,
+    /// `applied`, `failed` or `skipped` (a dependency failed).
+    pub status: OutcomeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeStatus {
+    Applied,
+    Failed,
+    Skipped,
+}

@@ -1,0 +1,727 @@
+//! Load and validate `mlops.yaml`: YAML with spans → `${env:...}` → JSON Schema → types → semantics.
+//! Every problem found is reported, each pointing at its line.
+
+pub mod diagnostic;
+pub mod model;
+pub mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use mlops_provider_core::{Address, Kind, ResourceConfig, Value};
+use serde_json::Map;
+use sha2::{Digest, Sha256};
+
+pub use diagnostic::{SourceFile, SpecDiagnostic};
+pub use model::Spec;
+use yaml::{Node, NodeValue, Span};
+
+use crate::registry::Registry;
+
+/// A resource as declared, with what the engine needs to plan it.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub config: ResourceConfig,
+    /// The span of the resource's name, for diagnostics.
+    pub name_span: Span,
+}
+
+/// A spec that passed validation.
+#[derive(Clone, Debug)]
+pub struct LoadedSpec {
+    pub path: PathBuf,
+    pub source: SourceFile,
+    /// sha256 of the file's bytes: a saved plan is stale when it changes.
+    pub digest: String,
+    pub spec: Spec,
+    /// The spec as JSON after interpolation.
+    pub json: Value,
+    /// In spec order: datasets, models, feature stores, endpoints, each sorted by name.
+    pub resources: Vec<Resource>,
+    pub root: Node,
+}
+
+impl LoadedSpec {
+    pub fn base_dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+    pub fn resource(&self, address: &Address) -> Option<&Resource> {
+        self.resources.iter().find(|r| &r.config.address == address)
+    }
+}
+
+/// Loads a spec file; `display` is the name diagnostics show for it.
+pub fn load_file(
+    path: &Path,
+    display: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    registry: &Registry,
+) -> Result<LoadedSpec, Vec<SpecDiagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        let d = SpecDiagnostic::new("spec::unreadable", format!("cannot read {display}: {e}"));
+        let d = if e.kind() == std::io::ErrorKind::NotFound {
+            d.help("run `mlops init` to create a starter mlops.yaml, or pass `-f FILE`")
+        } else {
+            d
+        };
+        vec![d]
+    })?;
+    load_bytes(path, display, &bytes, env, registry)
+}
+
+pub fn load_bytes(
+    path: &Path,
+    display: &str,
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+    registry: &Registry,
+) -> Result<LoadedSpec, Vec<SpecDiagnostic>> {
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    if bytes.len() > yaml::MAX_BYTES {
+        return Err(vec![SpecDiagnostic::new(
+            "spec::too_large",
+            format!("{display} is {} bytes; the limit is {} bytes", bytes.len(), yaml::MAX_BYTES),
+        )
+        .help("split the stack into several projects")]);
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let src = SourceFile::new(display, String::from_utf8_lossy(bytes).into_owned());
+            let at = e.valid_up_to();
+            return Err(vec![SpecDiagnostic::new(
+                "spec::not_utf8",
+                format!("{display} is not UTF-8 text (invalid byte at offset {at})"),
+            )
+            .label(Span { offset: at, len: 1 }, "not UTF-8")
+            .help("a spec is a YAML text file saved as UTF-8")
+            .with_source(&src)]);
+        }
+    };
+    let source = SourceFile::new(display, text);
+    let fail = |d: SpecDiagnostic| vec![d.with_source(&source)];
+    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+        return Err(fail(
+            SpecDiagnostic::new("spec::empty", format!("{display} is empty"))
+                .help("a spec needs at least `version: 1` and `project: NAME`; `mlops init` writes a starter"),
+        ));
+    }
+    let root = yaml::parse(text).map_err(|e| {
+        let code = if e.limit { "spec::limit_exceeded" } else { "spec::syntax" };
+        let mut d = SpecDiagnostic::new(code, format!("{display}: {}", e.message));
+        if let Some(span) = e.span {
+            d = d.label(source.widen(span), if e.limit { "limit reached here" } else { "here" });
+        }
+        d = d.help(if e.limit {
+            "the file is nested too deeply or expands too many aliases; a spec never needs that"
+        } else {
+            "fix the YAML syntax at the marked place"
+        });
+        fail(d)
+    })?;
+    if !matches!(root.value, NodeValue::Map(_)) {
+        return Err(fail(
+            SpecDiagnostic::new("spec::not_a_mapping", "the spec must be a mapping of `version`, `project`, ...")
+                .label(source.widen(root.span), "this is not a mapping")
+                .help("start from `mlops init`"),
+        ));
+    }
+
+    let mut diags = Vec::new();
+    let json = to_json(&root, &mut Vec::new(), env, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
+    }
+
+    schema_check(&json, &root, &source, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
+    }
+    let spec: Spec = match serde_path_to_error::deserialize(&json) {
+        Ok(s) => s,
+        Err(e) => {
+            let ptr: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
+            let span = lookup(&root, &ptr).map(|(_, v)| v.span).unwrap_or_default();
+            return Err(fail(
+                SpecDiagnostic::new("spec::invalid_value", e.inner().to_string()).label(source.widen(span), "here"),
+            ));
+        }
+    };
+
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resources = semantic_check(&spec, &json, &root, &base_dir, registry, &mut diags);
+    if !diags.is_empty() {
+        return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
+    }
+    Ok(LoadedSpec { path: path.to_path_buf(), source, digest, spec, json, resources, root })
+}
+
+/// The node at a JSON-pointer-like path: `(key node, value node)`.
+pub fn lookup<'a>(root: &'a Node, path: &[String]) -> Option<(Option<&'a Node>, &'a Node)> {
+    let mut cur = root;
+    let mut key = None;
+    for seg in path {
+        match &cur.value {
+            NodeValue::Map(_) => {
+                let (k, v) = cur.get(seg)?;
+                key = Some(k);
+                cur = v;
+            }
+            NodeValue::Seq(items) => {
+                cur = items.get(seg.parse::<usize>().ok()?)?;
+                key = None;
+            }
+            _ => return None,
+        }
+    }
+    Some((key, cur))
+}
+
+fn pointer_segments(ptr: &str) -> Vec<String> {
+    ptr.split('/').skip(1).map(|s| s.replace("~1", "/").replace("~0", "~")).collect()
+}
+
+/// YAML nodes → JSON, interpolating `${env:VAR}` and reporting duplicate or complex keys.
+fn to_json(node: &Node, path: &mut Vec<String>, env: &dyn Fn(&str) -> Option<String>, diags: &mut Vec<SpecDiagnostic>) -> Value {
+    match &node.value {
+        NodeValue::Null => Value::Null,
+        NodeValue::Bool(b) => Value::Bool(*b),
+        NodeValue::Int(i) => Value::from(*i),
+        NodeValue::UInt(u) => Value::from(*u),
+        NodeValue::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+        NodeValue::Str(s) => Value::String(interpolate(s, node.span, env, diags)),
+        NodeValue::Seq(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    path.push(i.to_string());
+                    let v = to_json(n, path, env, diags);
+                    path.pop();
+                    v
+                })
+                .collect(),
+        ),
+        NodeValue::Map(entries) => {
+            let mut out = Map::new();
+            let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+            for (k, v) in entries {
+                let Some(key) = k.as_key() else {
+                    diags.push(
+                        SpecDiagnostic::new("spec::invalid_key", "mapping keys must be plain scalars")
+                            .label(k.span, "complex key")
+                            .help("use a string key"),
+                    );
+                    continue;
+                };
+                if let Some(first) = seen.get(&key) {
+                    let in_section = path.len() == 1 && Kind::from_section(&path[0]).is_some();
+                    let d = if in_section {
+                        SpecDiagnostic::new("spec::duplicate_name", format!("`{}.{key}` is declared twice", path[0]))
+                            .help("names are unique within a kind: rename or remove one of them")
+                    } else {
+                        SpecDiagnostic::new("spec::duplicate_key", format!("`{key}` appears twice in the same mapping"))
+                            .help("YAML keys must be unique: remove one of them")
+                    };
+                    diags.push(d.label(k.span, "declared again here").label(*first, "first declared here"));
+                    continue;
+                }
+                seen.insert(key.clone(), k.span);
+                path.push(key.clone());
+                let v = to_json(v, path, env, diags);
+                path.pop();
+                out.insert(key, v);
+            }
+            Value::Object(out)
+        }
+    }
+}
+
+/// `${env:NAME}` and `${env:NAME:-default}`; `$${` escapes a literal `${`.
+fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags: &mut Vec<SpecDiagnostic>) -> String {
+    if !s.contains("${") {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            diags.push(
+                SpecDiagnostic::new("spec::bad_interpolation", "unterminated `${`")
+                    .label(span, "here")
+                    .help("write `${env:NAME}`, or `$${` for a literal `${`"),
+            );
+            return s.to_string();
+        };
+        let expr = &rest[i + 2..i + end];
+        rest = &rest[i + end + 1..];
+        let Some(var) = expr.strip_prefix("env:") else {
+            diags.push(
+                SpecDiagnostic::new("spec::bad_interpolation", format!("`${{{expr}}}` is not an interpolation mlops knows"))
+                    .label(span, "here")
+                    .help("only `${env:NAME}` and `${env:NAME:-default}` are supported; `$${` writes a literal `${`"),
+            );
+            continue;
+        };
+        let (name, default) = match var.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (var, None),
+        };
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            diags.push(
+                SpecDiagnostic::new("spec::bad_interpolation", format!("`{name}` is not an environment variable name"))
+                    .label(span, "here")
+                    .help("names are letters, digits and `_`, not starting with a digit"),
+            );
+            continue;
+        }
+        match (env(name), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => diags.push(
+                SpecDiagnostic::new("spec::undefined_env_var", format!("environment variable `{name}` is not set"))
+                    .label(span, format!("needs ${name}"))
+                    .help(format!("set {name}, or give a default: `${{env:{name}:-value}}`")),
+            ),
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| jsonschema::validator_for(&model::json_schema()).expect("the generated schema is valid"))
+}
+
+fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<SpecDiagnostic>) {
+    use jsonschema::error::ValidationErrorKind as K;
+    let schema = model::json_schema();
+    for err in validator().iter_errors(json) {
+        let path = pointer_segments(err.instance_path().as_str());
+        let (key, value) = lookup(root, &path).unwrap_or((None, root));
+        let at = |n: &Node| source.widen(n.span);
+        let field = if path.is_empty() { "the spec".to_string() } else { format!("`{}`", path.join(".")) };
+        let d = match err.kind() {
+            K::AdditionalProperties { unexpected } => {
+                let allowed = allowed_properties(&schema, err.evaluation_path().as_str());
+                for name in unexpected {
+                    let key_span = value.get(name).map(|(k, _)| k.span).unwrap_or(value.span);
+                    let suggestion = closest(name, &allowed);
+                    let mut d = SpecDiagnostic::new("spec::unknown_field", format!("unknown field `{name}` in {field}"))
+                        .label(source.widen(key_span), "unknown field");
+                    d = match suggestion {
+                        Some(s) => d.help(format!("did you mean `{s}`?")),
+                        None if !allowed.is_empty() => d.help(format!("expected one of: {}", allowed.join(", "))),
+                        None => d,
+                    };
+                    diags.push(d);
+                }
+                continue;
+            }
+            K::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let span = key.map(|k| k.span).unwrap_or(value.span);
+                SpecDiagnostic::new("spec::missing_field", format!("{field} is missing the required field `{name}`"))
+                    .label(source.widen(span), format!("`{name}` is required here"))
+                    .help(format!("add `{name}:`"))
+            }
+            K::Type { kind } => {
+                SpecDiagnostic::new("spec::type_mismatch", format!("{field} has the wrong type"))
+                    .label(at(value), format!("expected {}, found {}", type_name(kind), describe(err.instance())))
+                    .help("see schemas/mlops.schema.json for the expected shape")
+            }
+            K::Enum { options } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is not an accepted value"))
+                .label(at(value), "not accepted")
+                .help(format!(
+                    "expected one of: {}",
+                    options.as_array().map(|a| a.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+                )),
+            K::PropertyNames { error } => {
+                let bad = error.instance().as_str().unwrap_or_default().to_string();
+                let span = value.get(&bad).map(|(k, _)| k.span).unwrap_or(value.span);
+                SpecDiagnostic::new("spec::invalid_name", format!("`{bad}` is not a valid name in {field}"))
+                    .label(source.widen(span), "invalid name")
+                    .help("names start with a letter or digit and use letters, digits, `-`, `_` and `.` (at most 128)")
+            }
+            K::Minimum { limit } | K::Maximum { limit } if path == ["version"] => {
+                let _ = limit;
+                SpecDiagnostic::new("spec::unsupported_version", format!("spec version {} is not supported", err.instance()))
+                    .label(at(value), "unsupported")
+                    .help("this mlops understands `version: 1`")
+            }
+            K::Minimum { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is too small"))
+                .label(at(value), format!("must be at least {limit}")),
+            K::Maximum { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is too large"))
+                .label(at(value), format!("must be at most {limit}")),
+            K::MinProperties { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is empty"))
+                .label(at(value), format!("needs at least {limit} entry")),
+            K::Pattern { pattern } => SpecDiagnostic::new("spec::invalid_value", format!("{field} has an invalid form"))
+                .label(at(value), format!("must match {pattern}"))
+                .help(if path == ["project"] {
+                    "project names are lowercase letters, digits, `-` and `_`, at most 63".to_string()
+                } else {
+                    format!("must match {pattern}")
+                }),
+            _ => SpecDiagnostic::new("spec::invalid_value", format!("{field}: {err}")).label(at(value), "here"),
+        };
+        diags.push(d);
+    }
+}
+
+fn type_name(kind: &jsonschema::error::TypeKind) -> String {
+    match kind {
+        jsonschema::error::TypeKind::Single(t) => format!("{t}"),
+        jsonschema::error::TypeKind::Multiple(ts) => {
+            let names: Vec<String> = ts.iter().map(|t| format!("{t}")).collect();
+            names.join(" or ")
+        }
+    }
+}
+
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// The property names of the schema object whose `additionalProperties` rejected a key.
+fn allowed_properties(schema: &Value, eval_path: &str) -> Vec<String> {
+    let mut segs = pointer_segments(eval_path);
+    segs.pop(); // "additionalProperties"
+    let mut cur = schema;
+    for seg in &segs {
+        if seg == "$ref" {
+            let Some(r) = cur.get("$ref").and_then(Value::as_str) else { return vec![] };
+            let Some(target) = r.strip_prefix('#').and_then(|p| schema.pointer(p)) else { return vec![] };
+            cur = target;
+            continue;
+        }
+        let Some(next) = cur.get(seg) else { return vec![] };
+        cur = next;
+    }
+    if let Some(r) = cur.get("$ref").and_then(Value::as_str) {
+        if let Some(t) = r.strip_prefix('#').and_then(|p| schema.pointer(p)) {
+            cur = t;
+        }
+    }
+    cur.get("properties").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// The closest candidate by edit distance, if close enough to be a typo.
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.clone())
+}
+
+/// Rules the schema cannot express: references, cycles, providers, provider-specific names.
+fn semantic_check(
+    spec: &Spec,
+    json: &Value,
+    root: &Node,
+    base_dir: &Path,
+    registry: &Registry,
+    diags: &mut Vec<SpecDiagnostic>,
+) -> Vec<Resource> {
+    let configured: BTreeSet<String> = json
+        .get("providers")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let declared: BTreeSet<Address> = Kind::ALL
+        .into_iter()
+        .flat_map(|k| {
+            json.get(k.section())
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(move |m| m.keys().map(move |n| Address::new(k, n.clone())))
+        })
+        .collect();
+    let declared_strings: Vec<String> = declared.iter().map(|a| a.to_string()).collect();
+
+    // Resources, with their references.
+    let mut resources = Vec::new();
+    let mut edges: BTreeMap<Address, Vec<(Address, Span)>> = BTreeMap::new();
+    for kind in Kind::ALL {
+        let Some(section) = json.get(kind.section()).and_then(Value::as_object) else { continue };
+        for (name, body) in section {
+            let address = Address::new(kind, name.clone());
+            let base = vec![kind.section().to_string(), name.clone()];
+            let name_span = lookup(root, &base).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
+            let mut deps = Vec::new();
+            let mut refs: Vec<(Vec<String>, String, Option<Kind>)> = Vec::new();
+            let field_ref = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+            match kind {
+                Kind::Model => {
+                    for (i, r) in body.get("trained_on").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                        if let Some(r) = r.as_str() {
+                            refs.push((vec!["trained_on".into(), i.to_string()], r.into(), Some(Kind::Dataset)));
+                        }
+                    }
+                }
+                Kind::Endpoint => {
+                    if let Some(m) = field_ref("model") {
+                        refs.push((vec!["model".into()], m, Some(Kind::Model)));
+                    }
+                }
+                _ => {}
+            }
+            for (i, r) in body.get("depends_on").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                if let Some(r) = r.as_str() {
+                    refs.push((vec!["depends_on".into(), i.to_string()], r.into(), None));
+                }
+            }
+            for (rel, text, want) in refs {
+                let mut p = base.clone();
+                p.extend(rel);
+                let span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+                match text.parse::<Address>() {
+                    Err(e) => diags.push(
+                        SpecDiagnostic::new("spec::invalid_reference", e.to_string())
+                            .label(span, "not a reference")
+                            .help("references are written `kind.name`, e.g. `datasets.churn-train`"),
+                    ),
+                    Ok(target) if want.is_some_and(|w| w != target.kind) => diags.push(
+                        SpecDiagnostic::new(
+                            "spec::invalid_reference",
+                            format!("`{text}` is a {} reference; {} expects {}", target.kind, p[2], want.unwrap()),
+                        )
+                        .label(span, format!("expected {}.NAME", want.unwrap()))
+                        .help(format!("point it at one of the declared {}", want.unwrap())),
+                    ),
+                    Ok(target) if !declared.contains(&target) => {
+                        let mut d = SpecDiagnostic::new("spec::unknown_reference", format!("`{text}` is not declared in this spec"))
+                            .label(span, "unknown reference");
+                        d = match closest(&text, &declared_strings) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None => d.help(format!("declare `{}` under `{}:`", target.name, target.kind)),
+                        };
+                        diags.push(d);
+                    }
+                    Ok(target) if target == address => diags.push(
+                        SpecDiagnostic::new("spec::cycle", format!("`{address}` depends on itself"))
+                            .label(span, "self reference")
+                            .help("remove the reference"),
+                    ),
+                    Ok(target) => {
+                        if !deps.contains(&target) {
+                            deps.push(target.clone());
+                        }
+                        edges.entry(address.clone()).or_default().push((target, span));
+                    }
+                }
+            }
+            resources.push((address, body.clone(), deps, name_span, base));
+        }
+    }
+
+    // Cycles: report each once, with every edge on it labelled.
+    for cycle in find_cycles(&declared, &edges) {
+        let names: Vec<String> = cycle.iter().map(|(a, _)| a.to_string()).collect();
+        let mut d = SpecDiagnostic::new(
+            "spec::cycle",
+            format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
+        )
+        .help("break the cycle by removing one of these references");
+        for (a, span) in &cycle {
+            d = d.label(*span, format!("{a} depends on the next"));
+        }
+        diags.push(d);
+    }
+
+    // Providers.
+    let provider_of = |addr: &Address, body: &Value, models: &BTreeMap<String, String>| -> Result<String, String> {
+        if let Some(p) = body.get("provider").and_then(Value::as_str) {
+            return Ok(p.to_string());
+        }
+        if let Some(uri) = body.get("uri").and_then(Value::as_str) {
+            if uri.starts_with("s3://") {
+                return Ok("aws".into());
+            }
+            if uri.starts_with("gs://") {
+                return Ok("gcp".into());
+            }
+        }
+        if addr.kind == Kind::Endpoint {
+            if let Some(m) = body.get("model").and_then(Value::as_str).and_then(|m| m.parse::<Address>().ok()) {
+                if let Some(p) = models.get(&m.name) {
+                    return Ok(p.clone());
+                }
+            }
+        }
+        if configured.is_empty() || configured.contains("local") {
+            return Ok("local".into());
+        }
+        if configured.len() == 1 {
+            return Ok(configured.iter().next().cloned().unwrap_or_default());
+        }
+        Err(format!("several providers are configured ({}) and `{addr}` names none", configured.iter().cloned().collect::<Vec<_>>().join(", ")))
+    };
+    let mut model_providers = BTreeMap::new();
+    let mut out = Vec::new();
+    let mut instances = BTreeMap::new();
+    for (address, body, deps, name_span, base) in resources {
+        let provider = match provider_of(&address, &body, &model_providers) {
+            Ok(p) => p,
+            Err(msg) => {
+                diags.push(
+                    SpecDiagnostic::new("spec::ambiguous_provider", msg)
+                        .label(name_span, "which provider?")
+                        .help("add `provider: NAME` to the resource"),
+                );
+                continue;
+            }
+        };
+        if address.kind == Kind::Model {
+            model_providers.insert(address.name.clone(), provider.clone());
+        }
+        let mut p = base.clone();
+        p.push("provider".into());
+        let provider_span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+        let explicit = !configured.is_empty() || provider != "local";
+        if explicit && !configured.contains(&provider) {
+            diags.push(
+                SpecDiagnostic::new(
+                    "spec::provider_not_configured",
+                    format!("`{address}` uses provider `{provider}`, which is not configured"),
+                )
+                .label(provider_span, format!("`{provider}` is not under `providers:`"))
+                .help(format!("add a `{provider}:` block under `providers:`")),
+            );
+            continue;
+        }
+        let config = ResourceConfig {
+            address: address.clone(),
+            provider: provider.clone(),
+            body: body.clone(),
+            dependencies: deps,
+            base_dir: base_dir.to_path_buf(),
+        };
+        if !instances.contains_key(&provider) {
+            let block = json.pointer(&format!("/providers/{provider}")).cloned().unwrap_or(Value::Null);
+            instances.insert(provider.clone(), registry.instantiate(&provider, &block, base_dir, &spec.project));
+        }
+        match &instances[&provider] {
+            Err(msg) => diags.push(
+                SpecDiagnostic::new("spec::provider_unavailable", format!("`{address}`: {msg}"))
+                    .label(provider_span, format!("provider `{provider}`"))
+                    .help(format!("available in this build: {}", registry.names().join(", "))),
+            ),
+            Ok(instance) => {
+                for cd in instance.check(&config) {
+                    let mut p = base.clone();
+                    p.extend(cd.path.0.iter().cloned());
+                    let span = if cd.path.0.is_empty() {
+                        name_span
+                    } else {
+                        lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span)
+                    };
+                    let code: &'static str = match cd.code.as_str() {
+                        "spec::invalid_name" => "spec::invalid_name",
+                        _ => "spec::unsupported_value",
+                    };
+                    let mut d = SpecDiagnostic::new(code, cd.message).label(span, "here");
+                    if let Some(h) = cd.help {
+                        d = d.help(h);
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+        if address.kind == Kind::FeatureStore {
+            let features = body.get("features").and_then(Value::as_object);
+            for key in ["record_identifier", "event_time"] {
+                if let Some(f) = body.get(key).and_then(Value::as_str) {
+                    if !features.is_some_and(|m| m.contains_key(f)) {
+                        let mut p = base.clone();
+                        p.push(key.into());
+                        let span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+                        diags.push(
+                            SpecDiagnostic::new("spec::feature_not_declared", format!("`{key}` names `{f}`, which is not among the features"))
+                                .label(span, "not a declared feature")
+                                .help(format!("add `{f}` under `features:`")),
+                        );
+                    }
+                }
+            }
+        }
+        out.push(Resource { config, name_span });
+    }
+    out
+}
+
+/// Elementary cycles, found by DFS; each reported once (rotated to start at its smallest node).
+fn find_cycles(nodes: &BTreeSet<Address>, edges: &BTreeMap<Address, Vec<(Address, Span)>>) -> Vec<Vec<(Address, Span)>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut mark: BTreeMap<&Address, Mark> = nodes.iter().map(|n| (n, Mark::New)).collect();
+    let mut found: Vec<Vec<(Address, Span)>> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for start in nodes {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next edge index), and the edge spans along the stack.
+        let mut stack: Vec<(&Address, usize)> = vec![(start, 0)];
+        let mut via: Vec<Span> = Vec::new();
+        mark.insert(start, Mark::Active);
+        while let Some((node, i)) = stack.last().cloned() {
+            let out = edges.get(node).map(Vec::as_slice).unwrap_or(&[]);
+            if i >= out.len() {
+                mark.insert(node, Mark::Done);
+                stack.pop();
+                via.pop();
+                continue;
+            }
+            stack.last_mut().unwrap().1 += 1;
+            let (next, span) = &out[i];
+            match mark.get(next).copied() {
+                Some(Mark::New) => {
+                    mark.insert(next, Mark::Active);
+                    stack.push((next, 0));
+                    via.push(*span);
+                }
+                Some(Mark::Active) => {
+                    let pos = stack.iter().position(|(n, _)| *n == next).unwrap_or(0);
+                    let mut cycle: Vec<(Address, Span)> = Vec::new();
+                    for (j, (n, _)) in stack[pos..].iter().enumerate() {
+                        let span = if pos + j + 1 < stack.len() { via[pos + j] } else { *span };
+                        cycle.push(((*n).clone(), span));
+                    }
+                    let key: BTreeSet<Address> = cycle.iter().map(|(a, _)| a.clone()).collect();
+                    if seen.insert(key) {
+                        let min = cycle.iter().enumerate().min_by_key(|(_, (a, _))| a.clone()).map(|(i, _)| i).unwrap_or(0);
+                        cycle.rotate_left(min);
+                        found.push(cycle);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}

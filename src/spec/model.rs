@@ -1,0 +1,243 @@
+//! The typed spec: what `mlops.yaml` may say. `schemas/mlops.schema.json` is generated from these types.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A reference to another resource, written `kind.name` (e.g. `models.churn-xgb`).
+pub type Reference = String;
+
+/// An mlops stack: the ML assets one team runs, and where.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mlops.yaml", extend("$id" = "https://mlops.dev/schemas/mlops.schema.json"))]
+pub struct Spec {
+    /// Spec format version. Only `1` exists.
+    #[schemars(range(min = 1, max = 1))]
+    pub version: u32,
+    /// The stack's name: part of the lineage ref `refs/mlops/lineage/<project>/<environment>`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
+    pub project: String,
+    /// Where resources live. A resource names its provider with `provider:`; when only one is
+    /// configured, it is the default.
+    #[serde(default)]
+    pub providers: Providers,
+    /// Datasets: folders of files, versioned by content.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
+    pub datasets: BTreeMap<String, Dataset>,
+    /// Models: an artifact (and serving image) registered with a version.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
+    pub models: BTreeMap<String, Model>,
+    /// Feature stores: a schema of features keyed by a record identifier and an event time.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
+    pub feature_stores: BTreeMap<String, FeatureStore>,
+    /// Endpoints: a model served with replicas and a traffic split.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// Provider blocks, one per backend.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Providers {
+    /// The embedded provider: everything on the local disk, nothing to install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalProvider>,
+    /// AWS: SageMaker and S3. Credentials from the standard AWS chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsProvider>,
+    /// GCP: GCS. Credentials from Application Default Credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcp: Option<GcpProvider>,
+    /// Kubernetes: KServe InferenceServices and Deployments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesProvider>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalProvider {
+    /// Folder holding the live state, relative to the spec file. Default `.mlops/local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcpProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    /// The provider block that manages it; default: from `uri`'s scheme, else the only provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Where the dataset lives: `s3://bucket/prefix/` or `gs://bucket/prefix/`. Not used by `local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
+    /// A local folder (relative to the spec file) whose files are synced up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Delete remote objects that are not in `source`. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Resources that must be applied before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The serving image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The trained artifact: a local path (relative to the spec file), `s3://` or `gs://` URI.
+    pub artifact: String,
+    /// Framework name, e.g. `xgboost`, `sklearn`, `pytorch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    /// Datasets the model was trained on: edges of the graph and of the lineage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trained_on: Vec<Reference>,
+    /// Model registry entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Registry>,
+    /// Environment variables for the serving container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// IAM role the model runs as (AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Registry {
+    /// The model group (package group) the versions are registered in.
+    pub group: String,
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Approval {
+    #[default]
+    PendingManualApproval,
+    Approved,
+    Rejected,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureStore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The feature that identifies a record. Changing it replaces the store, destroying its data.
+    pub record_identifier: String,
+    /// The feature holding each record's event time. Changing it replaces the store.
+    pub event_time: String,
+    /// Feature name → type.
+    #[schemars(extend("minProperties" = 1))]
+    pub features: BTreeMap<String, FeatureType>,
+    /// Keep an online store (low-latency reads). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// Keep an offline store (history). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<bool>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FeatureType {
+    String,
+    Integral,
+    Fractional,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// The model served, e.g. `models.churn-xgb`.
+    pub model: Reference,
+    /// Instance type (`ml.m5.large` on AWS; free-form on `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Replicas. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub instance_count: Option<u32>,
+    /// Serving runtime on Kubernetes: `kserve` or `deployment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Traffic {
+    /// Share of requests (0-100) the new model version gets while the previous one keeps the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub canary_percent: Option<u32>,
+}
+
+/// The JSON Schema of the spec, as committed in `schemas/mlops.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Spec);
+    serde_json::to_value(schema).expect("schema serializes")
+}
