@@ -16,7 +16,10 @@ use crate::plan::{Action, Outcomes, Plan};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LineageError {
     #[error("{0} is not inside a Git repository")]
-    #[diagnostic(code(lineage::no_repository), help("mlops records every apply in Git: run `git init` (or `mlops init`) first"))]
+    #[diagnostic(
+        code(lineage::no_repository),
+        help("mlops records every apply in Git: run `git init` (or `mlops init`) first")
+    )]
     NoRepository(String),
     #[error("Git: {0}")]
     #[diagnostic(code(lineage::git))]
@@ -148,7 +151,9 @@ impl Lineage {
         let tree = self.tree_of(commit)?;
         let mut out = BTreeMap::new();
         for kind in Kind::ALL {
-            let Some(entry) = tree.clone().peel_to_entry_by_path(format!("resources/{}", kind.section())).map_err(git)? else {
+            let Some(entry) =
+                tree.clone().peel_to_entry_by_path(format!("resources/{}", kind.section())).map_err(git)?
+            else {
                 continue;
             };
             let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
@@ -285,7 +290,9 @@ impl Lineage {
             let Ok(rel) = abs.strip_prefix(&workdir) else { continue };
             let rel = rel.to_string_lossy().replace('\\', "/");
             let Some(tree) = &head_tree else { return true };
-            let committed = if rel.is_empty() { Some(tree.id) } else {
+            let committed = if rel.is_empty() {
+                Some(tree.id)
+            } else {
                 match tree.clone().peel_to_entry_by_path(&rel) {
                     Ok(Some(e)) => Some(e.object_id()),
                     _ => None,
@@ -332,7 +339,9 @@ impl Lineage {
     /// Resolves `REV`: a commit id (or prefix), `lineage`, `lineage~N`, or any Git revision.
     pub fn resolve(&self, rev: &str) -> Result<gix::ObjectId, LineageError> {
         let spec = match rev.strip_prefix("lineage") {
-            Some(rest) if rest.is_empty() || rest.starts_with('~') || rest.starts_with('^') => format!("{}{rest}", self.ref_name),
+            Some(rest) if rest.is_empty() || rest.starts_with('~') || rest.starts_with('^') => {
+                format!("{}{rest}", self.ref_name)
+            }
             _ => rev.to_string(),
         };
         self.repo
@@ -358,7 +367,8 @@ impl Lineage {
         let changes = outcomes
             .into_iter()
             .map(|(address, o)| {
-                let outputs = address.parse::<Address>().ok().and_then(|a| resources.get(&a)).map(|r| r.outputs.clone());
+                let outputs =
+                    address.parse::<Address>().ok().and_then(|a| resources.get(&a)).map(|r| r.outputs.clone());
                 EntryChange {
                     outputs: if o.action == Action::Delete { None } else { outputs },
                     address,
@@ -377,7 +387,9 @@ impl Lineage {
         let tree = self.tree_of(id)?;
         match self.blob_at(&tree, "plan.json")? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| LineageError::Corrupt(id.to_string(), e.to_string())),
+            Some(b) => {
+                serde_json::from_slice(&b).map(Some).map_err(|e| LineageError::Corrupt(id.to_string(), e.to_string()))
+            }
         }
     }
 
@@ -436,8 +448,12 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
                     .unwrap_or_default();
                 body.push_str(&format!("{sym} {addr}{version}\n"));
             }
-            S::Failed => body.push_str(&format!("! {addr}: failed: {}\n", o.error.as_deref().unwrap_or("unknown error"))),
-            S::Skipped => body.push_str(&format!("! {addr}: skipped: {}\n", o.error.as_deref().unwrap_or("a dependency failed"))),
+            S::Failed => {
+                body.push_str(&format!("! {addr}: failed: {}\n", o.error.as_deref().unwrap_or("unknown error")))
+            }
+            S::Skipped => {
+                body.push_str(&format!("! {addr}: skipped: {}\n", o.error.as_deref().unwrap_or("a dependency failed")))
+            }
         }
     }
     format!(

@@ -43,7 +43,13 @@ impl Registry {
         self.factories.keys().copied().collect()
     }
 
-    pub fn instantiate(&self, name: &str, block: &Value, base_dir: &Path, project: &str) -> Result<Arc<dyn Provider>, String> {
+    pub fn instantiate(
+        &self,
+        name: &str,
+        block: &Value,
+        base_dir: &Path,
+        project: &str,
+    ) -> Result<Arc<dyn Provider>, String> {
         let Some(factory) = self.factories.get(name) else {
             return Err(if KNOWN.contains(&name) {
                 format!("the `{name}` provider is not part of this build (cargo feature `{name}`)")

@@ -124,7 +124,11 @@ impl Context {
 
     pub fn lineage(&self, stack: &Stack) -> Result<Lineage, CommandError> {
         let dir = stack.spec.base_dir();
-        Ok(Lineage::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }, stack.project(), &stack.environment)?)
+        Ok(Lineage::open(
+            if dir.as_os_str().is_empty() { Path::new(".") } else { dir },
+            stack.project(),
+            &stack.environment,
+        )?)
     }
 
     pub fn runtime(&self) -> Result<tokio::runtime::Runtime, CommandError> {

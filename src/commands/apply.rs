@@ -2,7 +2,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::{make_plan, ScopeArgs};
+use crate::commands::plan::{ScopeArgs, make_plan};
 use crate::engine::apply::{self, Event};
 use crate::lineage::Record;
 use crate::plan::{Action, Plan};
@@ -45,9 +45,13 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
                 ));
             }
             let path = ctx.cwd.join(file);
-            let bytes = std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
             let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-                CommandError::user(format!("{} is not an mlops plan: {e}", file.display()), "save one with `mlops plan --out FILE`")
+                CommandError::user(
+                    format!("{} is not an mlops plan: {e}", file.display()),
+                    "save one with `mlops plan --out FILE`",
+                )
             })?;
             rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism))?;
             print!("{}", text::plan(&plan, &ctx.style));

@@ -51,7 +51,12 @@ fn project_name(ctx: &Context, given: &Option<String>) -> String {
     if let Some(p) = given {
         return p.clone();
     }
-    let raw = ctx.cwd.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    let raw = ctx
+        .cwd
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
     let mut name: String = raw
         .to_lowercase()
         .chars()
@@ -71,7 +76,10 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     }
     let project = project_name(ctx, &args.project);
     if !crate::provider::is_valid_name(&project) || project.chars().any(|c| c.is_ascii_uppercase() || c == '.') {
-        return Err(CommandError::user(format!("`{project}` is not a valid project name"), "use --project with lowercase letters, digits, `-` and `_`"));
+        return Err(CommandError::user(
+            format!("`{project}` is not a valid project name"),
+            "use --project with lowercase letters, digits, `-` and `_`",
+        ));
     }
     let dir = ctx.spec_path.parent().unwrap_or(&ctx.cwd).to_path_buf();
     std::fs::create_dir_all(&dir).map_err(|e| io("create the directory", e))?;
@@ -86,7 +94,8 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     let current = std::fs::read_to_string(&gitignore).unwrap_or_default();
     if !current.lines().any(|l| l.trim() == ".mlops/" || l.trim() == ".mlops") {
         let sep = if current.is_empty() || current.ends_with('\n') { "" } else { "\n" };
-        std::fs::write(&gitignore, format!("{current}{sep}# live state of the local provider\n.mlops/\n")).map_err(|e| io("write .gitignore", e))?;
+        std::fs::write(&gitignore, format!("{current}{sep}# live state of the local provider\n.mlops/\n"))
+            .map_err(|e| io("write .gitignore", e))?;
         created.push(".gitignore entry for .mlops/".into());
     }
     // Sample inputs, so that the first plan works; replace them with real ones.

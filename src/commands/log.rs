@@ -40,7 +40,11 @@ pub fn run(ctx: &Context, args: &LogArgs) -> Result<ExitStatus, CommandError> {
         return Ok(ExitStatus::Success);
     }
     if entries.is_empty() {
-        println!("No applies recorded on {}{}.", lineage.ref_name, filter.map(|f| format!(" for {f}")).unwrap_or_default());
+        println!(
+            "No applies recorded on {}{}.",
+            lineage.ref_name,
+            filter.map(|f| format!(" for {f}")).unwrap_or_default()
+        );
     }
     for (i, e) in entries.iter().enumerate() {
         if i > 0 {

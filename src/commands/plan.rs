@@ -73,7 +73,13 @@ pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
     }
 }
 
-pub fn make_plan(ctx: &Context, stack: &Stack, lineage: &Lineage, state: &State, scope: &ScopeArgs) -> Result<Plan, CommandError> {
+pub fn make_plan(
+    ctx: &Context,
+    stack: &Stack,
+    lineage: &Lineage,
+    state: &State,
+    scope: &ScopeArgs,
+) -> Result<Plan, CommandError> {
     let request = scope.request()?;
     let source = source_info(stack, lineage);
     let rt = ctx.runtime()?;
@@ -98,7 +104,11 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
         let path = ctx.cwd.join(out);
         save(&path, &plan)?;
         if !args.json {
-            println!("\nSaved the plan to {}. Apply exactly this plan with:\n    mlops apply {}", out.display(), out.display());
+            println!(
+                "\nSaved the plan to {}. Apply exactly this plan with:\n    mlops apply {}",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if args.detailed_exitcode && plan.has_changes() { ExitStatus::Changes } else { ExitStatus::Success })

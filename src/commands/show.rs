@@ -21,7 +21,10 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     if path.is_file() {
         let bytes = std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", args.what)))?;
         let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-            CommandError::user(format!("{} is not an mlops plan: {e}", args.what), "save one with `mlops plan --out FILE`")
+            CommandError::user(
+                format!("{} is not an mlops plan: {e}", args.what),
+                "save one with `mlops plan --out FILE`",
+            )
         })?;
         if args.json {
             print!("{}", plan.to_json());
@@ -38,7 +41,11 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     let resources = lineage.resources_at(id)?;
     if args.json {
         let resources: Vec<_> = resources.values().collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"entry": entry, "resources": resources, "plan": plan})).expect("serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"entry": entry, "resources": resources, "plan": plan}))
+                .expect("serializes")
+        );
         return Ok(ExitStatus::Success);
     }
     print!("{}", text::log_entry(&entry, &ctx.style));

@@ -17,7 +17,10 @@ pub fn run(ctx: &Context, args: &ValidateArgs) -> Result<ExitStatus, CommandErro
             if args.json {
                 let resources: serde_json::Map<String, serde_json::Value> =
                     Kind::ALL.iter().map(|k| (k.section().to_string(), json!(count(*k)))).collect();
-                println!("{}", json!({"valid": true, "file": ctx.spec_display, "resources": resources, "diagnostics": []}));
+                println!(
+                    "{}",
+                    json!({"valid": true, "file": ctx.spec_display, "resources": resources, "diagnostics": []})
+                );
             } else {
                 println!(
                     "{} {} is valid: {} dataset(s), {} model(s), {} feature store(s), {} endpoint(s).",
@@ -35,8 +38,10 @@ pub fn run(ctx: &Context, args: &ValidateArgs) -> Result<ExitStatus, CommandErro
             let diagnostics: Vec<_> = diags.iter().map(|d| d.to_json()).collect();
             println!(
                 "{}",
-                serde_json::to_string_pretty(&json!({"valid": false, "file": ctx.spec_display, "diagnostics": diagnostics}))
-                    .expect("serializes")
+                serde_json::to_string_pretty(
+                    &json!({"valid": false, "file": ctx.spec_display, "diagnostics": diagnostics})
+                )
+                .expect("serializes")
             );
             Ok(ExitStatus::Error)
         }

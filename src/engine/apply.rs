@@ -185,7 +185,10 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
             Ok(live) => {
                 applied += 1;
                 done.insert(addr_ref);
-                outcomes.insert(address.to_string(), Outcome { action: change.action, status: OutcomeStatus::Applied, error: None });
+                outcomes.insert(
+                    address.to_string(),
+                    Outcome { action: change.action, status: OutcomeStatus::Applied, error: None },
+                );
                 match live {
                     None => {
                         records.remove(&address);
@@ -279,7 +282,12 @@ async fn run_one<'a>(
         .map_err(|e| e.to_string())?;
         let prior = recorded
             .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
-            .or_else(|| change.live.as_ref().map(|l| PriorState { attributes: l.attributes.clone(), outputs: l.outputs.clone() }));
+            .or_else(|| {
+                change
+                    .live
+                    .as_ref()
+                    .map(|l| PriorState { attributes: l.attributes.clone(), outputs: l.outputs.clone() })
+            });
         if change.action == Action::Delete {
             if change.live.is_none() {
                 return Ok(None); // Already gone: only forget it.
@@ -332,7 +340,9 @@ async fn run_one<'a>(
         }
     };
     match &result {
-        Ok(_) => sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() }),
+        Ok(_) => {
+            sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() })
+        }
         Err(e) => sink.event(Event::Failed { address: address.clone(), action: change.action, error: e.clone() }),
     }
     (change.address.clone(), result)

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use mlops_provider_core::{Attributes, Desired, ValuePath, Value};
+use mlops_provider_core::{Attributes, Desired, Value, ValuePath};
 
 use crate::plan::{Action, AttributeChange, RecordedState};
 
@@ -58,9 +58,7 @@ pub fn decide(desired: Option<&Desired>, live: Option<&RecordedState>) -> Decisi
     match (desired, live) {
         (None, live) => Decision {
             action: Action::Delete,
-            attributes: live
-                .map(|l| diff_attributes(&l.attributes, &Attributes::new(), false))
-                .unwrap_or_default(),
+            attributes: live.map(|l| diff_attributes(&l.attributes, &Attributes::new(), false)).unwrap_or_default(),
             replace_reasons: vec![],
             data_destroying: false,
         },
@@ -125,8 +123,12 @@ mod tests {
 
     #[test]
     fn nested_map_changes_are_per_key_and_force_new_replaces() {
-        let mut d = Desired { attributes: attrs(json!({"files": {"a": "1", "b": "2"}, "t": "x"})), ..Default::default() };
-        let l = RecordedState { attributes: attrs(json!({"files": {"a": "1", "c": "3"}, "t": "y", "extra": 1})), outputs: Attributes::new() };
+        let mut d =
+            Desired { attributes: attrs(json!({"files": {"a": "1", "b": "2"}, "t": "x"})), ..Default::default() };
+        let l = RecordedState {
+            attributes: attrs(json!({"files": {"a": "1", "c": "3"}, "t": "y", "extra": 1})),
+            outputs: Attributes::new(),
+        };
         let dec = decide(Some(&d), Some(&l));
         assert_eq!(dec.action, Action::Update);
         let paths: Vec<&str> = dec.attributes.iter().map(|c| c.path.as_str()).collect();

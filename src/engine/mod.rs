@@ -12,7 +12,7 @@ use mlops_provider_core::{Address, Dependencies, DependencyView, Desired, Provid
 use crate::lineage::{LineageError, State};
 use crate::plan::{self, Action, Drift, DriftKind, LineageBase, Plan, RecordedState, ResourceChange, SourceInfo};
 use crate::registry::Registry;
-use crate::spec::{closest, LoadedSpec};
+use crate::spec::{LoadedSpec, closest};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum EngineError {
@@ -111,7 +111,10 @@ pub fn select(stack: &Stack, state: &State, targets: &[Address]) -> Result<BTree
     for t in targets {
         if !spec_addrs.contains(t) && !state.resources.contains_key(t) {
             let all: Vec<String> = spec_addrs.iter().chain(state.resources.keys()).map(|a| a.to_string()).collect();
-            return Err(EngineError::UnknownTarget(t.to_string(), closest(&t.to_string(), &all).map(|s| format!("did you mean `{s}`?"))));
+            return Err(EngineError::UnknownTarget(
+                t.to_string(),
+                closest(&t.to_string(), &all).map(|s| format!("did you mean `{s}`?")),
+            ));
         }
         todo.push(t.clone());
     }
@@ -178,7 +181,9 @@ pub async fn desired_states(
                         .dependencies
                         .iter()
                         .filter_map(|d| {
-                            out.get(d).map(|des| (d.clone(), DependencyView { attributes: des.attributes.clone(), outputs: None }))
+                            out.get(d).map(|des| {
+                                (d.clone(), DependencyView { attributes: des.attributes.clone(), outputs: None })
+                            })
                         })
                         .collect();
                     let res = match stack.provider(&r.config.provider, None) {
@@ -223,7 +228,10 @@ pub async fn refresh(
                     None => Err(EngineError::UnknownTarget(a.to_string(), None)),
                 },
             };
-            let prior_state = prior.map(|p| mlops_provider_core::PriorState { attributes: p.attributes.clone(), outputs: p.outputs.clone() });
+            let prior_state = prior.map(|p| mlops_provider_core::PriorState {
+                attributes: p.attributes.clone(),
+                outputs: p.outputs.clone(),
+            });
             let res = match provider {
                 Ok(p) => p
                     .read(&a, prior_state.as_ref())
@@ -255,7 +263,12 @@ pub async fn refresh(
 }
 
 /// Builds the plan: desired (spec) vs live (refresh) vs last applied (lineage).
-pub async fn plan(stack: &Stack, state: &State, source: SourceInfo, request: &PlanRequest) -> Result<Plan, EngineError> {
+pub async fn plan(
+    stack: &Stack,
+    state: &State,
+    source: SourceInfo,
+    request: &PlanRequest,
+) -> Result<Plan, EngineError> {
     let selected = select(stack, state, &request.targets)?;
     let desired = desired_states(stack, &selected, request.parallelism).await?;
     let live = refresh(stack, state, selected.iter().cloned(), request.parallelism).await?;
@@ -300,14 +313,18 @@ pub fn assemble(
             decision.attributes.clear();
         }
         let (provider, provider_config, depends_on) = match spec_res {
-            Some(r) => (r.config.provider.clone(), stack.provider_block(&r.config.provider), r.config.dependencies.clone()),
+            Some(r) => {
+                (r.config.provider.clone(), stack.provider_block(&r.config.provider), r.config.dependencies.clone())
+            }
             None => {
                 let p = prior.expect("leaving resources come from lineage");
                 (p.provider.clone(), p.provider_config.clone(), p.depends_on.clone())
             }
         };
         let data_destroying = decision.data_destroying
-            || (decision.action == Action::Delete && address.kind == mlops_provider_core::Kind::FeatureStore && live_state.is_some());
+            || (decision.action == Action::Delete
+                && address.kind == mlops_provider_core::Kind::FeatureStore
+                && live_state.is_some());
         changes.push(ResourceChange {
             address: address.clone(),
             provider,

@@ -82,15 +82,29 @@ fn action_symbol(style: &Style, a: Action) -> String {
 pub fn plan(p: &Plan, style: &Style) -> String {
     let mut out = String::new();
     if !p.drift.is_empty() {
-        let _ = writeln!(out, "{}", style.bold(&style.magenta("Drift: objects changed outside mlops since the last apply")));
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold(&style.magenta("Drift: objects changed outside mlops since the last apply"))
+        );
         let _ = writeln!(out);
         for d in &p.drift {
             match d.kind {
                 DriftKind::Deleted => {
-                    let _ = writeln!(out, "  {} {} was deleted outside mlops", style.magenta("!"), style.bold(&d.address.to_string()));
+                    let _ = writeln!(
+                        out,
+                        "  {} {} was deleted outside mlops",
+                        style.magenta("!"),
+                        style.bold(&d.address.to_string())
+                    );
                 }
                 DriftKind::Changed => {
-                    let _ = writeln!(out, "  {} {} changed outside mlops", style.magenta("!"), style.bold(&d.address.to_string()));
+                    let _ = writeln!(
+                        out,
+                        "  {} {} changed outside mlops",
+                        style.magenta("!"),
+                        style.bold(&d.address.to_string())
+                    );
                     for c in &d.attributes {
                         write_attribute(&mut out, style, "      ", c);
                     }
@@ -159,15 +173,23 @@ pub fn log_entry(e: &Entry, style: &Style) -> String {
     let _ = writeln!(out, "Date:    {}", e.time);
     let _ = writeln!(out, "By:      {}", e.applied_by);
     let source = e.trailers.get("Source-Commit").map(String::as_str).unwrap_or("none");
-    let dirty = if e.trailers.get("Source-Dirty").map(String::as_str) == Some("true") { " (with uncommitted changes)" } else { "" };
+    let dirty = if e.trailers.get("Source-Dirty").map(String::as_str) == Some("true") {
+        " (with uncommitted changes)"
+    } else {
+        ""
+    };
     let _ = writeln!(out, "Source:  {source}{dirty}");
     let _ = writeln!(out, "Result:  {}", e.trailers.get("Result").map(String::as_str).unwrap_or("unknown"));
     for c in &e.changes {
         let version = c.outputs.as_ref().and_then(version_of).map(|v| format!("  version {v}")).unwrap_or_default();
         let _ = match c.status {
             S::Applied => writeln!(out, "    {} {}{}", action_symbol(style, c.action), c.address, style.dim(&version)),
-            S::Failed => writeln!(out, "    {} {} failed: {}", style.red("!"), c.address, c.error.as_deref().unwrap_or("")),
-            S::Skipped => writeln!(out, "    {} {} skipped: {}", style.red("!"), c.address, c.error.as_deref().unwrap_or("")),
+            S::Failed => {
+                writeln!(out, "    {} {} failed: {}", style.red("!"), c.address, c.error.as_deref().unwrap_or(""))
+            }
+            S::Skipped => {
+                writeln!(out, "    {} {} skipped: {}", style.red("!"), c.address, c.error.as_deref().unwrap_or(""))
+            }
         };
     }
     out

@@ -79,24 +79,28 @@ pub fn load_bytes(
 ) -> Result<LoadedSpec, Vec<SpecDiagnostic>> {
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     if bytes.len() > yaml::MAX_BYTES {
-        return Err(vec![SpecDiagnostic::new(
-            "spec::too_large",
-            format!("{display} is {} bytes; the limit is {} bytes", bytes.len(), yaml::MAX_BYTES),
-        )
-        .help("split the stack into several projects")]);
+        return Err(vec![
+            SpecDiagnostic::new(
+                "spec::too_large",
+                format!("{display} is {} bytes; the limit is {} bytes", bytes.len(), yaml::MAX_BYTES),
+            )
+            .help("split the stack into several projects"),
+        ]);
     }
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
             let src = SourceFile::new(display, String::from_utf8_lossy(bytes).into_owned());
             let at = e.valid_up_to();
-            return Err(vec![SpecDiagnostic::new(
-                "spec::not_utf8",
-                format!("{display} is not UTF-8 text (invalid byte at offset {at})"),
-            )
-            .label(Span { offset: at, len: 1 }, "not UTF-8")
-            .help("a spec is a YAML text file saved as UTF-8")
-            .with_source(&src)]);
+            return Err(vec![
+                SpecDiagnostic::new(
+                    "spec::not_utf8",
+                    format!("{display} is not UTF-8 text (invalid byte at offset {at})"),
+                )
+                .label(Span { offset: at, len: 1 }, "not UTF-8")
+                .help("a spec is a YAML text file saved as UTF-8")
+                .with_source(&src),
+            ]);
         }
     };
     let source = SourceFile::new(display, text);
@@ -183,7 +187,12 @@ fn pointer_segments(ptr: &str) -> Vec<String> {
 }
 
 /// YAML nodes → JSON, interpolating `${env:VAR}` and reporting duplicate or complex keys.
-fn to_json(node: &Node, path: &mut Vec<String>, env: &dyn Fn(&str) -> Option<String>, diags: &mut Vec<SpecDiagnostic>) -> Value {
+fn to_json(
+    node: &Node,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Vec<SpecDiagnostic>,
+) -> Value {
     match &node.value {
         NodeValue::Null => Value::Null,
         NodeValue::Bool(b) => Value::Bool(*b),
@@ -265,9 +274,12 @@ fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags:
         rest = &rest[i + end + 1..];
         let Some(var) = expr.strip_prefix("env:") else {
             diags.push(
-                SpecDiagnostic::new("spec::bad_interpolation", format!("`${{{expr}}}` is not an interpolation mlops knows"))
-                    .label(span, "here")
-                    .help("only `${env:NAME}` and `${env:NAME:-default}` are supported; `$${` writes a literal `${`"),
+                SpecDiagnostic::new(
+                    "spec::bad_interpolation",
+                    format!("`${{{expr}}}` is not an interpolation mlops knows"),
+                )
+                .label(span, "here")
+                .help("only `${env:NAME}` and `${env:NAME:-default}` are supported; `$${` writes a literal `${`"),
             );
             continue;
         };
@@ -319,8 +331,9 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
                 for name in unexpected {
                     let key_span = value.get(name).map(|(k, _)| k.span).unwrap_or(value.span);
                     let suggestion = closest(name, &allowed);
-                    let mut d = SpecDiagnostic::new("spec::unknown_field", format!("unknown field `{name}` in {field}"))
-                        .label(source.widen(key_span), "unknown field");
+                    let mut d =
+                        SpecDiagnostic::new("spec::unknown_field", format!("unknown field `{name}` in {field}"))
+                            .label(source.widen(key_span), "unknown field");
                     d = match suggestion {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
                         None if !allowed.is_empty() => d.help(format!("expected one of: {}", allowed.join(", "))),
@@ -337,17 +350,20 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
                     .label(source.widen(span), format!("`{name}` is required here"))
                     .help(format!("add `{name}:`"))
             }
-            K::Type { kind } => {
-                SpecDiagnostic::new("spec::type_mismatch", format!("{field} has the wrong type"))
-                    .label(at(value), format!("expected {}, found {}", type_name(kind), describe(err.instance())))
-                    .help("see schemas/mlops.schema.json for the expected shape")
+            K::Type { kind } => SpecDiagnostic::new("spec::type_mismatch", format!("{field} has the wrong type"))
+                .label(at(value), format!("expected {}, found {}", type_name(kind), describe(err.instance())))
+                .help("see schemas/mlops.schema.json for the expected shape"),
+            K::Enum { options } => {
+                SpecDiagnostic::new("spec::invalid_value", format!("{field} is not an accepted value"))
+                    .label(at(value), "not accepted")
+                    .help(format!(
+                        "expected one of: {}",
+                        options
+                            .as_array()
+                            .map(|a| a.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", "))
+                            .unwrap_or_default()
+                    ))
             }
-            K::Enum { options } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is not an accepted value"))
-                .label(at(value), "not accepted")
-                .help(format!(
-                    "expected one of: {}",
-                    options.as_array().map(|a| a.iter().map(|o| o.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
-                )),
             K::PropertyNames { error } => {
                 let bad = error.instance().as_str().unwrap_or_default().to_string();
                 let span = value.get(&bad).map(|(k, _)| k.span).unwrap_or(value.span);
@@ -357,9 +373,12 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
             }
             K::Minimum { limit } | K::Maximum { limit } if path == ["version"] => {
                 let _ = limit;
-                SpecDiagnostic::new("spec::unsupported_version", format!("spec version {} is not supported", err.instance()))
-                    .label(at(value), "unsupported")
-                    .help("this mlops understands `version: 1`")
+                SpecDiagnostic::new(
+                    "spec::unsupported_version",
+                    format!("spec version {} is not supported", err.instance()),
+                )
+                .label(at(value), "unsupported")
+                .help("this mlops understands `version: 1`")
             }
             K::Minimum { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is too small"))
                 .label(at(value), format!("must be at least {limit}")),
@@ -367,13 +386,15 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
                 .label(at(value), format!("must be at most {limit}")),
             K::MinProperties { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is empty"))
                 .label(at(value), format!("needs at least {limit} entry")),
-            K::Pattern { pattern } => SpecDiagnostic::new("spec::invalid_value", format!("{field} has an invalid form"))
-                .label(at(value), format!("must match {pattern}"))
-                .help(if path == ["project"] {
-                    "project names are lowercase letters, digits, `-` and `_`, at most 63".to_string()
-                } else {
-                    format!("must match {pattern}")
-                }),
+            K::Pattern { pattern } => {
+                SpecDiagnostic::new("spec::invalid_value", format!("{field} has an invalid form"))
+                    .label(at(value), format!("must match {pattern}"))
+                    .help(if path == ["project"] {
+                        "project names are lowercase letters, digits, `-` and `_`, at most 63".to_string()
+                    } else {
+                        format!("must match {pattern}")
+                    })
+            }
             _ => SpecDiagnostic::new("spec::invalid_value", format!("{field}: {err}")).label(at(value), "here"),
         };
         diags.push(d);
@@ -443,11 +464,8 @@ fn semantic_check(
     registry: &Registry,
     diags: &mut Vec<SpecDiagnostic>,
 ) -> Vec<Resource> {
-    let configured: BTreeSet<String> = json
-        .get("providers")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
+    let configured: BTreeSet<String> =
+        json.get("providers").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
     let declared: BTreeSet<Address> = Kind::ALL
         .into_iter()
         .flat_map(|k| {
@@ -510,8 +528,11 @@ fn semantic_check(
                         .help(format!("point it at one of the declared {}", want.unwrap())),
                     ),
                     Ok(target) if !declared.contains(&target) => {
-                        let mut d = SpecDiagnostic::new("spec::unknown_reference", format!("`{text}` is not declared in this spec"))
-                            .label(span, "unknown reference");
+                        let mut d = SpecDiagnostic::new(
+                            "spec::unknown_reference",
+                            format!("`{text}` is not declared in this spec"),
+                        )
+                        .label(span, "unknown reference");
                         d = match closest(&text, &declared_strings) {
                             Some(s) => d.help(format!("did you mean `{s}`?")),
                             None => d.help(format!("declare `{}` under `{}:`", target.name, target.kind)),
@@ -538,11 +559,9 @@ fn semantic_check(
     // Cycles: report each once, with every edge on it labelled.
     for cycle in find_cycles(&declared, &edges) {
         let names: Vec<String> = cycle.iter().map(|(a, _)| a.to_string()).collect();
-        let mut d = SpecDiagnostic::new(
-            "spec::cycle",
-            format!("dependency cycle: {} → {}", names.join(" → "), names[0]),
-        )
-        .help("break the cycle by removing one of these references");
+        let mut d =
+            SpecDiagnostic::new("spec::cycle", format!("dependency cycle: {} → {}", names.join(" → "), names[0]))
+                .help("break the cycle by removing one of these references");
         for (a, span) in &cycle {
             d = d.label(*span, format!("{a} depends on the next"));
         }
@@ -575,7 +594,10 @@ fn semantic_check(
         if configured.len() == 1 {
             return Ok(configured.iter().next().cloned().unwrap_or_default());
         }
-        Err(format!("several providers are configured ({}) and `{addr}` names none", configured.iter().cloned().collect::<Vec<_>>().join(", ")))
+        Err(format!(
+            "several providers are configured ({}) and `{addr}` names none",
+            configured.iter().cloned().collect::<Vec<_>>().join(", ")
+        ))
     };
     let mut model_providers = BTreeMap::new();
     let mut out = Vec::new();
@@ -657,9 +679,12 @@ fn semantic_check(
                         p.push(key.into());
                         let span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
                         diags.push(
-                            SpecDiagnostic::new("spec::feature_not_declared", format!("`{key}` names `{f}`, which is not among the features"))
-                                .label(span, "not a declared feature")
-                                .help(format!("add `{f}` under `features:`")),
+                            SpecDiagnostic::new(
+                                "spec::feature_not_declared",
+                                format!("`{key}` names `{f}`, which is not among the features"),
+                            )
+                            .label(span, "not a declared feature")
+                            .help(format!("add `{f}` under `features:`")),
                         );
                     }
                 }
@@ -671,7 +696,10 @@ fn semantic_check(
 }
 
 /// Elementary cycles, found by DFS; each reported once (rotated to start at its smallest node).
-fn find_cycles(nodes: &BTreeSet<Address>, edges: &BTreeMap<Address, Vec<(Address, Span)>>) -> Vec<Vec<(Address, Span)>> {
+fn find_cycles(
+    nodes: &BTreeSet<Address>,
+    edges: &BTreeMap<Address, Vec<(Address, Span)>>,
+) -> Vec<Vec<(Address, Span)>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -714,7 +742,8 @@ fn find_cycles(nodes: &BTreeSet<Address>, edges: &BTreeMap<Address, Vec<(Address
                     }
                     let key: BTreeSet<Address> = cycle.iter().map(|(a, _)| a.clone()).collect();
                     if seen.insert(key) {
-                        let min = cycle.iter().enumerate().min_by_key(|(_, (a, _))| a.clone()).map(|(i, _)| i).unwrap_or(0);
+                        let min =
+                            cycle.iter().enumerate().min_by_key(|(_, (a, _))| a.clone()).map(|(i, _)| i).unwrap_or(0);
                         cycle.rotate_left(min);
                         found.push(cycle);
                     }

@@ -75,7 +75,9 @@ pub enum AddressError {
     Shape(String),
     #[error("`{0}` is not a resource kind: expected one of datasets, models, feature_stores, endpoints")]
     UnknownKind(String),
-    #[error("`{0}` is not a valid resource name: use letters, digits, `-`, `_` and `.`, starting with a letter or digit")]
+    #[error(
+        "`{0}` is not a valid resource name: use letters, digits, `-`, `_` and `.`, starting with a letter or digit"
+    )]
     BadName(String),
 }
 
@@ -311,7 +313,8 @@ pub trait Provider: Send + Sync {
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError>;
 
     /// Deletes a resource this tool created.
-    async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError>;
+    async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress)
+    -> Result<(), ProviderError>;
 }
 
 /// Builds a provider from its block under `providers:`.

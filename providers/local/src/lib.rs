@@ -139,9 +139,9 @@ fn write_json(path: &Path, v: &Value) -> Result<(), ProviderError> {
 
 fn read_json(path: &Path) -> Result<Option<Value>, ProviderError> {
     match fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ProviderError::failed(format!("{} is not valid JSON ({e}); fix or remove it", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ProviderError::failed(format!("{} is not valid JSON ({e}); fix or remove it", path.display()))
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err("cannot read", path, e)),
     }
@@ -208,11 +208,8 @@ impl LocalProvider {
                     ProviderError::invalid("a local model needs an `artifact` file").at(ValuePath::key("artifact"))
                 })?;
                 if !artifact.is_file() {
-                    return Err(ProviderError::invalid(format!(
-                        "model artifact {} is not a file",
-                        artifact.display()
-                    ))
-                    .at(ValuePath::key("artifact")));
+                    return Err(ProviderError::invalid(format!("model artifact {} is not a file", artifact.display()))
+                        .at(ValuePath::key("artifact")));
                 }
                 d.attributes.insert("artifact_digest".into(), json!(sha256_file(&artifact)?));
                 for key in ["image", "framework"] {
@@ -256,8 +253,7 @@ impl LocalProvider {
                     "instance_type".into(),
                     config.body.get("instance_type").cloned().unwrap_or(json!("local.cpu")),
                 );
-                d.attributes
-                    .insert("replicas".into(), config.body.get("instance_count").cloned().unwrap_or(json!(1)));
+                d.attributes.insert("replicas".into(), config.body.get("instance_count").cloned().unwrap_or(json!(1)));
                 let canary = config.body.pointer("/traffic/canary_percent").cloned().unwrap_or(json!(0));
                 d.attributes.insert("canary_percent".into(), canary);
                 d.attributes.insert("labels".into(), labels(config));
@@ -447,8 +443,8 @@ impl LocalProvider {
                             format!("{} changed since the plan was made (plan {digest}, now {now})", from.display()),
                         ));
                     }
-                    let next = versions.iter().filter_map(|v| v.get("version").and_then(Value::as_u64)).max().unwrap_or(0)
-                        + 1;
+                    let next =
+                        versions.iter().filter_map(|v| v.get("version").and_then(Value::as_u64)).max().unwrap_or(0) + 1;
                     progress.report(&format!("registering version {next}"));
                     copy_atomic(&from, &dir.join(format!("v{next}")).join("artifact"))?;
                     versions.push(json!({
@@ -563,11 +559,15 @@ impl Provider for LocalProvider {
             out.push(ConfigDiagnostic {
                 path: ValuePath::key("uri"),
                 code: "spec::unsupported_value".into(),
-                message: format!("the local provider keeps datasets under its root and does not take a `uri` (`{uri}`)"),
+                message: format!(
+                    "the local provider keeps datasets under its root and does not take a `uri` (`{uri}`)"
+                ),
                 help: Some("remove `uri`, or use an s3:// or gs:// URI with the aws or gcp provider".into()),
             });
         }
-        if config.address.kind == Kind::Model && config.str("artifact").is_some_and(|a| a.contains("://") && !a.starts_with("file://")) {
+        if config.address.kind == Kind::Model
+            && config.str("artifact").is_some_and(|a| a.contains("://") && !a.starts_with("file://"))
+        {
             out.push(ConfigDiagnostic {
                 path: ValuePath::key("artifact"),
                 code: "spec::unsupported_value".into(),
@@ -606,7 +606,12 @@ impl Provider for LocalProvider {
         result
     }
 
-    async fn delete(&self, address: &Address, _prior: &PriorState, _progress: &dyn Progress) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        address: &Address,
+        _prior: &PriorState,
+        _progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
         let (this, address) = (self.clone(), address.clone());
         blocking(move || this.delete_sync(&address)).await
     }
