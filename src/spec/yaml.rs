@@ -56,7 +56,7 @@ impl Node {
 }
 
 /// Limits on hostile input. Generous for a real spec (10,000 resources fit easily).
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 32;
 pub const MAX_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Debug)]
@@ -66,7 +66,24 @@ pub struct ParseError {
     pub limit: bool,
 }
 
+/// Parses on a thread of its own with a generous stack, so that nesting up to the limit is
+/// safe whatever stack the caller has.
 pub fn parse(src: &str) -> Result<Node, ParseError> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("mlops-yaml".into())
+            .stack_size(64 * 1024 * 1024)
+            .spawn_scoped(s, || parse_here(src))
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ParseError { message: "the YAML parser failed".into(), span: None, limit: true })
+                })
+            })
+            .unwrap_or_else(|_| parse_here(src))
+    })
+}
+
+fn parse_here(src: &str) -> Result<Node, ParseError> {
     let mut budget = Budget::default();
     budget.max_depth = MAX_DEPTH;
     budget.flow_nesting_limit = MAX_DEPTH;
@@ -78,6 +95,8 @@ pub fn parse(src: &str) -> Result<Node, ParseError> {
     let mut options = Options::default();
     options.budget = Some(budget);
     options.duplicate_keys = DuplicateKeyPolicy::PassThrough;
+    // YAML 1.2 core booleans: `n`, `no`, `on` are names, not booleans (the Norway problem).
+    options.strict_booleans = true;
     match serde_saphyr::from_str_with_options::<Spanned<NodeValue>>(src, options) {
         Ok(root) => Ok(spanned(root, src)),
         Err(e) => {

@@ -142,7 +142,8 @@ fn read_json(path: &Path) -> Result<Option<Value>, ProviderError> {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             ProviderError::failed(format!("{} is not valid JSON ({e}); fix or remove it", path.display()))
         }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // A parent that is not a folder means the object does not exist either.
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => Ok(None),
         Err(e) => Err(io_err("cannot read", path, e)),
     }
 }

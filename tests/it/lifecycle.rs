@@ -1,0 +1,285 @@
+//! End to end on the quickstart: apply, re-plan, updates, deletes, drift, stale plans, partial applies.
+
+use crate::common::TestEnv;
+
+#[test]
+fn quickstart_apply_then_nothing_to_do() {
+    let env = TestEnv::quickstart();
+    let run = env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(
+        run.stdout.contains("Apply complete! Resources: 4 added, 0 changed, 0 replaced, 0 destroyed."),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(env.lineage("quickstart").len(), 1);
+
+    let again = env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(again.stdout.contains("No changes."), "{}", again.stdout);
+    assert_eq!(env.lineage("quickstart").len(), 1, "a no-op apply writes no lineage commit");
+
+    let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0);
+
+    // The lineage commit: one file per resource, the plan, and the trailers.
+    let files = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/quickstart/default"]);
+    assert_eq!(
+        files.lines().collect::<Vec<_>>(),
+        [
+            "plan.json",
+            "resources/datasets/churn-train.json",
+            "resources/endpoints/churn-api.json",
+            "resources/feature_stores/customer.json",
+            "resources/models/churn-clf.json",
+            "result.json"
+        ]
+    );
+    let msg = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/quickstart/default"]);
+    let head = env.git(&["rev-parse", "HEAD"]);
+    assert!(msg.starts_with("apply quickstart/default: 4 created, 0 updated, 0 replaced, 0 deleted"), "{msg}");
+    assert!(msg.contains(&format!("Source-Commit: {}", head.trim())), "{msg}");
+    assert!(msg.contains("Source-Dirty: false"), "{msg}");
+    assert!(msg.contains("Plan-Digest: sha256:"), "{msg}");
+    assert!(msg.contains("Applied-By: Test User <test@example.com>"), "{msg}");
+    assert!(msg.contains("Result: success"), "{msg}");
+    // Lineage edge with the version the model was trained on.
+    let model: serde_json::Value = serde_json::from_str(
+        &env.git(&["show", "refs/mlops/lineage/quickstart/default:resources/models/churn-clf.json"]),
+    )
+    .unwrap();
+    let ds: serde_json::Value = serde_json::from_str(
+        &env.git(&["show", "refs/mlops/lineage/quickstart/default:resources/datasets/churn-train.json"]),
+    )
+    .unwrap();
+    assert_eq!(model["inputs"]["datasets.churn-train"], ds["outputs"]["version"]);
+    assert_eq!(model["outputs"]["version"], 1);
+    // The project's tree stays clean: live state is under the git-ignored root.
+    assert_eq!(env.git(&["status", "--porcelain"]), "");
+}
+
+#[test]
+fn dataset_edit_plans_update_with_digests_and_endpoint_removal_plans_delete() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let before = env.mlops(&["plan", "--json"]).ok();
+    let before: serde_json::Value = serde_json::from_str(&before.stdout).unwrap();
+    let old_digest = before["changes"][0]["live"]["attributes"]["digest"].as_str().unwrap().to_string();
+
+    env.write("data/train/2026-11.csv", "customer_id,tenure_months,monthly_spend,churned\nc-001,14,59.90,1\n");
+    let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 2, "{}", plan.stderr);
+    assert!(plan.stdout.contains("~ datasets.churn-train # will be updated in place"), "{}", plan.stdout);
+    assert!(plan.stdout.contains(&format!("~ digest = \"{old_digest}\" → \"sha256:")), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~ files[\"2026-11.csv\"]"), "{}", plan.stdout);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let msg = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/quickstart/default"]);
+    assert!(msg.contains("Source-Dirty: true"), "uncommitted source data is recorded as dirty: {msg}");
+    env.commit("new data");
+
+    let spec = env.read("mlops.yaml");
+    let cut = spec.find("endpoints:").unwrap();
+    env.write("mlops.yaml", &spec[..cut]);
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("- endpoints.churn-api # will be deleted (removed from the spec)"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("Plan: 0 to create, 0 to update, 0 to replace, 1 to delete, 3 unchanged."),
+        "{}",
+        plan.stdout
+    );
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(!env.join(".mlops/local/endpoints/churn-api.json").exists());
+    assert_eq!(env.lineage("quickstart").len(), 3);
+    let log = env.git(&["log", "--format=%s", "refs/mlops/lineage/quickstart/default"]);
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        [
+            "apply quickstart/default: 0 created, 0 updated, 0 replaced, 1 deleted",
+            "apply quickstart/default: 0 created, 1 updated, 0 replaced, 0 deleted",
+            "apply quickstart/default: 4 created, 0 updated, 0 replaced, 0 deleted",
+        ]
+    );
+    let mlog = env.mlops(&["log", "endpoints.churn-api"]).ok();
+    assert_eq!(mlog.stdout.matches("lineage ").count(), 2, "{}", mlog.stdout);
+}
+
+#[test]
+fn hand_edit_under_local_root_is_drift() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write(".mlops/local/datasets/churn-train/2026-09.csv", "tampered\n");
+    let mut ep: serde_json::Value = serde_json::from_str(&env.read(".mlops/local/endpoints/churn-api.json")).unwrap();
+    ep["spec"]["replicas"] = serde_json::json!(5);
+    env.write(".mlops/local/endpoints/churn-api.json", &ep.to_string());
+
+    let plan = env.mlops(&["plan", "--json"]).ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let drift = plan["drift"].as_array().unwrap();
+    let addresses: Vec<&str> = drift.iter().map(|d| d["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses, ["datasets.churn-train", "endpoints.churn-api"]);
+    let replicas = drift[1]["attributes"].as_array().unwrap().iter().find(|a| a["path"] == "replicas").unwrap();
+    assert_eq!((replicas["before"].as_u64(), replicas["after"].as_u64()), (Some(2), Some(5)));
+    let text = env.mlops(&["plan"]).ok();
+    assert!(text.stdout.starts_with("Drift: objects changed outside mlops since the last apply"), "{}", text.stdout);
+    assert!(text.stdout.contains("~ replicas = 5 → 2"), "the plan puts it back: {}", text.stdout);
+    // Apply converges, and the next plan is clean.
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(env.mlops(&["plan"]).ok().stdout.contains("No changes."));
+}
+
+#[test]
+fn stale_saved_plans_are_refused_and_change_nothing() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["plan", "--out", "reviewed.json"]).ok();
+    // The spec changed after review.
+    let spec = env.read("mlops.yaml");
+    env.write("mlops.yaml", &spec.replace("instance_count: 2", "instance_count: 3"));
+    let run = env.mlops(&["apply", "reviewed.json"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("plan::stale"), "{}", run.stderr);
+    assert!(run.stderr.contains("the spec mlops.yaml changed since the plan was made"), "{}", run.stderr);
+    assert!(!env.join(".mlops").exists(), "nothing was applied");
+    assert!(env.lineage("quickstart").is_empty());
+
+    // A live object changed after review.
+    env.write("mlops.yaml", &spec);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("mlops.yaml", &spec.replace("instance_count: 2", "instance_count: 3"));
+    env.mlops(&["plan", "--out", "reviewed.json"]).ok();
+    let ep_path = ".mlops/local/endpoints/churn-api.json";
+    let mut ep: serde_json::Value = serde_json::from_str(&env.read(ep_path)).unwrap();
+    ep["spec"]["instance_type"] = serde_json::json!("local.gpu");
+    env.write(ep_path, &ep.to_string());
+    let tampered = env.read(ep_path);
+    let run = env.mlops(&["apply", "reviewed.json"]);
+    assert_eq!(run.status, 1);
+    assert!(
+        run.stderr.contains("endpoints.churn-api changed in the live world since the plan was made"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(env.read(ep_path), tampered, "nothing was changed");
+    assert_eq!(env.lineage("quickstart").len(), 1);
+
+    // A fresh plan applies.
+    env.mlops(&["plan", "--out", "reviewed.json"]).ok();
+    let run = env.mlops(&["apply", "reviewed.json"]).ok();
+    assert!(run.stdout.contains("Apply complete!"), "{}", run.stdout);
+    assert_eq!(env.lineage("quickstart").len(), 2);
+}
+
+#[test]
+fn apply_without_terminal_or_approval_refuses() {
+    let env = TestEnv::quickstart();
+    let run = env.mlops(&["apply"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("no terminal to ask on"), "{}", run.stderr);
+    assert!(!env.join(".mlops").exists());
+}
+
+#[test]
+fn outside_a_repository_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"), dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+        .args(["-C", dir.path().to_str().unwrap(), "--no-color", "plan"])
+        .env("GIT_CEILING_DIRECTORIES", dir.path().parent().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lineage::no_repository"), "{err}");
+    assert!(err.contains("mlops init"), "{err}");
+}
+
+#[test]
+fn a_failure_stops_dependents_only_and_is_recorded_as_partial() {
+    let env = TestEnv::quickstart();
+    // A file where the endpoints' folder must go makes their writes fail.
+    env.write(".mlops/local/endpoints", "in the way");
+    let spec = env.read("mlops.yaml");
+    env.write(
+        "mlops.yaml",
+        &format!("{spec}  shadow-api:\n    model: models.churn-clf\n    depends_on: [endpoints.churn-api]\n"),
+    );
+    let run = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("endpoints.churn-api: Creation failed"), "{}", run.stdout);
+    assert!(run.stdout.contains("endpoints.shadow-api: skipped, because endpoints.churn-api failed"), "{}", run.stdout);
+    assert!(run.stderr.contains("Apply failed: 2 of 5 change(s) did not apply"), "{}", run.stderr);
+    let msg = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/quickstart/default"]);
+    assert!(msg.contains("Result: partial"), "{msg}");
+    assert!(msg.contains("! endpoints.churn-api: failed"), "{msg}");
+    let files = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/quickstart/default", "resources/"]);
+    assert!(!files.contains("endpoints/"), "failed resources are not recorded as applied: {files}");
+
+    // Fix the cause: the next plan shows exactly what is left.
+    std::fs::remove_file(env.join(".mlops/local/endpoints")).unwrap();
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 3 unchanged."),
+        "{}",
+        plan.stdout
+    );
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(env.mlops(&["plan"]).ok().stdout.contains("No changes."));
+}
+
+#[test]
+fn targets_limit_the_plan_to_a_resource_and_its_dependencies() {
+    let env = TestEnv::quickstart();
+    let plan = env.mlops(&["plan", "--json", "--target", "models.churn-clf"]).ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let addrs: Vec<&str> = plan["changes"].as_array().unwrap().iter().map(|c| c["address"].as_str().unwrap()).collect();
+    assert_eq!(addrs, ["datasets.churn-train", "models.churn-clf"]);
+    let bad = env.mlops(&["plan", "--target", "models.churn-clff"]);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("did you mean `models.churn-clf`?"), "{}", bad.stderr);
+}
+
+#[test]
+fn model_change_moves_the_endpoint_with_a_canary_split() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("model/churn-clf.json", "{\"kind\": \"logistic-regression\", \"retrained\": true}\n");
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("~ models.churn-clf # will be updated in place"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~ endpoints.churn-api # will be updated in place"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("~ model_digest = "), "{}", plan.stdout);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let ep: serde_json::Value = serde_json::from_str(&env.read(".mlops/local/endpoints/churn-api.json")).unwrap();
+    assert_eq!(ep["model_version"], 2);
+    assert_eq!(
+        ep["traffic"],
+        serde_json::json!([{"model_version": 2, "percent": 10}, {"model_version": 1, "percent": 90}])
+    );
+    let registry: serde_json::Value =
+        serde_json::from_str(&env.read(".mlops/local/models/churn-clf/registry.json")).unwrap();
+    assert_eq!(registry["versions"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn feature_store_key_change_is_a_data_destroying_replace() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let spec = env.read("mlops.yaml");
+    env.write("mlops.yaml", &spec.replace("event_time: event_time", "event_time: tenure_months"));
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("-/+ feature_stores.customer # will be replaced (forced by event_time) [data-destroying]"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("# forces replacement"), "{}", plan.stdout);
+}
+
+#[test]
+fn init_writes_a_starter_that_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = TestEnv { dir };
+    let run = env.mlops(&["init", "--project", "starter"]).ok();
+    assert!(run.stdout.contains("a Git repository"), "{}", run.stdout);
+    env.mlops(&["validate"]).ok();
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("Plan: 4 to create"), "{}", plan.stdout);
+    let again = env.mlops(&["init"]);
+    assert_eq!(again.status, 1, "init refuses to overwrite");
+}

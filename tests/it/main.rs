@@ -1,0 +1,8 @@
+//! The integration tests: one binary, a shared `TestEnv`.
+
+mod common;
+mod lifecycle;
+mod properties;
+mod schema;
+mod snapshots;
+mod spec_errors;

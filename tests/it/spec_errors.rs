@@ -1,0 +1,291 @@
+//! Invalid specs: each gives its stable code at the right line, all errors at once, no panic.
+
+use std::path::Path;
+
+use mlops::registry::Registry;
+use mlops::spec::{self, SpecDiagnostic};
+
+const VALID_HEAD: &str = "version: 1\nproject: demo\nproviders:\n  local: {}\n";
+
+fn errors_of(src: &[u8]) -> Vec<SpecDiagnostic> {
+    let env = |k: &str| (k == "PRESENT").then(|| "value".to_string());
+    let dir = tempfile::tempdir().unwrap();
+    match spec::load_bytes(&dir.path().join("mlops.yaml"), "mlops.yaml", src, &env, &Registry::builtin()) {
+        Ok(_) => vec![],
+        Err(d) => d,
+    }
+}
+
+/// (code, line) of every diagnostic.
+fn codes(src: &str) -> Vec<(&'static str, usize)> {
+    errors_of(src.as_bytes()).iter().map(|d| (d.code, d.location().map(|l| l.1).unwrap_or(0))).collect()
+}
+
+#[track_caller]
+fn expect(src: &str, code: &'static str, line: usize) {
+    let got = codes(src);
+    assert!(got.contains(&(code, line)), "expected {code} at line {line}, got {got:?}\n---\n{src}");
+}
+
+#[test]
+fn unknown_field_with_suggestion() {
+    let src = format!(
+        "{VALID_HEAD}endpoints:\n  api:\n    model: models.m\n    instnace_type: x\nmodels:\n  m: {{artifact: a}}\n"
+    );
+    expect(&src, "spec::unknown_field", 8);
+    let d = errors_of(src.as_bytes());
+    assert_eq!(d[0].help.as_deref(), Some("did you mean `instance_type`?"));
+}
+
+#[test]
+fn unknown_top_level_field() {
+    expect(&format!("{VALID_HEAD}modles: {{}}\n"), "spec::unknown_field", 5);
+}
+
+#[test]
+fn missing_required_field() {
+    expect(&format!("{VALID_HEAD}models:\n  m:\n    framework: x\n"), "spec::missing_field", 6);
+}
+
+#[test]
+fn wrong_type() {
+    expect(
+        &format!(
+            "{VALID_HEAD}models:\n  m: {{artifact: a}}\nendpoints:\n  e:\n    model: models.m\n    instance_count: many\n"
+        ),
+        "spec::type_mismatch",
+        10,
+    );
+}
+
+#[test]
+fn out_of_range() {
+    expect(
+        &format!(
+            "{VALID_HEAD}models:\n  m: {{artifact: a}}\nendpoints:\n  e:\n    model: models.m\n    traffic: {{canary_percent: 150}}\n"
+        ),
+        "spec::invalid_value",
+        10,
+    );
+}
+
+#[test]
+fn bad_enum_value() {
+    expect(
+        &format!("{VALID_HEAD}models:\n  m:\n    artifact: a\n    registry: {{group: g, approval: Maybe}}\n"),
+        "spec::invalid_value",
+        8,
+    );
+}
+
+#[test]
+fn unsupported_version() {
+    expect("version: 2\nproject: demo\n", "spec::unsupported_version", 1);
+}
+
+#[test]
+fn invalid_project_name() {
+    expect("version: 1\nproject: Not Valid\n", "spec::invalid_value", 2);
+}
+
+#[test]
+fn unknown_reference_with_suggestion() {
+    let src = format!("{VALID_HEAD}models:\n  churn:\n    artifact: a\nendpoints:\n  api:\n    model: models.chrun\n");
+    expect(&src, "spec::unknown_reference", 10);
+    assert_eq!(errors_of(src.as_bytes())[0].help.as_deref(), Some("did you mean `models.churn`?"));
+}
+
+#[test]
+fn reference_of_the_wrong_kind() {
+    expect(
+        &format!("{VALID_HEAD}models:\n  m:\n    artifact: a\n    trained_on: [models.m]\n"),
+        "spec::invalid_reference",
+        8,
+    );
+}
+
+#[test]
+fn malformed_reference() {
+    expect(
+        &format!("{VALID_HEAD}models:\n  m:\n    artifact: a\n    trained_on: [churn]\n"),
+        "spec::invalid_reference",
+        8,
+    );
+}
+
+#[test]
+fn dependency_cycle() {
+    let src = format!(
+        "{VALID_HEAD}datasets:\n  a:\n    depends_on: [datasets.b]\n  b:\n    depends_on: [datasets.c]\n  c:\n    depends_on: [datasets.a]\n"
+    );
+    let d = errors_of(src.as_bytes());
+    assert_eq!(d.len(), 1, "one cycle, reported once: {d:?}");
+    assert_eq!(d[0].code, "spec::cycle");
+    assert_eq!(d[0].message, "dependency cycle: datasets.a → datasets.b → datasets.c → datasets.a");
+    assert_eq!(d[0].labels.len(), 3);
+    assert_eq!(d[0].location().unwrap().1, 7);
+}
+
+#[test]
+fn self_reference() {
+    expect(&format!("{VALID_HEAD}datasets:\n  a:\n    depends_on: [datasets.a]\n"), "spec::cycle", 7);
+}
+
+#[test]
+fn duplicate_name() {
+    let src = format!("{VALID_HEAD}datasets:\n  a: {{}}\n  b: {{}}\n  a: {{}}\n");
+    expect(&src, "spec::duplicate_name", 8);
+    let d = &errors_of(src.as_bytes())[0];
+    assert_eq!(d.labels.len(), 2, "points at both declarations");
+}
+
+#[test]
+fn provider_not_configured() {
+    expect(&format!("{VALID_HEAD}datasets:\n  a:\n    provider: gcp\n"), "spec::provider_not_configured", 7);
+}
+
+#[test]
+fn dataset_uri_implies_an_unconfigured_provider() {
+    expect(&format!("{VALID_HEAD}datasets:\n  a:\n    uri: s3://bucket/a/\n"), "spec::provider_not_configured", 6);
+}
+
+#[test]
+fn name_invalid_for_the_local_provider() {
+    expect(&format!("{VALID_HEAD}datasets:\n  Churn.Train: {{}}\n"), "spec::invalid_name", 6);
+}
+
+#[test]
+fn name_invalid_everywhere() {
+    expect(&format!("{VALID_HEAD}datasets:\n  -bad: {{}}\n"), "spec::invalid_name", 6);
+}
+
+#[test]
+fn feature_not_declared() {
+    expect(
+        &format!(
+            "{VALID_HEAD}feature_stores:\n  c:\n    record_identifier: id\n    event_time: ts\n    features: {{id: string}}\n"
+        ),
+        "spec::feature_not_declared",
+        8,
+    );
+}
+
+#[test]
+fn undefined_env_var() {
+    expect(&format!("{VALID_HEAD}datasets:\n  a:\n    description: ${{env:MISSING}}\n"), "spec::undefined_env_var", 7);
+}
+
+#[test]
+fn env_interpolation_and_defaults_work() {
+    let src = format!(
+        "{VALID_HEAD}datasets:\n  a:\n    description: \"${{env:PRESENT}}-${{env:ABSENT:-fallback}}-$${{literal}}\"\n"
+    );
+    let env = |k: &str| (k == "PRESENT").then(|| "value".to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec::load_bytes(&dir.path().join("m.yaml"), "m.yaml", src.as_bytes(), &env, &Registry::builtin()).unwrap();
+    assert_eq!(s.json["datasets"]["a"]["description"], "value-fallback-${literal}");
+}
+
+#[test]
+fn yaml_syntax_error() {
+    expect("version: 1\nproject: [unclosed\n", "spec::syntax", 2);
+}
+
+#[test]
+fn empty_file() {
+    assert_eq!(codes(""), [("spec::empty", 0)]);
+    assert_eq!(codes("# only a comment\n"), [("spec::empty", 0)]);
+}
+
+#[test]
+fn binary_garbage() {
+    let d = errors_of(&[0x76, 0x3a, 0x20, 0xff, 0xfe, 0x00, 0x81]);
+    assert_eq!(d[0].code, "spec::not_utf8");
+    let d = errors_of(b"\x00\x01\x02\x03 garbage");
+    assert!(!d.is_empty());
+}
+
+#[test]
+fn not_a_mapping() {
+    expect("- a\n- b\n", "spec::not_a_mapping", 1);
+}
+
+#[test]
+fn alias_bomb_fails_fast() {
+    let mut src = String::from("version: 1\nproject: demo\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..15 {
+        let p = i - 1;
+        src.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    let started = std::time::Instant::now();
+    let d = errors_of(src.as_bytes());
+    assert!(!d.is_empty());
+    assert!(matches!(d[0].code, "spec::limit_exceeded" | "spec::syntax"), "{:?}", d[0]);
+    assert!(started.elapsed().as_secs() < 10, "no hang");
+}
+
+#[test]
+fn deep_nesting_fails_cleanly() {
+    let src = format!("version: 1\nproject: demo\nx: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let d = errors_of(src.as_bytes());
+    assert!(!d.is_empty());
+    let mut block = String::from("version: 1\nproject: demo\n");
+    for i in 0..1000 {
+        block.push_str(&" ".repeat(i));
+        block.push_str("k:\n");
+    }
+    assert!(!errors_of(block.as_bytes()).is_empty());
+}
+
+#[test]
+fn huge_input_is_refused_without_parsing() {
+    let big = vec![b'#'; 33 * 1024 * 1024];
+    assert_eq!(errors_of(&big)[0].code, "spec::too_large");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let src = format!(
+        "{VALID_HEAD}datasets:\n  a:\n    sorce: ./x\nmodels:\n  m:\n    artifact: a\n    trained_on: [datasets.nope]\n  n:\n    artfact: b\n"
+    );
+    let got = codes(&src);
+    assert!(got.contains(&("spec::unknown_field", 7)), "{got:?}");
+    assert!(got.contains(&("spec::unknown_field", 13)), "{got:?}");
+    assert!(got.contains(&("spec::missing_field", 12)), "{got:?}");
+}
+
+#[test]
+fn validate_cli_exit_code_and_json() {
+    let env = crate::common::TestEnv::new();
+    env.write("mlops.yaml", &format!("{VALID_HEAD}datasets:\n  a:\n    sorce: ./x\n"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("spec::unknown_field"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:7:5"), "{}", run.stderr);
+    assert!(run.stderr.contains("did you mean `source`?"), "{}", run.stderr);
+    let json = env.mlops(&["validate", "--json"]);
+    assert_eq!(json.status, 1);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["code"], "spec::unknown_field");
+    assert_eq!(v["diagnostics"][0]["line"], 7);
+    assert_eq!(v["diagnostics"][0]["column"], 5);
+}
+
+#[test]
+fn fuzzed_bytes_never_panic() {
+    use proptest::prelude::*;
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 256, ..ProptestConfig::default() });
+    let seed = format!(
+        "{VALID_HEAD}datasets:\n  a: {{source: ./x}}\nmodels:\n  m: {{artifact: a, trained_on: [datasets.a]}}\n"
+    );
+    runner
+        .run(&(proptest::collection::vec(any::<u8>(), 0..64), 0..seed.len()), |(noise, at)| {
+            let mut bytes = seed.as_bytes().to_vec();
+            bytes.splice(at..at, noise);
+            let _ = errors_of(&bytes);
+            Ok(())
+        })
+        .unwrap();
+    let _ = Path::new(".");
+}
