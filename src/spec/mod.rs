@@ -40,6 +40,7 @@ pub struct LoadedSpec {
     /// In spec order: datasets, models, feature stores, endpoints, each sorted by name.
     pub resources: Vec<Resource>,
     pub root: Node,
+    index: BTreeMap<Address, usize>,
 }
 
 impl LoadedSpec {
@@ -47,7 +48,7 @@ impl LoadedSpec {
         self.path.parent().unwrap_or(Path::new("."))
     }
     pub fn resource(&self, address: &Address) -> Option<&Resource> {
-        self.resources.iter().find(|r| &r.config.address == address)
+        self.index.get(address).map(|i| &self.resources[*i])
     }
 }
 
@@ -158,7 +159,8 @@ pub fn load_bytes(
     if !diags.is_empty() {
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
-    Ok(LoadedSpec { path: path.to_path_buf(), source, digest, spec, json, resources, root })
+    let index = resources.iter().enumerate().map(|(i, r)| (r.config.address.clone(), i)).collect();
+    Ok(LoadedSpec { path: path.to_path_buf(), source, digest, spec, json, resources, root, index })
 }
 
 /// The node at a JSON-pointer-like path: `(key node, value node)`.
@@ -477,6 +479,19 @@ fn semantic_check(
         .collect();
     let declared_strings: Vec<String> = declared.iter().map(|a| a.to_string()).collect();
 
+    // Each resource's YAML node, found once (sections can hold thousands of entries).
+    let mut nodes: BTreeMap<Address, (Span, &Node)> = BTreeMap::new();
+    for kind in Kind::ALL {
+        if let Some((_, NodeValue::Map(entries))) = root.get(kind.section()).map(|(k, v)| (k, &v.value)) {
+            for (k, v) in entries {
+                if let Some(name) = k.as_key() {
+                    nodes.entry(Address::new(kind, name)).or_insert((k.span, v));
+                }
+            }
+        }
+    }
+    let empty = Node { span: Span::default(), value: NodeValue::Null };
+
     // Resources, with their references.
     let mut resources = Vec::new();
     let mut edges: BTreeMap<Address, Vec<(Address, Span)>> = BTreeMap::new();
@@ -484,8 +499,7 @@ fn semantic_check(
         let Some(section) = json.get(kind.section()).and_then(Value::as_object) else { continue };
         for (name, body) in section {
             let address = Address::new(kind, name.clone());
-            let base = vec![kind.section().to_string(), name.clone()];
-            let name_span = lookup(root, &base).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
+            let (name_span, node) = nodes.get(&address).copied().unwrap_or((Span::default(), &empty));
             let mut deps = Vec::new();
             let mut refs: Vec<(Vec<String>, String, Option<Kind>)> = Vec::new();
             let field_ref = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
@@ -510,9 +524,7 @@ fn semantic_check(
                 }
             }
             for (rel, text, want) in refs {
-                let mut p = base.clone();
-                p.extend(rel);
-                let span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+                let span = lookup(node, &rel).map(|(_, v)| v.span).unwrap_or(name_span);
                 match text.parse::<Address>() {
                     Err(e) => diags.push(
                         SpecDiagnostic::new("spec::invalid_reference", e.to_string())
@@ -522,7 +534,7 @@ fn semantic_check(
                     Ok(target) if want.is_some_and(|w| w != target.kind) => diags.push(
                         SpecDiagnostic::new(
                             "spec::invalid_reference",
-                            format!("`{text}` is a {} reference; {} expects {}", target.kind, p[2], want.unwrap()),
+                            format!("`{text}` is a {} reference; {} expects {}", target.kind, rel[0], want.unwrap()),
                         )
                         .label(span, format!("expected {}.NAME", want.unwrap()))
                         .help(format!("point it at one of the declared {}", want.unwrap())),
@@ -552,7 +564,7 @@ fn semantic_check(
                     }
                 }
             }
-            resources.push((address, body.clone(), deps, name_span, base));
+            resources.push((address, body.clone(), deps, name_span, node));
         }
     }
 
@@ -602,7 +614,7 @@ fn semantic_check(
     let mut model_providers = BTreeMap::new();
     let mut out = Vec::new();
     let mut instances = BTreeMap::new();
-    for (address, body, deps, name_span, base) in resources {
+    for (address, body, deps, name_span, node) in resources {
         let provider = match provider_of(&address, &body, &model_providers) {
             Ok(p) => p,
             Err(msg) => {
@@ -617,9 +629,7 @@ fn semantic_check(
         if address.kind == Kind::Model {
             model_providers.insert(address.name.clone(), provider.clone());
         }
-        let mut p = base.clone();
-        p.push("provider".into());
-        let provider_span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+        let provider_span = lookup(node, &["provider".into()]).map(|(_, v)| v.span).unwrap_or(name_span);
         let explicit = !configured.is_empty() || provider != "local";
         if explicit && !configured.contains(&provider) {
             diags.push(
@@ -651,12 +661,10 @@ fn semantic_check(
             ),
             Ok(instance) => {
                 for cd in instance.check(&config) {
-                    let mut p = base.clone();
-                    p.extend(cd.path.0.iter().cloned());
                     let span = if cd.path.0.is_empty() {
                         name_span
                     } else {
-                        lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span)
+                        lookup(node, &cd.path.0).map(|(_, v)| v.span).unwrap_or(name_span)
                     };
                     let code: &'static str = match cd.code.as_str() {
                         "spec::invalid_name" => "spec::invalid_name",
@@ -675,9 +683,7 @@ fn semantic_check(
             for key in ["record_identifier", "event_time"] {
                 if let Some(f) = body.get(key).and_then(Value::as_str) {
                     if !features.is_some_and(|m| m.contains_key(f)) {
-                        let mut p = base.clone();
-                        p.push(key.into());
-                        let span = lookup(root, &p).map(|(_, v)| v.span).unwrap_or(name_span);
+                        let span = lookup(node, &[key.into()]).map(|(_, v)| v.span).unwrap_or(name_span);
                         diags.push(
                             SpecDiagnostic::new(
                                 "spec::feature_not_declared",

@@ -36,7 +36,10 @@ impl Node {
     /// The child at `key` of a mapping (the last one, if duplicated).
     pub fn get(&self, key: &str) -> Option<&(Node, Node)> {
         match &self.value {
-            NodeValue::Map(entries) => entries.iter().rev().find(|(k, _)| k.as_key().as_deref() == Some(key)),
+            NodeValue::Map(entries) => entries.iter().rev().find(|(k, _)| match &k.value {
+                NodeValue::Str(s) => s == key,
+                _ => k.as_key().as_deref() == Some(key),
+            }),
             _ => None,
         }
     }
