@@ -108,6 +108,8 @@ pub struct Record<'a> {
     pub outcomes: &'a Outcomes,
     pub resources: &'a BTreeMap<Address, ResourceRecord>,
     pub partial: bool,
+    /// Recovered from the journal of an apply that was killed before it could record.
+    pub interrupted: bool,
 }
 
 impl Lineage {
@@ -119,6 +121,12 @@ impl Lineage {
 
     pub fn workdir(&self) -> Option<&Path> {
         self.repo.workdir()
+    }
+
+    /// The journal of this stack's applies, kept inside the Git directory (never committed).
+    pub fn journal(&self) -> Journal {
+        let rel = self.ref_name.trim_start_matches("refs/mlops/lineage/");
+        Journal { path: self.repo.common_dir().join("mlops").join("journal").join(format!("{rel}.jsonl")) }
     }
 
     pub fn tip(&self) -> Result<Option<gix::ObjectId>, LineageError> {
@@ -431,7 +439,9 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
         count(Action::Replace),
         count(Action::Delete)
     );
-    if rec.partial {
+    if rec.interrupted {
+        summary.push_str(" (recovered from an interrupted apply)");
+    } else if rec.partial {
         summary.push_str(&format!(" (partial: {failed} not applied)"));
     }
     let mut body = String::new();
@@ -461,7 +471,13 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
         rec.plan.source.commit.as_deref().unwrap_or("none"),
         rec.plan.source.dirty,
         rec.plan.digest(),
-        if rec.partial { "partial" } else { "success" },
+        if rec.interrupted {
+            "interrupted"
+        } else if rec.partial {
+            "partial"
+        } else {
+            "success"
+        },
     )
 }
 
@@ -472,4 +488,93 @@ pub fn init_repository(dir: &Path) -> Result<(), LineageError> {
 
 pub fn in_repository(dir: &Path) -> bool {
     gix::discover(dir).is_ok()
+}
+
+/// Written as an apply goes, so that an apply killed before it records loses nothing: the
+/// next run records what the journal says was applied, then removes it.
+pub struct Journal {
+    path: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub address: Address,
+    pub outcome: crate::plan::Outcome,
+    /// The state after the change; `None` for a delete.
+    pub record: Option<ResourceRecord>,
+}
+
+impl Journal {
+    fn plan_path(&self) -> PathBuf {
+        self.path.with_extension("plan.json")
+    }
+
+    pub fn begin(&self, plan: &Plan) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(self.plan_path(), plan.to_json())?;
+        std::fs::write(&self.path, b"")
+    }
+
+    pub fn append(&self, entry: &JournalEntry) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&self.path)?;
+        let mut line = serde_json::to_string(entry).expect("entries serialize");
+        line.push('\n');
+        f.write_all(line.as_bytes())?;
+        f.sync_data()
+    }
+
+    pub fn finish(&self) -> std::io::Result<()> {
+        for p in [self.path.clone(), self.plan_path()] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The plan and entries of an apply that did not finish, if any.
+    pub fn pending(&self) -> Option<(Plan, Vec<JournalEntry>)> {
+        let plan: Plan = serde_json::from_slice(&std::fs::read(self.plan_path()).ok()?).ok()?;
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        // A torn last line (killed mid-write) is dropped: that change is re-planned from live state.
+        let entries = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        Some((plan, entries))
+    }
+}
+
+impl Lineage {
+    /// Records what a killed apply left in the journal. Returns the new lineage commit, if any.
+    pub fn recover(&self) -> Result<Option<String>, LineageError> {
+        let journal = self.journal();
+        let Some((plan, entries)) = journal.pending() else { return Ok(None) };
+        if entries.is_empty() {
+            journal.finish().map_err(git)?;
+            return Ok(None);
+        }
+        let state = self.state()?;
+        let mut resources = state.resources.clone();
+        let mut outcomes = Outcomes::new();
+        for e in entries {
+            match &e.record {
+                Some(r) => {
+                    resources.insert(e.address.clone(), r.clone());
+                }
+                None if e.outcome.status == crate::plan::OutcomeStatus::Applied => {
+                    resources.remove(&e.address);
+                }
+                None => {}
+            }
+            outcomes.insert(e.address.to_string(), e.outcome);
+        }
+        let id = self.record(
+            state.tip.as_deref(),
+            Record { plan: &plan, outcomes: &outcomes, resources: &resources, partial: true, interrupted: true },
+        )?;
+        journal.finish().map_err(git)?;
+        Ok(Some(id))
+    }
 }

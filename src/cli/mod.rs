@@ -131,6 +131,18 @@ impl Context {
         )?)
     }
 
+    /// The lineage state, after recording what an interrupted apply left in the journal.
+    pub fn lineage_state(&self, lineage: &Lineage) -> Result<crate::lineage::State, CommandError> {
+        if let Some(id) = lineage.recover()? {
+            eprintln!(
+                "{} an earlier apply was interrupted before it could record its result; what it applied is now recorded as {} (Result: interrupted).",
+                self.err_style.yellow("warning:"),
+                &id[..12]
+            );
+        }
+        Ok(lineage.state()?)
+    }
+
     pub fn runtime(&self) -> Result<tokio::runtime::Runtime, CommandError> {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use crate::cli::{CommandError, Context, ExitStatus};
 use crate::commands::plan::{ScopeArgs, make_plan};
 use crate::engine::apply::{self, Event};
-use crate::lineage::Record;
+use crate::lineage::{JournalEntry, Record};
 use crate::plan::{Action, Plan};
 use crate::render::text;
 
@@ -32,7 +32,7 @@ fn verb(a: Action) -> (&'static str, &'static str) {
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
-    let state = lineage.state()?;
+    let state = ctx.lineage_state(&lineage)?;
     let rt = ctx.runtime()?;
     let parallelism = args.scope.parallelism as usize;
 
@@ -84,7 +84,10 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
     }
     println!();
     let style = ctx.style;
-    let sink = move |e: Event| {
+    let journal = lineage.journal();
+    journal.begin(&plan).map_err(|e| CommandError::Io(format!("cannot write the apply journal: {e}")))?;
+    let journal_error = std::sync::Mutex::new(None);
+    let sink = |e: Event| {
         let line = match e {
             Event::Started { address, action } => format!("{address}: {}...", verb(action).0),
             Event::Progress { address, message } => format!("{address}: {message}"),
@@ -100,6 +103,13 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
             Event::Skipped { address, because, .. } => {
                 style.red(&format!("{address}: skipped, because {because} failed"))
             }
+            Event::Outcome { address, outcome, record } => {
+                let entry = JournalEntry { address, outcome, record };
+                if let Err(e) = journal.append(&entry) {
+                    *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                }
+                return;
+            }
         };
         println!("{line}");
     };
@@ -107,10 +117,20 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
     if report.applied > 0 {
         let commit = lineage.record(
             state.tip.as_deref(),
-            Record { plan: &plan, outcomes: &report.outcomes, resources: &report.records, partial: report.partial() },
+            Record {
+                plan: &plan,
+                outcomes: &report.outcomes,
+                resources: &report.records,
+                partial: report.partial(),
+                interrupted: false,
+            },
         )?;
         println!("\nRecorded in {} as {}.", lineage.ref_name, &commit[..12]);
     }
+    if let Some(e) = journal_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        eprintln!("warning: the apply journal could not be written ({e}); lineage has the full record");
+    }
+    journal.finish().map_err(|e| CommandError::Io(format!("cannot remove the apply journal: {e}")))?;
     let count = |a: Action| {
         report.outcomes.values().filter(|o| o.action == a && o.status == crate::plan::OutcomeStatus::Applied).count()
     };

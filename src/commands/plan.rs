@@ -93,7 +93,7 @@ pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
-    let state = lineage.state()?;
+    let state = ctx.lineage_state(&lineage)?;
     let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
     if args.json {
         print!("{}", plan.to_json());

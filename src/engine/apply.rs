@@ -17,12 +17,40 @@ use crate::plan::{self, Action, Outcome, OutcomeStatus, Outcomes, Plan, Resource
 /// What the apply tells its caller as it goes.
 #[derive(Clone, Debug)]
 pub enum Event {
-    Started { address: Address, action: Action },
-    Progress { address: Address, message: String },
-    StillRunning { address: Address, action: Action, elapsed: Duration },
-    Finished { address: Address, action: Action, elapsed: Duration },
-    Failed { address: Address, action: Action, error: String },
-    Skipped { address: Address, action: Action, because: Address },
+    Started {
+        address: Address,
+        action: Action,
+    },
+    Progress {
+        address: Address,
+        message: String,
+    },
+    StillRunning {
+        address: Address,
+        action: Action,
+        elapsed: Duration,
+    },
+    Finished {
+        address: Address,
+        action: Action,
+        elapsed: Duration,
+    },
+    Failed {
+        address: Address,
+        action: Action,
+        error: String,
+    },
+    Skipped {
+        address: Address,
+        action: Action,
+        because: Address,
+    },
+    /// A change is done (or failed): what the journal keeps until lineage records it.
+    Outcome {
+        address: Address,
+        outcome: Outcome,
+        record: Option<ResourceRecord>,
+    },
 }
 
 pub trait EventSink: Send + Sync {
@@ -157,6 +185,15 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
     let outputs: Mutex<BTreeMap<Address, Attributes>> = Mutex::new(BTreeMap::new());
     let mut outcomes = Outcomes::new();
     let mut records: BTreeMap<Address, ResourceRecord> = state.resources.clone();
+    // Resources that match the spec but were never recorded (e.g. after a lost lineage) are adopted.
+    let unrecorded: Vec<&ResourceChange> =
+        plan.changes.iter().filter(|c| c.action == Action::NoOp && !records.contains_key(&c.address)).collect();
+    for c in unrecorded {
+        if let Some(live) = &c.live {
+            let r = record_of(c, live.clone(), &records, &outputs);
+            records.insert(c.address.clone(), r);
+        }
+    }
     let mut done: BTreeSet<&Address> = BTreeSet::new();
     let mut blocked: BTreeMap<&Address, Address> = BTreeMap::new();
     let mut started: BTreeSet<&Address> = BTreeSet::new();
@@ -185,26 +222,28 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
             Ok(live) => {
                 applied += 1;
                 done.insert(addr_ref);
-                outcomes.insert(
-                    address.to_string(),
-                    Outcome { action: change.action, status: OutcomeStatus::Applied, error: None },
-                );
-                match live {
+                let outcome = Outcome { action: change.action, status: OutcomeStatus::Applied, error: None };
+                outcomes.insert(address.to_string(), outcome.clone());
+                let record = match live {
                     None => {
                         records.remove(&address);
+                        None
                     }
                     Some(live) => {
                         outputs.lock().unwrap_or_else(|e| e.into_inner()).insert(address.clone(), live.outputs.clone());
-                        records.insert(address.clone(), record_of(change, live, &records, &outputs));
+                        let r = record_of(change, live, &records, &outputs);
+                        records.insert(address.clone(), r.clone());
+                        Some(r)
                     }
-                }
+                };
+                sink.event(Event::Outcome { address: address.clone(), outcome, record });
             }
             Err(error) => {
                 failed += 1;
-                outcomes.insert(
-                    address.to_string(),
-                    Outcome { action: change.action, status: OutcomeStatus::Failed, error: Some(error.clone()) },
-                );
+                let outcome =
+                    Outcome { action: change.action, status: OutcomeStatus::Failed, error: Some(error.clone()) };
+                outcomes.insert(address.to_string(), outcome.clone());
+                sink.event(Event::Outcome { address: address.clone(), outcome, record: None });
                 // Everything waiting on it, directly or not, is skipped.
                 let mut todo = vec![addr_ref];
                 while let Some(x) = todo.pop() {

@@ -1,5 +1,7 @@
 //! End to end on the quickstart: apply, re-plan, updates, deletes, drift, stale plans, partial applies.
 
+use mlops::registry::Registry;
+
 use crate::common::TestEnv;
 
 #[test]
@@ -282,4 +284,41 @@ fn init_writes_a_starter_that_plans() {
     assert!(plan.stdout.contains("Plan: 4 to create"), "{}", plan.stdout);
     let again = env.mlops(&["init"]);
     assert_eq!(again.status, 1, "init refuses to overwrite");
+}
+
+#[test]
+fn an_apply_killed_before_recording_is_recovered_from_its_journal() {
+    use mlops::engine::apply::{self, Event};
+    use mlops::lineage::{JournalEntry, Lineage};
+    let env = TestEnv::quickstart();
+    // Run an apply in-process and stop right before it records, as a killed process would.
+    let nothing = |_: &str| None;
+    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
+    let lineage = Lineage::open(env.path(), "quickstart", "default").unwrap();
+    let state = lineage.state().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let source =
+        mlops::plan::SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: false };
+    let plan = rt.block_on(mlops::engine::plan(&stack, &state, source, &Default::default())).unwrap();
+    let journal = lineage.journal();
+    journal.begin(&plan).unwrap();
+    let sink = |e: Event| {
+        if let Event::Outcome { address, outcome, record } = e {
+            journal.append(&JournalEntry { address, outcome, record }).unwrap();
+        }
+    };
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &sink));
+    assert_eq!(report.applied, 4);
+    assert!(env.lineage("quickstart").is_empty());
+    assert_eq!(journal.pending().map(|(_, e)| e.len()), Some(4));
+
+    let run = env.mlops(&["plan"]).ok();
+    assert!(run.stderr.contains("an earlier apply was interrupted"), "{}", run.stderr);
+    assert!(run.stdout.contains("No changes."), "{}", run.stdout);
+    let msg = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/quickstart/default"]);
+    assert!(msg.contains("Result: interrupted"), "{msg}");
+    let files = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/quickstart/default", "resources/"]);
+    assert_eq!(files.lines().count(), 4, "{files}");
+    assert!(journal.pending().is_none(), "the journal is removed once recorded");
 }
