@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlops_provider_core::{
-    Address, ApplyRequest, Attributes, Dependencies, DependencyView, Operation, PriorState, Progress, Value,
+    Address, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState, Progress, Value,
 };
 
 use super::{EngineError, Stack, desired_states, refresh};
@@ -354,6 +354,8 @@ async fn run_one<'a>(
                 .collect()
         };
         let desired = super::desired_of(change, None);
+        let live =
+            change.live.as_ref().map(|l| LiveState { attributes: l.attributes.clone(), outputs: l.outputs.clone() });
         let op = match change.action {
             Action::Create => Operation::Create,
             Action::Replace => Operation::Replace,
@@ -365,6 +367,7 @@ async fn run_one<'a>(
             desired: &desired,
             config: &resource.config,
             prior: prior.as_ref(),
+            live: live.as_ref(),
             dependencies: &deps,
         };
         let live = provider.apply(req, &progress).await.map_err(|e| e.to_string())?;

@@ -69,7 +69,15 @@ pub fn decide(desired: Option<&Desired>, live: Option<&RecordedState>) -> Decisi
             data_destroying: false,
         },
         (Some(d), Some(l)) => {
-            let mut attributes = diff_attributes(&l.attributes, &d.attributes, true);
+            let mut live = l.attributes.clone();
+            for key in &d.subset {
+                if let (Some(Value::Object(have)), Some(Value::Object(want))) =
+                    (live.get_mut(key), d.attributes.get(key))
+                {
+                    have.retain(|k, _| want.contains_key(k));
+                }
+            }
+            let mut attributes = diff_attributes(&live, &d.attributes, true);
             let mut reasons: Vec<String> = Vec::new();
             for a in attributes.iter_mut() {
                 let top = top_attribute(&a.path);

@@ -375,5 +375,6 @@ pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
         attributes: change.desired.clone().unwrap_or_default(),
         force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_default(),
         replace_destroys_data: change.data_destroying,
+        subset: fresh.map(|d| d.subset.clone()).unwrap_or_default(),
     }
 }

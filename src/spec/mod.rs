@@ -585,7 +585,8 @@ fn semantic_check(
         if let Some(p) = body.get("provider").and_then(Value::as_str) {
             return Ok(p.to_string());
         }
-        if let Some(uri) = body.get("uri").and_then(Value::as_str) {
+        let location = body.get("uri").or_else(|| body.get("artifact")).and_then(Value::as_str);
+        if let Some(uri) = location {
             if uri.starts_with("s3://") {
                 return Ok("aws".into());
             }

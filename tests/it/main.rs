@@ -1,6 +1,8 @@
 //! The integration tests: one binary, a shared `TestEnv`.
 
 mod common;
+#[cfg(feature = "gcp")]
+mod gcp;
 mod lifecycle;
 mod properties;
 mod schema;

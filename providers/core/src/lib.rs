@@ -191,6 +191,10 @@ pub struct Desired {
     /// A Replace destroys stored data (e.g. a feature store's records).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace_destroys_data: bool,
+    /// Map attributes that only constrain the keys they list: live entries under other keys are
+    /// not differences (e.g. remote objects a dataset without `prune` leaves alone).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub subset: BTreeSet<String>,
 }
 
 /// What is live, as read from the backend.
@@ -228,6 +232,8 @@ pub struct ApplyRequest<'a> {
     pub desired: &'a Desired,
     pub config: &'a ResourceConfig,
     pub prior: Option<&'a PriorState>,
+    /// The live state when the plan was made (preconditions are taken against it).
+    pub live: Option<&'a LiveState>,
     /// Dependencies with their outputs as applied in this run or recorded before.
     pub dependencies: &'a Dependencies,
 }

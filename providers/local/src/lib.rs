@@ -663,6 +663,7 @@ mod tests {
             desired: &d,
             config: &cfg,
             prior: None,
+            live: None,
             dependencies: &deps,
         };
         let live = p.apply(req, &mlops_provider_core::NoProgress).await.unwrap();

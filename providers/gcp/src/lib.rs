@@ -1,0 +1,715 @@
+//! The GCP provider: datasets on `gs://bucket/prefix/` and models whose artifact is a GCS object,
+//! pinned to a generation. Speaks the GCS JSON API through `gcloud-storage`.
+//!
+//! - A dataset's version is its manifest: object → generation, crc32c, md5, size. `source` is synced
+//!   by checksum with `ifGenerationMatch` preconditions (a concurrent writer fails the upload instead
+//!   of being overwritten); remote objects not in `source` are deleted only with `prune: true`.
+//! - A model's artifact is resolved at plan time to its current generation and checksums; the live
+//!   state is the generation last pinned, so new bytes under the same URI plan an Update.
+//!
+//! Endpoint: `endpoint` in the provider block, else `STORAGE_EMULATOR_HOST` (both anonymous), else
+//! Google with Application Default Credentials. Calls are retried at most 3 times on transient
+//! errors, with a 3 s connect timeout, so an unreachable endpoint fails within seconds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backon::{ExponentialBuilder, Retryable};
+use base64::Engine;
+use gcloud_storage::client::{Client, ClientConfig};
+use gcloud_storage::http::Error as GcsError;
+use gcloud_storage::http::buckets::Versioning;
+use gcloud_storage::http::buckets::get::GetBucketRequest;
+use gcloud_storage::http::buckets::insert::{BucketCreationConfig, InsertBucketParam, InsertBucketRequest};
+use gcloud_storage::http::buckets::patch::{BucketPatchConfig, PatchBucketRequest};
+use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
+use gcloud_storage::http::objects::get::GetObjectRequest;
+use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
+use mlops_provider_core::{
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+use sha2::Digest;
+
+const GOOGLE: &str = "https://storage.googleapis.com";
+
+/// Builds the provider from its `providers.gcp` block.
+pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+    let configured = block.get("endpoint").and_then(Value::as_str).map(str::to_string);
+    let emulator = std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|s| !s.is_empty());
+    let (endpoint, anonymous) = match (configured, emulator) {
+        (Some(e), _) => (e, true),
+        (None, Some(e)) => (e, true),
+        (None, None) => (GOOGLE.to_string(), false),
+    };
+    let endpoint = if endpoint.contains("://") { endpoint } else { format!("http://{endpoint}") };
+    let project = block
+        .get("project")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok());
+    Ok(Arc::new(GcpProvider {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        anonymous,
+        project,
+        stack: ctx.project.clone(),
+        base_dir: ctx.base_dir.clone(),
+        client: tokio::sync::OnceCell::new(),
+    }))
+}
+
+pub struct GcpProvider {
+    endpoint: String,
+    anonymous: bool,
+    project: Option<String>,
+    /// The mlops project, for ownership labels.
+    stack: String,
+    base_dir: PathBuf,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+/// `gs://bucket/prefix` → (bucket, prefix); the prefix is empty or ends with `/` for a folder.
+pub fn parse_gs(uri: &str, folder: bool) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("gs://")?;
+    let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'))
+        && bucket.as_bytes()[0].is_ascii_alphanumeric()
+        && bucket.as_bytes()[bucket.len() - 1].is_ascii_alphanumeric();
+    if !valid_bucket {
+        return None;
+    }
+    let path = if folder && !path.is_empty() && !path.ends_with('/') { format!("{path}/") } else { path.to_string() };
+    if !folder && path.is_empty() {
+        return None;
+    }
+    Some((bucket.to_string(), path))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let more = c.to_string();
+        if !s.contains(&more) {
+            s.push_str(": ");
+            s.push_str(&more);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn status(e: &GcsError) -> Option<u16> {
+    match e {
+        GcsError::Response(r) => Some(r.code),
+        GcsError::HttpClient(e) => e.status().map(|s| s.as_u16()),
+        _ => None,
+    }
+}
+
+fn transient(e: &GcsError) -> bool {
+    match e {
+        GcsError::Response(r) => r.code == 429 || r.code >= 500,
+        GcsError::HttpClient(e) => {
+            e.is_connect() || e.is_timeout() || e.status().is_some_and(|s| s.as_u16() == 429 || s.is_server_error())
+        }
+        GcsError::HttpMiddleware(_) => true,
+        _ => false,
+    }
+}
+
+/// The checksums GCS reports: base64 md5, base64 big-endian crc32c, and the size.
+fn checksums(path: &Path) -> Result<(String, String, u64), ProviderError> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    let (mut md5, mut crc, mut size) = (md5::Md5::new(), 0u32, 0u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        size += n as u64;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok((b64.encode(md5.finalize()), b64.encode(crc.to_be_bytes()), size))
+}
+
+fn local_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ProviderError> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| {
+            ProviderError::invalid(format!("cannot list {}: {e}", d.display())).at(ValuePath::key("source"))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                out.insert(rel, path);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn file_entry(md5: &str, crc32c: &str, size: u64) -> Value {
+    json!({ "md5": md5, "crc32c": crc32c, "size": size })
+}
+
+fn obj(v: Value) -> Attributes {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attributes::new(),
+    }
+}
+
+impl GcpProvider {
+    async fn client(&self) -> Result<&Client, ProviderError> {
+        self.client
+            .get_or_try_init(|| async {
+                let http = reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .timeout(Duration::from_secs(300))
+                    .build()
+                    .map_err(|e| ProviderError::new(ErrorKind::Unavailable, format!("HTTP client: {}", chain(&e))))?;
+                let config = ClientConfig {
+                    http: Some(reqwest_middleware::ClientBuilder::new(http).build()),
+                    storage_endpoint: self.endpoint.clone(),
+                    project_id: self.project.clone(),
+                    ..Default::default()
+                };
+                let config = if self.anonymous {
+                    config.anonymous()
+                } else {
+                    config.with_auth().await.map_err(|e| {
+                        ProviderError::new(
+                            ErrorKind::Unavailable,
+                            format!(
+                                "no Google credentials ({}); set GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login`",
+                                chain(&e)
+                            ),
+                        )
+                    })?
+                };
+                Ok(Client::new(config))
+            })
+            .await
+    }
+
+    /// One API call with bounded retries on transient failures.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, CallError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, GcsError>>,
+    {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(3);
+        f.retry(backoff).when(transient).await.map_err(|e| CallError {
+            status: status(&e),
+            error: ProviderError::new(
+                if transient(&e) {
+                    ErrorKind::Unavailable
+                } else if status(&e) == Some(412) {
+                    ErrorKind::Conflict
+                } else {
+                    ErrorKind::Failed
+                },
+                format!("GCS at {}: {what}: {}", self.endpoint, chain(&e)),
+            ),
+        })
+    }
+
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Object>, ProviderError> {
+        let client = self.client().await?;
+        let mut out = Vec::new();
+        let mut page_token = None;
+        loop {
+            let req = ListObjectsRequest {
+                bucket: bucket.to_string(),
+                prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let resp = self
+                .call(&format!("list gs://{bucket}/{prefix}"), || client.list_objects(&req))
+                .await
+                .map_err(|e| e.error)?;
+            out.extend(resp.items.unwrap_or_default());
+            match resp.next_page_token {
+                Some(t) if !t.is_empty() => page_token = Some(t),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool, ProviderError> {
+        let client = self.client().await?;
+        let req = GetBucketRequest { bucket: bucket.to_string(), ..Default::default() };
+        match self.call(&format!("get bucket {bucket}"), || client.get_bucket(&req)).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(404) => Ok(false),
+            Err(e) => Err(e.error),
+        }
+    }
+
+    async fn ensure_bucket(&self, bucket: &str, labels: &Value, progress: &dyn Progress) -> Result<(), ProviderError> {
+        let client = self.client().await?;
+        let req = GetBucketRequest { bucket: bucket.to_string(), ..Default::default() };
+        match self.call(&format!("get bucket {bucket}"), || client.get_bucket(&req)).await {
+            Ok(b) => {
+                if !b.versioning.as_ref().is_some_and(|v| v.enabled) {
+                    progress.report(&format!("turning on object versioning on gs://{bucket}"));
+                    let patch = PatchBucketRequest {
+                        bucket: bucket.to_string(),
+                        metadata: Some(BucketPatchConfig {
+                            versioning: Some(Versioning { enabled: true }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    self.call(&format!("enable versioning on {bucket}"), || client.patch_bucket(&patch))
+                        .await
+                        .map_err(|e| e.error)?;
+                }
+                Ok(())
+            }
+            Err(e) if e.status == Some(404) => {
+                progress.report(&format!("creating bucket gs://{bucket} with object versioning"));
+                let mut all_labels: HashMap<String, String> = labels
+                    .as_object()
+                    .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+                    .unwrap_or_default();
+                all_labels.insert("managed-by".into(), "mlops".into());
+                all_labels.insert("mlops-project".into(), self.stack.clone());
+                let insert = InsertBucketRequest {
+                    name: bucket.to_string(),
+                    param: InsertBucketParam {
+                        project: self.project.clone().unwrap_or_default(),
+                        ..Default::default()
+                    },
+                    bucket: BucketCreationConfig {
+                        versioning: Some(Versioning { enabled: true }),
+                        labels: Some(all_labels),
+                        ..Default::default()
+                    },
+                };
+                self.call(&format!("create bucket {bucket}"), || client.insert_bucket(&insert))
+                    .await
+                    .map_err(|e| e.error)?;
+                Ok(())
+            }
+            Err(e) => Err(e.error),
+        }
+    }
+
+    fn dataset_location(config: &ResourceConfig) -> Result<(String, String), ProviderError> {
+        let uri = config.str("uri").unwrap_or_default();
+        parse_gs(uri, true).ok_or_else(|| {
+            ProviderError::invalid(format!("`{uri}` is not a gs://bucket/prefix URI")).at(ValuePath::key("uri"))
+        })
+    }
+
+    fn source_dir(&self, config: &ResourceConfig) -> Option<PathBuf> {
+        config.str("source").map(|s| config.base_dir.join(s.strip_prefix("file://").unwrap_or(s)))
+    }
+
+    async fn dataset_desired(&self, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+        let mut d = Desired::default();
+        Self::dataset_location(config)?;
+        d.attributes.insert("uri".into(), json!(config.str("uri")));
+        if let Some(src) = self.source_dir(config) {
+            let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
+                if !src.is_dir() {
+                    return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
+                        .at(ValuePath::key("source")));
+                }
+                let mut m = serde_json::Map::new();
+                for (rel, path) in local_files(&src)? {
+                    let (md5, crc, size) = checksums(&path)?;
+                    m.insert(rel, file_entry(&md5, &crc, size));
+                }
+                Ok(Value::Object(m))
+            })
+            .await
+            .map_err(|e| ProviderError::failed(format!("checksum task failed: {e}")))??;
+            d.attributes.insert("files".into(), files);
+            if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
+                d.subset.insert("files".into());
+            }
+        }
+        Ok(d)
+    }
+
+    async fn dataset_read(&self, uri: &str) -> Result<Option<LiveState>, ProviderError> {
+        let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(None) };
+        if !self.bucket_exists(&bucket).await? {
+            return Ok(None);
+        }
+        let objects = self.list(&bucket, &prefix).await?;
+        let mut files = serde_json::Map::new();
+        let mut generations = serde_json::Map::new();
+        let mut manifest = sha2::Sha256::new();
+        for o in &objects {
+            let Some(rel) = o.name.strip_prefix(&prefix) else { continue };
+            if rel.is_empty() || rel.ends_with('/') {
+                continue;
+            }
+            let md5 = o.md5_hash.clone().unwrap_or_default();
+            let crc = o.crc32c.clone().unwrap_or_default();
+            files.insert(rel.to_string(), file_entry(&md5, &crc, o.size.max(0) as u64));
+            generations.insert(rel.to_string(), json!(o.generation));
+            manifest.update(format!("{rel}\0{}\0{md5}\0{crc}\0{}\n", o.generation, o.size).as_bytes());
+        }
+        let version = format!("sha256:{}", hex::encode(manifest.finalize()));
+        let mut attributes = Attributes::new();
+        attributes.insert("uri".into(), json!(uri));
+        attributes.insert("files".into(), Value::Object(files));
+        // Not desired (the spec cannot know them), so only drift shows them: a rewrite behind our back.
+        attributes.insert("generations".into(), Value::Object(generations));
+        let outputs =
+            obj(json!({ "bucket": bucket, "prefix": prefix, "version": version, "object_count": objects.len() }));
+        Ok(Some(LiveState { attributes, outputs }))
+    }
+
+    async fn dataset_apply(&self, req: &ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        let (bucket, prefix) = Self::dataset_location(req.config)?;
+        self.ensure_bucket(&bucket, req.config.body.get("labels").unwrap_or(&Value::Null), progress).await?;
+        let client = self.client().await?;
+        let want = req.desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
+        let live_files =
+            req.live.and_then(|l| l.attributes.get("files")).and_then(Value::as_object).cloned().unwrap_or_default();
+        let live_gens = req
+            .live
+            .and_then(|l| l.attributes.get("generations"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let src = self.source_dir(req.config);
+        let (mut uploaded, mut deleted) = (0usize, 0usize);
+        for (rel, entry) in &want {
+            if live_files.get(rel) == Some(entry) {
+                continue;
+            }
+            let path = src
+                .as_ref()
+                .map(|s| s.join(rel))
+                .ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+            let (md5, crc, size) = checksums(&path)?;
+            if &file_entry(&md5, &crc, size) != entry {
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} changed since the plan was made; uploaded {uploaded} object(s) before stopping",
+                        path.display()
+                    ),
+                ));
+            }
+            let name = format!("{prefix}{rel}");
+            // 0 means "must not exist yet": a concurrent writer makes the upload fail, not vanish.
+            let expected = live_gens.get(rel).and_then(Value::as_i64).unwrap_or(0);
+            let upload = UploadObjectRequest {
+                bucket: bucket.clone(),
+                if_generation_match: Some(expected),
+                ..Default::default()
+            };
+            let meta = Object {
+                name: name.clone(),
+                bucket: bucket.clone(),
+                content_type: Some("application/octet-stream".into()),
+                metadata: Some(HashMap::from([("mlops-project".to_string(), self.stack.clone())])),
+                ..Default::default()
+            };
+            let kind = UploadType::Multipart(Box::new(meta));
+            let result = self
+                .call(&format!("upload gs://{bucket}/{name}"), || client.upload_object(&upload, bytes.clone(), &kind))
+                .await;
+            match result {
+                Ok(o) => {
+                    uploaded += 1;
+                    progress.report(&format!("uploaded gs://{bucket}/{name} (generation {})", o.generation));
+                }
+                Err(e) if e.status == Some(412) => {
+                    return Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "gs://{bucket}/{name} was written by someone else since the plan (expected generation {expected}); \
+                             stopped after {uploaded} upload(s), nothing was overwritten. Run `mlops plan` again"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(e.error),
+            }
+        }
+        if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) && src.is_some() {
+            for (rel, generation) in &live_gens {
+                if want.contains_key(rel) {
+                    continue;
+                }
+                let name = format!("{prefix}{rel}");
+                let del = DeleteObjectRequest {
+                    bucket: bucket.clone(),
+                    object: name.clone(),
+                    if_generation_match: generation.as_i64(),
+                    ..Default::default()
+                };
+                match self.call(&format!("delete gs://{bucket}/{name}"), || client.delete_object(&del)).await {
+                    Ok(()) => deleted += 1,
+                    Err(e) if e.status == Some(404) => {}
+                    Err(e) => return Err(e.error),
+                }
+            }
+        }
+        progress.report(&format!("{uploaded} object(s) uploaded, {deleted} deleted"));
+        self.dataset_read(req.config.str("uri").unwrap_or_default()).await?.ok_or_else(|| {
+            ProviderError::failed(format!("gs://{bucket}/{prefix} is missing right after it was written"))
+        })
+    }
+
+    /// The artifact's current metadata, or its metadata at `generation`.
+    async fn artifact(&self, uri: &str, generation: Option<i64>) -> Result<Option<Object>, ProviderError> {
+        let (bucket, object) = parse_gs(uri, false).ok_or_else(|| {
+            ProviderError::invalid(format!("`{uri}` is not a gs://bucket/object URI")).at(ValuePath::key("artifact"))
+        })?;
+        let client = self.client().await?;
+        let req = GetObjectRequest { bucket, object, generation, ..Default::default() };
+        match self.call(&format!("get {uri}"), || client.get_object(&req)).await {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.status == Some(404) => Ok(None),
+            Err(e) => Err(e.error),
+        }
+    }
+
+    fn model_attributes(uri: &str, o: &Object) -> Attributes {
+        let md5 = o.md5_hash.clone().unwrap_or_default();
+        obj(json!({
+            "artifact": uri,
+            "generation": o.generation,
+            "artifact_digest": format!("md5:{md5}"),
+            "crc32c": o.crc32c.clone().unwrap_or_default(),
+            "size": o.size,
+        }))
+    }
+
+    fn model_outputs(uri: &str, o: &Object) -> Attributes {
+        obj(json!({ "version": o.generation, "pinned_uri": format!("{uri}#{}", o.generation) }))
+    }
+}
+
+struct CallError {
+    status: Option<u16>,
+    error: ProviderError,
+}
+
+#[async_trait]
+impl Provider for GcpProvider {
+    fn name(&self) -> &str {
+        "gcp"
+    }
+
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let diag = |path: ValuePath, message: String, help: &str| ConfigDiagnostic {
+            path,
+            code: "spec::unsupported_value".into(),
+            message,
+            help: Some(help.into()),
+        };
+        let _ = &self.base_dir;
+        match config.address.kind {
+            Kind::Dataset => match config.str("uri") {
+                None => vec![diag(
+                    ValuePath::root(),
+                    format!("{} is on gcp and needs a `uri`", config.address),
+                    "add `uri: gs://BUCKET/PREFIX/`",
+                )],
+                Some(uri) if parse_gs(uri, true).is_none() => vec![diag(
+                    ValuePath::key("uri"),
+                    format!("`{uri}` is not a valid gs://bucket/prefix URI"),
+                    "bucket names are 3-63 lowercase letters, digits, `-`, `_` and `.`",
+                )],
+                _ => vec![],
+            },
+            Kind::Model => match config.str("artifact") {
+                Some(a) if parse_gs(a, false).is_some() => vec![],
+                Some(a) => vec![diag(
+                    ValuePath::key("artifact"),
+                    format!("`{a}` is not a gs://bucket/object URI"),
+                    "a model on gcp pins a GCS object: `artifact: gs://BUCKET/path/model.tar.gz`",
+                )],
+                None => vec![],
+            },
+            Kind::FeatureStore | Kind::Endpoint => vec![diag(
+                ValuePath::key("provider"),
+                format!("the gcp provider does not manage {} yet (Vertex AI is planned)", config.address.kind),
+                "serve it with the local or kubernetes provider; it can still use a model pinned on gcp",
+            )],
+        }
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        match config.address.kind {
+            Kind::Dataset => self.dataset_desired(config).await,
+            Kind::Model => {
+                // Resolved at plan time: the plan shows new bytes behind an unchanged URI.
+                let uri = config.str("artifact").unwrap_or_default();
+                let o = self.artifact(uri, None).await?.ok_or_else(|| {
+                    ProviderError::invalid(format!("the model artifact {uri} does not exist"))
+                        .at(ValuePath::key("artifact"))
+                })?;
+                let mut attributes = Self::model_attributes(uri, &o);
+                for key in ["framework", "image"] {
+                    if let Some(v) = config.body.get(key) {
+                        attributes.insert(key.into(), v.clone());
+                    }
+                }
+                Ok(Desired { attributes, ..Default::default() })
+            }
+            _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", config.address.kind))),
+        }
+    }
+
+    async fn read(&self, address: &Address, prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError> {
+        let uri = prior
+            .and_then(|p| p.attributes.get("uri").or_else(|| p.attributes.get("artifact")))
+            .and_then(Value::as_str);
+        match address.kind {
+            Kind::Dataset => match uri {
+                Some(uri) => self.dataset_read(uri).await,
+                None => Ok(None),
+            },
+            Kind::Model => {
+                let (Some(uri), Some(generation)) =
+                    (uri, prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
+                else {
+                    return Ok(None);
+                };
+                // Live is the pinned generation, as long as GCS still has it.
+                Ok(self.artifact(uri, Some(generation)).await?.map(|o| {
+                    let mut attributes = Self::model_attributes(uri, &o);
+                    for key in ["framework", "image"] {
+                        if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
+                            attributes.insert(key.into(), v.clone());
+                        }
+                    }
+                    LiveState { attributes, outputs: Self::model_outputs(uri, &o) }
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        match request.address.kind {
+            Kind::Dataset => self.dataset_apply(&request, progress).await,
+            Kind::Model => {
+                let uri = request.config.str("artifact").unwrap_or_default();
+                let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
+                let o = self
+                    .artifact(uri, None)
+                    .await?
+                    .ok_or_else(|| ProviderError::failed(format!("the model artifact {uri} no longer exists")))?;
+                if Some(o.generation) != want {
+                    return Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!("{uri} changed since the plan (planned generation {want:?}, now {})", o.generation),
+                    ));
+                }
+                progress.report(&format!("pinned {uri} at generation {}", o.generation));
+                let mut attributes = Self::model_attributes(uri, &o);
+                for key in ["framework", "image"] {
+                    if let Some(v) = request.desired.attributes.get(key) {
+                        attributes.insert(key.into(), v.clone());
+                    }
+                }
+                Ok(LiveState { attributes, outputs: Self::model_outputs(uri, &o) })
+            }
+            _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", request.address.kind))),
+        }
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        match address.kind {
+            Kind::Dataset => {
+                // Only the objects lineage says we wrote, at the generations we wrote them.
+                let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(()) };
+                let client = self.client().await?;
+                let gens = prior.attributes.get("generations").and_then(Value::as_object).cloned().unwrap_or_default();
+                for (rel, generation) in gens {
+                    let name = format!("{prefix}{rel}");
+                    let del = DeleteObjectRequest {
+                        bucket: bucket.clone(),
+                        object: name.clone(),
+                        if_generation_match: generation.as_i64(),
+                        ..Default::default()
+                    };
+                    match self.call(&format!("delete gs://{bucket}/{name}"), || client.delete_object(&del)).await {
+                        Ok(()) => progress.report(&format!("deleted gs://{bucket}/{name}")),
+                        Err(e) if matches!(e.status, Some(404) | Some(412)) => {
+                            progress.report(&format!("left gs://{bucket}/{name}: it changed since mlops wrote it"))
+                        }
+                        Err(e) => return Err(e.error),
+                    }
+                }
+                Ok(())
+            }
+            // A pin owns nothing remote: forgetting it is the delete.
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gs_uris() {
+        assert_eq!(parse_gs("gs://my-bucket/a/b", true), Some(("my-bucket".into(), "a/b/".into())));
+        assert_eq!(parse_gs("gs://my-bucket", true), Some(("my-bucket".into(), "".into())));
+        assert_eq!(parse_gs("gs://my-bucket/m.tar.gz", false), Some(("my-bucket".into(), "m.tar.gz".into())));
+        assert_eq!(parse_gs("gs://my-bucket/", false), None);
+        assert_eq!(parse_gs("gs://Bad_Bucket/x", true), None);
+        assert_eq!(parse_gs("s3://b/x", true), None);
+    }
+
+    #[test]
+    fn checksums_match_gcs_encoding() {
+        let dir = std::env::temp_dir().join(format!("mlops-gcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f");
+        std::fs::write(&p, b"hello world").unwrap();
+        let (md5, crc, size) = checksums(&p).unwrap();
+        // Values GCS reports for "hello world".
+        assert_eq!(md5, "XrY7u+Ae7tCTyyK7j1rNww==");
+        assert_eq!(crc, "yZRlqg==");
+        assert_eq!(size, 11);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
