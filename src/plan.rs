@@ -121,6 +121,9 @@ pub struct ResourceChange {
     /// A replace or delete that destroys stored data (e.g. a feature store's records).
     #[serde(default)]
     pub data_destroying: bool,
+    /// ML-aware flags a reviewer should not miss, computed by the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<ChangeTag>,
     /// The desired attributes the apply will write; `null` for a delete.
     pub desired: Option<Attributes>,
     /// The live state when planned; `null` if it did not exist.
@@ -133,6 +136,57 @@ pub struct ResourceChange {
     /// The provider block used, recorded so a later delete can find the resource.
     #[serde(default)]
     pub provider_config: Value,
+}
+
+/// A flag on a change. The JSON form is `{"tag": "data-destroying", ...}`; the tag names are stable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "tag", rename_all = "kebab-case")]
+pub enum ChangeTag {
+    /// Stored data is destroyed; `apply` refuses it without `--allow-data-loss`.
+    DataDestroying { reason: String },
+    /// Serving traffic moves: canary share or replicas.
+    TrafficShift { attribute: String, before: Option<Value>, after: Option<Value> },
+    /// The model bytes served or registered change.
+    ModelVersionChange {
+        /// The live version (registry version, generation) before the change, if known.
+        from_version: Option<Value>,
+        from_digest: Option<Value>,
+        to_digest: Option<Value>,
+    },
+    /// The change usually takes long (an endpoint deployment): the expected wait in seconds.
+    LongRunning { expected_wait_secs: u64 },
+}
+
+impl ChangeTag {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChangeTag::DataDestroying { .. } => "data-destroying",
+            ChangeTag::TrafficShift { .. } => "traffic-shift",
+            ChangeTag::ModelVersionChange { .. } => "model-version-change",
+            ChangeTag::LongRunning { .. } => "long-running",
+        }
+    }
+
+    /// The details, in one line for humans (without the tag's name).
+    pub fn describe(&self) -> String {
+        let show = |v: &Option<Value>| match v {
+            None => "none".to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+        };
+        match self {
+            ChangeTag::DataDestroying { reason } => reason.clone(),
+            ChangeTag::TrafficShift { attribute, before, after } => {
+                format!("{attribute} {} → {}", show(before), show(after))
+            }
+            ChangeTag::ModelVersionChange { from_version, from_digest, to_digest } => {
+                format!("from version {} ({}) to {}", show(from_version), show(from_digest), show(to_digest))
+            }
+            ChangeTag::LongRunning { expected_wait_secs } => {
+                format!("expect about {} min", expected_wait_secs.div_ceil(60))
+            }
+        }
+    }
 }
 
 /// Attributes and outputs (identifiers, versions, digests) of a resource.

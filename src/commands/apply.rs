@@ -15,8 +15,24 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Allow changes tagged data-destroying (e.g. replacing a feature store deletes its records).
+    #[arg(long)]
+    pub allow_data_loss: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
+}
+
+/// Data-destroying changes need an explicit `--allow-data-loss`, before anything is asked or done.
+fn refuse_data_loss(plan: &Plan, allowed: bool) -> Result<(), CommandError> {
+    let destroying: Vec<String> =
+        plan.changes.iter().filter(|c| c.data_destroying).map(|c| c.address.to_string()).collect();
+    if destroying.is_empty() || allowed {
+        return Ok(());
+    }
+    Err(CommandError::user(
+        format!("the plan destroys stored data ({}); nothing was changed", destroying.join(", ")),
+        "review the data-destroying changes, then apply again with --allow-data-loss",
+    ))
 }
 
 fn verb(a: Action) -> (&'static str, &'static str) {
@@ -55,11 +71,13 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
             })?;
             rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism))?;
             print!("{}", text::plan(&plan, &ctx.style));
+            refuse_data_loss(&plan, args.allow_data_loss)?;
             plan
         }
         None => {
             let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
             print!("{}", text::plan(&plan, &ctx.style));
+            refuse_data_loss(&plan, args.allow_data_loss)?;
             if plan.has_changes() && !args.auto_approve {
                 if !std::io::stdin().is_terminal() {
                     return Err(CommandError::user(
@@ -82,6 +100,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
     if !plan.has_changes() {
         return Ok(ExitStatus::Success);
     }
+
     println!();
     let style = ctx.style;
     let journal = lineage.journal();

@@ -6,13 +6,12 @@ use crate::cli::{CommandError, Context, ExitStatus};
 use crate::engine::{self, PlanRequest, Stack};
 use crate::lineage::{Lineage, State};
 use crate::plan::{Plan, SourceInfo};
-use crate::render::text;
+use crate::render::{Format, markdown, text};
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
-    /// Print the plan as JSON (format: schemas/plan.schema.json).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Save the plan to FILE, for `mlops apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -21,6 +20,48 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
+}
+
+/// How a plan is printed (shared by `plan` and `show`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// text (Terraform-style), json (schemas/plan.schema.json) or markdown (PR comments, split
+    /// into parts of at most 65,535 characters, separated by `<!-- mlops:next-part -->`).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// With markdown: also write each part to DIR/part-N.md, one file per PR comment.
+    #[arg(long, value_name = "DIR")]
+    pub parts_dir: Option<PathBuf>,
+}
+
+impl OutputArgs {
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
+
+    /// Prints the plan in the chosen format.
+    pub fn print(&self, ctx: &Context, plan: &Plan) -> Result<(), CommandError> {
+        match self.format() {
+            Format::Text => print!("{}", text::plan(plan, &ctx.style)),
+            Format::Json => print!("{}", plan.to_json()),
+            Format::Markdown => {
+                let parts = markdown::plan(plan);
+                print!("{}", parts.join(markdown::PART_SEPARATOR));
+                if let Some(dir) = &self.parts_dir {
+                    let dir = ctx.cwd.join(dir);
+                    let io = |e: std::io::Error| CommandError::Io(format!("cannot write {}: {e}", dir.display()));
+                    std::fs::create_dir_all(&dir).map_err(io)?;
+                    for (i, part) in parts.iter().enumerate() {
+                        std::fs::write(dir.join(format!("part-{}.md", i + 1)), part).map_err(io)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -95,15 +136,11 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let lineage = ctx.lineage(&stack)?;
     let state = ctx.lineage_state(&lineage)?;
     let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
-    if args.json {
-        print!("{}", plan.to_json());
-    } else {
-        print!("{}", text::plan(&plan, &ctx.style));
-    }
+    args.output.print(ctx, &plan)?;
     if let Some(out) = &args.out {
         let path = ctx.cwd.join(out);
         save(&path, &plan)?;
-        if !args.json {
+        if args.output.format() == Format::Text {
             println!(
                 "\nSaved the plan to {}. Apply exactly this plan with:\n    mlops apply {}",
                 out.display(),

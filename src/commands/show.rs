@@ -3,17 +3,17 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::cli::{CommandError, Context, ExitStatus};
+use crate::commands::plan::OutputArgs;
 use crate::plan::Plan;
-use crate::render::text;
+use crate::render::{Format, text};
 
 #[derive(clap::Args, Debug)]
 pub struct ShowArgs {
     /// A plan file, or a lineage revision: a commit id, `lineage` (the tip) or `lineage~N`.
     #[arg(default_value = "lineage")]
     pub what: String,
-    /// Print as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
@@ -26,11 +26,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
                 "save one with `mlops plan --out FILE`",
             )
         })?;
-        if args.json {
-            print!("{}", plan.to_json());
-        } else {
-            print!("{}", text::plan(&plan, &ctx.style));
-        }
+        args.output.print(ctx, &plan)?;
         return Ok(ExitStatus::Success);
     }
     let stack = ctx.stack()?;
@@ -39,13 +35,19 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     let entry = lineage.entry(id)?;
     let plan = lineage.plan_at(id)?;
     let resources = lineage.resources_at(id)?;
-    if args.json {
+    if args.output.format() == Format::Json {
         let resources: Vec<_> = resources.values().collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({"entry": entry, "resources": resources, "plan": plan}))
                 .expect("serializes")
         );
+        return Ok(ExitStatus::Success);
+    }
+    if args.output.format() == Format::Markdown {
+        if let Some(plan) = &plan {
+            args.output.print(ctx, plan)?;
+        }
         return Ok(ExitStatus::Success);
     }
     print!("{}", text::log_entry(&entry, &ctx.style));

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -333,12 +334,16 @@ pub fn assemble(
             attributes: decision.attributes,
             replace_reasons: decision.replace_reasons,
             data_destroying,
+            tags: Vec::new(),
             desired: want.map(|d| d.attributes.clone()),
             live_fingerprint: plan::fingerprint(live_state.as_ref()),
             live: live_state,
             prior: prior_state,
             provider_config,
         });
+    }
+    for c in changes.iter_mut() {
+        c.tags = tags::tags(c, desired.get(&c.address));
     }
     let summary = Plan::summarize(&changes, &drift);
     Plan {
@@ -376,5 +381,6 @@ pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
         force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_default(),
         replace_destroys_data: change.data_destroying,
         subset: fresh.map(|d| d.subset.clone()).unwrap_or_default(),
+        expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
     }
 }

@@ -1,6 +1,15 @@
 //! Renderers: one plan, several forms. They return strings; the CLI decides where they go.
 
+pub mod markdown;
 pub mod text;
+
+/// How a plan is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Markdown,
+}
 
 /// Colors on or off. ANSI only; Windows 10+ terminals understand it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -136,10 +136,19 @@ pub fn plan(p: &Plan, style: &Style) -> String {
             Action::NoOp => String::new(),
         };
         let _ = write!(head, " {}", style.dim(&format!("# {why}")));
-        if c.data_destroying {
-            let _ = write!(head, " {}", style.red(&style.bold("[data-destroying]")));
+        if !c.tags.is_empty() {
+            let names: Vec<&str> = c.tags.iter().map(|t| t.name()).collect();
+            let flags = format!("[{}]", names.join(", "));
+            let _ = write!(
+                head,
+                " {}",
+                if c.data_destroying { style.red(&style.bold(&flags)) } else { style.yellow(&flags) }
+            );
         }
         let _ = writeln!(out, "  {head}");
+        for t in &c.tags {
+            let _ = writeln!(out, "      {}", style.dim(&format!("# {}: {}", t.name(), t.describe())));
+        }
         for a in &c.attributes {
             write_attribute(&mut out, style, "      ", a);
         }
@@ -156,7 +165,23 @@ pub fn plan(p: &Plan, style: &Style) -> String {
         s.delete,
         s.no_op
     );
+    let flagged = flag_counts(p);
+    if !flagged.is_empty() {
+        let _ = writeln!(out, "{} {}", style.bold("Flagged:"), flagged);
+    }
     out
+}
+
+/// `1 data-destroying, 2 traffic-shift`, in tag order; empty when nothing is flagged.
+pub fn flag_counts(p: &Plan) -> String {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for t in p.changes.iter().flat_map(|c| c.tags.iter()) {
+        match counts.iter_mut().find(|(n, _)| *n == t.name()) {
+            Some((_, k)) => *k += 1,
+            None => counts.push((t.name(), 1)),
+        }
+    }
+    counts.iter().map(|(n, k)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
 fn version_of(outputs: &mlops_provider_core::Attributes) -> Option<String> {

@@ -265,3 +265,18 @@ fn the_gcp_example_applies_and_converges() {
     put_object(&host, &data, "churn/train/extra.csv", "x");
     assert!(env.mlops_env(&["plan"], &with).ok().stdout.contains("No changes."));
 }
+
+#[test]
+fn prune_deletes_remote_objects_that_left_the_source() {
+    let Some(g) = Gcs::new() else { return };
+    let spec = g.env.read("mlops.yaml").replace("    source: ./data\n", "    source: ./data\n    prune: true\n");
+    g.env.write("mlops.yaml", &spec);
+    g.mlops(&["apply", "--auto-approve"]).ok();
+    std::fs::remove_file(g.env.join("data/b.csv")).unwrap();
+    let plan = g.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("- files[\"b.csv\"] = "), "{}", plan.stdout);
+    g.mlops(&["apply", "--auto-approve"]).ok();
+    let names: Vec<String> = objects(&g.host, &g.bucket, "churn/train/").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["churn/train/a.csv"]);
+    assert!(g.mlops(&["plan"]).ok().stdout.contains("No changes."));
+}

@@ -271,6 +271,50 @@ fn feature_store_key_change_is_a_data_destroying_replace() {
         plan.stdout
     );
     assert!(plan.stdout.contains("# forces replacement"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("# data-destroying: replacing feature_stores.customer"), "{}", plan.stdout);
+    env.write(".mlops/local/feature_stores/customer/records/part-0.jsonl", "{\"customer_id\": \"c1\"}\n");
+
+    let refused = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1);
+    assert!(
+        refused.stderr.contains("the plan destroys stored data (feature_stores.customer); nothing was changed"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    assert!(env.join(".mlops/local/feature_stores/customer/records/part-0.jsonl").exists());
+    assert_eq!(env.lineage("quickstart").len(), 1);
+
+    env.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert!(!env.join(".mlops/local/feature_stores/customer/records/part-0.jsonl").exists());
+}
+
+#[test]
+fn tags_flag_model_version_changes_and_traffic_shifts() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("model/churn-clf.json", "{\"retrained\": true}\n");
+    let spec = env.read("mlops.yaml");
+    env.write("mlops.yaml", &spec.replace("canary_percent: 10", "canary_percent: 50"));
+    let plan = env.mlops(&["plan", "--json"]).ok();
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let tags_of = |addr: &str| -> Vec<serde_json::Value> {
+        plan["changes"].as_array().unwrap().iter().find(|c| c["address"] == addr).unwrap()["tags"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let model = tags_of("models.churn-clf");
+    assert_eq!(model.len(), 1, "{model:?}");
+    assert_eq!(model[0]["tag"], "model-version-change");
+    assert_eq!(model[0]["from_version"], 1);
+    let endpoint: Vec<String> =
+        tags_of("endpoints.churn-api").iter().map(|t| t["tag"].as_str().unwrap().to_string()).collect();
+    assert_eq!(endpoint, ["traffic-shift", "model-version-change"]);
+    let shift = &tags_of("endpoints.churn-api")[0];
+    assert_eq!((shift["before"].as_u64(), shift["after"].as_u64()), (Some(10), Some(50)));
+    let text = env.mlops(&["plan"]).ok();
+    assert!(text.stdout.contains("Flagged: 2 model-version-change, 1 traffic-shift"), "{}", text.stdout);
 }
 
 #[test]

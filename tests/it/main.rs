@@ -4,6 +4,7 @@ mod common;
 #[cfg(feature = "gcp")]
 mod gcp;
 mod lifecycle;
+mod markdown;
 mod properties;
 mod schema;
 mod snapshots;

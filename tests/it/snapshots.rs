@@ -7,6 +7,7 @@ fn settings() -> insta::Settings {
     s.add_filter(r"\b[0-9a-f]{40}\b", "[COMMIT]");
     // Fingerprints cover outputs that hold temp paths.
     s.add_filter(r#""live_fingerprint": "sha256:[0-9a-f]{64}""#, r#""live_fingerprint": "[FINGERPRINT]""#);
+    s.add_filter(r"`[0-9a-f]{12}`", "`[SHORT]`");
     s.set_prepend_module_to_snapshot(false);
     s
 }
@@ -40,6 +41,26 @@ fn update_plan_with_drift_text_and_json() {
     settings().bind(|| {
         insta::assert_snapshot!("update_plan_text", env.filter(&text.stdout));
         insta::assert_snapshot!("update_plan_json", env.filter(&json.stdout));
+    });
+}
+
+#[test]
+fn markdown_of_a_small_plan_and_of_a_flagged_plan() {
+    let env = TestEnv::quickstart();
+    let small = env.mlops(&["plan", "--format", "markdown"]).ok();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("model/churn-clf.json", "{\"retrained\": true}\n");
+    let spec = env.read("mlops.yaml");
+    env.write(
+        "mlops.yaml",
+        &spec
+            .replace("event_time: event_time", "event_time: tenure_months")
+            .replace("canary_percent: 10", "canary_percent: 30"),
+    );
+    let flagged = env.mlops(&["plan", "--format", "markdown"]).ok();
+    settings().bind(|| {
+        insta::assert_snapshot!("markdown_small", env.filter(&small.stdout));
+        insta::assert_snapshot!("markdown_flagged", env.filter(&flagged.stdout));
     });
 }
 

@@ -195,6 +195,10 @@ pub struct Desired {
     /// not differences (e.g. remote objects a dataset without `prune` leaves alone).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub subset: BTreeSet<String>,
+    /// How long a change to this resource usually takes (e.g. an endpoint deployment), when that
+    /// is long enough to warn about: the plan tags such changes `long-running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_wait_secs: Option<u64>,
 }
 
 /// What is live, as read from the backend.

@@ -468,16 +468,10 @@ impl GcpProvider {
                     continue;
                 }
                 let name = format!("{prefix}{rel}");
-                let del = DeleteObjectRequest {
-                    bucket: bucket.clone(),
-                    object: name.clone(),
-                    if_generation_match: generation.as_i64(),
-                    ..Default::default()
-                };
-                match self.call(&format!("delete gs://{bucket}/{name}"), || client.delete_object(&del)).await {
-                    Ok(()) => deleted += 1,
-                    Err(e) if e.status == Some(404) => {}
-                    Err(e) => return Err(e.error),
+                if self.delete_at(&bucket, &name, generation.as_i64()).await? {
+                    deleted += 1;
+                } else {
+                    progress.report(&format!("left gs://{bucket}/{name}: it is gone or changed since the plan"));
                 }
             }
         }
@@ -485,6 +479,22 @@ impl GcpProvider {
         self.dataset_read(req.config.str("uri").unwrap_or_default()).await?.ok_or_else(|| {
             ProviderError::failed(format!("gs://{bucket}/{prefix} is missing right after it was written"))
         })
+    }
+
+    /// Deletes `name` only if it is still at `generation`; `false` when it is gone or was rewritten.
+    async fn delete_at(&self, bucket: &str, name: &str, generation: Option<i64>) -> Result<bool, ProviderError> {
+        let client = self.client().await?;
+        let del = DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            object: name.to_string(),
+            if_generation_match: generation,
+            ..Default::default()
+        };
+        match self.call(&format!("delete gs://{bucket}/{name}"), || client.delete_object(&del)).await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(e.status, Some(404) | Some(412)) => Ok(false),
+            Err(e) => Err(e.error),
+        }
     }
 
     /// The artifact's current metadata, or its metadata at `generation`.
@@ -659,22 +669,14 @@ impl Provider for GcpProvider {
                 // Only the objects lineage says we wrote, at the generations we wrote them.
                 let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
                 let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(()) };
-                let client = self.client().await?;
                 let gens = prior.attributes.get("generations").and_then(Value::as_object).cloned().unwrap_or_default();
                 for (rel, generation) in gens {
                     let name = format!("{prefix}{rel}");
-                    let del = DeleteObjectRequest {
-                        bucket: bucket.clone(),
-                        object: name.clone(),
-                        if_generation_match: generation.as_i64(),
-                        ..Default::default()
-                    };
-                    match self.call(&format!("delete gs://{bucket}/{name}"), || client.delete_object(&del)).await {
-                        Ok(()) => progress.report(&format!("deleted gs://{bucket}/{name}")),
-                        Err(e) if matches!(e.status, Some(404) | Some(412)) => {
-                            progress.report(&format!("left gs://{bucket}/{name}: it changed since mlops wrote it"))
-                        }
-                        Err(e) => return Err(e.error),
+                    if self.delete_at(&bucket, &name, generation.as_i64()).await? {
+                        progress.report(&format!("deleted gs://{bucket}/{name}"));
+                    } else {
+                        progress
+                            .report(&format!("left gs://{bucket}/{name}: it is gone or changed since mlops wrote it"));
                     }
                 }
                 Ok(())

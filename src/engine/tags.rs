@@ -1,0 +1,57 @@
+//! ML-aware change tags: what a reviewer of a long plan must not miss. Pure.
+
+use mlops_provider_core::{Desired, Kind, Value};
+
+use crate::engine::diff::top_attribute;
+use crate::plan::{Action, ChangeTag, ResourceChange};
+
+/// Attributes whose change moves serving traffic.
+const TRAFFIC: [&str; 3] = ["canary_percent", "replicas", "traffic"];
+/// Attributes that identify the model bytes.
+const MODEL_BYTES: [&str; 3] = ["artifact_digest", "model_digest", "generation"];
+
+pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag> {
+    let mut out = Vec::new();
+    if change.action == Action::NoOp {
+        return out;
+    }
+    if change.data_destroying {
+        let reason = match change.action {
+            Action::Delete => format!("deleting {} destroys its stored records", change.address),
+            _ => format!(
+                "replacing {} (forced by {}) destroys its stored records",
+                change.address,
+                change.replace_reasons.join(", ")
+            ),
+        };
+        out.push(ChangeTag::DataDestroying { reason });
+    }
+    if change.address.kind == Kind::Endpoint && change.action != Action::Create {
+        for a in change.attributes.iter().filter(|a| TRAFFIC.contains(&top_attribute(&a.path))) {
+            out.push(ChangeTag::TrafficShift {
+                attribute: a.path.clone(),
+                before: a.before.clone(),
+                after: a.after.clone(),
+            });
+        }
+    }
+    if matches!(change.address.kind, Kind::Model | Kind::Endpoint) {
+        if let Some(a) = change.attributes.iter().find(|a| MODEL_BYTES.contains(&a.path.as_str()) && a.before.is_some())
+        {
+            let outputs = change.live.as_ref().map(|l| &l.outputs);
+            let from_version = outputs.and_then(|o| o.get("version").or_else(|| o.get("model_version"))).cloned();
+            let digest = |attrs: Option<&mlops_provider_core::Attributes>| -> Option<Value> {
+                attrs.and_then(|m| m.get("artifact_digest").or_else(|| m.get("model_digest"))).cloned()
+            };
+            out.push(ChangeTag::ModelVersionChange {
+                from_version,
+                from_digest: digest(change.live.as_ref().map(|l| &l.attributes)).or_else(|| a.before.clone()),
+                to_digest: digest(change.desired.as_ref()).or_else(|| a.after.clone()),
+            });
+        }
+    }
+    if let Some(secs) = desired.and_then(|d| d.expected_wait_secs) {
+        out.push(ChangeTag::LongRunning { expected_wait_secs: secs });
+    }
+    out
+}

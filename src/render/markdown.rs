@@ -1,0 +1,180 @@
+//! Markdown for pull-request comments (GitHub and GitLab flavours): the summary and the flagged
+//! changes first, then one collapsible section per resource, split into numbered parts that each
+//! fit in one comment.
+
+use std::fmt::Write;
+
+use mlops_provider_core::Value;
+
+use crate::plan::{Action, AttributeChange, DriftKind, Plan, ResourceChange};
+
+/// GitHub's limit on a comment body, in characters.
+pub const COMMENT_LIMIT: usize = 65_535;
+/// Room kept in each part for its "part i of n" line.
+const PART_HEADER_RESERVE: usize = 200;
+/// Separates parts when they are printed together.
+pub const PART_SEPARATOR: &str = "\n<!-- mlops:next-part -->\n";
+
+fn value(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+fn diff_lines(attrs: &[AttributeChange]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in attrs {
+        let forces = if a.forces_replacement { "  # forces replacement" } else { "" };
+        if let Some(b) = &a.before {
+            out.push(format!("- {} = {}{}", a.path, value(b), if a.after.is_none() { forces } else { "" }));
+        }
+        if let Some(n) = &a.after {
+            out.push(format!("+ {} = {}{forces}", a.path, value(n)));
+        }
+    }
+    out
+}
+
+fn fenced(lines: &[String]) -> String {
+    let fence = if lines.iter().any(|l| l.contains("```")) { "````" } else { "```" };
+    format!("{fence}diff\n{}\n{fence}\n", lines.join("\n"))
+}
+
+fn verb(c: &ResourceChange) -> String {
+    match c.action {
+        Action::Replace => format!("replace (forced by {})", c.replace_reasons.join(", ")),
+        other => other.verb().to_string(),
+    }
+}
+
+/// One resource's collapsible section, cut to `max` characters if it must be.
+fn section(c: &ResourceChange, max: usize) -> String {
+    let tags: String = c.tags.iter().map(|t| format!(" · <b>{}</b>", t.name())).collect();
+    let head =
+        format!("<details><summary><code>{} {}</code> {}{tags}</summary>\n\n", c.action.symbol(), c.address, verb(c));
+    let mut notes = String::new();
+    for t in &c.tags {
+        let _ = writeln!(notes, "- **{}**: {}", t.name(), escape(&t.describe()));
+    }
+    if !notes.is_empty() {
+        notes.push('\n');
+    }
+    let tail = "\n</details>\n\n";
+    let mut lines = diff_lines(&c.attributes);
+    let mut body = if lines.is_empty() { String::new() } else { fenced(&lines) };
+    let room = max.saturating_sub(head.len() + notes.len() + tail.len() + 120);
+    if body.len() > room {
+        let total = lines.len();
+        while !lines.is_empty() && fenced(&lines).len() > room {
+            lines.truncate(lines.len() * 3 / 4);
+        }
+        body = fenced(&lines);
+        let _ = writeln!(
+            body,
+            "\n_{} more line(s) cut to fit the comment: see `mlops show` of the plan file._",
+            total - lines.len()
+        );
+    }
+    format!("{head}{notes}{body}{tail}")
+}
+
+/// Keeps text from opening HTML or tables by accident.
+fn escape(s: &str) -> String {
+    s.replace('<', "&lt;").replace('>', "&gt;").replace('|', "\\|")
+}
+
+fn short(id: &Option<String>) -> String {
+    id.as_deref().map(|s| s.chars().take(12).collect()).unwrap_or_else(|| "none".into())
+}
+
+fn header(p: &Plan) -> String {
+    let s = &p.summary;
+    let mut out = format!("## mlops plan · `{}` / `{}`\n\n", p.project, p.environment);
+    if !p.has_changes() {
+        let _ = writeln!(out, "**No changes.** The live state matches the spec.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "**{} to create · {} to update · {} to replace · {} to delete** · {} unchanged\n",
+            s.create, s.update, s.replace, s.delete, s.no_op
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Source `{}`{} · spec `{}` · lineage base `{}`{}\n",
+        short(&p.source.commit),
+        if p.source.dirty { " (with uncommitted changes)" } else { "" },
+        p.source.spec,
+        short(&p.lineage.base),
+        if p.targets.is_empty() { String::new() } else { format!(" · targets: {}", p.targets.join(", ")) }
+    );
+    let flagged: Vec<&ResourceChange> = p.changes.iter().filter(|c| !c.tags.is_empty()).collect();
+    if !flagged.is_empty() {
+        let _ = writeln!(out, "### ⚠️ Flagged changes\n\n| resource | flag | detail |\n|---|---|---|");
+        for c in flagged {
+            for t in &c.tags {
+                let _ = writeln!(out, "| `{}` | **{}** | {} |", c.address, t.name(), escape(&t.describe()));
+            }
+        }
+        out.push('\n');
+    }
+    if !p.drift.is_empty() {
+        let _ = writeln!(out, "### Drift: changed outside mlops since the last apply\n");
+        for d in &p.drift {
+            match d.kind {
+                DriftKind::Deleted => {
+                    let _ = writeln!(out, "- `{}` was deleted outside mlops", d.address);
+                }
+                DriftKind::Changed => {
+                    let _ = write!(
+                        out,
+                        "<details><summary><code>! {}</code> changed outside mlops</summary>\n\n{}\n</details>\n\n",
+                        d.address,
+                        fenced(&diff_lines(&d.attributes))
+                    );
+                }
+            }
+        }
+        out.push('\n');
+    }
+    if p.has_changes() {
+        let _ = writeln!(out, "### Changes\n");
+    }
+    out
+}
+
+/// The plan as one or more comment bodies, each under [`COMMENT_LIMIT`] characters.
+pub fn plan(p: &Plan) -> Vec<String> {
+    let budget = COMMENT_LIMIT - PART_HEADER_RESERVE;
+    let mut parts: Vec<String> = vec![];
+    let mut current = header(p);
+    if current.chars().count() > budget {
+        // A pathological drift section: keep the summary, point at the plan file.
+        current = format!(
+            "{}\n_The drift details do not fit in a comment: see `mlops show` of the plan file._\n",
+            header_summary(p)
+        );
+    }
+    for c in p.changes.iter().filter(|c| c.action != Action::NoOp) {
+        let s = section(c, budget);
+        if current.chars().count() + s.chars().count() > budget {
+            parts.push(std::mem::take(&mut current));
+            current = format!("## mlops plan · `{}` / `{}` (continued)\n\n", p.project, p.environment);
+        }
+        current.push_str(&s);
+    }
+    parts.push(current);
+    let n = parts.len();
+    if n > 1 {
+        for (i, part) in parts.iter_mut().enumerate() {
+            part.insert_str(0, &format!("<sub>mlops plan · part {} of {n}</sub>\n\n", i + 1));
+        }
+    }
+    parts
+}
+
+fn header_summary(p: &Plan) -> String {
+    let h = header(p);
+    h.split("### Drift").next().unwrap_or_default().to_string()
+}
