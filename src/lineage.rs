@@ -30,6 +30,12 @@ pub enum LineageError {
     #[error("{0}")]
     #[diagnostic(code(lineage::not_found))]
     NotFound(String),
+    #[error("{ref_name} is held by {} on {} (pid {}) since {}, for {}", .holder.who, .holder.host, .holder.pid, .holder.since, .holder.operation)]
+    #[diagnostic(
+        code(lineage::locked),
+        help("another apply of this stack is running; wait for it. If that process is dead: `mlops unlock --force`")
+    )]
+    Locked { ref_name: String, holder: LockHolder },
     #[error("lineage record {0} is corrupt: {1}")]
     #[diagnostic(code(lineage::corrupt))]
     Corrupt(String, String),
@@ -481,6 +487,83 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
     )
 }
 
+/// Who holds a stack's lock, stored as the blob its lock ref points at.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LockHolder {
+    pub who: String,
+    pub host: String,
+    pub pid: u32,
+    pub since: String,
+    pub operation: String,
+}
+
+/// Held while an apply runs; released on drop (only if the lock is still ours).
+pub struct LockGuard<'a> {
+    lineage: &'a Lineage,
+    id: gix::ObjectId,
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lineage.delete_lock(Some(self.id));
+    }
+}
+
+impl Lineage {
+    pub fn lock_ref(&self) -> String {
+        self.ref_name.replacen("refs/mlops/lineage/", "refs/mlops/lock/", 1)
+    }
+
+    /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held.
+    pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let holder = LockHolder {
+            who: self.applied_by(),
+            host,
+            pid: std::process::id(),
+            since: crate::engine::now_rfc3339(),
+            operation: operation.to_string(),
+        };
+        let blob = serde_json::to_vec_pretty(&holder).expect("holders serialize");
+        let id = self.repo.write_blob(&blob).map_err(git)?.detach();
+        match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
+            Ok(_) => Ok(LockGuard { lineage: self, id }),
+            Err(e) => match self.lock_holder() {
+                Some(holder) => Err(LineageError::Locked { ref_name: self.lock_ref(), holder }),
+                None => Err(git(e)),
+            },
+        }
+    }
+
+    /// Who holds the lock, if anyone.
+    pub fn lock_holder(&self) -> Option<LockHolder> {
+        let mut r = self.repo.try_find_reference(self.lock_ref().as_str()).ok()??;
+        let id = r.peel_to_id().ok()?.detach();
+        let blob = self.repo.find_blob(id).ok()?;
+        serde_json::from_slice(&blob.data).ok()
+    }
+
+    /// Removes the lock: ours (`Some(id)`), or whoever's (`None`, for `unlock --force`).
+    pub fn delete_lock(&self, expected: Option<gix::ObjectId>) -> Result<(), LineageError> {
+        use gix::refs::transaction::{Change, RefEdit, RefLog};
+        let expected = match expected {
+            Some(id) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(id)),
+            None => PreviousValue::MustExist,
+        };
+        let edit = RefEdit {
+            change: Change::Delete { expected, log: RefLog::AndReference },
+            name: self.lock_ref().try_into().map_err(git)?,
+            deref: false,
+        };
+        self.repo.edit_reference(edit).map(|_| ()).map_err(git)
+    }
+}
+
 /// Creates a repository at `dir` (for `mlops init`).
 pub fn init_repository(dir: &Path) -> Result<(), LineageError> {
     gix::init(dir).map(|_| ()).map_err(git)
@@ -549,6 +632,10 @@ impl Journal {
 impl Lineage {
     /// Records what a killed apply left in the journal. Returns the new lineage commit, if any.
     pub fn recover(&self) -> Result<Option<String>, LineageError> {
+        // A journal is only abandoned when nobody else holds the lock: a running apply's is live.
+        if self.lock_holder().is_some_and(|h| h.pid != std::process::id()) {
+            return Ok(None);
+        }
         let journal = self.journal();
         let Some((plan, entries)) = journal.pending() else { return Ok(None) };
         if entries.is_empty() {

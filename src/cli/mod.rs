@@ -47,6 +47,8 @@ pub enum Command {
     Show(commands::show::ShowArgs),
     /// The apply history of this stack (newest first), optionally of one resource.
     Log(commands::log::LogArgs),
+    /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
+    Unlock(commands::unlock::UnlockArgs),
 }
 
 /// Process exit statuses. 2 is only used by `plan --detailed-exitcode`.
@@ -195,6 +197,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Apply(a) => commands::apply::run(&ctx, a),
         Command::Show(a) => commands::show::run(&ctx, a),
         Command::Log(a) => commands::log::run(&ctx, a),
+        Command::Unlock(a) => commands::unlock::run(&ctx, a),
     };
     match result {
         Ok(status) => status,

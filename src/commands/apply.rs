@@ -48,6 +48,11 @@ fn verb(a: Action) -> (&'static str, &'static str) {
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
+    // Held from before the plan is read until the result is recorded: two applies never interleave.
+    let _lock = lineage.lock(&match &args.plan_file {
+        Some(f) => format!("mlops apply {}", f.display()),
+        None => "mlops apply".to_string(),
+    })?;
     let state = ctx.lineage_state(&lineage)?;
     let rt = ctx.runtime()?;
     let parallelism = args.scope.parallelism as usize;

@@ -5,4 +5,5 @@ pub mod init;
 pub mod log;
 pub mod plan;
 pub mod show;
+pub mod unlock;
 pub mod validate;

@@ -366,3 +366,64 @@ fn an_apply_killed_before_recording_is_recovered_from_its_journal() {
     assert_eq!(files.lines().count(), 4, "{files}");
     assert!(journal.pending().is_none(), "the journal is removed once recorded");
 }
+
+#[test]
+fn concurrent_applies_exactly_one_applies_the_others_fail_fast_naming_the_holder() {
+    let env = TestEnv::quickstart();
+    // Hold the lock as a running apply would, then start 8 applies at once.
+    let lineage = mlops::lineage::Lineage::open(env.path(), "quickstart", "default").unwrap();
+    let guard = lineage.lock("mlops apply (test holder)").unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+                .args(["--no-color", "apply", "--auto-approve"])
+                .current_dir(env.path())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lineage::locked"), "{err}");
+        assert!(err.contains("Test User <test@example.com>"), "names the holder: {err}");
+        assert!(err.contains("mlops apply (test holder)"), "{err}");
+    }
+    assert!(started.elapsed().as_secs() < 10, "they fail fast: {:?}", started.elapsed());
+    assert!(!env.join(".mlops").exists(), "nothing was applied");
+    drop(guard);
+
+    // Without a holder, 8 at once: exactly one applies, the rest fail on its lock or find nothing to do.
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+                .args(["--no-color", "apply", "--auto-approve"])
+                .current_dir(env.path())
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut applied = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stdout.contains("Apply complete!") {
+            applied += 1;
+        } else {
+            assert!(stderr.contains("lineage::locked") || stdout.contains("No changes."), "{stdout}\n{stderr}");
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(env.lineage("quickstart").len(), 1, "exactly one new lineage commit");
+    assert!(lineage.lock_holder().is_none(), "the lock is released");
+    assert!(env.mlops(&["unlock"]).ok().stdout.contains("is not locked"));
+}
