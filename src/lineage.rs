@@ -35,7 +35,7 @@ pub enum LineageError {
         code(lineage::locked),
         help("another apply of this stack is running; wait for it. If that process is dead: `mlops unlock --force`")
     )]
-    Locked { ref_name: String, holder: LockHolder },
+    Locked { ref_name: String, holder: Box<LockHolder> },
     #[error("lineage record {0} is corrupt: {1}")]
     #[diagnostic(code(lineage::corrupt))]
     Corrupt(String, String),
@@ -534,7 +534,7 @@ impl Lineage {
         match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
             Ok(_) => Ok(LockGuard { lineage: self, id }),
             Err(e) => match self.lock_holder() {
-                Some(holder) => Err(LineageError::Locked { ref_name: self.lock_ref(), holder }),
+                Some(holder) => Err(LineageError::Locked { ref_name: self.lock_ref(), holder: Box::new(holder) }),
                 None => Err(git(e)),
             },
         }
