@@ -9,6 +9,7 @@ pub mod commands;
 pub mod engine;
 pub mod lineage;
 pub mod plan;
+pub mod policy;
 pub mod registry;
 pub mod render;
 pub mod spec;

@@ -47,6 +47,8 @@ pub enum Command {
     Show(commands::show::ShowArgs),
     /// The apply history of this stack (newest first), optionally of one resource.
     Log(commands::log::LogArgs),
+    /// Evaluate the policy gates of the spec's `policies:` on a plan. Exit 3 when one blocks it.
+    Check(commands::check::CheckArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),
 }
@@ -57,6 +59,8 @@ pub enum ExitStatus {
     Success,
     Error,
     Changes,
+    /// `mlops check`: a policy blocks the plan.
+    Blocked,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -65,6 +69,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Error => ExitCode::from(1),
             ExitStatus::Changes => ExitCode::from(2),
+            ExitStatus::Blocked => ExitCode::from(3),
         }
     }
 }
@@ -198,6 +203,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Show(a) => commands::show::run(&ctx, a),
         Command::Log(a) => commands::log::run(&ctx, a),
         Command::Unlock(a) => commands::unlock::run(&ctx, a),
+        Command::Check(a) => commands::check::run(&ctx, a),
     };
     match result {
         Ok(status) => status,

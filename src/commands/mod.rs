@@ -1,6 +1,7 @@
 //! One command per file: each parses its arguments and calls the engine.
 
 pub mod apply;
+pub mod check;
 pub mod init;
 pub mod log;
 pub mod plan;

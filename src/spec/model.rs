@@ -39,6 +39,68 @@ pub struct Spec {
     #[serde(default)]
     #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// Gates `mlops check` evaluates on a plan (exit 3 when one blocks it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<PolicyRules>,
+}
+
+/// Policy gates. Every rule is off unless set.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRules {
+    /// Endpoints may only use these instance types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_instance_types: Option<Vec<String>>,
+    /// Bounds on an endpoint's replicas (`instance_count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaBounds>,
+    /// An endpoint may serve only a model whose registry approval is `Approved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_approved_models: Option<bool>,
+    /// Every dataset must be versioned by content (a `source` whose manifest is recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_versioned_datasets: Option<bool>,
+    /// Labels every resource must carry, e.g. `[owner]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_labels: Option<Vec<String>>,
+    /// No change may destroy stored data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forbid_data_destroying: Option<bool>,
+    /// Rules for one environment, overriding the ones above (the environment is `default` until
+    /// environments exist).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, PolicyRules>,
+}
+
+impl PolicyRules {
+    /// These rules with `environment`'s overrides applied.
+    pub fn for_environment(&self, environment: &str) -> PolicyRules {
+        let mut out = self.clone();
+        out.environments.clear();
+        if let Some(e) = self.environments.get(environment) {
+            macro_rules! over {
+                ($($f:ident),*) => { $( if e.$f.is_some() { out.$f = e.$f.clone(); } )* };
+            }
+            over!(
+                allowed_instance_types,
+                replicas,
+                require_approved_models,
+                require_versioned_datasets,
+                required_labels,
+                forbid_data_destroying
+            );
+        }
+        out
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaBounds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
 }
 
 /// Provider blocks, one per backend.

@@ -5,6 +5,7 @@ mod common;
 mod gcp;
 mod lifecycle;
 mod markdown;
+mod policy;
 mod properties;
 mod schema;
 mod snapshots;

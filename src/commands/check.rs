@@ -1,0 +1,93 @@
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use crate::cli::{CommandError, Context, ExitStatus};
+use crate::commands::plan::{ScopeArgs, make_plan};
+use crate::plan::Plan;
+use crate::policy::{self, Violation};
+use crate::spec::diagnostic::Named;
+use crate::spec::{self, SpecDiagnostic};
+
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    /// A saved plan; without one, the current plan is made first.
+    pub plan_file: Option<PathBuf>,
+    /// Print `{"passed": bool, "violations": [...]}`.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+}
+
+fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec) -> SpecDiagnostic {
+    let mut path = vec![v.address.kind.section().to_string(), v.address.name.clone()];
+    let name_span = spec::lookup(&loaded.root, &path).and_then(|(k, _)| k.map(|k| k.span));
+    if let Some(f) = &v.field {
+        path.push(f.clone());
+    }
+    let span = spec::lookup(&loaded.root, &path).map(|(_, n)| n.span).filter(|_| v.field.is_some()).or(name_span);
+    let mut d = SpecDiagnostic::new(v.code, v.message.clone())
+        .help("change the spec to meet the policy under `policies:`, or change the policy in review");
+    if let Some(span) = span {
+        d = d.label(loaded.source.widen(span), "blocked by policy");
+    }
+    d.with_source(&loaded.source)
+}
+
+pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> {
+    let stack = ctx.stack()?;
+    let plan: Plan = match &args.plan_file {
+        Some(f) => {
+            let bytes = std::fs::read(ctx.cwd.join(f))
+                .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", f.display())))?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                CommandError::user(
+                    format!("{} is not an mlops plan: {e}", f.display()),
+                    "save one with `mlops plan --out FILE`",
+                )
+            })?
+        }
+        None => {
+            let lineage = ctx.lineage(&stack)?;
+            let state = ctx.lineage_state(&lineage)?;
+            make_plan(ctx, &stack, &lineage, &state, &args.scope)?
+        }
+    };
+    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
+    let violations = policy::evaluate(&plan, &rules, &stack.spec.json);
+    let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec)).collect();
+    if args.json {
+        let list: Vec<_> = violations
+            .iter()
+            .zip(&diags)
+            .map(|(v, d)| {
+                let loc = d.location();
+                json!({"code": v.code, "address": v.address.to_string(), "message": v.message,
+                       "file": loc.as_ref().map(|l| l.0.clone()), "line": loc.as_ref().map(|l| l.1), "column": loc.as_ref().map(|l| l.2)})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"passed": violations.is_empty(), "violations": list}))
+                .expect("serializes")
+        );
+    } else if violations.is_empty() {
+        println!("{} the plan passes every policy.", ctx.style.green("✓"));
+    } else {
+        for d in &diags {
+            eprint!("{}", ctx.render_diagnostic(&Named::new(d)));
+        }
+        eprintln!("Blocked by policy: {} violation(s).", violations.len());
+    }
+    if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
+        for (v, d) in violations.iter().zip(&diags) {
+            let line = d.location().map(|l| l.1).unwrap_or(1);
+            let file = &plan.source.spec;
+            // Workflow commands: one annotation per violation, shown on the PR's diff.
+            let message = v.message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+            println!("::error file={file},line={line},title={}::{message}", v.code);
+        }
+    }
+    Ok(if violations.is_empty() { ExitStatus::Success } else { ExitStatus::Blocked })
+}

@@ -1,0 +1,126 @@
+//! Policy gates, evaluated on a plan: what the apply would leave in place must pass them.
+
+use mlops_provider_core::{Address, Kind, Value};
+use serde::Serialize;
+
+use crate::plan::{Action, Plan, ResourceChange};
+use crate::spec::model::PolicyRules;
+
+/// One rule a planned change breaks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// Stable code, e.g. `policy::instance_type`.
+    pub code: &'static str,
+    #[serde(serialize_with = "crate::policy::as_string")]
+    pub address: Address,
+    pub message: String,
+    /// Where in the resource's spec body the offending value is (for the diagnostic's label).
+    pub field: Option<String>,
+}
+
+fn as_string<S: serde::Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(a)
+}
+
+fn desired<'a>(c: &'a ResourceChange, key: &str) -> Option<&'a Value> {
+    c.desired.as_ref().and_then(|d| d.get(key))
+}
+
+/// Every violation of `rules` by the resources the plan leaves in place (deletes excepted).
+pub fn evaluate(plan: &Plan, rules: &PolicyRules, spec: &Value) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let body = |a: &Address| spec.get(a.kind.section()).and_then(|s| s.get(&a.name));
+    for c in plan.changes.iter().filter(|c| c.action != Action::Delete) {
+        let a = &c.address;
+        let v = |code, message: String, field: Option<&str>| Violation {
+            code,
+            address: a.clone(),
+            message,
+            field: field.map(str::to_string),
+        };
+        if rules.forbid_data_destroying == Some(true) && c.data_destroying {
+            out.push(v(
+                "policy::data_destroying",
+                format!("{a} would destroy stored data ({})", c.action.verb()),
+                None,
+            ));
+        }
+        if a.kind == Kind::Endpoint {
+            if let Some(allowed) = &rules.allowed_instance_types {
+                let it = desired(c, "instance_type").and_then(Value::as_str).unwrap_or_default();
+                if !allowed.iter().any(|x| x == it) {
+                    out.push(v(
+                        "policy::instance_type",
+                        format!("{a} uses instance type `{it}`; allowed: {}", allowed.join(", ")),
+                        Some("instance_type"),
+                    ));
+                }
+            }
+            if let Some(bounds) = &rules.replicas {
+                let n = desired(c, "replicas").and_then(Value::as_u64).unwrap_or(1);
+                let low = bounds.min.is_some_and(|m| n < m as u64);
+                let high = bounds.max.is_some_and(|m| n > m as u64);
+                if low || high {
+                    out.push(v(
+                        "policy::replicas",
+                        format!(
+                            "{a} has {n} replica(s); allowed: {}..={}",
+                            bounds.min.map(|m| m.to_string()).unwrap_or_default(),
+                            bounds.max.map(|m| m.to_string()).unwrap_or_default()
+                        ),
+                        Some("instance_count"),
+                    ));
+                }
+            }
+            if rules.require_approved_models == Some(true) {
+                let model: Option<Address> = desired(c, "model").and_then(Value::as_str).and_then(|m| m.parse().ok());
+                let approval = model.as_ref().and_then(|m| {
+                    plan.change(m)
+                        .and_then(|mc| mc.desired.as_ref())
+                        .and_then(|d| d.get("registry"))
+                        .and_then(|r| r.get("approval"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                        .or_else(|| {
+                            body(m)
+                                .and_then(|b| b.pointer("/registry/approval"))
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                        })
+                });
+                if approval.as_deref() != Some("Approved") {
+                    out.push(v(
+                        "policy::unapproved_model",
+                        format!(
+                            "{a} serves {}, whose registry approval is {}",
+                            model.map(|m| m.to_string()).unwrap_or_else(|| "no model".into()),
+                            approval.unwrap_or_else(|| "not set".into())
+                        ),
+                        Some("model"),
+                    ));
+                }
+            }
+        }
+        let unversioned = a.kind == Kind::Dataset && body(a).and_then(|b| b.get("source")).is_none();
+        if rules.require_versioned_datasets == Some(true) && unversioned {
+            out.push(v(
+                "policy::unversioned_dataset",
+                format!("{a} is not versioned by content: give it a `source` folder"),
+                None,
+            ));
+        }
+        if let Some(required) = &rules.required_labels {
+            let labels = body(a).and_then(|b| b.get("labels")).and_then(Value::as_object);
+            let missing: Vec<&str> =
+                required.iter().filter(|l| !labels.is_some_and(|m| m.contains_key(*l))).map(String::as_str).collect();
+            if !missing.is_empty() {
+                out.push(v(
+                    "policy::missing_labels",
+                    format!("{a} is missing the required label(s) {}", missing.join(", ")),
+                    labels.map(|_| "labels"),
+                ));
+            }
+        }
+    }
+    out
+}
