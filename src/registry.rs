@@ -37,6 +37,12 @@ impl Registry {
         r
     }
 
+    /// The same providers, for another environment.
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = environment.into();
+        self
+    }
+
     pub fn register(&mut self, name: &'static str, factory: ProviderFactory) {
         self.factories.insert(name, factory);
     }

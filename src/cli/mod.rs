@@ -29,6 +29,9 @@ pub struct Cli {
     /// No colors (also when NO_COLOR is set or output is not a terminal).
     #[arg(long, global = true)]
     pub no_color: bool,
+    /// The environment: its overrides under `environments:` apply, and it has its own lineage.
+    #[arg(long = "env", global = true, value_name = "NAME", default_value = "default", env = "MLOPS_ENV")]
+    pub environment: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -183,6 +186,14 @@ pub fn run(cli: Cli) -> ExitStatus {
         Some(d) => base.join(d),
         None => base,
     };
+    let env_ok = !cli.environment.is_empty()
+        && cli.environment.len() <= 63
+        && cli.environment.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && cli.environment.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !env_ok {
+        eprintln!("error: --env {}: environment names are lowercase letters, digits, `-` and `_`", cli.environment);
+        return ExitStatus::Error;
+    }
     if !cwd.is_dir() {
         eprintln!("error: -C {}: no such directory", cwd.display());
         return ExitStatus::Error;
@@ -193,7 +204,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         cwd,
         style,
         err_style,
-        registry: Registry::builtin(),
+        registry: Registry::builtin().with_environment(cli.environment.clone()),
     };
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&ctx, a),

@@ -143,6 +143,18 @@ pub fn load_bytes(
     if !diags.is_empty() {
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
+    let json = match apply_environment(&json, &root, &registry.environment) {
+        Ok(Some(merged)) => {
+            // The merged values are checked again; their spans point at the base declarations.
+            schema_check(&merged, &root, &source, &mut diags);
+            if !diags.is_empty() {
+                return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
+            }
+            merged
+        }
+        Ok(None) => json,
+        Err(d) => return Err(fail(d)),
+    };
     let spec: Spec = match serde_path_to_error::deserialize(&json) {
         Ok(s) => s,
         Err(e) => {
@@ -161,6 +173,62 @@ pub fn load_bytes(
     }
     let index = resources.iter().enumerate().map(|(i, r)| (r.config.address.clone(), i)).collect();
     Ok(LoadedSpec { path: path.to_path_buf(), source, digest, spec, json, resources, root, index })
+}
+
+/// Deep-merges `environments.<env>` over the spec. `Ok(None)`: nothing to merge.
+fn apply_environment(json: &Value, root: &Node, env: &str) -> Result<Option<Value>, SpecDiagnostic> {
+    let envs = json.get("environments").and_then(Value::as_object);
+    let Some(overrides) = envs.and_then(|e| e.get(env)) else {
+        if env == "default" {
+            return Ok(None);
+        }
+        let known: Vec<String> = envs.map(|e| e.keys().cloned().collect()).unwrap_or_default();
+        let span = lookup(root, &["environments".into()]).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
+        return Err(SpecDiagnostic::new("spec::unknown_environment", format!("environment `{env}` is not declared"))
+            .label(span, "declared environments")
+            .help(if known.is_empty() {
+                "declare it under `environments:`".to_string()
+            } else {
+                format!("declared: {}", known.join(", "))
+            }));
+    };
+    let mut merged = json.clone();
+    if let Some(map) = overrides.as_object() {
+        for (section, value) in map {
+            if let (Some(kind), Some(names)) = (Kind::from_section(section), value.as_object()) {
+                for name in names.keys() {
+                    if json.pointer(&format!("/{section}/{}", name.replace('~', "~0").replace('/', "~1"))).is_none() {
+                        let path = ["environments".to_string(), env.to_string(), section.clone(), name.clone()];
+                        let span = lookup(root, &path).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
+                        return Err(SpecDiagnostic::new(
+                            "spec::unknown_override",
+                            format!(
+                                "environment `{env}` overrides `{}`, which is not declared",
+                                Address::new(kind, name.clone())
+                            ),
+                        )
+                        .label(span, "not declared at the top level")
+                        .help("environments override resources declared at the top level; declare it there first"));
+                    }
+                }
+            }
+            let target =
+                merged.as_object_mut().expect("the spec is a mapping").entry(section.clone()).or_insert(Value::Null);
+            deep_merge(target, value);
+        }
+    }
+    Ok(Some(merged))
+}
+
+fn deep_merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                deep_merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
 }
 
 /// The node at a JSON-pointer-like path: `(key node, value node)`.

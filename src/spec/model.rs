@@ -42,6 +42,30 @@ pub struct Spec {
     /// Gates `mlops check` evaluates on a plan (exit 3 when one blocks it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<PolicyRules>,
+    /// Per environment (`--env NAME`), values deep-merged over the ones above: provider blocks,
+    /// resource fields (e.g. `endpoints: { churn-api: { instance_count: 4 } }`), policies.
+    /// Each environment has its own lineage: `refs/mlops/lineage/<project>/<environment>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("propertyNames" = {"pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"}))]
+    pub environments: BTreeMap<String, EnvironmentOverrides>,
+}
+
+/// What an environment overrides. Resources must be declared at the top level first.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasets: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_stores: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<BTreeMap<String, serde_json::Map<String, serde_json::Value>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policies: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Policy gates. Every rule is off unless set.

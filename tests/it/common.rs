@@ -106,9 +106,14 @@ impl TestEnv {
         Run::from(c.output().expect("mlops runs"))
     }
 
-    /// Lineage commits, newest first.
+    /// Lineage commits of the default environment, newest first.
     pub fn lineage(&self, project: &str) -> Vec<String> {
-        let r = format!("refs/mlops/lineage/{project}/default");
+        self.lineage_of(project, "default")
+    }
+
+    /// Lineage commits of an environment, newest first.
+    pub fn lineage_of(&self, project: &str, environment: &str) -> Vec<String> {
+        let r = format!("refs/mlops/lineage/{project}/{environment}");
         let o = self.base_command("git").args(["rev-list", &r]).output().unwrap();
         if !o.status.success() {
             return vec![];

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, a shared `TestEnv`.
 
 mod common;
+mod environments;
 #[cfg(feature = "gcp")]
 mod gcp;
 mod lifecycle;
