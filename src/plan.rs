@@ -25,6 +25,9 @@ pub struct Plan {
     /// `--target` addresses, if the plan was limited.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Set by `mlops promote`: versions are those recorded in another environment's lineage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
     pub summary: Summary,
     /// Every resource considered, in apply order of kinds, NoOps included.
     pub changes: Vec<ResourceChange>,
@@ -43,6 +46,14 @@ pub struct SourceInfo {
     pub commit: Option<String>,
     /// True when the spec or a file it reads differs from HEAD.
     pub dirty: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Promotion {
+    /// The environment the versions come from.
+    pub from: String,
+    /// Its lineage commit the versions were read at.
+    pub lineage_commit: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -52,6 +52,9 @@ pub enum Command {
     Log(commands::log::LogArgs),
     /// Evaluate the policy gates of the spec's `policies:` on a plan. Exit 3 when one blocks it.
     Check(commands::check::CheckArgs),
+    /// Plan environment TO at the versions (dataset manifests, model digests, generations) recorded
+    /// in FROM's lineage; other per-environment values stay TO's.
+    Promote(commands::promote::PromoteArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),
 }
@@ -141,6 +144,18 @@ impl Context {
         )?)
     }
 
+    /// A copy, e.g. to run for another environment.
+    pub fn clone_for_env(&self) -> Context {
+        Context {
+            cwd: self.cwd.clone(),
+            spec_path: self.spec_path.clone(),
+            spec_display: self.spec_display.clone(),
+            style: self.style,
+            err_style: self.err_style,
+            registry: self.registry.clone(),
+        }
+    }
+
     /// The lineage state, after recording what an interrupted apply left in the journal.
     pub fn lineage_state(&self, lineage: &Lineage) -> Result<crate::lineage::State, CommandError> {
         if let Some(id) = lineage.recover()? {
@@ -215,6 +230,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Log(a) => commands::log::run(&ctx, a),
         Command::Unlock(a) => commands::unlock::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
+        Command::Promote(a) => commands::promote::run(&ctx, a),
     };
     match result {
         Ok(status) => status,

@@ -74,7 +74,8 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
                     "save one with `mlops plan --out FILE`",
                 )
             })?;
-            rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism))?;
+            let pins = crate::commands::promote::pins_of(&stack, &plan)?;
+            rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism, &pins))?;
             print!("{}", text::plan(&plan, &ctx.style));
             refuse_data_loss(&plan, args.allow_data_loss)?;
             plan

@@ -5,6 +5,7 @@ pub mod check;
 pub mod init;
 pub mod log;
 pub mod plan;
+pub mod promote;
 pub mod show;
 pub mod unlock;
 pub mod validate;

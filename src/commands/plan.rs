@@ -85,7 +85,7 @@ impl ScopeArgs {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(PlanRequest { targets, parallelism: self.parallelism as usize })
+        Ok(PlanRequest { targets, parallelism: self.parallelism as usize, promotion: None })
     }
 }
 

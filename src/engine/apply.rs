@@ -82,7 +82,13 @@ impl ApplyReport {
 
 /// Refuses a plan that no longer matches the world: a changed spec, a moved lineage, a live object
 /// changed since the plan, or inputs (source files, environment) that now give other desired values.
-pub async fn check_fresh(stack: &Stack, state: &State, plan: &Plan, parallelism: usize) -> Result<(), EngineError> {
+pub async fn check_fresh(
+    stack: &Stack,
+    state: &State,
+    plan: &Plan,
+    parallelism: usize,
+    pins: &super::Pins,
+) -> Result<(), EngineError> {
     let mut reasons = Vec::new();
     if plan.format_version != plan::PLAN_FORMAT_VERSION {
         return Err(EngineError::PlanFile(format!(
@@ -122,7 +128,7 @@ pub async fn check_fresh(stack: &Stack, state: &State, plan: &Plan, parallelism:
         // Same spec bytes can still give other values (a source file edited, an env var changed).
         let selected: BTreeSet<Address> =
             plan.changes.iter().filter(|c| c.desired.is_some()).map(|c| c.address.clone()).collect();
-        let fresh = desired_states(stack, &selected, parallelism).await?;
+        let fresh = desired_states(stack, &selected, parallelism, pins).await?;
         for c in &touched {
             if let Some(want) = &c.desired {
                 if fresh.get(&c.address).map(|d| &d.attributes) != Some(want) {

@@ -93,11 +93,13 @@ impl Stack {
 pub struct PlanRequest {
     pub targets: Vec<Address>,
     pub parallelism: usize,
+    /// For `promote`: the source environment, its lineage commit, and the versions it recorded.
+    pub promotion: Option<(crate::plan::Promotion, Pins)>,
 }
 
 impl Default for PlanRequest {
     fn default() -> Self {
-        PlanRequest { targets: vec![], parallelism: 10 }
+        PlanRequest { targets: vec![], parallelism: 10, promotion: None }
     }
 }
 
@@ -164,10 +166,27 @@ pub fn waves(stack: &Stack, selected: &BTreeSet<Address>) -> Vec<Vec<Address>> {
 }
 
 /// Desired states of the selected spec resources, dependencies first.
+/// Attributes that identify a version of bytes: what `promote` carries from one environment to
+/// another (instance counts and other per-environment values stay as they are).
+pub const VERSION_ATTRIBUTES: [&str; 7] = ["files", "digest", "artifact_digest", "generation", "crc32c", "md5", "size"];
+
+/// Versions pinned by a promotion: address → attributes recorded in the source environment.
+pub type Pins = BTreeMap<Address, mlops_provider_core::Attributes>;
+
+fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>) {
+    let Some(pinned) = pinned else { return };
+    for key in VERSION_ATTRIBUTES {
+        if let (Some(slot), Some(v)) = (desired.attributes.get_mut(key), pinned.get(key)) {
+            *slot = v.clone();
+        }
+    }
+}
+
 pub async fn desired_states(
     stack: &Stack,
     selected: &BTreeSet<Address>,
     parallelism: usize,
+    pins: &Pins,
 ) -> Result<BTreeMap<Address, Desired>, EngineError> {
     let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
     let mut errors = Vec::new();
@@ -199,7 +218,9 @@ pub async fn desired_states(
             .await;
         for (a, r) in results {
             match r {
-                Ok(d) => {
+                Ok(mut d) => {
+                    // Pinned before dependents see it: an endpoint follows its promoted model.
+                    pin(&mut d, pins.get(&a));
                     out.insert(a, d);
                 }
                 Err(e) => errors.push((a, e)),
@@ -271,7 +292,9 @@ pub async fn plan(
     request: &PlanRequest,
 ) -> Result<Plan, EngineError> {
     let selected = select(stack, state, &request.targets)?;
-    let desired = desired_states(stack, &selected, request.parallelism).await?;
+    let no_pins = Pins::new();
+    let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
+    let desired = desired_states(stack, &selected, request.parallelism, pins).await?;
     let live = refresh(stack, state, selected.iter().cloned(), request.parallelism).await?;
     Ok(assemble(stack, state, source, request, &selected, &desired, &live))
 }
@@ -358,6 +381,7 @@ pub fn assemble(
             base: state.tip.clone(),
         },
         targets: request.targets.iter().map(|t| t.to_string()).collect(),
+        promotion: request.promotion.as_ref().map(|(p, _)| p.clone()),
         summary,
         changes,
         drift,

@@ -61,3 +61,57 @@ fn unknown_environments_and_overrides_are_errors() {
     let bad = env.mlops(&["--env", "Prod!", "plan"]);
     assert_eq!(bad.status, 1);
 }
+
+#[test]
+fn promote_plans_exactly_the_version_differences_between_two_lineages() {
+    let env = staged();
+    env.mlops(&["--env", "staging", "apply", "--auto-approve"]).ok();
+    env.mlops(&["--env", "prod", "apply", "--auto-approve"]).ok();
+    // A new model and new data reach staging only.
+    env.write("model/churn-clf.json", "{\"retrained\": 2}\n");
+    env.write("data/train/2026-12.csv", "customer_id,tenure_months,monthly_spend,churned\nc-9,1,9.9,1\n");
+    env.commit("v2");
+    env.mlops(&["--env", "staging", "apply", "--auto-approve"]).ok();
+    let staging_model: serde_json::Value = serde_json::from_str(
+        &env.git(&["show", "refs/mlops/lineage/quickstart/staging:resources/models/churn-clf.json"]),
+    )
+    .unwrap();
+    // Work goes on: the source moves past what staging tested.
+    env.write("model/churn-clf.json", "{\"retrained\": 3, \"untested\": true}\n");
+
+    let run = env.mlops(&["promote", "staging", "prod", "--json", "--out", "promote.json"]).ok();
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(plan["environment"], "prod");
+    assert_eq!(plan["promotion"]["from"], "staging");
+    let changed: Vec<(&str, &str)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op")
+        .map(|c| (c["address"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        changed,
+        [("datasets.churn-train", "update"), ("models.churn-clf", "update"), ("endpoints.churn-api", "update")]
+    );
+    let model = plan["changes"].as_array().unwrap().iter().find(|c| c["address"] == "models.churn-clf").unwrap();
+    assert_eq!(
+        model["desired"]["artifact_digest"], staging_model["attributes"]["artifact_digest"],
+        "staging's version, not the source's"
+    );
+    let ep = plan["changes"].as_array().unwrap().iter().find(|c| c["address"] == "endpoints.churn-api").unwrap();
+    let paths: Vec<&str> = ep["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["model_digest"], "prod keeps its own replicas and canary");
+
+    // The local provider can only ship what the source holds: the apply refuses the untested bytes.
+    let run = env.mlops(&["--env", "prod", "apply", "promote.json"]);
+    assert_eq!(run.status, 1);
+    env.write("model/churn-clf.json", "{\"retrained\": 2}\n");
+    env.mlops(&["promote", "staging", "prod", "--out", "promote.json"]).ok();
+    env.mlops(&["--env", "prod", "apply", "promote.json"]).ok();
+    let prod_model: serde_json::Value =
+        serde_json::from_str(&env.git(&["show", "refs/mlops/lineage/quickstart/prod:resources/models/churn-clf.json"]))
+            .unwrap();
+    assert_eq!(prod_model["attributes"]["artifact_digest"], staging_model["attributes"]["artifact_digest"]);
+    assert!(env.mlops(&["promote", "staging", "prod"]).ok().stdout.contains("No changes."));
+}
