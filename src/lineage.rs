@@ -514,8 +514,7 @@ impl Lineage {
         self.ref_name.replacen("refs/mlops/lineage/", "refs/mlops/lock/", 1)
     }
 
-    /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held.
-    pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
+    fn holder_blob(&self, operation: &str) -> Result<gix::ObjectId, LineageError> {
         let host = std::fs::read_to_string("/etc/hostname")
             .ok()
             .map(|h| h.trim().to_string())
@@ -530,7 +529,12 @@ impl Lineage {
             operation: operation.to_string(),
         };
         let blob = serde_json::to_vec_pretty(&holder).expect("holders serialize");
-        let id = self.repo.write_blob(&blob).map_err(git)?.detach();
+        Ok(self.repo.write_blob(&blob).map_err(git)?.detach())
+    }
+
+    /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held.
+    pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
+        let id = self.holder_blob(operation)?;
         match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
             Ok(_) => Ok(LockGuard { lineage: self, id }),
             Err(e) => match self.lock_holder() {
@@ -561,6 +565,87 @@ impl Lineage {
             deref: false,
         };
         self.repo.edit_reference(edit).map(|_| ()).map_err(git)
+    }
+}
+
+/// The same lock on a remote, taken with an atomic push with lease (must not exist yet) and
+/// released with a push that deletes it only if it is still ours. Uses the `git` command, which
+/// has the user's remote configuration and credentials.
+pub struct RemoteLockGuard {
+    git_dir: PathBuf,
+    remote: String,
+    lock_ref: String,
+    id: String,
+}
+
+impl Drop for RemoteLockGuard {
+    fn drop(&mut self) {
+        let _ = git_cli(
+            &self.git_dir,
+            &[
+                "push",
+                "--quiet",
+                &format!("--force-with-lease={}:{}", self.lock_ref, self.id),
+                &self.remote,
+                &format!(":{}", self.lock_ref),
+            ],
+        );
+    }
+}
+
+fn git_cli(git_dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(git_dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+impl Lineage {
+    /// Takes the stack's lock on `remote` too; fails fast, naming the holder, if it is held.
+    pub fn lock_remote(&self, remote: &str, operation: &str) -> Result<RemoteLockGuard, LineageError> {
+        let id = self.holder_blob(operation)?.to_string();
+        let lock_ref = self.lock_ref();
+        let git_dir = self.repo.common_dir().to_path_buf();
+        let pushed = git_cli(
+            &git_dir,
+            &[
+                "push",
+                "--quiet",
+                "--atomic",
+                &format!("--force-with-lease={lock_ref}:"),
+                remote,
+                &format!("{id}:{lock_ref}"),
+            ],
+        );
+        match pushed {
+            Ok(_) => Ok(RemoteLockGuard { git_dir, remote: remote.to_string(), lock_ref, id }),
+            Err(push_error) => {
+                // Held? Fetch the holder's record to name it.
+                let peek =
+                    format!("refs/mlops/remote-locks/{remote}/{}", lock_ref.trim_start_matches("refs/mlops/lock/"));
+                let holder = git_cli(
+                    &git_dir,
+                    &["fetch", "--quiet", "--no-write-fetch-head", remote, &format!("+{lock_ref}:{peek}")],
+                )
+                .ok()
+                .and_then(|_| git_cli(&git_dir, &["cat-file", "blob", &peek]).ok())
+                .and_then(|b| serde_json::from_str::<LockHolder>(&b).ok());
+                match holder {
+                    Some(holder) => {
+                        Err(LineageError::Locked { ref_name: format!("{remote}:{lock_ref}"), holder: Box::new(holder) })
+                    }
+                    None => Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {push_error}"))),
+                }
+            }
+        }
     }
 }
 

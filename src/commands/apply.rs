@@ -15,6 +15,10 @@ pub struct ApplyArgs {
     /// Apply without asking for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Also hold the stack's lock on this Git remote (an atomic push with lease), so that
+    /// runners with separate clones never apply at once.
+    #[arg(long, value_name = "REMOTE", env = "MLOPS_LOCK_REMOTE")]
+    pub lock_remote: Option<String>,
     /// Allow changes tagged data-destroying (e.g. replacing a feature store deletes its records).
     #[arg(long)]
     pub allow_data_loss: bool,
@@ -49,10 +53,12 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     // Held from before the plan is read until the result is recorded: two applies never interleave.
-    let _lock = lineage.lock(&match &args.plan_file {
+    let operation = match &args.plan_file {
         Some(f) => format!("mlops apply {}", f.display()),
         None => "mlops apply".to_string(),
-    })?;
+    };
+    let _remote_lock = args.lock_remote.as_deref().map(|r| lineage.lock_remote(r, &operation)).transpose()?;
+    let _lock = lineage.lock(&operation)?;
     let state = ctx.lineage_state(&lineage)?;
     let rt = ctx.runtime()?;
     let parallelism = args.scope.parallelism as usize;

@@ -427,3 +427,60 @@ fn concurrent_applies_exactly_one_applies_the_others_fail_fast_naming_the_holder
     assert!(lineage.lock_holder().is_none(), "the lock is released");
     assert!(env.mlops(&["unlock"]).ok().stdout.contains("is not locked"));
 }
+
+#[test]
+fn the_lock_on_a_bare_remote_keeps_runners_apart() {
+    let env = TestEnv::quickstart();
+    let remote = tempfile::tempdir().unwrap();
+    let remote_path = remote.path().join("origin.git");
+    env.git(&["init", "-q", "--bare", remote_path.to_str().unwrap()]);
+    env.git(&["remote", "add", "origin", remote_path.to_str().unwrap()]);
+    let spawn = |n: usize| -> Vec<std::process::Child> {
+        (0..n)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+                    .args(["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"])
+                    .current_dir(env.path())
+                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    };
+
+    // Another runner (another clone) holds the remote lock.
+    let other = TestEnv::new();
+    other.git(&["remote", "add", "origin", remote_path.to_str().unwrap()]);
+    let other_lineage = mlops::lineage::Lineage::open(other.path(), "quickstart", "default").unwrap();
+    let held = other_lineage.lock_remote("origin", "mlops apply (runner 2)").unwrap();
+    let started = std::time::Instant::now();
+    for child in spawn(8) {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("lineage::locked"), "{err}");
+        assert!(err.contains("origin:refs/mlops/lock/quickstart/default"), "{err}");
+        assert!(err.contains("mlops apply (runner 2)"), "names the holder: {err}");
+    }
+    assert!(started.elapsed().as_secs() < 15, "{:?}", started.elapsed());
+    assert!(env.lineage("quickstart").is_empty());
+    drop(held);
+    assert_eq!(env.git(&["ls-remote", "origin"]), "", "the holder released it");
+
+    let mut applied = 0;
+    for child in spawn(8) {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stdout.contains("Apply complete!") {
+            applied += 1;
+        } else {
+            assert!(stderr.contains("lineage::locked") || stdout.contains("No changes."), "{stdout}\n{stderr}");
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(env.lineage("quickstart").len(), 1);
+    assert_eq!(env.git(&["ls-remote", "origin"]), "", "released after the apply");
+}
