@@ -1,5 +1,6 @@
 //! The integration tests: one binary, a shared `TestEnv`.
 
+mod ci;
 mod common;
 mod environments;
 #[cfg(feature = "gcp")]
