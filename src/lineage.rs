@@ -535,13 +535,21 @@ impl Lineage {
     /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held.
     pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
         let id = self.holder_blob(operation)?;
-        match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
-            Ok(_) => Ok(LockGuard { lineage: self, id }),
-            Err(e) => match self.lock_holder() {
-                Some(holder) => Err(LineageError::Locked { ref_name: self.lock_ref(), holder: Box::new(holder) }),
-                None => Err(git(e)),
-            },
+        let mut last_error = String::new();
+        // Losing a race can mean the winner's ref is still being written: look again, briefly.
+        for _ in 0..20 {
+            match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
+                Ok(_) => return Ok(LockGuard { lineage: self, id }),
+                Err(e) => {
+                    if let Some(holder) = self.lock_holder() {
+                        return Err(LineageError::Locked { ref_name: self.lock_ref(), holder: Box::new(holder) });
+                    }
+                    last_error = e.to_string();
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        Err(LineageError::Git(format!("cannot take the lock {}: {last_error}", self.lock_ref())))
     }
 
     /// Who holds the lock, if anyone.
@@ -614,38 +622,43 @@ impl Lineage {
         let id = self.holder_blob(operation)?.to_string();
         let lock_ref = self.lock_ref();
         let git_dir = self.repo.common_dir().to_path_buf();
-        let pushed = git_cli(
-            &git_dir,
-            &[
-                "push",
-                "--quiet",
-                "--atomic",
-                &format!("--force-with-lease={lock_ref}:"),
-                remote,
-                &format!("{id}:{lock_ref}"),
-            ],
-        );
-        match pushed {
-            Ok(_) => Ok(RemoteLockGuard { git_dir, remote: remote.to_string(), lock_ref, id }),
-            Err(push_error) => {
-                // Held? Fetch the holder's record to name it.
-                let peek =
-                    format!("refs/mlops/remote-locks/{remote}/{}", lock_ref.trim_start_matches("refs/mlops/lock/"));
-                let holder = git_cli(
-                    &git_dir,
-                    &["fetch", "--quiet", "--no-write-fetch-head", remote, &format!("+{lock_ref}:{peek}")],
-                )
-                .ok()
-                .and_then(|_| git_cli(&git_dir, &["cat-file", "blob", &peek]).ok())
-                .and_then(|b| serde_json::from_str::<LockHolder>(&b).ok());
-                match holder {
-                    Some(holder) => {
-                        Err(LineageError::Locked { ref_name: format!("{remote}:{lock_ref}"), holder: Box::new(holder) })
-                    }
-                    None => Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {push_error}"))),
-                }
+        let peek = format!("refs/mlops/remote-locks/{remote}/{}", lock_ref.trim_start_matches("refs/mlops/lock/"));
+        let mut last_error = String::new();
+        // A push that loses a race on the remote may find the winner's ref not yet readable:
+        // look again, briefly, before calling it anything but held.
+        for _ in 0..20 {
+            let pushed = git_cli(
+                &git_dir,
+                &[
+                    "push",
+                    "--quiet",
+                    "--atomic",
+                    &format!("--force-with-lease={lock_ref}:"),
+                    remote,
+                    &format!("{id}:{lock_ref}"),
+                ],
+            );
+            let push_error = match pushed {
+                Ok(_) => return Ok(RemoteLockGuard { git_dir, remote: remote.to_string(), lock_ref, id }),
+                Err(e) => e,
+            };
+            let holder = git_cli(
+                &git_dir,
+                &["fetch", "--quiet", "--no-write-fetch-head", remote, &format!("+{lock_ref}:{peek}")],
+            )
+            .ok()
+            .and_then(|_| git_cli(&git_dir, &["cat-file", "blob", &peek]).ok())
+            .and_then(|b| serde_json::from_str::<LockHolder>(&b).ok());
+            if let Some(holder) = holder {
+                return Err(LineageError::Locked {
+                    ref_name: format!("{remote}:{lock_ref}"),
+                    holder: Box::new(holder),
+                });
             }
+            last_error = push_error;
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {last_error}")))
     }
 }
 

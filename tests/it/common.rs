@@ -106,6 +106,21 @@ impl TestEnv {
         Run::from(c.output().expect("mlops runs"))
     }
 
+    /// `n` mlops processes started at once, for concurrency tests.
+    pub fn spawn_mlops(&self, n: usize, args: &[&str]) -> Vec<std::process::Child> {
+        (0..n)
+            .map(|_| {
+                self.base_command(env!("CARGO_BIN_EXE_mlops"))
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("mlops starts")
+            })
+            .collect()
+    }
+
     /// Lineage commits of the default environment, newest first.
     pub fn lineage(&self, project: &str) -> Vec<String> {
         self.lineage_of(project, "default")

@@ -373,18 +373,7 @@ fn concurrent_applies_exactly_one_applies_the_others_fail_fast_naming_the_holder
     // Hold the lock as a running apply would, then start 8 applies at once.
     let lineage = mlops::lineage::Lineage::open(env.path(), "quickstart", "default").unwrap();
     let guard = lineage.lock("mlops apply (test holder)").unwrap();
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
-                .args(["--no-color", "apply", "--auto-approve"])
-                .current_dir(env.path())
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve"]);
     let started = std::time::Instant::now();
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -399,18 +388,7 @@ fn concurrent_applies_exactly_one_applies_the_others_fail_fast_naming_the_holder
     drop(guard);
 
     // Without a holder, 8 at once: exactly one applies, the rest fail on its lock or find nothing to do.
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
-                .args(["--no-color", "apply", "--auto-approve"])
-                .current_dir(env.path())
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve"]);
     let mut applied = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -435,20 +413,6 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
     let remote_path = remote.path().join("origin.git");
     env.git(&["init", "-q", "--bare", remote_path.to_str().unwrap()]);
     env.git(&["remote", "add", "origin", remote_path.to_str().unwrap()]);
-    let spawn = |n: usize| -> Vec<std::process::Child> {
-        (0..n)
-            .map(|_| {
-                std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
-                    .args(["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"])
-                    .current_dir(env.path())
-                    .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect()
-    };
 
     // Another runner (another clone) holds the remote lock.
     let other = TestEnv::new();
@@ -456,7 +420,7 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
     let other_lineage = mlops::lineage::Lineage::open(other.path(), "quickstart", "default").unwrap();
     let held = other_lineage.lock_remote("origin", "mlops apply (runner 2)").unwrap();
     let started = std::time::Instant::now();
-    for child in spawn(8) {
+    for child in env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"]) {
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -470,7 +434,7 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
     assert_eq!(env.git(&["ls-remote", "origin"]), "", "the holder released it");
 
     let mut applied = 0;
-    for child in spawn(8) {
+    for child in env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"]) {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
