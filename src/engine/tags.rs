@@ -55,3 +55,54 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use mlops_provider_core::Address;
+
+    use super::*;
+    use crate::plan::AttributeChange;
+
+    fn change(address: &str, action: Action, attributes: Vec<AttributeChange>) -> ResourceChange {
+        ResourceChange {
+            address: address.parse::<Address>().unwrap(),
+            provider: "test".into(),
+            action,
+            depends_on: vec![],
+            attributes,
+            replace_reasons: vec![],
+            data_destroying: false,
+            tags: vec![],
+            desired: None,
+            live: None,
+            live_fingerprint: "absent".into(),
+            prior: None,
+            provider_config: Value::Null,
+        }
+    }
+
+    #[test]
+    fn long_running_comes_from_the_provider_expected_wait() {
+        let c = change("endpoints.api", Action::Create, vec![]);
+        let d = Desired { expected_wait_secs: Some(900), ..Default::default() };
+        assert_eq!(tags(&c, Some(&d)), [ChangeTag::LongRunning { expected_wait_secs: 900 }]);
+        assert_eq!(tags(&c, Some(&d))[0].describe(), "expect about 15 min");
+        assert!(tags(&c, Some(&Desired::default())).is_empty());
+        let noop = change("endpoints.api", Action::NoOp, vec![]);
+        assert!(tags(&noop, Some(&d)).is_empty(), "nothing to wait for when nothing changes");
+    }
+
+    #[test]
+    fn traffic_shift_only_for_existing_endpoints() {
+        let a = AttributeChange {
+            path: "canary_percent".into(),
+            before: Some(10.into()),
+            after: Some(50.into()),
+            forces_replacement: false,
+        };
+        let update = change("endpoints.api", Action::Update, vec![a.clone()]);
+        assert_eq!(tags(&update, None)[0].name(), "traffic-shift");
+        let create = change("endpoints.api", Action::Create, vec![AttributeChange { before: None, ..a }]);
+        assert!(tags(&create, None).is_empty());
+    }
+}
