@@ -61,7 +61,6 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         anonymous,
         project,
         stack: ctx.project.clone(),
-        base_dir: ctx.base_dir.clone(),
         client: tokio::sync::OnceCell::new(),
     }))
 }
@@ -72,7 +71,6 @@ pub struct GcpProvider {
     project: Option<String>,
     /// The mlops project, for ownership labels.
     stack: String,
-    base_dir: PathBuf,
     client: tokio::sync::OnceCell<Client>,
 }
 
@@ -545,7 +543,6 @@ impl Provider for GcpProvider {
             message,
             help: Some(help.into()),
         };
-        let _ = &self.base_dir;
         match config.address.kind {
             Kind::Dataset => match config.str("uri") {
                 None => vec![diag(
