@@ -459,8 +459,8 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
                     .parse::<Address>()
                     .ok()
                     .and_then(|a| rec.resources.get(&a))
-                    .and_then(|r| r.outputs.get("version").or_else(|| r.outputs.get("model_version")))
-                    .map(|v| format!(" (version {})", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .and_then(|r| crate::plan::version_text(&r.outputs))
+                    .map(|v| format!(" (version {v})"))
                     .unwrap_or_default();
                 body.push_str(&format!("{sym} {addr}{version}\n"));
             }

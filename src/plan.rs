@@ -276,6 +276,17 @@ impl Plan {
     }
 }
 
+/// The version a resource's outputs carry: `version` (datasets, models), `model_version` (the
+/// model version an endpoint serves), else `digest`.
+pub fn version_in(outputs: &Attributes) -> Option<&Value> {
+    ["version", "model_version", "digest"].iter().find_map(|k| outputs.get(*k))
+}
+
+/// [`version_in`] as text: strings without quotes.
+pub fn version_text(outputs: &Attributes) -> Option<String> {
+    version_in(outputs).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+}
+
 /// The JSON Schema of the plan file, as committed in `schemas/plan.schema.json`.
 pub fn json_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(Plan)).expect("schema serializes")

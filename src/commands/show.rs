@@ -60,11 +60,7 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     }
     println!("\nState after it: {} resource(s)", resources.len());
     for r in resources.values() {
-        let version = ["version", "model_version", "digest"]
-            .iter()
-            .find_map(|k| r.outputs.get(*k))
-            .map(|v| format!(" version {}", v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-            .unwrap_or_default();
+        let version = crate::plan::version_text(&r.outputs).map(|v| format!(" version {v}")).unwrap_or_default();
         println!("  {}{}", r.address, version);
     }
     Ok(ExitStatus::Success)

@@ -287,10 +287,7 @@ fn record_of(
         .iter()
         .map(|d| {
             let o = outs.get(d).or_else(|| records.get(d).map(|r| &r.outputs));
-            let version = o
-                .and_then(|o| o.get("version").or_else(|| o.get("digest")).or_else(|| o.get("model_version")))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let version = o.and_then(plan::version_in).cloned().unwrap_or(Value::Null);
             (d.to_string(), version)
         })
         .collect();

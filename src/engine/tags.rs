@@ -39,7 +39,7 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag
         if let Some(a) = change.attributes.iter().find(|a| MODEL_BYTES.contains(&a.path.as_str()) && a.before.is_some())
         {
             let outputs = change.live.as_ref().map(|l| &l.outputs);
-            let from_version = outputs.and_then(|o| o.get("version").or_else(|| o.get("model_version"))).cloned();
+            let from_version = outputs.and_then(crate::plan::version_in).cloned();
             let digest = |attrs: Option<&mlops_provider_core::Attributes>| -> Option<Value> {
                 attrs.and_then(|m| m.get("artifact_digest").or_else(|| m.get("model_digest"))).cloned()
             };

@@ -184,13 +184,6 @@ pub fn flag_counts(p: &Plan) -> String {
     counts.iter().map(|(n, k)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
 }
 
-fn version_of(outputs: &mlops_provider_core::Attributes) -> Option<String> {
-    ["version", "model_version", "digest"]
-        .iter()
-        .find_map(|k| outputs.get(*k))
-        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-}
-
 pub fn log_entry(e: &Entry, style: &Style) -> String {
     use crate::plan::OutcomeStatus as S;
     let mut out = String::new();
@@ -206,7 +199,12 @@ pub fn log_entry(e: &Entry, style: &Style) -> String {
     let _ = writeln!(out, "Source:  {source}{dirty}");
     let _ = writeln!(out, "Result:  {}", e.trailers.get("Result").map(String::as_str).unwrap_or("unknown"));
     for c in &e.changes {
-        let version = c.outputs.as_ref().and_then(version_of).map(|v| format!("  version {v}")).unwrap_or_default();
+        let version = c
+            .outputs
+            .as_ref()
+            .and_then(crate::plan::version_text)
+            .map(|v| format!("  version {v}"))
+            .unwrap_or_default();
         let _ = match c.status {
             S::Applied => writeln!(out, "    {} {}{}", action_symbol(style, c.action), c.address, style.dim(&version)),
             S::Failed => {

@@ -389,18 +389,7 @@ fn concurrent_applies_exactly_one_applies_the_others_fail_fast_naming_the_holder
 
     // Without a holder, 8 at once: exactly one applies, the rest fail on its lock or find nothing to do.
     let children = env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve"]);
-    let mut applied = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stdout.contains("Apply complete!") {
-            applied += 1;
-        } else {
-            assert!(stderr.contains("lineage::locked") || stdout.contains("No changes."), "{stdout}\n{stderr}");
-        }
-    }
-    assert_eq!(applied, 1);
+    assert_eq!(count_applied(children), 1);
     assert_eq!(env.lineage("quickstart").len(), 1, "exactly one new lineage commit");
     assert!(lineage.lock_holder().is_none(), "the lock is released");
     assert!(env.mlops(&["unlock"]).ok().stdout.contains("is not locked"));
@@ -433,8 +422,18 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
     drop(held);
     assert_eq!(env.git(&["ls-remote", "origin"]), "", "the holder released it");
 
+    assert_eq!(
+        count_applied(env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"])),
+        1
+    );
+    assert_eq!(env.lineage("quickstart").len(), 1);
+    assert_eq!(env.git(&["ls-remote", "origin"]), "", "released after the apply");
+}
+
+/// How many of the concurrent applies applied; each other one met the lock or found nothing to do.
+fn count_applied(children: Vec<std::process::Child>) -> usize {
     let mut applied = 0;
-    for child in env.spawn_mlops(8, &["--no-color", "apply", "--auto-approve", "--lock-remote", "origin"]) {
+    for child in children {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -444,7 +443,5 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
             assert!(stderr.contains("lineage::locked") || stdout.contains("No changes."), "{stdout}\n{stderr}");
         }
     }
-    assert_eq!(applied, 1);
-    assert_eq!(env.lineage("quickstart").len(), 1);
-    assert_eq!(env.git(&["ls-remote", "origin"]), "", "released after the apply");
+    applied
 }
