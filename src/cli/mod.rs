@@ -1,7 +1,7 @@
 //! The command line: global options, the command table, and the one place errors become exit codes.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -136,12 +136,7 @@ impl Context {
     }
 
     pub fn lineage(&self, stack: &Stack) -> Result<Lineage, CommandError> {
-        let dir = stack.spec.base_dir();
-        Ok(Lineage::open(
-            if dir.as_os_str().is_empty() { Path::new(".") } else { dir },
-            stack.project(),
-            &stack.environment,
-        )?)
+        Ok(Lineage::open(stack.spec.base_dir(), stack.project(), &stack.environment)?)
     }
 
     /// A copy, e.g. to run for another environment.

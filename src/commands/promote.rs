@@ -25,14 +25,9 @@ pub struct PromoteArgs {
 
 /// The versions recorded in `from`'s lineage at `commit`.
 pub fn pins(stack: &Stack, from: &str, commit: &str) -> Result<Pins, CommandError> {
-    let lineage = Lineage::open(lineage_dir(stack), stack.project(), from)?;
+    let lineage = Lineage::open(stack.spec.base_dir(), stack.project(), from)?;
     let id = lineage.resolve(commit)?;
     Ok(lineage.resources_at(id)?.into_iter().map(|(a, r)| (a, r.attributes)).collect())
-}
-
-fn lineage_dir(stack: &Stack) -> &std::path::Path {
-    let dir = stack.spec.base_dir();
-    if dir.as_os_str().is_empty() { std::path::Path::new(".") } else { dir }
 }
 
 /// The promotion a saved plan carries, as pins for its staleness check.
@@ -53,7 +48,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
     // The spec as seen by TO (its overrides), the versions as recorded by FROM.
     let ctx_to = Context { registry: ctx.registry.clone().with_environment(args.to.clone()), ..ctx.clone_for_env() };
     let stack = ctx_to.stack()?;
-    let from = Lineage::open(lineage_dir(&stack), stack.project(), &args.from)?;
+    let from = Lineage::open(stack.spec.base_dir(), stack.project(), &args.from)?;
     let Some(tip) = from.tip()? else {
         return Err(CommandError::user(
             format!("{} has no applies recorded: nothing to promote", from.ref_name),

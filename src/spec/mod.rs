@@ -44,8 +44,12 @@ pub struct LoadedSpec {
 }
 
 impl LoadedSpec {
+    /// The directory of the spec file (`.` for a bare file name).
     pub fn base_dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
     }
     pub fn resource(&self, address: &Address) -> Option<&Resource> {
         self.index.get(address).map(|i| &self.resources[*i])
