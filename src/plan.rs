@@ -166,6 +166,9 @@ pub enum ChangeTag {
     },
     /// The change usually takes long (an endpoint deployment): the expected wait in seconds.
     LongRunning { expected_wait_secs: u64 },
+    /// The change takes a field another owner holds (a Kubernetes field manager), or adopts an
+    /// object this tool did not create; `apply` refuses it without `--force-conflicts`.
+    Conflict { detail: String },
 }
 
 impl ChangeTag {
@@ -175,6 +178,7 @@ impl ChangeTag {
             ChangeTag::TrafficShift { .. } => "traffic-shift",
             ChangeTag::ModelVersionChange { .. } => "model-version-change",
             ChangeTag::LongRunning { .. } => "long-running",
+            ChangeTag::Conflict { .. } => "conflict",
         }
     }
 
@@ -196,6 +200,7 @@ impl ChangeTag {
             ChangeTag::LongRunning { expected_wait_secs } => {
                 format!("expect about {} min", expected_wait_secs.div_ceil(60))
             }
+            ChangeTag::Conflict { detail } => detail.clone(),
         }
     }
 }

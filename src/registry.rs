@@ -34,6 +34,8 @@ impl Registry {
         r.register("local", mlops_provider_local::factory);
         #[cfg(feature = "gcp")]
         r.register("gcp", mlops_provider_gcp::factory);
+        #[cfg(feature = "kubernetes")]
+        r.register("kubernetes", mlops_provider_kubernetes::factory);
         r
     }
 

@@ -22,6 +22,13 @@ pub struct ApplyArgs {
     /// Allow changes tagged data-destroying (e.g. replacing a feature store deletes its records).
     #[arg(long)]
     pub allow_data_loss: bool,
+    /// Take fields other owners hold, and adopt same-named objects mlops did not create (changes
+    /// tagged `conflict`, e.g. a Kubernetes field another field manager owns).
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// Do not wait for deployments to become ready; the next plan shows any that are not.
+    #[arg(long)]
+    pub no_wait: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
 }
@@ -36,6 +43,27 @@ fn refuse_data_loss(plan: &Plan, allowed: bool) -> Result<(), CommandError> {
     Err(CommandError::user(
         format!("the plan destroys stored data ({}); nothing was changed", destroying.join(", ")),
         "review the data-destroying changes, then apply again with --allow-data-loss",
+    ))
+}
+
+/// Changes that take what another owner holds need an explicit `--force-conflicts`.
+fn refuse_conflicts(plan: &Plan, forced: bool) -> Result<(), CommandError> {
+    let conflicts: Vec<String> = plan
+        .changes
+        .iter()
+        .flat_map(|c| {
+            c.tags.iter().filter_map(move |t| match t {
+                crate::plan::ChangeTag::Conflict { detail } => Some(format!("{}: {detail}", c.address)),
+                _ => None,
+            })
+        })
+        .collect();
+    if conflicts.is_empty() || forced {
+        return Ok(());
+    }
+    Err(CommandError::user(
+        format!("the plan takes what other owners hold; nothing was changed:\n  {}", conflicts.join("\n  ")),
+        "make the other owner stop managing those fields, or apply again with --force-conflicts to take them",
     ))
 }
 
@@ -84,12 +112,14 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
             rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism, &pins))?;
             print!("{}", text::plan(&plan, &ctx.style));
             refuse_data_loss(&plan, args.allow_data_loss)?;
+            refuse_conflicts(&plan, args.force_conflicts)?;
             plan
         }
         None => {
             let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
             print!("{}", text::plan(&plan, &ctx.style));
             refuse_data_loss(&plan, args.allow_data_loss)?;
+            refuse_conflicts(&plan, args.force_conflicts)?;
             if plan.has_changes() && !args.auto_approve {
                 if !std::io::stdin().is_terminal() {
                     return Err(CommandError::user(
@@ -144,8 +174,9 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         };
         println!("{line}");
     };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, parallelism, &sink));
-    if report.applied > 0 {
+    let options = mlops_provider_core::ApplyOptions { force_conflicts: args.force_conflicts, wait: !args.no_wait };
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, parallelism, &options, &sink));
+    if report.changed() {
         let commit = lineage.record(
             state.tip.as_deref(),
             Record {

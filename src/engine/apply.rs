@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlops_provider_core::{
-    Address, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState, Progress, Value,
+    Address, ApplyOptions, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState, Progress, Value,
 };
 
 use super::{EngineError, Stack, desired_states, refresh};
@@ -72,11 +72,18 @@ pub struct ApplyReport {
     pub records: BTreeMap<Address, ResourceRecord>,
     pub applied: usize,
     pub failed: usize,
+    /// Failed changes that still changed something (recorded with what is live after them).
+    pub changed_anyway: usize,
 }
 
 impl ApplyReport {
     pub fn partial(&self) -> bool {
         self.failed > 0
+    }
+
+    /// Whether lineage has anything new to record.
+    pub fn changed(&self) -> bool {
+        self.applied > 0 || self.changed_anyway > 0
     }
 }
 
@@ -117,7 +124,10 @@ pub async fn check_fresh(
         ));
     }
     let touched: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
-    let live = refresh(stack, state, touched.iter().map(|c| c.address.clone()), parallelism).await?;
+    // Read through the plan's desired states, so providers compare the same fields as at plan time.
+    let planned: BTreeMap<Address, mlops_provider_core::Desired> =
+        touched.iter().filter(|c| c.desired.is_some()).map(|c| (c.address.clone(), super::desired_of(c, None))).collect();
+    let live = refresh(stack, state, touched.iter().map(|c| c.address.clone()), &planned, parallelism).await?;
     for c in &touched {
         let now = plan::fingerprint(live.get(&c.address).and_then(|l| l.as_ref()));
         if now != c.live_fingerprint {
@@ -155,7 +165,14 @@ impl Progress for ResourceProgress<'_> {
 }
 
 /// Applies the plan's changes. Never fails as a whole: each change's outcome is in the report.
-pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize, sink: &dyn EventSink) -> ApplyReport {
+pub async fn apply(
+    stack: &Stack,
+    state: &State,
+    plan: &Plan,
+    parallelism: usize,
+    options: &ApplyOptions,
+    sink: &dyn EventSink,
+) -> ApplyReport {
     let changes: BTreeMap<&Address, &ResourceChange> =
         plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (&c.address, c)).collect();
 
@@ -204,7 +221,7 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
     let mut blocked: BTreeMap<&Address, Address> = BTreeMap::new();
     let mut started: BTreeSet<&Address> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
-    let (mut applied, mut failed) = (0usize, 0usize);
+    let (mut applied, mut failed, mut changed_anyway) = (0usize, 0usize, 0usize);
 
     loop {
         // Start everything whose prerequisites are done, up to the parallelism.
@@ -219,7 +236,7 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
             }
             started.insert(a);
             let change = changes[a];
-            running.push(run_one(stack, state, plan, change, &outputs, sink));
+            running.push(run_one(stack, state, plan, change, &outputs, options, sink));
         }
         let Some((address, result)) = running.next().await else { break };
         let change = changes[&address];
@@ -244,12 +261,19 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
                 };
                 sink.event(Event::Outcome { address: address.clone(), outcome, record });
             }
-            Err(error) => {
+            Err((error, left)) => {
                 failed += 1;
                 let outcome =
                     Outcome { action: change.action, status: OutcomeStatus::Failed, error: Some(error.clone()) };
                 outcomes.insert(address.to_string(), outcome.clone());
-                sink.event(Event::Outcome { address: address.clone(), outcome, record: None });
+                // Something changed before the failure (e.g. created, never ready): record what is live.
+                let record = left.map(|live| {
+                    changed_anyway += 1;
+                    let r = record_of(change, live, &records, &outputs);
+                    records.insert(address.clone(), r.clone());
+                    r
+                });
+                sink.event(Event::Outcome { address: address.clone(), outcome, record });
                 // Everything waiting on it, directly or not, is skipped.
                 let mut todo = vec![addr_ref];
                 while let Some(x) = todo.pop() {
@@ -272,7 +296,7 @@ pub async fn apply(stack: &Stack, state: &State, plan: &Plan, parallelism: usize
             Outcome { action: c.action, status: OutcomeStatus::Skipped, error: Some(format!("{because} failed")) },
         );
     }
-    ApplyReport { outcomes, records, applied, failed }
+    ApplyReport { outcomes, records, applied, failed, changed_anyway }
 }
 
 fn record_of(
@@ -309,8 +333,9 @@ async fn run_one<'a>(
     plan: &'a Plan,
     change: &'a ResourceChange,
     outputs: &'a Mutex<BTreeMap<Address, Attributes>>,
+    options: &'a ApplyOptions,
     sink: &'a dyn EventSink,
-) -> (Address, Result<Option<plan::RecordedState>, String>) {
+) -> (Address, Result<Option<plan::RecordedState>, (String, Option<plan::RecordedState>)>) {
     let address = change.address.clone();
     sink.event(Event::Started { address: address.clone(), action: change.action });
     let started = Instant::now();
@@ -321,7 +346,7 @@ async fn run_one<'a>(
             Some(r) => stack.provider(&r.config.provider, None),
             None => stack.provider(&change.provider, Some(&change.provider_config)),
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (e.to_string(), None))?;
         let prior = recorded
             .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
             .or_else(|| {
@@ -334,10 +359,11 @@ async fn run_one<'a>(
             if change.live.is_none() {
                 return Ok(None); // Already gone: only forget it.
             }
-            provider.delete(&address, &prior.unwrap_or_default(), &progress).await.map_err(|e| e.to_string())?;
+            provider.delete(&address, &prior.unwrap_or_default(), &progress).await.map_err(|e| (e.to_string(), None))?;
             return Ok(None);
         }
-        let resource = stack.spec.resource(&address).ok_or_else(|| format!("{address} is not in the spec"))?;
+        let resource =
+            stack.spec.resource(&address).ok_or_else(|| (format!("{address} is not in the spec"), None))?;
         let deps: Dependencies = {
             let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
             resource
@@ -372,9 +398,11 @@ async fn run_one<'a>(
             prior: prior.as_ref(),
             live: live.as_ref(),
             dependencies: &deps,
+            options,
         };
-        let live = provider.apply(req, &progress).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Some(plan::RecordedState { attributes: live.attributes, outputs: live.outputs }))
+        let recorded = |l: LiveState| plan::RecordedState { attributes: l.attributes, outputs: l.outputs };
+        let live = provider.apply(req, &progress).await.map_err(|e| (e.message, e.state.map(|s| recorded(*s))))?;
+        Ok::<_, (String, Option<plan::RecordedState>)>(Some(recorded(live)))
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STILL_RUNNING_EVERY, STILL_RUNNING_EVERY);
@@ -388,7 +416,7 @@ async fn run_one<'a>(
         Ok(_) => {
             sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() })
         }
-        Err(e) => sink.event(Event::Failed { address: address.clone(), action: change.action, error: e.clone() }),
+        Err((e, _)) => sink.event(Event::Failed { address: address.clone(), action: change.action, error: e.clone() }),
     }
     (change.address.clone(), result)
 }

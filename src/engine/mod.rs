@@ -238,6 +238,7 @@ pub async fn refresh(
     stack: &Stack,
     state: &State,
     addresses: impl IntoIterator<Item = Address>,
+    desired: &BTreeMap<Address, Desired>,
     parallelism: usize,
 ) -> Result<BTreeMap<Address, Option<RecordedState>>, EngineError> {
     let results: Vec<(Address, Result<Option<RecordedState>, ProviderError>)> = stream::iter(addresses)
@@ -256,7 +257,7 @@ pub async fn refresh(
             });
             let res = match provider {
                 Ok(p) => p
-                    .read(&a, prior_state.as_ref())
+                    .read(&a, prior_state.as_ref(), desired.get(&a))
                     .await
                     .map(|live| live.map(|l| RecordedState { attributes: l.attributes, outputs: l.outputs })),
                 Err(e) => Err(ProviderError::invalid(e.to_string())),
@@ -295,7 +296,7 @@ pub async fn plan(
     let no_pins = Pins::new();
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
     let desired = desired_states(stack, &selected, request.parallelism, pins).await?;
-    let live = refresh(stack, state, selected.iter().cloned(), request.parallelism).await?;
+    let live = refresh(stack, state, selected.iter().cloned(), &desired, request.parallelism).await?;
     Ok(assemble(stack, state, source, request, &selected, &desired, &live))
 }
 
@@ -406,5 +407,6 @@ pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
         replace_destroys_data: change.data_destroying,
         subset: fresh.map(|d| d.subset.clone()).unwrap_or_default(),
         expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
+        conflicts: Vec::new(),
     }
 }

@@ -5,8 +5,14 @@ use mlops_provider_core::{Desired, Kind, Value};
 use crate::engine::diff::top_attribute;
 use crate::plan::{Action, ChangeTag, ResourceChange};
 
-/// Attributes whose change moves serving traffic.
-const TRAFFIC: [&str; 3] = ["canary_percent", "replicas", "traffic"];
+/// Attributes whose change moves serving traffic (also as the last segment of a path, as in a
+/// Kubernetes object's `spec.predictor.canaryTrafficPercent`).
+const TRAFFIC: [&str; 6] = ["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"];
+
+/// The last segment of an attribute path: `deployment.spec.replicas` → `replicas`.
+fn last_segment(path: &str) -> &str {
+    path.rsplit(['.', '[']).next().unwrap_or(path).trim_end_matches(']').trim_matches('"')
+}
 /// Attributes that identify the model bytes.
 const MODEL_BYTES: [&str; 3] = ["artifact_digest", "model_digest", "generation"];
 
@@ -27,7 +33,8 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag
         out.push(ChangeTag::DataDestroying { reason });
     }
     if change.address.kind == Kind::Endpoint && change.action != Action::Create {
-        for a in change.attributes.iter().filter(|a| TRAFFIC.contains(&top_attribute(&a.path))) {
+        let moves_traffic = |p: &str| TRAFFIC.contains(&top_attribute(p)) || TRAFFIC.contains(&last_segment(p));
+        for a in change.attributes.iter().filter(|a| moves_traffic(&a.path)) {
             out.push(ChangeTag::TrafficShift {
                 attribute: a.path.clone(),
                 before: a.before.clone(),
@@ -52,6 +59,9 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag
     }
     if let Some(secs) = desired.and_then(|d| d.expected_wait_secs) {
         out.push(ChangeTag::LongRunning { expected_wait_secs: secs });
+    }
+    for detail in desired.map(|d| d.conflicts.as_slice()).unwrap_or_default() {
+        out.push(ChangeTag::Conflict { detail: detail.clone() });
     }
     out
 }
@@ -90,6 +100,26 @@ mod tests {
         assert!(tags(&c, Some(&Desired::default())).is_empty());
         let noop = change("endpoints.api", Action::NoOp, vec![]);
         assert!(tags(&noop, Some(&d)).is_empty(), "nothing to wait for when nothing changes");
+    }
+
+    #[test]
+    fn traffic_shift_from_nested_object_fields() {
+        assert_eq!(last_segment("inference_service.spec.predictor.canaryTrafficPercent"), "canaryTrafficPercent");
+        assert_eq!(last_segment("deployment.spec.replicas"), "replicas");
+        let a = AttributeChange {
+            path: "deployment.spec.replicas".into(),
+            before: Some(1.into()),
+            after: Some(3.into()),
+            forces_replacement: false,
+        };
+        assert_eq!(tags(&change("endpoints.api", Action::Update, vec![a]), None)[0].name(), "traffic-shift");
+    }
+
+    #[test]
+    fn conflicts_come_from_the_provider() {
+        let c = change("endpoints.api", Action::Update, vec![]);
+        let d = Desired { conflicts: vec!["spec.replicas is owned by \"hpa\"".into()], ..Default::default() };
+        assert_eq!(tags(&c, Some(&d))[0].name(), "conflict");
     }
 
     #[test]

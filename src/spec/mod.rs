@@ -666,6 +666,9 @@ fn semantic_check(
                 return Ok("gcp".into());
             }
         }
+        if addr.kind == Kind::Endpoint && body.get("runtime").is_some() {
+            return Ok("kubernetes".into());
+        }
         if addr.kind == Kind::Endpoint {
             if let Some(m) = body.get("model").and_then(Value::as_str).and_then(|m| m.parse::<Address>().ok()) {
                 if let Some(p) = models.get(&m.name) {

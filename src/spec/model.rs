@@ -182,6 +182,10 @@ pub struct KubernetesProvider {
     pub context: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Namespace of KServe's `inferenceservice-config` ConfigMap, read to refuse a canary the
+    /// cluster's deployment mode would ignore. Default `kserve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kserve_namespace: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -302,15 +306,61 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub instance_count: Option<u32>,
-    /// Serving runtime on Kubernetes: `kserve` or `deployment`.
+    /// Serving runtime on Kubernetes: `kserve` (an InferenceService) or `deployment` (a
+    /// Deployment + Service running `image`). Setting it makes `kubernetes` the default provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<String>,
+    pub runtime: Option<Runtime>,
+    /// Upper bound of replicas when autoscaling (`kserve`: `maxReplicas`). Default: `instance_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: Option<u32>,
+    /// Serving image (`runtime: deployment`); default: the model's `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Container arguments (`runtime: deployment`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The port the server listens on (`runtime: deployment`). Default 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u32>,
+    /// Environment variables for the serving container, over the model's `environment`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Compute per replica (Kubernetes requests and limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+    /// How long apply waits for the endpoint to be ready: `90s`, `10m`, `1h`.
+    /// Default 10m on Kubernetes, 60m on AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
+    pub wait_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Runtime {
+    Kserve,
+    Deployment,
+}
+
+/// Kubernetes quantities, e.g. `cpu: "500m"`, `memory: 1Gi`, `gpu: 1`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// NVIDIA GPUs (`nvidia.com/gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]

@@ -208,7 +208,7 @@ fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_reco
     let plan = rt.block_on(mlops::engine::plan(&stack, &state, source, &Default::default())).unwrap();
     assert_eq!(plan.change(&"datasets.train".parse().unwrap()).unwrap().action, mlops::plan::Action::Update);
     let theirs = put_object(&g.host, &g.bucket, "churn/train/a.csv", "theirs, later");
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &|_e| {}));
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &|_e| {}));
     let outcome = &report.outcomes["datasets.train"];
     assert_eq!(outcome.status, mlops::plan::OutcomeStatus::Failed);
     assert!(outcome.error.as_deref().unwrap().contains("was written by someone else since the plan"), "{outcome:?}");

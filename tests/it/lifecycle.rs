@@ -352,7 +352,7 @@ fn an_apply_killed_before_recording_is_recovered_from_its_journal() {
             journal.append(&JournalEntry { address, outcome, record }).unwrap();
         }
     };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &sink));
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
     assert_eq!(report.applied, 4);
     assert!(env.lineage("quickstart").is_empty());
     assert_eq!(journal.pending().map(|(_, e)| e.len()), Some(4));

@@ -199,6 +199,11 @@ pub struct Desired {
     /// is long enough to warn about: the plan tags such changes `long-running`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_wait_secs: Option<u64>,
+    /// Fields the change would take from another owner (e.g. a Kubernetes field manager), or an
+    /// object of the same name this tool did not create: shown in the plan, and `apply` refuses
+    /// them without `--force-conflicts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
 }
 
 /// What is live, as read from the backend.
@@ -240,6 +245,22 @@ pub struct ApplyRequest<'a> {
     pub live: Option<&'a LiveState>,
     /// Dependencies with their outputs as applied in this run or recorded before.
     pub dependencies: &'a Dependencies,
+    pub options: &'a ApplyOptions,
+}
+
+/// How the user asked `apply` to behave.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Take fields other owners hold (`--force-conflicts`).
+    pub force_conflicts: bool,
+    /// Wait for long operations (deployments) to finish; `--no-wait` turns it off.
+    pub wait: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { force_conflicts: false, wait: true }
+    }
 }
 
 /// Where a provider reports progress of a long step. Never printed by the provider itself.
@@ -286,11 +307,14 @@ pub struct ProviderError {
     pub kind: ErrorKind,
     pub message: String,
     pub path: Option<ValuePath>,
+    /// What is live after an operation that changed something and then failed (e.g. an endpoint
+    /// created but never ready): recorded in lineage so nothing that happened is lost.
+    pub state: Option<Box<LiveState>>,
 }
 
 impl ProviderError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        ProviderError { kind, message: message.into(), path: None }
+        ProviderError { kind, message: message.into(), path: None, state: None }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
@@ -300,6 +324,11 @@ impl ProviderError {
     }
     pub fn at(mut self, path: ValuePath) -> Self {
         self.path = Some(path);
+        self
+    }
+    /// The error, with what is live after it.
+    pub fn with_state(mut self, state: LiveState) -> Self {
+        self.state = Some(Box::new(state));
         self
     }
 }
@@ -316,8 +345,14 @@ pub trait Provider: Send + Sync {
     /// The desired state of a resource. May read local files (to digest them), never the backend.
     async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError>;
 
-    /// The live state of a resource, or `None` if it does not exist.
-    async fn read(&self, address: &Address, prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError>;
+    /// The live state of a resource, or `None` if it does not exist. `desired`, when known, says
+    /// which fields matter (a provider whose objects carry server-set fields compares only those).
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError>;
 
     /// Creates, updates or replaces a resource; returns its live state afterwards.
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError>;
@@ -325,6 +360,23 @@ pub trait Provider: Send + Sync {
     /// Deletes a resource this tool created.
     async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress)
     -> Result<(), ProviderError>;
+}
+
+/// A duration as the spec writes it: `90s`, `10m`, `1h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// Builds a provider from its block under `providers:`.
@@ -351,6 +403,16 @@ mod tests {
         assert!("models".parse::<Address>().is_err());
         assert!("widgets.x".parse::<Address>().is_err());
         assert!("models.-x".parse::<Address>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Some(std::time::Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Some(std::time::Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(parse_duration("45"), Some(std::time::Duration::from_secs(45)));
+        assert_eq!(parse_duration("1d"), None);
+        assert_eq!(parse_duration("m"), None);
     }
 
     #[test]

@@ -596,7 +596,12 @@ impl Provider for GcpProvider {
         }
     }
 
-    async fn read(&self, address: &Address, prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError> {
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
         let uri = prior
             .and_then(|p| p.attributes.get("uri").or_else(|| p.attributes.get("artifact")))
             .and_then(Value::as_str);

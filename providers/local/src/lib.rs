@@ -584,7 +584,12 @@ impl Provider for LocalProvider {
         blocking(move || this.desired_sync(&config, &deps)).await
     }
 
-    async fn read(&self, address: &Address, _prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError> {
+    async fn read(
+        &self,
+        address: &Address,
+        _prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
         let (this, address) = (self.clone(), address.clone());
         blocking(move || this.read_sync(&address)).await
     }
@@ -656,7 +661,7 @@ mod tests {
         };
         let deps = Dependencies::new();
         let d = p.desired(&cfg, &deps).await.unwrap();
-        assert!(p.read(&cfg.address, None).await.unwrap().is_none());
+        assert!(p.read(&cfg.address, None, None).await.unwrap().is_none());
         let req = ApplyRequest {
             address: &cfg.address,
             operation: Operation::Create,
@@ -665,11 +670,12 @@ mod tests {
             prior: None,
             live: None,
             dependencies: &deps,
+            options: &Default::default(),
         };
         let live = p.apply(req, &mlops_provider_core::NoProgress).await.unwrap();
         assert_eq!(live.attributes.get("files"), d.attributes.get("files"));
         fs::write(p.dataset_dir("train").join("a.csv"), "tampered").unwrap();
-        let live = p.read(&cfg.address, None).await.unwrap().unwrap();
+        let live = p.read(&cfg.address, None, None).await.unwrap().unwrap();
         assert_ne!(live.attributes.get("digest"), d.attributes.get("digest"));
     }
 }

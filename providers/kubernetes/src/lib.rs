@@ -1,0 +1,952 @@
+//! The Kubernetes provider: endpoints served on a cluster, by server-side apply.
+//!
+//! - `runtime: kserve` → a `serving.kserve.io/v1beta1` InferenceService (model format and
+//!   `storageUri` from the referenced model, replicas, `canaryTrafficPercent`).
+//! - `runtime: deployment` → a Deployment + Service running a serving image, the model's
+//!   artifact URI passed in as `MODEL_URI`.
+//!
+//! Every object is written with server-side apply under the field manager `mlops`. The plan's
+//! desired state is the server's own answer to a dry-run apply (`dryRun=All`), cut down to the
+//! fields mlops sets, so defaults and normalisation never show as changes; live objects are cut
+//! down the same way, so server-set fields (status, managedFields, resourceVersion) never do.
+//! A dry run that collides with another field manager puts the conflict in the plan, and apply
+//! refuses it unless forced.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+pub use kube;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, Status};
+use kube::{Client, Config};
+use mlops_provider_core::{
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
+    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+
+/// The field manager every write uses.
+pub const FIELD_MANAGER: &str = "mlops";
+/// The annotation naming the spec address an object belongs to.
+pub const ADDRESS_ANNOTATION: &str = "mlops.dev/address";
+const DIGEST_ANNOTATION: &str = "mlops.dev/model-digest";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const PROJECT_LABEL: &str = "mlops.dev/project";
+const SELECTOR_LABEL: &str = "mlops.dev/endpoint";
+const DEFAULT_WAIT: Duration = Duration::from_secs(600);
+const POLL: Duration = Duration::from_millis(500);
+
+/// Builds the provider from its `providers.kubernetes` block.
+pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+    let s = |k: &str| block.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Arc::new(KubernetesProvider {
+        kubeconfig: s("kubeconfig").map(|p| ctx.base_dir.join(p)),
+        context: s("context"),
+        namespace: s("namespace"),
+        kserve_namespace: s("kserve_namespace").unwrap_or_else(|| "kserve".into()),
+        project: ctx.project.clone(),
+        client: tokio::sync::OnceCell::new(),
+    }))
+}
+
+pub struct KubernetesProvider {
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    namespace: Option<String>,
+    kserve_namespace: String,
+    project: String,
+    client: tokio::sync::OnceCell<(Client, String, String)>,
+}
+
+/// One kind of object an endpoint is made of, under the attribute that holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    InferenceService,
+    Deployment,
+    Service,
+}
+
+impl Part {
+    const ALL: [Part; 3] = [Part::InferenceService, Part::Deployment, Part::Service];
+
+    fn attribute(self) -> &'static str {
+        match self {
+            Part::InferenceService => "inference_service",
+            Part::Deployment => "deployment",
+            Part::Service => "service",
+        }
+    }
+
+    fn resource(self) -> ApiResource {
+        let (group, version, kind, plural) = match self {
+            Part::InferenceService => ("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices"),
+            Part::Deployment => ("apps", "v1", "Deployment", "deployments"),
+            Part::Service => ("", "v1", "Service", "services"),
+        };
+        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version,
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    }
+
+    fn from_kind(kind: &str) -> Option<Part> {
+        Part::ALL.into_iter().find(|p| p.resource().kind == kind)
+    }
+}
+
+/// The whole chain of causes, never just the outermost "service error".
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+/// A Kubernetes API error, classified.
+fn kube_error(what: &str, e: kube::Error) -> ProviderError {
+    match e {
+        kube::Error::Api(status) => {
+            let kind = match status.code {
+                409 => ErrorKind::Conflict,
+                400 | 404 | 422 => ErrorKind::Invalid,
+                429 | 500..=599 => ErrorKind::Unavailable,
+                _ => ErrorKind::Failed,
+            };
+            ProviderError::new(kind, format!("{what}: {} ({} {})", status.message, status.code, status.reason))
+        }
+        other => ProviderError::new(
+            ErrorKind::Unavailable,
+            format!("{what}: cannot reach the Kubernetes API: {}", chain(&other)),
+        ),
+    }
+}
+
+fn api_status(e: &kube::Error) -> Option<&Status> {
+    match e {
+        kube::Error::Api(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Field-manager conflicts of a failed apply, one line each.
+fn conflicts_of(kind: &str, name: &str, status: &Status) -> Vec<String> {
+    let causes: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter(|c| c.reason == "FieldManagerConflict" || c.field.starts_with('.'))
+        .map(|c| format!("{kind}/{name} {}: {}", c.field, c.message))
+        .collect();
+    if causes.is_empty() { vec![format!("{kind}/{name}: {}", status.message)] } else { causes }
+}
+
+/// `value` cut down to the shape of `template`: objects keep the keys the template has, lists
+/// are cut element by element, scalars are kept as they are.
+pub fn prune(value: &Value, template: &Value) -> Value {
+    match (value, template) {
+        (Value::Object(v), Value::Object(t)) => {
+            Value::Object(t.keys().filter_map(|k| v.get(k).map(|x| (k.clone(), prune(x, &t[k])))).collect())
+        }
+        (Value::Array(v), Value::Array(t)) => Value::Array(
+            v.iter().enumerate().map(|(i, x)| t.get(i).map(|ti| prune(x, ti)).unwrap_or_else(|| x.clone())).collect(),
+        ),
+        _ => value.clone(),
+    }
+}
+
+fn obj(v: Value) -> Attributes {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attributes::new(),
+    }
+}
+
+fn str_map(v: Option<&Value>) -> serde_json::Map<String, Value> {
+    v.and_then(Value::as_object).cloned().unwrap_or_default()
+}
+
+/// A name Kubernetes accepts for a Service (and so for everything else): a DNS-1035 label.
+fn valid_k8s_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+fn wait_timeout(config: &ResourceConfig) -> Duration {
+    config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT)
+}
+
+/// Readiness of one object, and a line saying why not.
+fn readiness(part: Part, o: &Value) -> (bool, String) {
+    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let status = o.get("status").cloned().unwrap_or(Value::Null);
+    let observed = status.get("observedGeneration").and_then(Value::as_i64);
+    match part {
+        Part::Service => (true, "ready".into()),
+        Part::Deployment => {
+            let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let n = |k: &str| status.get(k).and_then(Value::as_i64).unwrap_or(0);
+            let (updated, available) = (n("updatedReplicas"), n("availableReplicas"));
+            let ok = observed.is_some_and(|g| g >= generation) && updated >= want && available >= want;
+            (ok, format!("{available}/{want} replicas available, {updated} updated"))
+        }
+        Part::InferenceService => {
+            let conditions = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ready = conditions.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
+            let current = observed.is_none_or(|g| g >= generation);
+            match ready {
+                Some(c) if c.get("status").and_then(Value::as_str) == Some("True") && current => (true, "Ready".into()),
+                Some(c) => {
+                    let why = [c.get("reason"), c.get("message")]
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(": ");
+                    (false, if why.is_empty() { "not Ready yet".into() } else { format!("not Ready: {why}") })
+                }
+                None => (false, "no Ready condition yet".into()),
+            }
+        }
+    }
+}
+
+/// A Deployment whose rollout the controller gave up on.
+fn rollout_failed(o: &Value) -> Option<String> {
+    let conditions = o.pointer("/status/conditions").and_then(Value::as_array)?;
+    conditions.iter().find_map(|c| {
+        (c.get("type").and_then(Value::as_str) == Some("Progressing")
+            && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded"))
+        .then(|| c.get("message").and_then(Value::as_str).unwrap_or("progress deadline exceeded").to_string())
+    })
+}
+
+impl KubernetesProvider {
+    /// The client, the namespace endpoints go to, and the cluster URL (for messages).
+    async fn client(&self) -> Result<&(Client, String, String), ProviderError> {
+        self.client
+            .get_or_try_init(|| async {
+                let options = KubeConfigOptions { context: self.context.clone(), ..Default::default() };
+                let mut config = match &self.kubeconfig {
+                    Some(path) => {
+                        let kc = Kubeconfig::read_from(path).map_err(|e| {
+                            ProviderError::invalid(format!("cannot read kubeconfig {}: {}", path.display(), chain(&e)))
+                        })?;
+                        Config::from_custom_kubeconfig(kc, &options).await.map_err(|e| {
+                            ProviderError::invalid(format!("kubeconfig {}: {}", path.display(), chain(&e)))
+                        })?
+                    }
+                    None if self.context.is_some() => Config::from_kubeconfig(&options)
+                        .await
+                        .map_err(|e| ProviderError::invalid(format!("kubeconfig: {}", chain(&e))))?,
+                    None => Config::infer().await.map_err(|e| {
+                        ProviderError::invalid(format!(
+                            "no Kubernetes connection: set `kubeconfig` in the provider block, KUBECONFIG, or run in a cluster ({})",
+                            chain(&e)
+                        ))
+                    })?,
+                };
+                config.connect_timeout = Some(Duration::from_secs(3));
+                config.read_timeout = Some(Duration::from_secs(30));
+                let namespace = self.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+                let url = config.cluster_url.to_string();
+                let client = Client::try_from(config)
+                    .map_err(|e| ProviderError::invalid(format!("Kubernetes client: {}", chain(&e))))?;
+                Ok((client, namespace, url))
+            })
+            .await
+    }
+
+    fn api(client: &Client, namespace: &str, part: Part) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), namespace, &part.resource())
+    }
+
+    async fn get(&self, namespace: &str, part: Part, name: &str) -> Result<Option<Value>, ProviderError> {
+        let (client, _, url) = self.client().await?;
+        let kind = part.resource().kind;
+        match Self::api(client, namespace, part).get_opt(name).await {
+            Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
+            // A kind the cluster does not serve has no objects.
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(e) => Err(kube_error(&format!("get {kind} {namespace}/{name} from {url}"), e)),
+        }
+    }
+
+    /// Fails with a plan-time error that says so when the cluster does not serve InferenceServices.
+    async fn require_kserve(&self) -> Result<(), ProviderError> {
+        let (client, _, url) = self.client().await?;
+        let missing = || {
+            ProviderError::invalid(format!(
+                "KServe is not installed on the cluster at {url}: it does not serve InferenceService \
+                 (serving.kserve.io/v1beta1). Install KServe, or serve this endpoint with `runtime: deployment`"
+            ))
+            .at(ValuePath::key("runtime"))
+        };
+        match client.list_api_group_resources("serving.kserve.io/v1beta1").await {
+            Ok(list) if list.resources.iter().any(|r| r.name == "inferenceservices") => Ok(()),
+            Ok(_) => Err(missing()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Err(missing()),
+            Err(e) => Err(kube_error(&format!("discover serving.kserve.io/v1beta1 on {url}"), e)),
+        }
+    }
+
+    /// KServe's default deployment mode, from its `inferenceservice-config` ConfigMap.
+    async fn kserve_deployment_mode(&self) -> Result<Option<String>, ProviderError> {
+        let (client, _, url) = self.client().await?;
+        let cm = ApiResource {
+            group: String::new(),
+            version: "v1".into(),
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &self.kserve_namespace, &cm);
+        let found = api.get_opt("inferenceservice-config").await.map_err(|e| {
+            kube_error(&format!("read {}/inferenceservice-config from {url}", self.kserve_namespace), e)
+        })?;
+        let deploy = found.as_ref().and_then(|o| o.data.pointer("/data/deploy")).and_then(Value::as_str);
+        Ok(deploy
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            .and_then(|d| d.get("defaultDeploymentMode").and_then(Value::as_str).map(str::to_string)))
+    }
+
+    /// The objects an endpoint is made of, as mlops would apply them.
+    fn manifests(
+        &self,
+        config: &ResourceConfig,
+        deps: &Dependencies,
+        namespace: &str,
+    ) -> Result<Vec<(Part, Value)>, ProviderError> {
+        let name = &config.address.name;
+        let body = &config.body;
+        let runtime = config.str("runtime").unwrap_or("kserve");
+        let model_addr: Option<Address> = config.str("model").and_then(|m| m.parse().ok());
+        let model = model_addr.as_ref().and_then(|a| deps.get(a)).map(|d| &d.attributes).ok_or_else(|| {
+            ProviderError::invalid("the endpoint's model is not part of this plan").at(ValuePath::key("model"))
+        })?;
+        let uri = model.get("artifact").and_then(Value::as_str).filter(|u| u.contains("://")).ok_or_else(|| {
+            ProviderError::invalid(format!(
+                "{} has no artifact URI the cluster can pull (a local file cannot be served on Kubernetes)",
+                model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default()
+            ))
+            .at(ValuePath::key("model"))
+        })?;
+        let digest = model.get("artifact_digest").cloned().unwrap_or(Value::Null);
+
+        let mut labels = str_map(body.get("labels"));
+        labels.insert(MANAGED_BY.into(), json!("mlops"));
+        labels.insert(PROJECT_LABEL.into(), json!(self.project));
+        let metadata = |_: Part| {
+            json!({
+                "name": name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": { ADDRESS_ANNOTATION: config.address.to_string() },
+            })
+        };
+        let mut env = str_map(model.get("environment"));
+        env.extend(str_map(body.get("env")));
+        let mut env: Vec<Value> = env.into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
+        let mut resources = serde_json::Map::new();
+        if let Some(r) = body.get("resources") {
+            let mut q = serde_json::Map::new();
+            for (k, key) in [("cpu", "cpu"), ("memory", "memory"), ("gpu", "nvidia.com/gpu")] {
+                if let Some(v) = r.get(k) {
+                    q.insert(key.into(), json!(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
+                }
+            }
+            if !q.is_empty() {
+                resources.insert("requests".into(), Value::Object(q.clone()));
+                resources.insert("limits".into(), Value::Object(q));
+            }
+        }
+        let replicas = body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+
+        if runtime == "kserve" {
+            let framework = model.get("framework").and_then(Value::as_str).ok_or_else(|| {
+                ProviderError::invalid(format!(
+                    "KServe picks its serving runtime from the model's format: give {} a `framework` (e.g. sklearn, xgboost)",
+                    model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default()
+                ))
+                .at(ValuePath::key("model"))
+            })?;
+            let mut model_spec = json!({ "modelFormat": { "name": framework }, "storageUri": uri });
+            if !resources.is_empty() {
+                model_spec["resources"] = Value::Object(resources);
+            }
+            if !env.is_empty() {
+                model_spec["env"] = Value::Array(env);
+            }
+            let mut predictor = json!({
+                "minReplicas": replicas,
+                "maxReplicas": body.get("max_replicas").and_then(Value::as_u64).unwrap_or(replicas),
+                "annotations": { DIGEST_ANNOTATION: digest },
+                "model": model_spec,
+            });
+            if let Some(c) = body.pointer("/traffic/canary_percent") {
+                predictor["canaryTrafficPercent"] = c.clone();
+            }
+            let isvc = json!({
+                "apiVersion": "serving.kserve.io/v1beta1",
+                "kind": "InferenceService",
+                "metadata": metadata(Part::InferenceService),
+                "spec": { "predictor": predictor },
+            });
+            return Ok(vec![(Part::InferenceService, isvc)]);
+        }
+
+        let image = body.get("image").or_else(|| model.get("image")).and_then(Value::as_str).ok_or_else(|| {
+            ProviderError::invalid("`runtime: deployment` needs a serving image: set `image` here or on the model")
+                .at(ValuePath::key("image"))
+        })?;
+        let port = body.get("port").and_then(Value::as_u64).unwrap_or(8080);
+        env.push(json!({"name": "MODEL_URI", "value": uri}));
+        let mut container = json!({
+            "name": "server",
+            "image": image,
+            "ports": [{ "name": "http", "containerPort": port, "protocol": "TCP" }],
+            "env": env,
+        });
+        if let Some(args) = body.get("args").filter(|a| a.as_array().is_some_and(|a| !a.is_empty())) {
+            container["args"] = args.clone();
+        }
+        if !resources.is_empty() {
+            container["resources"] = Value::Object(resources);
+        }
+        let selector = json!({ SELECTOR_LABEL: name });
+        let mut pod_labels = labels.clone();
+        pod_labels.insert(SELECTOR_LABEL.into(), json!(name));
+        let deployment = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": metadata(Part::Deployment),
+            "spec": {
+                "replicas": replicas,
+                "selector": { "matchLabels": selector },
+                "template": {
+                    "metadata": { "labels": pod_labels, "annotations": { DIGEST_ANNOTATION: digest } },
+                    "spec": { "containers": [container] },
+                },
+            },
+        });
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": metadata(Part::Service),
+            "spec": {
+                "selector": selector,
+                "ports": [{ "name": "http", "port": 80, "targetPort": port, "protocol": "TCP" }],
+            },
+        });
+        Ok(vec![(Part::Deployment, deployment), (Part::Service, service)])
+    }
+
+    /// Server-side apply of one object (a dry run when `dry_run`).
+    async fn ssa(&self, manifest: &Value, part: Part, dry_run: bool, force: bool) -> Result<Value, kube::Error> {
+        let (client, _, _) = self.client().await.map_err(|e| kube::Error::Service(e.message.into()))?;
+        let name = manifest.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let namespace = manifest.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+        let mut pp = PatchParams::apply(FIELD_MANAGER);
+        pp.dry_run = dry_run;
+        pp.force = force;
+        let o = Self::api(client, namespace, part).patch(name, &pp, &Patch::Apply(manifest)).await?;
+        Ok(serde_json::to_value(o).expect("objects serialize"))
+    }
+
+    /// What a manifest is compared by: everything but identity (kind, name, namespace).
+    fn template(manifest: &Value) -> Value {
+        let mut t = manifest.clone();
+        if let Some(m) = t.as_object_mut() {
+            m.remove("apiVersion");
+            m.remove("kind");
+        }
+        if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("name");
+            meta.remove("namespace");
+        }
+        t
+    }
+
+    fn identity(part: Part, name: &str, namespace: &str, attributes: &Value) -> Value {
+        let r = part.resource();
+        let mut m = attributes.clone();
+        m["apiVersion"] = json!(r.api_version);
+        m["kind"] = json!(r.kind);
+        m["metadata"]["name"] = json!(name);
+        m["metadata"]["namespace"] = json!(namespace);
+        m
+    }
+
+    async fn desired_endpoint(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        let (_, default_ns, url) = self.client().await?;
+        let namespace = default_ns.clone();
+        let runtime = config.str("runtime").unwrap_or("kserve");
+        if runtime == "kserve" {
+            self.require_kserve().await?;
+            if config.body.pointer("/traffic/canary_percent").is_some() {
+                let mode = self.kserve_deployment_mode().await?;
+                if mode.as_deref() == Some("RawDeployment") {
+                    return Err(ProviderError::invalid(format!(
+                        "KServe on {url} deploys in RawDeployment mode (ConfigMap {}/inferenceservice-config), \
+                         which ignores canaryTrafficPercent: this canary would not happen",
+                        self.kserve_namespace
+                    ))
+                    .at(ValuePath(vec!["traffic".into(), "canary_percent".into()])));
+                }
+            }
+        }
+        let name = &config.address.name;
+        let mut d = Desired::default();
+        for (part, manifest) in self.manifests(config, deps, &namespace)? {
+            let kind = part.resource().kind;
+            if let Some(live) = self.get(&namespace, part, name).await? {
+                let owner = live.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
+                if owner.and_then(Value::as_str) != Some(&config.address.to_string()) {
+                    d.conflicts.push(format!(
+                        "{kind} {namespace}/{name} exists and was not created by mlops for {} (annotation {ADDRESS_ANNOTATION} is {})",
+                        config.address,
+                        owner.map(|o| o.to_string()).unwrap_or_else(|| "absent".into())
+                    ));
+                }
+            }
+            let what = format!("dry-run apply of {kind} {namespace}/{name} on {url}");
+            let result = match self.ssa(&manifest, part, true, false).await {
+                Ok(o) => o,
+                Err(e) if api_status(&e).is_some_and(|s| s.code == 409) => {
+                    d.conflicts.extend(conflicts_of(&kind, name, api_status(&e).expect("checked")));
+                    self.ssa(&manifest, part, true, true).await.map_err(|e| kube_error(&what, e))?
+                }
+                Err(e) if api_status(&e).is_some_and(|s| s.code == 404 && s.message.contains("namespace")) => {
+                    return Err(ProviderError::invalid(format!(
+                        "namespace {namespace} does not exist on {url}; create it, or set `namespace` in the kubernetes provider block"
+                    )));
+                }
+                Err(e) => return Err(kube_error(&what, e)),
+            };
+            d.attributes.insert(part.attribute().into(), prune(&result, &Self::template(&manifest)));
+        }
+        d.attributes.insert("runtime".into(), json!(runtime));
+        d.attributes.insert("namespace".into(), json!(namespace));
+        d.attributes.insert("ready".into(), json!(true));
+        // Another kind of object, or another namespace, is another object: created, then the old one deleted.
+        d.force_new.insert("runtime".into());
+        d.force_new.insert("namespace".into());
+        d.expected_wait_secs = Some(if runtime == "kserve" { 180 } else { 60 });
+        Ok(d)
+    }
+
+    /// The parts an endpoint has, from what is wanted or what was recorded.
+    fn parts_of(attrs: &Attributes) -> Vec<Part> {
+        Part::ALL.into_iter().filter(|p| attrs.contains_key(p.attribute())).collect()
+    }
+
+    async fn read_endpoint(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        let (_, default_ns, _) = self.client().await?;
+        let (parts, namespace, templates): (Vec<Part>, String, &Attributes) = match (desired, prior) {
+            (Some(d), _) => (
+                Self::parts_of(&d.attributes),
+                d.attributes.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string(),
+                &d.attributes,
+            ),
+            (None, Some(p)) => (
+                Self::parts_of(&p.attributes),
+                p.attributes.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string(),
+                &p.attributes,
+            ),
+            (None, None) => return Ok(None),
+        };
+        let name = &address.name;
+        let mut attributes = Attributes::new();
+        let mut objects = Vec::new();
+        let mut ready = true;
+        let mut url = Value::Null;
+        let mut digest = Value::Null;
+        for part in parts {
+            let Some(o) = self.get(&namespace, part, name).await? else {
+                ready = false;
+                continue;
+            };
+            let template = templates.get(part.attribute()).cloned().unwrap_or(Value::Null);
+            attributes.insert(part.attribute().into(), prune(&o, &template));
+            ready &= readiness(part, &o).0;
+            objects.push(json!({
+                "kind": part.resource().kind,
+                "api_version": part.resource().api_version,
+                "namespace": namespace,
+                "name": name,
+                "uid": o.pointer("/metadata/uid"),
+                "generation": o.pointer("/metadata/generation"),
+            }));
+            match part {
+                Part::InferenceService => {
+                    url = o.pointer("/status/url").cloned().unwrap_or(Value::Null);
+                    digest = o
+                        .pointer(&format!("/spec/predictor/annotations/{}", DIGEST_ANNOTATION.replace('/', "~1")))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                }
+                Part::Deployment => {
+                    digest = o
+                        .pointer(&format!("/spec/template/metadata/annotations/{}", DIGEST_ANNOTATION.replace('/', "~1")))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                }
+                Part::Service => url = json!(format!("http://{name}.{namespace}.svc.cluster.local")),
+            }
+        }
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        attributes.insert("ready".into(), json!(ready));
+        attributes.insert("namespace".into(), json!(namespace));
+        if let Some(r) = templates.get("runtime") {
+            attributes.insert("runtime".into(), r.clone());
+        }
+        let outputs = obj(json!({ "objects": objects, "url": url, "model_digest": digest }));
+        Ok(Some(LiveState { attributes, outputs }))
+    }
+
+    /// Waits until every part is ready, reporting each new status line.
+    async fn wait_ready(
+        &self,
+        parts: &[Part],
+        namespace: &str,
+        name: &str,
+        timeout: Duration,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        let started = Instant::now();
+        let mut last = String::new();
+        loop {
+            let mut all = true;
+            let mut lines = Vec::new();
+            for part in parts {
+                let kind = part.resource().kind;
+                let Some(o) = self.get(namespace, *part, name).await? else {
+                    return Err(ProviderError::failed(format!("{kind} {namespace}/{name} disappeared while waiting")));
+                };
+                if let Some(why) = rollout_failed(&o) {
+                    return Err(ProviderError::failed(format!("{kind} {namespace}/{name} rollout failed: {why}")));
+                }
+                let (ok, line) = readiness(*part, &o);
+                all &= ok;
+                if *part != Part::Service {
+                    lines.push(format!("{kind} {line}"));
+                }
+            }
+            if all {
+                return Ok(());
+            }
+            let line = lines.join("; ");
+            if line != last {
+                progress.report(&line);
+                last = line.clone();
+            }
+            if started.elapsed() >= timeout {
+                return Err(ProviderError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{namespace}/{name} was not ready after {}s (wait_timeout): {line}",
+                        timeout.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(POLL.min(timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(10))))
+                .await;
+        }
+    }
+
+    async fn delete_objects(&self, objects: &[Value], progress: &dyn Progress) -> Result<(), ProviderError> {
+        let (client, _, url) = self.client().await?;
+        for o in objects {
+            let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let (kind, namespace, name, uid) = (s("kind"), s("namespace"), s("name"), s("uid"));
+            let Some(part) = Part::from_kind(&kind) else { continue };
+            let Some(live) = self.get(&namespace, part, &name).await? else { continue };
+            let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+            let managed = live.pointer(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1")));
+            if live_uid != uid || managed.and_then(Value::as_str) != Some("mlops") {
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{kind} {namespace}/{name} is not the object mlops created (uid {live_uid}, recorded {uid}); \
+                         it was left alone: delete it yourself if it should go"
+                    ),
+                ));
+            }
+            progress.report(&format!("deleting {kind} {namespace}/{name}"));
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
+                ..DeleteParams::background()
+            };
+            match Self::api(client, &namespace, part).delete(&name, &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(st)) if st.code == 404 => {}
+                Err(e) => return Err(kube_error(&format!("delete {kind} {namespace}/{name} on {url}"), e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for KubernetesProvider {
+    fn name(&self) -> &str {
+        "kubernetes"
+    }
+
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let diag = |path: ValuePath, message: String, help: &str| ConfigDiagnostic {
+            path,
+            code: "spec::unsupported_value".into(),
+            message,
+            help: Some(help.into()),
+        };
+        if config.address.kind != Kind::Endpoint {
+            return vec![diag(
+                ValuePath::key("provider"),
+                format!("the kubernetes provider serves endpoints only, not {}", config.address.kind),
+                "keep datasets and models on local, gcp or aws; a kubernetes endpoint serves a model from there",
+            )];
+        }
+        let mut out = Vec::new();
+        if !valid_k8s_name(&config.address.name) {
+            out.push(ConfigDiagnostic {
+                path: ValuePath::root(),
+                code: "spec::invalid_name".into(),
+                message: format!("`{}` is not a valid Kubernetes object name", config.address.name),
+                help: Some(
+                    "use 1 to 63 lowercase letters, digits and `-`, starting with a letter and not ending with `-`"
+                        .into(),
+                ),
+            });
+        }
+        let runtime = config.str("runtime");
+        if runtime.is_none() {
+            out.push(diag(
+                ValuePath::root(),
+                format!("{} is on kubernetes and needs a `runtime`", config.address),
+                "add `runtime: kserve` (an InferenceService) or `runtime: deployment` (a Deployment + Service)",
+            ));
+        }
+        if config.body.get("instance_type").is_some() {
+            out.push(diag(
+                ValuePath::key("instance_type"),
+                "`instance_type` has no meaning on kubernetes and would be ignored".into(),
+                "size the pods with `resources: { cpu: \"1\", memory: 2Gi }` instead",
+            ));
+        }
+        let canary = config.body.pointer("/traffic/canary_percent").and_then(Value::as_u64);
+        if runtime == Some("deployment") {
+            if canary.is_some() {
+                out.push(diag(
+                    ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+                    "a Deployment cannot split traffic between model versions: this canary would be ignored".into(),
+                    "use `runtime: kserve` for canaries, or remove `traffic.canary_percent`",
+                ));
+            }
+            if config.body.get("max_replicas").is_some() {
+                out.push(diag(
+                    ValuePath::key("max_replicas"),
+                    "`runtime: deployment` has no autoscaler: `max_replicas` would be ignored".into(),
+                    "set the replica count with `instance_count`, or use `runtime: kserve`",
+                ));
+            }
+        }
+        if runtime == Some("kserve") {
+            for key in ["image", "args", "port"] {
+                if config.body.get(key).is_some() {
+                    out.push(diag(
+                        ValuePath::key(key),
+                        format!("`{key}` applies to `runtime: deployment`; KServe picks its server from the model's framework"),
+                        "remove it, or use `runtime: deployment` to run your own serving image",
+                    ));
+                }
+            }
+        }
+        let max = config.body.get("max_replicas").and_then(Value::as_u64);
+        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+        if max.is_some_and(|m| m < min) {
+            out.push(diag(
+                ValuePath::key("max_replicas"),
+                format!("`max_replicas` ({}) is below `instance_count` ({min})", max.unwrap_or_default()),
+                "raise max_replicas or lower instance_count",
+            ));
+        }
+        if let Some(t) = config.str("wait_timeout") {
+            if mlops_provider_core::parse_duration(t).is_none() {
+                out.push(diag(ValuePath::key("wait_timeout"), format!("`{t}` is not a duration"), "write e.g. 90s, 10m or 1h"));
+            }
+        }
+        out
+    }
+
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        match config.address.kind {
+            Kind::Endpoint => self.desired_endpoint(config, deps).await,
+            k => Err(ProviderError::invalid(format!("the kubernetes provider does not manage {k}"))),
+        }
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        match address.kind {
+            Kind::Endpoint => self.read_endpoint(address, prior, desired).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        let address = request.address;
+        let name = &address.name;
+        let attrs = &request.desired.attributes;
+        let (_, default_ns, url) = self.client().await?;
+        let namespace = attrs.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
+        let parts = Self::parts_of(attrs);
+        let force = request.options.force_conflicts;
+        let mut changed = false;
+        for part in &parts {
+            let kind = part.resource().kind;
+            // Exactly what the plan showed: the planned fields, with the object's identity.
+            let manifest = Self::identity(*part, name, &namespace, &attrs[part.attribute()]);
+            progress.report(&format!("server-side apply of {kind} {namespace}/{name}{}", if force { " (forced)" } else { "" }));
+            if let Err(e) = self.ssa(&manifest, *part, false, force).await {
+                let err = match api_status(&e) {
+                    Some(s) if s.code == 409 => ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{}; apply again with --force-conflicts to take these fields",
+                            conflicts_of(&kind, name, s).join("; ")
+                        ),
+                    ),
+                    _ => kube_error(&format!("apply {kind} {namespace}/{name} on {url}"), e),
+                };
+                return Err(self.with_state(err, address, request.desired, changed).await);
+            }
+            changed = true;
+        }
+        // A replacement (other runtime or namespace): the new objects stand, now the old ones go.
+        if request.operation == Operation::Replace {
+            let old: Vec<Value> = request
+                .prior
+                .and_then(|p| p.outputs.get("objects"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|o| {
+                    o.get("namespace").and_then(Value::as_str) != Some(&namespace)
+                        || !parts.iter().any(|p| o.get("kind").and_then(Value::as_str) == Some(&p.resource().kind))
+                })
+                .collect();
+            if let Err(e) = self.delete_objects(&old, progress).await {
+                return Err(self.with_state(e, address, request.desired, true).await);
+            }
+        }
+        if request.options.wait {
+            let timeout = wait_timeout(request.config);
+            progress.report(&format!("waiting up to {}s for {namespace}/{name} to be ready", timeout.as_secs()));
+            if let Err(e) = self.wait_ready(&parts, &namespace, name, timeout, progress).await {
+                return Err(self.with_state(e, address, request.desired, true).await);
+            }
+        }
+        self.read_endpoint(address, None, Some(request.desired))
+            .await?
+            .ok_or_else(|| ProviderError::failed(format!("{namespace}/{name} is missing right after it was applied")))
+    }
+
+    async fn delete(&self, _address: &Address, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+        let objects = prior.outputs.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
+        self.delete_objects(&objects, progress).await
+    }
+}
+
+impl KubernetesProvider {
+    /// The error, with what is live when something was written before it.
+    async fn with_state(&self, e: ProviderError, address: &Address, desired: &Desired, changed: bool) -> ProviderError {
+        if !changed {
+            return e;
+        }
+        match self.read_endpoint(address, None, Some(desired)).await {
+            Ok(Some(live)) => e.with_state(live),
+            _ => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_keeps_the_template_shape() {
+        let live = json!({
+            "metadata": {"labels": {"a": "1", "b": "2"}, "resourceVersion": "9", "managedFields": []},
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [
+                {"name": "s", "image": "i", "terminationMessagePath": "/dev/x"}
+            ]}}},
+            "status": {"availableReplicas": 1}
+        });
+        let template = json!({
+            "metadata": {"labels": {"a": "x"}},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "s", "image": "j"}]}}}
+        });
+        assert_eq!(
+            prune(&live, &template),
+            json!({
+                "metadata": {"labels": {"a": "1"}},
+                "spec": {"replicas": 3, "template": {"spec": {"containers": [{"name": "s", "image": "i"}]}}}
+            })
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_k8s_name("churn-api"));
+        assert!(!valid_k8s_name("Churn"));
+        assert!(!valid_k8s_name("1api"));
+        assert!(!valid_k8s_name("api-"));
+        assert!(!valid_k8s_name("a.b"));
+        assert!(!valid_k8s_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn readiness_of_a_deployment_needs_the_current_generation() {
+        let mut d = json!({"metadata": {"generation": 2}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(!readiness(Part::Deployment, &d).0);
+        d["status"]["observedGeneration"] = json!(2);
+        assert!(readiness(Part::Deployment, &d).0);
+        let isvc = json!({"metadata": {"generation": 1}, "status": {"conditions": [
+            {"type": "Ready", "status": "False", "reason": "RevisionMissing", "message": "no revision"}]}});
+        let (ok, line) = readiness(Part::InferenceService, &isvc);
+        assert!(!ok);
+        assert!(line.contains("RevisionMissing"), "{line}");
+    }
+}
