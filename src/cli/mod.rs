@@ -123,6 +123,8 @@ pub struct Context {
     /// Colors for stderr (diagnostics, progress).
     pub err_style: Style,
     pub registry: Registry,
+    /// One async runtime per process: providers keep clients whose workers live on it.
+    pub runtime: std::sync::Arc<std::sync::OnceLock<tokio::runtime::Runtime>>,
 }
 
 impl Context {
@@ -148,6 +150,7 @@ impl Context {
             style: self.style,
             err_style: self.err_style,
             registry: self.registry.clone(),
+            runtime: self.runtime.clone(),
         }
     }
 
@@ -163,11 +166,15 @@ impl Context {
         Ok(lineage.state()?)
     }
 
-    pub fn runtime(&self) -> Result<tokio::runtime::Runtime, CommandError> {
-        tokio::runtime::Builder::new_multi_thread()
+    pub fn runtime(&self) -> Result<&tokio::runtime::Runtime, CommandError> {
+        if let Some(rt) = self.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| CommandError::Io(format!("cannot start the async runtime: {e}")))
+            .map_err(|e| CommandError::Io(format!("cannot start the async runtime: {e}")))?;
+        Ok(self.runtime.get_or_init(|| rt))
     }
 
     /// Renders a diagnostic for stderr.
@@ -215,6 +222,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         style,
         err_style,
         registry: Registry::builtin().with_environment(cli.environment.clone()),
+        runtime: Default::default(),
     };
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&ctx, a),

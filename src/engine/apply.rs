@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlops_provider_core::{
-    Address, ApplyOptions, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState, Progress, Value,
+    Address, ApplyOptions, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState,
+    Progress, Value,
 };
 
 use super::{EngineError, Stack, desired_states, refresh};
@@ -125,8 +126,11 @@ pub async fn check_fresh(
     }
     let touched: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     // Read through the plan's desired states, so providers compare the same fields as at plan time.
-    let planned: BTreeMap<Address, mlops_provider_core::Desired> =
-        touched.iter().filter(|c| c.desired.is_some()).map(|c| (c.address.clone(), super::desired_of(c, None))).collect();
+    let planned: BTreeMap<Address, mlops_provider_core::Desired> = touched
+        .iter()
+        .filter(|c| c.desired.is_some())
+        .map(|c| (c.address.clone(), super::desired_of(c, None)))
+        .collect();
     let live = refresh(stack, state, touched.iter().map(|c| c.address.clone()), &planned, parallelism).await?;
     for c in &touched {
         let now = plan::fingerprint(live.get(&c.address).and_then(|l| l.as_ref()));
@@ -359,11 +363,13 @@ async fn run_one<'a>(
             if change.live.is_none() {
                 return Ok(None); // Already gone: only forget it.
             }
-            provider.delete(&address, &prior.unwrap_or_default(), &progress).await.map_err(|e| (e.to_string(), None))?;
+            provider
+                .delete(&address, &prior.unwrap_or_default(), &progress)
+                .await
+                .map_err(|e| (e.to_string(), None))?;
             return Ok(None);
         }
-        let resource =
-            stack.spec.resource(&address).ok_or_else(|| (format!("{address} is not in the spec"), None))?;
+        let resource = stack.spec.resource(&address).ok_or_else(|| (format!("{address} is not in the spec"), None))?;
         let deps: Dependencies = {
             let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
             resource

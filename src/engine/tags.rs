@@ -7,7 +7,8 @@ use crate::plan::{Action, ChangeTag, ResourceChange};
 
 /// Attributes whose change moves serving traffic (also as the last segment of a path, as in a
 /// Kubernetes object's `spec.predictor.canaryTrafficPercent`).
-const TRAFFIC: [&str; 6] = ["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"];
+const TRAFFIC: [&str; 6] =
+    ["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"];
 
 /// The last segment of an attribute path: `deployment.spec.replicas` → `replicas`.
 fn last_segment(path: &str) -> &str {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::common::TestEnv;
 
 /// The emulator, or `None` (test skipped) when it is not running and not required.
-fn emulator() -> Option<String> {
+pub(crate) fn emulator() -> Option<String> {
     match std::env::var("STORAGE_EMULATOR_HOST") {
         Ok(h) if !h.is_empty() => Some(h),
         _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
@@ -23,19 +23,19 @@ fn emulator() -> Option<String> {
     }
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{prefix}-{}-{}-{nanos}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
 }
 
-fn curl(args: &[&str]) -> Value {
+pub(crate) fn curl(args: &[&str]) -> Value {
     let out = Command::new("curl").arg("-sS").args(args).output().expect("curl runs");
     assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-fn put_object(host: &str, bucket: &str, name: &str, body: &str) -> Value {
+pub(crate) fn put_object(host: &str, bucket: &str, name: &str, body: &str) -> Value {
     curl(&[
         "-X",
         "POST",
@@ -45,7 +45,7 @@ fn put_object(host: &str, bucket: &str, name: &str, body: &str) -> Value {
     ])
 }
 
-fn versioned_bucket(host: &str, bucket: &str) {
+pub(crate) fn versioned_bucket(host: &str, bucket: &str) {
     let body = format!(r#"{{"name":"{bucket}","versioning":{{"enabled":true}}}}"#);
     curl(&["-X", "POST", "-H", "content-type: application/json", "-d", &body, &format!("{host}/storage/v1/b")]);
 }

@@ -5,6 +5,8 @@ mod common;
 mod environments;
 #[cfg(feature = "gcp")]
 mod gcp;
+#[cfg(all(feature = "kubernetes", feature = "gcp"))]
+mod kubernetes;
 mod lifecycle;
 mod markdown;
 mod policy;

@@ -609,7 +609,10 @@ impl KubernetesProvider {
                 }
                 Part::Deployment => {
                     digest = o
-                        .pointer(&format!("/spec/template/metadata/annotations/{}", DIGEST_ANNOTATION.replace('/', "~1")))
+                        .pointer(&format!(
+                            "/spec/template/metadata/annotations/{}",
+                            DIGEST_ANNOTATION.replace('/', "~1")
+                        ))
                         .cloned()
                         .unwrap_or(Value::Null);
                 }
@@ -667,10 +670,7 @@ impl KubernetesProvider {
             if started.elapsed() >= timeout {
                 return Err(ProviderError::new(
                     ErrorKind::Timeout,
-                    format!(
-                        "{namespace}/{name} was not ready after {}s (wait_timeout): {line}",
-                        timeout.as_secs()
-                    ),
+                    format!("{namespace}/{name} was not ready after {}s (wait_timeout): {line}", timeout.as_secs()),
                 ));
             }
             tokio::time::sleep(POLL.min(timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(10))))
@@ -797,7 +797,11 @@ impl Provider for KubernetesProvider {
         }
         if let Some(t) = config.str("wait_timeout") {
             if mlops_provider_core::parse_duration(t).is_none() {
-                out.push(diag(ValuePath::key("wait_timeout"), format!("`{t}` is not a duration"), "write e.g. 90s, 10m or 1h"));
+                out.push(diag(
+                    ValuePath::key("wait_timeout"),
+                    format!("`{t}` is not a duration"),
+                    "write e.g. 90s, 10m or 1h",
+                ));
             }
         }
         out
@@ -835,7 +839,10 @@ impl Provider for KubernetesProvider {
             let kind = part.resource().kind;
             // Exactly what the plan showed: the planned fields, with the object's identity.
             let manifest = Self::identity(*part, name, &namespace, &attrs[part.attribute()]);
-            progress.report(&format!("server-side apply of {kind} {namespace}/{name}{}", if force { " (forced)" } else { "" }));
+            progress.report(&format!(
+                "server-side apply of {kind} {namespace}/{name}{}",
+                if force { " (forced)" } else { "" }
+            ));
             if let Err(e) = self.ssa(&manifest, *part, false, force).await {
                 let err = match api_status(&e) {
                     Some(s) if s.code == 409 => ProviderError::new(
@@ -881,7 +888,12 @@ impl Provider for KubernetesProvider {
             .ok_or_else(|| ProviderError::failed(format!("{namespace}/{name} is missing right after it was applied")))
     }
 
-    async fn delete(&self, _address: &Address, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+    async fn delete(
+        &self,
+        _address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
         let objects = prior.outputs.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
         self.delete_objects(&objects, progress).await
     }

@@ -1,0 +1,620 @@
+//! The Kubernetes provider against a genuine kube-apiserver (started by `scripts/services up
+//! kubernetes`, which exports KUBECONFIG and MLOPS_TEST_KUBERNETES). There is no controller
+//! manager: a test plays the controller where it needs one, marking objects ready through the
+//! status subresource. Checks go through a plain kube client, not through mlops' own read path.
+//! Models are pinned GCS objects on fake-gcs-server, so these tests need both services.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use mlops_provider_kubernetes::kube;
+use serde_json::{Value, json};
+
+use crate::common::TestEnv;
+use crate::gcp::{emulator, put_object, unique, versioned_bucket};
+
+/// The kubeconfig of the test apiserver, or `None` (skipped) when it is not running and not required.
+fn kubeconfig() -> Option<String> {
+    let on = std::env::var_os("MLOPS_TEST_KUBERNETES").is_some();
+    match std::env::var("KUBECONFIG") {
+        Ok(k) if on && !k.is_empty() => Some(k),
+        _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
+            panic!("the test apiserver is not running: run `eval \"$(scripts/services up kubernetes)\"`")
+        }
+        _ => {
+            eprintln!("skipped: no test apiserver (eval \"$(scripts/services up kubernetes)\")");
+            None
+        }
+    }
+}
+
+fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
+}
+
+fn isvc_ar() -> ApiResource {
+    ar("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices")
+}
+fn deployment_ar() -> ApiResource {
+    ar("apps", "v1", "Deployment", "deployments")
+}
+fn service_ar() -> ApiResource {
+    ar("", "v1", "Service", "services")
+}
+fn crd_ar() -> ApiResource {
+    ar("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions")
+}
+
+const CRD_NAME: &str = "inferenceservices.serving.kserve.io";
+
+/// Tests that need the CRD hold this for reading; the one that removes it holds it for writing.
+fn crd_lock() -> &'static RwLock<()> {
+    static L: OnceLock<RwLock<()>> = OnceLock::new();
+    L.get_or_init(|| RwLock::new(()))
+}
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    client: kube::Client,
+    kubeconfig: String,
+}
+
+impl Cluster {
+    fn new(kubeconfig: &str) -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let client = rt.block_on(async {
+            let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+            kube::Client::try_from(config).unwrap()
+        });
+        Cluster { rt, client, kubeconfig: kubeconfig.to_string() }
+    }
+
+    fn api(&self, ns: Option<&str>, r: &ApiResource) -> Api<DynamicObject> {
+        match ns {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, r),
+            None => Api::all_with(self.client.clone(), r),
+        }
+    }
+
+    fn get(&self, ns: &str, r: &ApiResource, name: &str) -> Option<Value> {
+        self.rt.block_on(self.api(Some(ns), r).get_opt(name)).unwrap().map(|o| serde_json::to_value(o).unwrap())
+    }
+
+    fn create_namespace(&self, name: &str) {
+        let ns: DynamicObject =
+            serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}))
+                .unwrap();
+        self.rt
+            .block_on(self.api(None, &ar("", "v1", "Namespace", "namespaces")).create(&PostParams::default(), &ns))
+            .unwrap();
+    }
+
+    fn ssa(&self, ns: &str, r: &ApiResource, name: &str, manager: &str, patch: Value) {
+        let pp = PatchParams::apply(manager).force();
+        self.rt.block_on(self.api(Some(ns), r).patch(name, &pp, &Patch::Apply(patch))).unwrap();
+    }
+
+    fn merge(&self, ns: &str, r: &ApiResource, name: &str, manager: &str, patch: Value) {
+        let pp = PatchParams { field_manager: Some(manager.into()), ..Default::default() };
+        self.rt.block_on(self.api(Some(ns), r).patch(name, &pp, &Patch::Merge(patch))).unwrap();
+    }
+
+    fn served(&self) -> bool {
+        self.rt
+            .block_on(self.client.list_api_group_resources("serving.kserve.io/v1beta1"))
+            .is_ok_and(|l| l.resources.iter().any(|r| r.name == "inferenceservices"))
+    }
+
+    /// Installs the InferenceService CRD kept in the repo (idempotent) and waits until it is served.
+    fn install_crd(&self) {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kserve-inferenceservice-crd.yaml");
+        let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        self.ssa_cluster(&crd_ar(), CRD_NAME, crd);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.served() {
+            assert!(Instant::now() < deadline, "the InferenceService CRD is not served");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn ssa_cluster(&self, r: &ApiResource, name: &str, patch: Value) {
+        let pp = PatchParams::apply("mlops-tests").force();
+        self.rt.block_on(self.api(None, r).patch(name, &pp, &Patch::Apply(patch))).unwrap();
+    }
+
+    fn remove_crd(&self) {
+        let _ = self.rt.block_on(self.api(None, &crd_ar()).delete(CRD_NAME, &DeleteParams::default()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.rt.block_on(self.api(None, &crd_ar()).get_opt(CRD_NAME)).unwrap().is_some() || self.served() {
+            assert!(Instant::now() < deadline, "the InferenceService CRD was not removed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Plays the controller for one namespace: marks every InferenceService Ready and every
+/// Deployment fully available at its current generation. Stops when dropped.
+struct Controller {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Controller {
+    fn start(kubeconfig: &str, ns: &str) -> Controller {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (flag, kubeconfig, ns) = (stop.clone(), kubeconfig.to_string(), ns.to_string());
+        let thread = std::thread::spawn(move || {
+            let c = Cluster::new(&kubeconfig);
+            while !flag.load(Ordering::SeqCst) {
+                c.rt.block_on(async {
+                    for (r, is_isvc) in [(isvc_ar(), true), (deployment_ar(), false)] {
+                        let api = c.api(Some(&ns), &r);
+                        let Ok(list) = api.list(&Default::default()).await else { continue };
+                        for o in list.items {
+                            let name = o.metadata.name.clone().unwrap_or_default();
+                            let generation = o.metadata.generation.unwrap_or(0);
+                            let status = if is_isvc {
+                                json!({"observedGeneration": generation, "url": format!("http://{name}.{ns}.example.com"),
+                                       "conditions": [{"type": "Ready", "status": "True"}]})
+                            } else {
+                                let n = o.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+                                json!({"observedGeneration": generation, "replicas": n, "updatedReplicas": n,
+                                       "readyReplicas": n, "availableReplicas": n})
+                            };
+                            if o.data.get("status").and_then(|s| s.get("observedGeneration")) == status.get("observedGeneration") {
+                                continue;
+                            }
+                            let pp = PatchParams { field_manager: Some("test-controller".into()), ..Default::default() };
+                            let _ = api.patch_status(&name, &pp, &Patch::Merge(json!({ "status": status }))).await;
+                        }
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        });
+        Controller { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct K8s {
+    env: TestEnv,
+    cluster: Cluster,
+    ns: String,
+    gcs: String,
+    _crd: std::sync::RwLockReadGuard<'static, ()>,
+}
+
+const ENDPOINTS: &str = r#"  churn-isvc:
+    runtime: kserve
+    model: models.churn
+    instance_count: 1
+    max_replicas: 3
+    traffic: { canary_percent: 10 }
+    wait_timeout: 30s
+  churn-api:
+    runtime: deployment
+    model: models.churn
+    instance_count: 2
+    port: 8080
+    args: ["--model-uri=$(MODEL_URI)"]
+    resources: { cpu: 500m, memory: 512Mi }
+    env: { LOG_LEVEL: info }
+    wait_timeout: 30s
+"#;
+
+impl K8s {
+    /// A fresh namespace and a committed spec serving one GCS-pinned model two ways.
+    fn new(endpoints: &str) -> Option<K8s> {
+        let kubeconfig = kubeconfig()?;
+        let gcs = emulator()?;
+        let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
+        let cluster = Cluster::new(&kubeconfig);
+        cluster.install_crd();
+        let ns = unique("t");
+        cluster.create_namespace(&ns);
+        let models = unique("models");
+        versioned_bucket(&gcs, &models);
+        put_object(&gcs, &models, "churn/model.bst", "weights v1");
+        let env = TestEnv::new();
+        env.write(
+            "mlops.yaml",
+            &format!(
+                "version: 1\nproject: k8s\nproviders:\n  gcp: {{ project: test }}\n  \
+                 kubernetes: {{ kubeconfig: {kubeconfig}, namespace: {ns}, kserve_namespace: {ns} }}\n\
+                 models:\n  churn:\n    artifact: gs://{models}/churn/model.bst\n    framework: xgboost\n    \
+                 image: ghcr.io/example/xgboost-server:1.7\n\
+                 endpoints:\n{endpoints}"
+            ),
+        );
+        env.commit("k8s stack");
+        Some(K8s { env, cluster, ns, gcs, _crd: guard })
+    }
+
+    fn mlops(&self, args: &[&str]) -> crate::common::Run {
+        self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs)])
+    }
+
+    fn controller(&self) -> Controller {
+        Controller::start(&self.cluster.kubeconfig, &self.ns)
+    }
+
+    fn edit_spec(&self, from: &str, to: &str) {
+        let spec = self.env.read("mlops.yaml");
+        assert!(spec.contains(from), "{from:?} not in the spec");
+        self.env.write("mlops.yaml", &spec.replace(from, to));
+        self.env.commit("edit");
+    }
+
+    /// Plans until the controller has caught up and nothing is left to do.
+    fn wait_until_no_changes(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let plan = self.mlops(&["plan", "--detailed-exitcode"]);
+            if plan.status == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "still changes to make:\n{}{}", plan.stdout, plan.stderr);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn plan_json(&self) -> Value {
+        let run = self.mlops(&["plan", "--json"]).ok();
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    fn lineage_record(&self, address: &str) -> Value {
+        let (kind, name) = address.split_once('.').unwrap();
+        serde_json::from_str(
+            &self.env.git(&["show", &format!("refs/mlops/lineage/k8s/default:resources/{kind}/{name}.json")]),
+        )
+        .unwrap()
+    }
+}
+
+fn change<'a>(plan: &'a Value, address: &str) -> &'a Value {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap_or_else(|| panic!("{address} not in {plan}"))
+}
+
+fn paths(change: &Value) -> Vec<String> {
+    change["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap().to_string()).collect()
+}
+
+fn tag_names(change: &Value) -> Vec<String> {
+    change["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn apply_creates_the_inference_service_and_the_deployment_then_nothing_to_do() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    let run = k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
+
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").expect("the InferenceService exists");
+    let predictor = &isvc["spec"]["predictor"];
+    assert_eq!(predictor["model"]["modelFormat"]["name"], "xgboost");
+    assert!(predictor["model"]["storageUri"].as_str().unwrap().starts_with("gs://models-"), "{predictor}");
+    assert_eq!(predictor["minReplicas"], 1);
+    assert_eq!(predictor["maxReplicas"], 3);
+    assert_eq!(predictor["canaryTrafficPercent"], 10);
+    assert_eq!(isvc["metadata"]["labels"]["app.kubernetes.io/managed-by"], "mlops");
+    assert_eq!(isvc["metadata"]["annotations"]["mlops.dev/address"], "endpoints.churn-isvc");
+    let managers: Vec<(&str, &str)> = isvc["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["manager"].as_str().unwrap(), m["operation"].as_str().unwrap()))
+        .collect();
+    assert!(managers.contains(&("mlops", "Apply")), "{managers:?}");
+
+    let dep = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").expect("the Deployment exists");
+    assert_eq!(dep["spec"]["replicas"], 2);
+    let container = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/example/xgboost-server:1.7");
+    assert_eq!(container["args"], json!(["--model-uri=$(MODEL_URI)"]));
+    assert_eq!(container["resources"]["limits"]["cpu"], "500m");
+    let env: Vec<(&str, &str)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), e["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(env[0], ("LOG_LEVEL", "info"));
+    assert!(env[1].0 == "MODEL_URI" && env[1].1.starts_with("gs://models-"), "{env:?}");
+    let svc = k.cluster.get(&k.ns, &service_ar(), "churn-api").expect("the Service exists");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["mlops.dev/endpoint"], "churn-api");
+
+    // Lineage: the objects' uids, so a delete only removes these very objects.
+    let rec = k.lineage_record("endpoints.churn-api");
+    let uids: Vec<&str> =
+        rec["outputs"]["objects"].as_array().unwrap().iter().map(|o| o["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids, [dep["metadata"]["uid"].as_str().unwrap(), svc["metadata"]["uid"].as_str().unwrap()]);
+    assert_eq!(rec["attributes"]["ready"], true);
+
+    let plan = k.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+}
+
+#[test]
+fn a_field_another_manager_owns_is_a_conflict_refused_without_force() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    // An autoscaler takes the replica count with its own server-side apply.
+    k.cluster.ssa(
+        &k.ns,
+        &deployment_ar(),
+        "churn-api",
+        "autoscaler",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "churn-api"}, "spec": {"replicas": 5}}),
+    );
+    k.edit_spec("instance_count: 2", "instance_count: 3");
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-api");
+    assert_eq!(c["action"], "update");
+    assert_eq!(paths(c), ["deployment.spec.replicas"]);
+    let conflict = c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "conflict").expect("a conflict tag");
+    let detail = conflict["detail"].as_str().unwrap();
+    assert!(detail.contains(".spec.replicas") && detail.contains("autoscaler"), "{detail}");
+    let text = k.mlops(&["plan"]).ok();
+    assert!(text.stdout.contains("conflict"), "{}", text.stdout);
+
+    let refused = k.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("--force-conflicts"), "{}", refused.stderr);
+    assert_eq!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["spec"]["replicas"], 5);
+    assert_eq!(k.env.lineage("k8s").len(), 1, "nothing recorded");
+
+    k.mlops(&["apply", "--auto-approve", "--force-conflicts"]).ok();
+    let dep = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap();
+    assert_eq!(dep["spec"]["replicas"], 3);
+}
+
+#[test]
+fn a_field_changed_out_of_band_is_drift() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    // `kubectl scale`, in effect; then the controller rolls it out.
+    k.cluster.merge(&k.ns, &deployment_ar(), "churn-api", "kubectl", json!({"spec": {"replicas": 4}}));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["status"]["availableReplicas"] != 4 {
+        assert!(Instant::now() < deadline, "the test controller did not scale");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let plan = k.plan_json();
+    let drift = plan["drift"].as_array().unwrap();
+    let d = drift.iter().find(|d| d["address"] == "endpoints.churn-api").expect("drift on churn-api");
+    let attrs = d["attributes"].as_array().unwrap();
+    assert_eq!(attrs.len(), 1, "{d}");
+    assert_eq!(attrs[0]["path"], "deployment.spec.replicas");
+    assert_eq!((attrs[0]["before"].clone(), attrs[0]["after"].clone()), (json!(2), json!(4)));
+    // And the plan puts it back.
+    let c = change(&plan, "endpoints.churn-api");
+    assert_eq!(c["action"], "update");
+    assert_eq!(paths(c), ["deployment.spec.replicas"]);
+    assert!(tag_names(c).contains(&"traffic-shift".to_string()), "{c}");
+    let text = k.mlops(&["plan"]).ok();
+    assert!(
+        text.stdout.contains("changed outside mlops") || text.stdout.to_lowercase().contains("drift"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn a_canary_change_updates_exactly_that_field() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    k.edit_spec("canary_percent: 10", "canary_percent: 50");
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-isvc");
+    assert_eq!(c["action"], "update");
+    assert_eq!(paths(c), ["inference_service.spec.predictor.canaryTrafficPercent"]);
+    let a = &c["attributes"][0];
+    assert_eq!((a["before"].clone(), a["after"].clone()), (json!(10), json!(50)));
+    assert!(tag_names(c).contains(&"traffic-shift".to_string()), "{c}");
+    assert_eq!(change(&plan, "endpoints.churn-api")["action"], "no-op");
+    let before = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let after = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+    assert_eq!(after["spec"]["predictor"]["canaryTrafficPercent"], 50);
+    assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"], "updated in place");
+    assert_eq!(after["spec"]["predictor"]["model"], before["spec"]["predictor"]["model"]);
+}
+
+#[test]
+fn a_canary_the_cluster_would_ignore_is_a_plan_error() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    // KServe set up for RawDeployment, which ignores canaryTrafficPercent.
+    k.cluster.ssa(
+        &k.ns,
+        &ar("", "v1", "ConfigMap", "configmaps"),
+        "inferenceservice-config",
+        "kserve",
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "inferenceservice-config"},
+               "data": {"deploy": "{\"defaultDeploymentMode\": \"RawDeployment\"}"}}),
+    );
+    let plan = k.mlops(&["plan"]);
+    assert_eq!(plan.status, 1, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stderr.contains("RawDeployment") && plan.stderr.contains("canary"), "{}", plan.stderr);
+    // A plain Deployment cannot split traffic at all: caught before any call.
+    k.edit_spec("    instance_count: 2\n", "    instance_count: 2\n    traffic: { canary_percent: 20 }\n");
+    let v = k.mlops(&["validate"]);
+    assert_eq!(v.status, 1, "{}", v.stderr);
+    assert!(v.stderr.contains("cannot split traffic"), "{}", v.stderr);
+    assert!(v.stderr.contains("mlops.yaml:"), "{}", v.stderr);
+}
+
+#[test]
+fn not_ready_in_time_is_a_clear_error_recorded_as_partial() {
+    let Some(k) = K8s::new(&ENDPOINTS.replace("wait_timeout: 30s", "wait_timeout: 2s")) else { return };
+    // No controller: nothing ever becomes ready.
+    let started = Instant::now();
+    let run = k.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30), "took {:?}", started.elapsed());
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("was not ready after 2s"), "{out}");
+    assert!(out.contains("0/2 replicas available"), "{out}");
+    // The objects exist, and lineage says so, with the result partial.
+    assert!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").is_some());
+    let log = k.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/k8s/default"]);
+    assert!(log.contains("Result: partial"), "{log}");
+    let rec = k.lineage_record("endpoints.churn-api");
+    assert_eq!(rec["attributes"]["ready"], false);
+    let result: Value =
+        serde_json::from_str(&k.env.git(&["show", "refs/mlops/lineage/k8s/default:result.json"])).unwrap();
+    assert_eq!(result["endpoints.churn-api"]["status"], "failed", "{result}");
+    assert_eq!(result["models.churn"]["status"], "applied", "{result}");
+    // What is left to do: become ready.
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-api");
+    assert_eq!(paths(c), ["ready"]);
+    // Once the controller catches up, nothing is left, and the plan says the objects became ready.
+    let _controller = k.controller();
+    k.wait_until_no_changes();
+    let text = k.mlops(&["plan"]).ok();
+    assert!(text.stdout.contains("~ ready = false → true"), "{}", text.stdout);
+}
+
+#[test]
+fn no_wait_returns_at_once_and_the_plan_shows_what_is_not_ready() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let run = k.mlops(&["apply", "--auto-approve", "--no-wait"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
+    assert_eq!(k.lineage_record("endpoints.churn-isvc")["attributes"]["ready"], false);
+    let plan = k.plan_json();
+    assert_eq!(paths(change(&plan, "endpoints.churn-isvc")), ["ready"]);
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let plan = k.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+#[test]
+fn apiserver_down_is_a_clear_error_within_seconds_and_nothing_is_recorded() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    // The same cluster credentials, at a port where nothing listens.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let kc = std::fs::read_to_string(&k.cluster.kubeconfig).unwrap();
+    let kc = regex_free_replace_port(&kc, dead);
+    k.env.write("dead-kubeconfig", &kc);
+    let spec = k.env.read("mlops.yaml").replace(&k.cluster.kubeconfig, "dead-kubeconfig");
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("dead apiserver");
+    let started = Instant::now();
+    let run = k.mlops(&["apply", "--auto-approve"]);
+    let took = started.elapsed();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(run.stderr.contains("cannot reach the Kubernetes API"), "{}", run.stderr);
+    assert!(run.stderr.to_lowercase().contains("connection refused"), "{}", run.stderr);
+    assert!(k.env.lineage("k8s").is_empty(), "nothing recorded");
+}
+
+/// The kubeconfig with its server's port replaced.
+fn regex_free_replace_port(kc: &str, port: u16) -> String {
+    let start = kc.find("https://127.0.0.1:").expect("a loopback server") + "https://127.0.0.1:".len();
+    let end = start + kc[start..].find(|c: char| !c.is_ascii_digit()).unwrap();
+    format!("{}{port}{}", &kc[..start], &kc[end..])
+}
+
+#[test]
+fn delete_removes_only_what_mlops_created() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    // Someone else's Service under a name the spec is about to use.
+    k.cluster.ssa(
+        &k.ns,
+        &service_ar(),
+        "other-api",
+        "someone",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "other-api"},
+               "spec": {"ports": [{"port": 80, "protocol": "TCP"}]}}),
+    );
+    let spec = k.env.read("mlops.yaml");
+    k.env.write(
+        "mlops.yaml",
+        &format!("{spec}  other-api:\n    runtime: deployment\n    model: models.churn\n    wait_timeout: 30s\n"),
+    );
+    k.env.commit("other-api");
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.other-api");
+    let detail =
+        c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "conflict").expect("conflict")["detail"].clone();
+    assert!(detail.as_str().unwrap().contains("not created by mlops"), "{detail}");
+    let refused = k.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1);
+    assert!(k.cluster.get(&k.ns, &deployment_ar(), "other-api").is_none(), "nothing applied");
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("without other-api");
+    k.mlops(&["apply", "--auto-approve"]).ok();
+
+    // Removing the endpoints deletes the objects lineage names, and leaves the foreign one.
+    let spec = k.env.read("mlops.yaml");
+    let cut = spec.find("endpoints:\n").unwrap();
+    k.env.write("mlops.yaml", &spec[..cut]);
+    k.env.commit("no endpoints");
+    let plan = k.plan_json();
+    assert_eq!(change(&plan, "endpoints.churn-api")["action"], "delete");
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").is_none());
+    assert!(k.cluster.get(&k.ns, &service_ar(), "churn-api").is_none());
+    assert!(k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").is_none());
+    assert!(k.cluster.get(&k.ns, &service_ar(), "other-api").is_some(), "not ours, not deleted");
+}
+
+#[test]
+fn a_missing_crd_is_a_plan_error_that_says_so() {
+    let Some(kubeconfig) = kubeconfig() else { return };
+    let Some(gcs) = emulator() else { return };
+    // Alone on the cluster while the CRD is gone.
+    let _only = crd_lock().write().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::new(&kubeconfig);
+    cluster.remove_crd();
+    let ns = unique("t");
+    cluster.create_namespace(&ns);
+    let models = unique("models");
+    versioned_bucket(&gcs, &models);
+    put_object(&gcs, &models, "m.bst", "w");
+    let env = TestEnv::new();
+    env.write(
+        "mlops.yaml",
+        &format!(
+            "version: 1\nproject: k8s\nproviders:\n  gcp: {{}}\n  kubernetes: {{ kubeconfig: {kubeconfig}, namespace: {ns} }}\n\
+             models:\n  m:\n    artifact: gs://{models}/m.bst\n    framework: sklearn\n\
+             endpoints:\n  api:\n    runtime: kserve\n    model: models.m\n"
+        ),
+    );
+    env.commit("kserve");
+    let run = env.mlops_env(&["plan"], &[("STORAGE_EMULATOR_HOST", &gcs)]);
+    cluster.install_crd();
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("KServe is not installed"), "{}", run.stderr);
+    assert!(run.stderr.contains("serving.kserve.io/v1beta1"), "{}", run.stderr);
+}
