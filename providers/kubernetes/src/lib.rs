@@ -795,14 +795,12 @@ impl Provider for KubernetesProvider {
                 "raise max_replicas or lower instance_count",
             ));
         }
-        if let Some(t) = config.str("wait_timeout") {
-            if mlops_provider_core::parse_duration(t).is_none() {
-                out.push(diag(
-                    ValuePath::key("wait_timeout"),
-                    format!("`{t}` is not a duration"),
-                    "write e.g. 90s, 10m or 1h",
-                ));
-            }
+        if let Some(t) = config.str("wait_timeout").filter(|t| mlops_provider_core::parse_duration(t).is_none()) {
+            out.push(diag(
+                ValuePath::key("wait_timeout"),
+                format!("`{t}` is not a duration"),
+                "write e.g. 90s, 10m or 1h",
+            ));
         }
         out
     }
