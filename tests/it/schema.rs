@@ -30,10 +30,16 @@ fn examples_validate_against_the_committed_schema() {
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    let spec =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart/mlops.yaml")).unwrap();
-    let value: serde_json::Value = serde_saphyr::from_str(&spec).unwrap();
-    assert!(validator.is_valid(&value));
+    for example in ["quickstart", "gcp-gcs", "kubernetes-kserve"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example).join("mlops.yaml");
+        let value: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{example}: {errors:?}");
+        // And the full validation (semantics, provider checks), offline.
+        let env = crate::common::TestEnv::new();
+        crate::common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example), env.path());
+        env.mlops(&["validate"]).ok();
+    }
 }
 
 #[test]

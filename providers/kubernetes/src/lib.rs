@@ -856,7 +856,14 @@ impl Provider for KubernetesProvider {
             }
             changed = true;
         }
-        // A replacement (other runtime or namespace): the new objects stand, now the old ones go.
+        if request.options.wait {
+            let timeout = wait_timeout(request.config);
+            progress.report(&format!("waiting up to {}s for {namespace}/{name} to be ready", timeout.as_secs()));
+            if let Err(e) = self.wait_ready(&parts, &namespace, name, timeout, progress).await {
+                return Err(self.with_state(e, address, request.desired, true).await);
+            }
+        }
+        // A replacement (other runtime or namespace): the new objects are ready (or not waited for), now the old ones go.
         if request.operation == Operation::Replace {
             let old: Vec<Value> = request
                 .prior
@@ -871,13 +878,6 @@ impl Provider for KubernetesProvider {
                 })
                 .collect();
             if let Err(e) = self.delete_objects(&old, progress).await {
-                return Err(self.with_state(e, address, request.desired, true).await);
-            }
-        }
-        if request.options.wait {
-            let timeout = wait_timeout(request.config);
-            progress.report(&format!("waiting up to {}s for {namespace}/{name} to be ready", timeout.as_secs()));
-            if let Err(e) = self.wait_ready(&parts, &namespace, name, timeout, progress).await {
                 return Err(self.with_state(e, address, request.desired, true).await);
             }
         }
