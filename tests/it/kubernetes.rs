@@ -260,6 +260,21 @@ impl K8s {
         self.env.commit("edit");
     }
 
+    /// Waits until the test controller has rolled out the Deployment's current generation.
+    fn rolled_out(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let d = self.cluster.get(&self.ns, &deployment_ar(), name).unwrap();
+            if d["status"]["observedGeneration"] == d["metadata"]["generation"]
+                && d["status"]["availableReplicas"] == d["spec"]["replicas"]
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the test controller did not roll out {name}: {}", d["status"]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Plans until the controller has caught up and nothing is left to do.
     fn wait_until_no_changes(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -371,6 +386,7 @@ fn a_field_another_manager_owns_is_a_conflict_refused_without_force() {
         "autoscaler",
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "churn-api"}, "spec": {"replicas": 5}}),
     );
+    k.rolled_out("churn-api");
     k.edit_spec("instance_count: 2", "instance_count: 3");
     let plan = k.plan_json();
     let c = change(&plan, "endpoints.churn-api");
@@ -400,11 +416,7 @@ fn a_field_changed_out_of_band_is_drift() {
     k.mlops(&["apply", "--auto-approve"]).ok();
     // `kubectl scale`, in effect; then the controller rolls it out.
     k.cluster.merge(&k.ns, &deployment_ar(), "churn-api", "kubectl", json!({"spec": {"replicas": 4}}));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["status"]["availableReplicas"] != 4 {
-        assert!(Instant::now() < deadline, "the test controller did not scale");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    k.rolled_out("churn-api");
     let plan = k.plan_json();
     let drift = plan["drift"].as_array().unwrap();
     let d = drift.iter().find(|d| d["address"] == "endpoints.churn-api").expect("drift on churn-api");
@@ -617,4 +629,28 @@ fn a_missing_crd_is_a_plan_error_that_says_so() {
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("KServe is not installed"), "{}", run.stderr);
     assert!(run.stderr.contains("serving.kserve.io/v1beta1"), "{}", run.stderr);
+}
+
+#[test]
+fn a_runtime_change_replaces_new_first_then_deletes_the_old_objects() {
+    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let old_uid = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["metadata"]["uid"].clone();
+    k.edit_spec(
+        "    runtime: deployment\n    model: models.churn\n    instance_count: 2\n    port: 8080\n    args: [\"--model-uri=$(MODEL_URI)\"]\n",
+        "    runtime: kserve\n    model: models.churn\n    instance_count: 2\n",
+    );
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-api");
+    assert_eq!(c["action"], "replace");
+    assert_eq!(c["replace_reasons"], json!(["runtime"]));
+    let run = k.mlops(&["apply", "--auto-approve"]).ok();
+    let wait = run.stdout.find("churn-api: waiting").expect("waited");
+    let delete = run.stdout.find("churn-api: deleting Deployment").expect("deleted the old Deployment");
+    assert!(wait < delete, "ready first, then delete:\n{}", run.stdout);
+    assert!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").is_none(), "old Deployment {old_uid} gone");
+    assert!(k.cluster.get(&k.ns, &service_ar(), "churn-api").is_none());
+    assert!(k.cluster.get(&k.ns, &isvc_ar(), "churn-api").is_some());
+    k.wait_until_no_changes();
 }

@@ -23,8 +23,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, Status};
 use kube::{Client, Config};
 use mlops_provider_core::{
-    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
-    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
 };
 use serde_json::json;
 
@@ -564,69 +564,69 @@ impl KubernetesProvider {
         desired: Option<&Desired>,
     ) -> Result<Option<LiveState>, ProviderError> {
         let (_, default_ns, _) = self.client().await?;
-        let (parts, namespace, templates): (Vec<Part>, String, &Attributes) = match (desired, prior) {
-            (Some(d), _) => (
-                Self::parts_of(&d.attributes),
-                d.attributes.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string(),
-                &d.attributes,
-            ),
-            (None, Some(p)) => (
-                Self::parts_of(&p.attributes),
-                p.attributes.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string(),
-                &p.attributes,
-            ),
-            (None, None) => return Ok(None),
-        };
+        let ns_of = |a: &Attributes| a.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
+        // What the spec wants, then what lineage recorded (mid-replacement, the old objects still
+        // count as this endpoint's, so a change of runtime or namespace reads as a replacement).
+        let mut sources: Vec<(&Attributes, bool)> = Vec::new();
+        if let Some(d) = desired {
+            sources.push((&d.attributes, false));
+        }
+        if let Some(p) = prior {
+            sources.push((&p.attributes, true));
+        }
         let name = &address.name;
         let mut attributes = Attributes::new();
         let mut objects = Vec::new();
-        let mut ready = true;
-        let mut url = Value::Null;
-        let mut digest = Value::Null;
-        for part in parts {
-            let Some(o) = self.get(&namespace, part, name).await? else {
-                ready = false;
-                continue;
-            };
-            let template = templates.get(part.attribute()).cloned().unwrap_or(Value::Null);
-            attributes.insert(part.attribute().into(), prune(&o, &template));
-            ready &= readiness(part, &o).0;
-            objects.push(json!({
-                "kind": part.resource().kind,
-                "api_version": part.resource().api_version,
-                "namespace": namespace,
-                "name": name,
-                "uid": o.pointer("/metadata/uid"),
-                "generation": o.pointer("/metadata/generation"),
-            }));
-            match part {
-                Part::InferenceService => {
-                    url = o.pointer("/status/url").cloned().unwrap_or(Value::Null);
-                    digest = o
-                        .pointer(&format!("/spec/predictor/annotations/{}", DIGEST_ANNOTATION.replace('/', "~1")))
-                        .cloned()
-                        .unwrap_or(Value::Null);
+        let mut seen: Vec<(Part, String)> = Vec::new();
+        let (mut ready, mut url, mut digest) = (true, Value::Null, Value::Null);
+        let (mut runtime, mut namespace) = (None, None);
+        for (source, recorded) in sources {
+            let ns = ns_of(source);
+            for part in Self::parts_of(source) {
+                if seen.contains(&(part, ns.clone())) {
+                    continue;
                 }
-                Part::Deployment => {
-                    digest = o
-                        .pointer(&format!(
-                            "/spec/template/metadata/annotations/{}",
-                            DIGEST_ANNOTATION.replace('/', "~1")
-                        ))
-                        .cloned()
-                        .unwrap_or(Value::Null);
+                seen.push((part, ns.clone()));
+                let Some(o) = self.get(&ns, part, name).await? else {
+                    ready &= recorded;
+                    continue;
+                };
+                if recorded || runtime.is_none() {
+                    runtime = Some(if part == Part::InferenceService { "kserve" } else { "deployment" });
+                    namespace = Some(ns.clone());
                 }
-                Part::Service => url = json!(format!("http://{name}.{namespace}.svc.cluster.local")),
+                let template = source.get(part.attribute()).cloned().unwrap_or(Value::Null);
+                attributes.insert(part.attribute().into(), prune(&o, &template));
+                ready &= readiness(part, &o).0;
+                objects.push(json!({
+                    "kind": part.resource().kind,
+                    "api_version": part.resource().api_version,
+                    "namespace": ns,
+                    "name": name,
+                    "uid": o.pointer("/metadata/uid"),
+                    "generation": o.pointer("/metadata/generation"),
+                }));
+                let annotation = |path: &str| {
+                    o.pointer(&format!("{path}/{}", DIGEST_ANNOTATION.replace('/', "~1")))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
+                match part {
+                    Part::InferenceService => {
+                        url = o.pointer("/status/url").cloned().unwrap_or(Value::Null);
+                        digest = annotation("/spec/predictor/annotations");
+                    }
+                    Part::Deployment => digest = annotation("/spec/template/metadata/annotations"),
+                    Part::Service => url = json!(format!("http://{name}.{ns}.svc.cluster.local")),
+                }
             }
         }
-        if objects.is_empty() {
+        let (Some(runtime), Some(namespace)) = (runtime, namespace) else {
             return Ok(None);
-        }
+        };
         attributes.insert("ready".into(), json!(ready));
         attributes.insert("namespace".into(), json!(namespace));
-        if let Some(r) = templates.get("runtime") {
-            attributes.insert("runtime".into(), r.clone());
-        }
+        attributes.insert("runtime".into(), json!(runtime));
         let outputs = obj(json!({ "objects": objects, "url": url, "model_digest": digest }));
         Ok(Some(LiveState { attributes, outputs }))
     }
@@ -856,30 +856,37 @@ impl Provider for KubernetesProvider {
             }
             changed = true;
         }
+        // Objects lineage recorded that this endpoint no longer has (another runtime or namespace):
+        // deleted once the new ones are ready, and kept on record until then.
+        let leftovers: Vec<Value> = request
+            .prior
+            .and_then(|p| p.outputs.get("objects"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| {
+                o.get("namespace").and_then(Value::as_str) != Some(&namespace)
+                    || !parts.iter().any(|p| o.get("kind").and_then(Value::as_str) == Some(&p.resource().kind))
+            })
+            .collect();
+        let keep_on_record = |mut e: ProviderError| {
+            if let Some(state) = e.state.as_mut() {
+                if let Some(Value::Array(objects)) = state.outputs.get_mut("objects") {
+                    objects.extend(leftovers.iter().cloned());
+                }
+            }
+            e
+        };
         if request.options.wait {
             let timeout = wait_timeout(request.config);
             progress.report(&format!("waiting up to {}s for {namespace}/{name} to be ready", timeout.as_secs()));
             if let Err(e) = self.wait_ready(&parts, &namespace, name, timeout, progress).await {
-                return Err(self.with_state(e, address, request.desired, true).await);
+                return Err(keep_on_record(self.with_state(e, address, request.desired, true).await));
             }
         }
-        // A replacement (other runtime or namespace): the new objects are ready (or not waited for), now the old ones go.
-        if request.operation == Operation::Replace {
-            let old: Vec<Value> = request
-                .prior
-                .and_then(|p| p.outputs.get("objects"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|o| {
-                    o.get("namespace").and_then(Value::as_str) != Some(&namespace)
-                        || !parts.iter().any(|p| o.get("kind").and_then(Value::as_str) == Some(&p.resource().kind))
-                })
-                .collect();
-            if let Err(e) = self.delete_objects(&old, progress).await {
-                return Err(self.with_state(e, address, request.desired, true).await);
-            }
+        if let Err(e) = self.delete_objects(&leftovers, progress).await {
+            return Err(keep_on_record(self.with_state(e, address, request.desired, true).await));
         }
         self.read_endpoint(address, None, Some(request.desired))
             .await?
