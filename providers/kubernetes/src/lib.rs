@@ -871,10 +871,8 @@ impl Provider for KubernetesProvider {
             })
             .collect();
         let keep_on_record = |mut e: ProviderError| {
-            if let Some(state) = e.state.as_mut() {
-                if let Some(Value::Array(objects)) = state.outputs.get_mut("objects") {
-                    objects.extend(leftovers.iter().cloned());
-                }
+            if let Some(Value::Array(objects)) = e.state.as_mut().and_then(|s| s.outputs.get_mut("objects")) {
+                objects.extend(leftovers.iter().cloned());
             }
             e
         };
