@@ -1,0 +1,284 @@
+"""moto server with the SageMaker parts mlops needs and moto 5.2.5 lacks.
+
+Run with the venv's python: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
+
+Added, following the SageMaker API reference (action names, parameters, error codes, status names):
+- UpdateEndpoint; DeleteModelPackage; DeleteModelPackageGroup; ListFeatureGroups;
+  DeleteFeatureGroup; UpdateFeatureGroup (FeatureAdditions).
+- An endpoint lifecycle: CreateEndpoint leaves the endpoint `Creating`, UpdateEndpoint and
+  UpdateEndpointWeightsAndCapacities leave it `Updating`; after MOTO_SAGEMAKER_ENDPOINT_DELAY seconds
+  (default 2) it is `InService`, or, when a production variant asks for an instance type listed in
+  MOTO_SAGEMAKER_UNAVAILABLE_INSTANCE_TYPES (default ml.p3.16xlarge), `Failed` with AWS's capacity
+  FailureReason (a failed update rolls back: InService on the old config, FailureReason set).
+  Updating an endpoint that is not InService is a ValidationException, as on AWS.
+- Feature groups: OnlineStoreConfig kept and described, OfflineStoreConfig optional, and
+  DescribeFeatureGroup of a missing group is ResourceNotFound (moto answers HTTP 500).
+"""
+
+import os
+import sys
+import time
+
+from moto.core.responses import ActionResult, EmptyResult
+from moto.sagemaker import models as sm
+from moto.sagemaker.exceptions import ConflictException, ResourceNotFound, ValidationError
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemaker.utils import arn_formatter
+
+DELAY = float(os.environ.get("MOTO_SAGEMAKER_ENDPOINT_DELAY", "2"))
+UNAVAILABLE = {
+    t.strip()
+    for t in os.environ.get("MOTO_SAGEMAKER_UNAVAILABLE_INSTANCE_TYPES", "ml.p3.16xlarge").split(",")
+    if t.strip()
+}
+CAPACITY_REASON = (
+    "Unable to provision requested ML compute capacity due to InsufficientInstanceCapacity error. "
+    "Please retry using a different ML instance type or after some time."
+)
+
+
+def _unavailable(backend, config_name):
+    config = backend.endpoint_configs.get(config_name)
+    if config is None:
+        return None
+    for v in config.production_variants:
+        if v.get("InstanceType") in UNAVAILABLE:
+            return v.get("InstanceType")
+    return None
+
+
+# --- endpoint lifecycle -------------------------------------------------------------------------
+
+_original_response_object = sm.FakeEndpoint.response_object.fget
+
+
+def _settle(endpoint):
+    """Moves an endpoint along its lifecycle once its delay has passed."""
+    pending = getattr(endpoint, "_mlops_pending", None)
+    if pending is None or time.monotonic() < pending["at"]:
+        return
+    endpoint._mlops_pending = None
+    backend = pending["backend"]
+    failed_type = _unavailable(backend, pending["config"])
+    if pending["kind"] == "create":
+        if failed_type:
+            endpoint.endpoint_status = "Failed"
+            endpoint.failure_reason = CAPACITY_REASON
+        else:
+            endpoint.endpoint_status = "InService"
+    elif pending["kind"] == "update":
+        if failed_type:
+            # The update is rolled back: the endpoint keeps serving its old config.
+            endpoint.endpoint_status = "InService"
+            endpoint.failure_reason = CAPACITY_REASON
+        else:
+            config = backend.endpoint_configs[pending["config"]]
+            endpoint.endpoint_config_name = pending["config"]
+            endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+            endpoint.endpoint_status = "InService"
+            endpoint.failure_reason = None
+    else:  # weights and capacities
+        endpoint.endpoint_status = "InService"
+    endpoint.last_modified_time = sm.utcnow()
+
+
+def _response_object(self):
+    _settle(self)
+    return _original_response_object(self)
+
+
+sm.FakeEndpoint.response_object = property(_response_object)
+
+_original_create_endpoint = sm.SageMakerModelBackend.create_endpoint
+
+
+def _create_endpoint(self, endpoint_name, endpoint_config_name, tags):
+    if endpoint_name in self.endpoints:
+        arn = sm.FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)
+        raise ValidationError(message=f'Cannot create already existing endpoint "{arn}".')
+    endpoint = _original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
+    endpoint.endpoint_status = "Creating"
+    endpoint._mlops_pending = {"kind": "create", "at": time.monotonic() + DELAY, "config": endpoint_config_name, "backend": self}
+    return endpoint
+
+
+sm.SageMakerModelBackend.create_endpoint = _create_endpoint
+
+
+def _endpoint_in_service(backend, endpoint_name):
+    endpoint = backend.endpoints.get(endpoint_name)
+    arn = sm.FakeEndpoint.arn_formatter(endpoint_name, backend.account_id, backend.region_name)
+    if endpoint is None:
+        raise ValidationError(message=f"Could not find endpoint \"{arn}\".")
+    _settle(endpoint)
+    if endpoint.endpoint_status != "InService":
+        raise ValidationError(message=f"Cannot update in-progress endpoint \"{arn}\".")
+    return endpoint
+
+
+def update_endpoint(self, endpoint_name, endpoint_config_name):
+    endpoint = _endpoint_in_service(self, endpoint_name)
+    if endpoint_config_name not in self.endpoint_configs:
+        arn = sm.FakeEndpointConfig.arn_formatter(endpoint_config_name, self.account_id, self.region_name)
+        raise ValidationError(message=f"Could not find endpoint configuration \"{arn}\".")
+    endpoint.endpoint_status = "Updating"
+    endpoint.failure_reason = None
+    endpoint._mlops_pending = {"kind": "update", "at": time.monotonic() + DELAY, "config": endpoint_config_name, "backend": self}
+    return endpoint.arn
+
+
+sm.SageMakerModelBackend.update_endpoint = update_endpoint
+
+_original_weights = sm.SageMakerModelBackend.update_endpoint_weights_and_capacities
+
+
+def _update_weights(self, endpoint_name, desired_weights_and_capacities):
+    endpoint = _endpoint_in_service(self, endpoint_name)
+    arn = _original_weights(self, endpoint_name, desired_weights_and_capacities)
+    endpoint.endpoint_status = "Updating"
+    endpoint._mlops_pending = {"kind": "weights", "at": time.monotonic() + DELAY, "config": endpoint.endpoint_config_name, "backend": self}
+    return arn
+
+
+sm.SageMakerModelBackend.update_endpoint_weights_and_capacities = _update_weights
+
+
+def _r_update_endpoint(self):
+    arn = self.sagemaker_backend.update_endpoint(
+        endpoint_name=self._get_param("EndpointName"),
+        endpoint_config_name=self._get_param("EndpointConfigName"),
+    )
+    return ActionResult({"EndpointArn": arn})
+
+
+SageMakerResponse.update_endpoint = _r_update_endpoint
+
+# --- model registry -----------------------------------------------------------------------------
+
+
+def delete_model_package(self, model_package_name):
+    arn = self.model_package_name_mapping.get(model_package_name, model_package_name)
+    package = self.model_packages.pop(arn, None)
+    if package is None:
+        raise ValidationError(message=f"Model package {model_package_name} not found")
+    for key in [k for k, v in self.model_package_name_mapping.items() if v == arn]:
+        del self.model_package_name_mapping[key]
+
+
+def delete_model_package_group(self, model_package_group_name):
+    if model_package_group_name not in self.model_package_groups:
+        raise ValidationError(message=f"ModelPackageGroup {model_package_group_name} does not exist.")
+    if any(p.model_package_group_name == model_package_group_name for p in self.model_packages.values()):
+        raise ConflictException(
+            f"Model Package Group {model_package_group_name} still has model packages: delete them first."
+        )
+    del self.model_package_groups[model_package_group_name]
+
+
+sm.SageMakerModelBackend.delete_model_package = delete_model_package
+sm.SageMakerModelBackend.delete_model_package_group = delete_model_package_group
+
+
+def _r_delete_model_package(self):
+    self.sagemaker_backend.delete_model_package(self._get_param("ModelPackageName"))
+    return EmptyResult()
+
+
+def _r_delete_model_package_group(self):
+    self.sagemaker_backend.delete_model_package_group(self._get_param("ModelPackageGroupName"))
+    return EmptyResult()
+
+
+SageMakerResponse.delete_model_package = _r_delete_model_package
+SageMakerResponse.delete_model_package_group = _r_delete_model_package_group
+
+# --- feature groups -----------------------------------------------------------------------------
+
+
+def _feature_group_arn(backend, name):
+    return arn_formatter(region_name=backend.region_name, account_id=backend.account_id, _type="feature-group", _id=name.lower())
+
+
+def _find_feature_group(backend, name):
+    group = backend.feature_groups.get(_feature_group_arn(backend, name))
+    if group is None:
+        raise ResourceNotFound(message=f"Resource Not Found: FeatureGroup with name {name} not found")
+    return group
+
+
+def _r_create_feature_group(self):
+    backend = self.sagemaker_backend
+    offline = self._get_param("OfflineStoreConfig")
+    arn = backend.create_feature_group(
+        feature_group_name=self._get_param("FeatureGroupName"),
+        record_identifier_feature_name=self._get_param("RecordIdentifierFeatureName"),
+        event_time_feature_name=self._get_param("EventTimeFeatureName"),
+        feature_definitions=self._get_param("FeatureDefinitions"),
+        offline_store_config=offline or {"S3StorageConfig": {"S3Uri": ""}},
+        role_arn=self._get_param("RoleArn"),
+        tags=self._get_param("Tags"),
+    )
+    group = backend.feature_groups[arn]
+    group._mlops_online = self._get_param("OnlineStoreConfig")
+    group._mlops_has_offline = offline is not None
+    return ActionResult({"FeatureGroupArn": arn})
+
+
+def _r_describe_feature_group(self):
+    group = _find_feature_group(self.sagemaker_backend, self._get_param("FeatureGroupName"))
+    out = group.describe()
+    if getattr(group, "_mlops_online", None):
+        out["OnlineStoreConfig"] = group._mlops_online
+    if not getattr(group, "_mlops_has_offline", True):
+        out.pop("OfflineStoreConfig", None)
+    out["Tags"] = group.tags or []
+    return ActionResult(out)
+
+
+def _r_list_feature_groups(self):
+    backend = self.sagemaker_backend
+    name_contains = self._get_param("NameContains")
+    summaries = []
+    for g in backend.feature_groups.values():
+        if name_contains and name_contains not in g.feature_group_name:
+            continue
+        summaries.append(
+            {
+                "FeatureGroupName": g.feature_group_name,
+                "FeatureGroupArn": g.arn,
+                "CreationTime": g.creation_time,
+                "FeatureGroupStatus": "Created",
+            }
+        )
+    return ActionResult({"FeatureGroupSummaries": summaries})
+
+
+def _r_delete_feature_group(self):
+    backend = self.sagemaker_backend
+    group = _find_feature_group(backend, self._get_param("FeatureGroupName"))
+    del backend.feature_groups[group.arn]
+    return EmptyResult()
+
+
+def _r_update_feature_group(self):
+    group = _find_feature_group(self.sagemaker_backend, self._get_param("FeatureGroupName"))
+    additions = self._get_param("FeatureAdditions") or []
+    existing = {d["FeatureName"] for d in group.feature_definitions}
+    for a in additions:
+        if a["FeatureName"] in existing:
+            raise ValidationError(message=f"Feature {a['FeatureName']} already exists in FeatureGroup {group.feature_group_name}.")
+    group.feature_definitions = list(group.feature_definitions) + list(additions)
+    return ActionResult({"FeatureGroupArn": group.arn})
+
+
+SageMakerResponse.create_feature_group = _r_create_feature_group
+SageMakerResponse.describe_feature_group = _r_describe_feature_group
+SageMakerResponse.list_feature_groups = _r_list_feature_groups
+SageMakerResponse.delete_feature_group = _r_delete_feature_group
+SageMakerResponse.update_feature_group = _r_update_feature_group
+
+
+if __name__ == "__main__":
+    from moto.server import main
+
+    main(sys.argv[1:])
