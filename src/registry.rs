@@ -32,6 +32,8 @@ impl Registry {
         let mut r = Self::empty();
         #[cfg(feature = "local")]
         r.register("local", mlops_provider_local::factory);
+        #[cfg(feature = "aws")]
+        r.register("aws", mlops_provider_aws::factory);
         #[cfg(feature = "gcp")]
         r.register("gcp", mlops_provider_gcp::factory);
         #[cfg(feature = "kubernetes")]

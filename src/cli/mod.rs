@@ -55,6 +55,9 @@ pub enum Command {
     /// Plan environment TO at the versions (dataset manifests, model digests, generations) recorded
     /// in FROM's lineage; other per-environment values stay TO's.
     Promote(commands::promote::PromoteArgs),
+    /// Adopt an object that already exists (a SageMaker model, endpoint or feature group, an S3
+    /// dataset) into lineage as a spec resource, so the next plan compares against it.
+    Import(commands::import::ImportArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),
 }
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Show(a) => commands::show::run(&ctx, a),
         Command::Log(a) => commands::log::run(&ctx, a),
         Command::Unlock(a) => commands::unlock::run(&ctx, a),
+        Command::Import(a) => commands::import::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
         Command::Promote(a) => commands::promote::run(&ctx, a),
     };

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod import;
 pub mod init;
 pub mod log;
 pub mod plan;

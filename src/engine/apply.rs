@@ -300,7 +300,57 @@ pub async fn apply(
             Outcome { action: c.action, status: OutcomeStatus::Skipped, error: Some(format!("{because} failed")) },
         );
     }
+    changed_anyway += finish_deposed(stack, plan, &outcomes, &mut records, sink).await;
     ApplyReport { outcomes, records, applied, failed, changed_anyway }
+}
+
+/// Create-before-destroy, second half: what replacements left behind (`outputs.deposed`) is
+/// removed once every change depending on its resource went through. Returns how many resources
+/// it cleaned; what it cannot remove stays on record for the next apply.
+async fn finish_deposed(
+    stack: &Stack,
+    plan: &Plan,
+    outcomes: &Outcomes,
+    records: &mut BTreeMap<Address, ResourceRecord>,
+    sink: &dyn EventSink,
+) -> usize {
+    let pending: Vec<Address> = records
+        .iter()
+        .filter(|(_, r)| r.outputs.get("deposed").and_then(Value::as_array).is_some_and(|l| !l.is_empty()))
+        .map(|(a, _)| a.clone())
+        .collect();
+    let mut cleaned = 0;
+    for address in pending {
+        let dependents_done = plan
+            .changes
+            .iter()
+            .filter(|c| c.depends_on.contains(&address))
+            .all(|c| outcomes.get(&c.address.to_string()).is_none_or(|o| o.status == OutcomeStatus::Applied));
+        if !dependents_done {
+            continue;
+        }
+        let record = records[&address].clone();
+        let provider = match stack.spec.resource(&address) {
+            Some(r) => stack.provider(&r.config.provider, None),
+            None => stack.provider(&record.provider, Some(&record.provider_config)),
+        };
+        let Ok(provider) = provider else { continue };
+        let state = LiveState { attributes: record.attributes.clone(), outputs: record.outputs.clone() };
+        let progress = ResourceProgress { address: address.clone(), sink };
+        match provider.finish(&address, &state, &progress).await {
+            Ok(done) => {
+                if done.outputs != record.outputs {
+                    cleaned += 1;
+                }
+                records.insert(address, ResourceRecord { outputs: done.outputs, ..record });
+            }
+            Err(e) => sink.event(Event::Progress {
+                address: address.clone(),
+                message: format!("could not remove what its replacement left behind yet: {e}"),
+            }),
+        }
+    }
+    cleaned
 }
 
 fn record_of(

@@ -7,13 +7,22 @@ use crate::plan::{Action, ChangeTag, ResourceChange};
 
 /// Attributes whose change moves serving traffic (also as the last segment of a path, as in a
 /// Kubernetes object's `spec.predictor.canaryTrafficPercent`).
-const TRAFFIC: [&str; 6] =
-    ["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"];
+const TRAFFIC: [&str; 8] = [
+    "canary_percent",
+    "replicas",
+    "traffic",
+    "weights",
+    "capacity",
+    "canaryTrafficPercent",
+    "minReplicas",
+    "maxReplicas",
+];
 
 /// The last segment of an attribute path: `deployment.spec.replicas` → `replicas`.
 fn last_segment(path: &str) -> &str {
     path.rsplit(['.', '[']).next().unwrap_or(path).trim_end_matches(']').trim_matches('"')
 }
+
 /// Attributes that identify the model bytes.
 const MODEL_BYTES: [&str; 3] = ["artifact_digest", "model_digest", "generation"];
 

@@ -587,6 +587,15 @@ fn semantic_check(
                     if let Some(m) = field_ref("model") {
                         refs.push((vec!["model".into()], m, Some(Kind::Model)));
                     }
+                    for (i, v) in body.get("variants").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                        if let Some(m) = v.get("model").and_then(Value::as_str) {
+                            refs.push((
+                                vec!["variants".into(), i.to_string(), "model".into()],
+                                m.into(),
+                                Some(Kind::Model),
+                            ));
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -278,6 +278,12 @@ pub struct FeatureStore {
     /// Keep an offline store (history). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
+    /// Where the offline store writes (AWS): `s3://bucket/prefix`. Needed when `offline` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_uri: Option<String>,
+    /// IAM role the feature group writes its offline store as (AWS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -337,10 +343,37 @@ pub struct Endpoint {
     pub wait_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// Production variants sharing the endpoint's traffic by weight (AWS), for canaries and
+    /// blue/green: e.g. `[{name: blue, weight: 90}, {name: green, model: models.v2, weight: 10}]`.
+    /// Without it the endpoint has one variant, `primary`, serving `model`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// The variant's name, unique within the endpoint.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$"))]
+    pub name: String,
+    /// The model it serves; default: the endpoint's `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<Reference>,
+    /// Default: the endpoint's `instance_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    /// Default: the endpoint's `instance_count`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub instance_count: Option<u32>,
+    /// Relative share of traffic. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub weight: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

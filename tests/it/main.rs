@@ -1,5 +1,7 @@
 //! The integration tests: one binary, a shared `TestEnv`.
 
+#[cfg(all(feature = "aws", feature = "gcp"))]
+mod aws;
 mod ci;
 mod common;
 mod environments;

@@ -1,1 +1,442 @@
-pub fn x() {}
+//! The AWS provider: datasets on S3, and SageMaker models (with the model registry), endpoints
+//! and feature groups.
+//!
+//! - Credentials, region and endpoint come from the standard AWS chain (environment, profiles,
+//!   SSO, IMDS; `AWS_ENDPOINT_URL` honoured), overridable by the provider block (`region`,
+//!   `profile`, `endpoint_url`). Standard retry mode, 3 attempts, 3 s connect timeout; errors
+//!   carry the whole cause chain.
+//! - Everything created carries the ownership tags `mlops:project` and `mlops:address`.
+//! - SageMaker models are immutable: a change creates a model under a new content-hashed name
+//!   (create before destroy); the old one is deleted by [`Provider::finish`] once the endpoints
+//!   serving it have moved to the new one.
+//! - Endpoint configs are immutable too: a change creates a new config, `UpdateEndpoint` switches
+//!   to it, and the old config is deleted once the endpoint is InService again; weight- and
+//!   capacity-only changes use `UpdateEndpointWeightsAndCapacities`, with no new config.
+
+mod dataset;
+mod endpoint;
+mod feature_group;
+mod model;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use mlops_provider_core::{
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use sha2::{Digest, Sha256};
+
+pub const PROJECT_TAG: &str = "mlops:project";
+pub const ADDRESS_TAG: &str = "mlops:address";
+
+/// Builds the provider from its `providers.aws` block.
+pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+    let s = |k: &str| block.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(Arc::new(AwsProvider {
+        region: s("region"),
+        profile: s("profile"),
+        endpoint_url: s("endpoint_url"),
+        project: ctx.project.clone(),
+        base_dir: ctx.base_dir.clone(),
+        clients: tokio::sync::OnceCell::new(),
+    }))
+}
+
+pub struct AwsProvider {
+    region: Option<String>,
+    profile: Option<String>,
+    endpoint_url: Option<String>,
+    project: String,
+    base_dir: std::path::PathBuf,
+    clients: tokio::sync::OnceCell<Clients>,
+}
+
+pub(crate) struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub sm: aws_sdk_sagemaker::Client,
+    pub region: String,
+    /// Polling starts fast against an emulator, slow against AWS.
+    pub emulated: bool,
+}
+
+/// An SDK error with its whole cause chain, classified.
+pub(crate) fn sdk_error<E, R>(what: &str, e: aws_smithy_runtime_api::client::result::SdkError<E, R>) -> ProviderError
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    let kind = match &e {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => ErrorKind::Unavailable,
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some("ValidationException" | "InvalidParameterValue" | "ResourceNotFound" | "NoSuchBucket") => {
+                ErrorKind::Invalid
+            }
+            Some("ConflictException" | "ResourceInUse") => ErrorKind::Conflict,
+            Some("ThrottlingException" | "ServiceUnavailable" | "InternalFailure") => ErrorKind::Unavailable,
+            _ => ErrorKind::Failed,
+        },
+        _ => ErrorKind::Failed,
+    };
+    let hint = if kind == ErrorKind::Unavailable { " (the AWS endpoint did not answer; retried 3 times)" } else { "" };
+    ProviderError::new(kind, format!("{what}: {}{hint}", DisplayErrorContext(&e)))
+}
+
+/// The error code of a service error, if the call reached the service.
+pub(crate) fn error_code<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> Option<String>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    match e {
+        aws_smithy_runtime_api::client::result::SdkError::ServiceError(se) => se.err().code().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The error message of a service error.
+pub(crate) fn error_message<E, R>(e: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    match e {
+        aws_smithy_runtime_api::client::result::SdkError::ServiceError(se) => {
+            se.err().message().unwrap_or_default().to_string()
+        }
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn obj(v: Value) -> Attributes {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attributes::new(),
+    }
+}
+
+/// Eight hex digits of sha256 over `parts`: the suffix that makes immutable objects' names unique.
+pub(crate) fn short_hash(parts: &[&Value]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(serde_json::to_vec(p).expect("values serialize"));
+        h.update([0]);
+    }
+    hex::encode(h.finalize())[..8].to_string()
+}
+
+/// A SageMaker name (`^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`) from a spec name and a suffix.
+pub(crate) fn sagemaker_name(base: &str, suffix: &str) -> String {
+    let mut b: String = base.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    b.truncate(62 - suffix.len() - 1);
+    let b = b.trim_end_matches('-');
+    format!("{b}-{suffix}")
+}
+
+/// `s3://bucket/key` → (bucket, key).
+pub(crate) fn parse_s3(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let ok = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    ok.then(|| (bucket.to_string(), key.to_string()))
+}
+
+pub(crate) fn labels_of(config: &ResourceConfig) -> BTreeMap<String, String> {
+    config
+        .body
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default()
+}
+
+/// How long to wait before the next poll: quick against an emulator, doubling up to a cap.
+pub(crate) fn next_poll(current: Duration, emulated: bool) -> Duration {
+    let cap = if emulated { Duration::from_secs(1) } else { Duration::from_secs(15) };
+    (current * 2).min(cap)
+}
+
+pub(crate) fn first_poll(emulated: bool) -> Duration {
+    if emulated { Duration::from_millis(250) } else { Duration::from_secs(5) }
+}
+
+impl AwsProvider {
+    pub(crate) async fn clients(&self) -> Result<&Clients, ProviderError> {
+        self.clients
+            .get_or_try_init(|| async {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .retry_config(RetryConfig::standard().with_max_attempts(3))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(3))
+                            .operation_attempt_timeout(Duration::from_secs(60))
+                            .build(),
+                    );
+                if let Some(r) = &self.region {
+                    loader = loader.region(aws_config::Region::new(r.clone()));
+                }
+                if let Some(p) = &self.profile {
+                    loader = loader.profile_name(p);
+                }
+                if let Some(u) = &self.endpoint_url {
+                    loader = loader.endpoint_url(u);
+                }
+                let config = loader.load().await;
+                let region = config.region().map(|r| r.to_string()).ok_or_else(|| {
+                    ProviderError::invalid(
+                        "no AWS region: set `region` in the aws provider block, AWS_REGION, or a profile's region",
+                    )
+                })?;
+                let emulated = self.endpoint_url.is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL").is_some()
+                    || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+                // Emulators serve one host: path-style bucket addressing.
+                let s3_config = aws_sdk_s3::config::Builder::from(&config).force_path_style(emulated).build();
+                Ok(Clients {
+                    s3: aws_sdk_s3::Client::from_conf(s3_config),
+                    sm: aws_sdk_sagemaker::Client::new(&config),
+                    region,
+                    emulated,
+                })
+            })
+            .await
+    }
+
+    /// Ownership tags plus the resource's labels.
+    pub(crate) fn tags(&self, config: &ResourceConfig) -> BTreeMap<String, String> {
+        let mut t = labels_of(config);
+        t.insert(PROJECT_TAG.into(), self.project.clone());
+        t.insert(ADDRESS_TAG.into(), config.address.to_string());
+        t
+    }
+
+    pub(crate) fn sm_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_sagemaker::types::Tag> {
+        tags.iter().map(|(k, v)| aws_sdk_sagemaker::types::Tag::builder().key(k).value(v).build()).collect()
+    }
+
+    /// Tags of a SageMaker resource; `mlops:*` tags are kept apart from the user's labels.
+    pub(crate) async fn sm_tags_of(&self, arn: &str) -> Result<BTreeMap<String, String>, ProviderError> {
+        let c = self.clients().await?;
+        let out =
+            c.sm.list_tags()
+                .resource_arn(arn)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("list tags of {arn}"), e))?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+            .collect())
+    }
+
+    /// Brings a SageMaker resource's tags to `want` (ownership tags included).
+    pub(crate) async fn sync_sm_tags(&self, arn: &str, want: &BTreeMap<String, String>) -> Result<(), ProviderError> {
+        let c = self.clients().await?;
+        let have = self.sm_tags_of(arn).await?;
+        let stale: Vec<String> = have.keys().filter(|k| !want.contains_key(*k)).cloned().collect();
+        if !stale.is_empty() {
+            c.sm.delete_tags()
+                .resource_arn(arn)
+                .set_tag_keys(Some(stale))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("untag {arn}"), e))?;
+        }
+        let changed: BTreeMap<String, String> =
+            want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        if !changed.is_empty() {
+            c.sm.add_tags()
+                .resource_arn(arn)
+                .set_tags(Some(Self::sm_tags(&changed)))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("tag {arn}"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// User labels out of a tag set.
+pub(crate) fn labels_from_tags(tags: &BTreeMap<String, String>) -> Value {
+    Value::Object(
+        tags.iter()
+            .filter(|(k, _)| !k.starts_with("mlops:"))
+            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+            .collect(),
+    )
+}
+
+fn diag(path: ValuePath, message: String, help: &str) -> ConfigDiagnostic {
+    ConfigDiagnostic { path, code: "spec::unsupported_value".into(), message, help: Some(help.into()) }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    fn name(&self) -> &str {
+        "aws"
+    }
+
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let mut out = Vec::new();
+        let b = &config.body;
+        match config.address.kind {
+            Kind::Dataset => match config.str("uri") {
+                None => out.push(diag(
+                    ValuePath::root(),
+                    format!("{} is on aws and needs a `uri`", config.address),
+                    "add `uri: s3://BUCKET/PREFIX/`",
+                )),
+                Some(u) if parse_s3(u).is_none() => out.push(diag(
+                    ValuePath::key("uri"),
+                    format!("`{u}` is not a valid s3://bucket/prefix URI"),
+                    "bucket names are 3-63 lowercase letters, digits, `-` and `.`",
+                )),
+                _ => {}
+            },
+            Kind::Model => {
+                match config.str("artifact") {
+                    Some(a) if parse_s3(a).is_some_and(|(_, k)| !k.is_empty()) => {}
+                    Some(a) => out.push(diag(
+                        ValuePath::key("artifact"),
+                        format!("`{a}` is not an s3://bucket/key URI"),
+                        "a SageMaker model loads its artifact from S3: `artifact: s3://BUCKET/path/model.tar.gz`",
+                    )),
+                    None => {}
+                }
+                for (key, help) in [
+                    (
+                        "image",
+                        "the inference container image, e.g. `image: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1`",
+                    ),
+                    (
+                        "execution_role",
+                        "the IAM role SageMaker runs the model as: `execution_role: arn:aws:iam::ACCOUNT:role/NAME`",
+                    ),
+                ] {
+                    if b.get(key).is_none() {
+                        out.push(diag(ValuePath::root(), format!("a SageMaker model needs `{key}`"), help));
+                    }
+                }
+            }
+            Kind::Endpoint => out.extend(endpoint::check(config)),
+            Kind::FeatureStore => out.extend(feature_group::check(config)),
+        }
+        out
+    }
+
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        match config.address.kind {
+            Kind::Dataset => dataset::desired(self, config).await,
+            Kind::Model => model::desired(self, config).await,
+            Kind::Endpoint => endpoint::desired(self, config, deps).await,
+            Kind::FeatureStore => feature_group::desired(self, config).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        match address.kind {
+            Kind::Dataset => dataset::read(self, prior, desired).await,
+            Kind::Model => model::read(self, prior, desired).await,
+            Kind::Endpoint => endpoint::read(self, address, prior, desired).await,
+            Kind::FeatureStore => feature_group::read(self, address).await,
+        }
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        match request.address.kind {
+            Kind::Dataset => dataset::apply(self, &request, progress).await,
+            Kind::Model => model::apply(self, &request, progress).await,
+            Kind::Endpoint => endpoint::apply(self, &request, progress).await,
+            Kind::FeatureStore => feature_group::apply(self, &request, progress).await,
+        }
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        match address.kind {
+            Kind::Dataset => dataset::delete(self, prior, progress).await,
+            Kind::Model => model::delete(self, prior, progress).await,
+            Kind::Endpoint => endpoint::delete(self, address, prior, progress).await,
+            Kind::FeatureStore => feature_group::delete(self, address, progress).await,
+        }
+    }
+
+    async fn finish(
+        &self,
+        address: &Address,
+        state: &LiveState,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        match address.kind {
+            Kind::Model => model::finish(self, state, progress).await,
+            _ => Ok(state.clone()),
+        }
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let found = match config.address.kind {
+            Kind::Model => model::import(self, id).await?,
+            Kind::Endpoint => endpoint::read_named(self, id).await?,
+            Kind::FeatureStore => feature_group::read_named(self, id).await?,
+            Kind::Dataset => dataset::read_uri(self, id).await?,
+        };
+        let what = match config.address.kind {
+            Kind::Dataset => "S3 location",
+            Kind::Model => "SageMaker model",
+            Kind::Endpoint => "SageMaker endpoint",
+            Kind::FeatureStore => "SageMaker feature group",
+        };
+        found.ok_or_else(|| ProviderError::invalid(format!("{what} `{id}` does not exist in {}", self.where_())))
+    }
+}
+
+impl AwsProvider {
+    fn where_(&self) -> String {
+        let _ = &self.base_dir;
+        match (&self.region, &self.endpoint_url) {
+            (_, Some(u)) => u.clone(),
+            (Some(r), None) => r.clone(),
+            _ => "the configured AWS account".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_uris() {
+        assert_eq!(sagemaker_name("churn_xgb.v2", "0123abcd"), "churn-xgb-v2-0123abcd");
+        assert!(sagemaker_name(&"a".repeat(100), "0123abcd").len() <= 63);
+        assert_eq!(parse_s3("s3://my-bucket/a/b"), Some(("my-bucket".into(), "a/b".into())));
+        assert_eq!(parse_s3("s3://my-bucket"), Some(("my-bucket".into(), "".into())));
+        assert_eq!(parse_s3("s3://My_Bucket/x"), None);
+        assert_eq!(parse_s3("gs://b/x"), None);
+    }
+}
+
+/// The SDK crates this provider is built on, for tests that check the backend directly.
+pub mod sdk {
+    pub use aws_config;
+    pub use aws_sdk_s3;
+    pub use aws_sdk_sagemaker;
+}

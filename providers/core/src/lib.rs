@@ -360,6 +360,49 @@ pub trait Provider: Send + Sync {
     /// Deletes a resource this tool created.
     async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress)
     -> Result<(), ProviderError>;
+
+    /// Removes what a create-before-destroy replacement left behind (outputs `deposed`: e.g. the
+    /// previous SageMaker model), once everything depending on the resource has moved off it.
+    /// Returns the state without them. Called only when `outputs.deposed` is a non-empty list.
+    async fn finish(
+        &self,
+        _address: &Address,
+        state: &LiveState,
+        _progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        Ok(state.clone())
+    }
+
+    /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
+    /// URI), to adopt it as the resource `config` declares (`mlops import`).
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let _ = id;
+        Err(ProviderError::invalid(format!("the {} provider cannot import {}", self.name(), config.address.kind)))
+    }
+}
+
+/// Every regular file under `dir`, by its path relative to `dir` with `/` separators (a
+/// dataset's `source`). Symlinks and special files are not part of a dataset.
+pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, ProviderError> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|e| {
+            ProviderError::invalid(format!("cannot list {}: {e}", d.display())).at(ValuePath::key("source"))
+        })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() {
+                let rel = path.strip_prefix(dir).unwrap_or(&path);
+                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+                out.insert(rel, path);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A duration as the spec writes it: `90s`, `10m`, `1h`, or a number of seconds.

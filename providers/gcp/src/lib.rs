@@ -11,7 +11,7 @@
 //! Google with Application Default Credentials. Calls are retried at most 3 times on transient
 //! errors, with a 3 s connect timeout, so an unreachable endpoint fails within seconds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -142,28 +142,6 @@ fn checksums(path: &Path) -> Result<(String, String, u64), ProviderError> {
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     Ok((b64.encode(md5.finalize()), b64.encode(crc.to_be_bytes()), size))
-}
-
-fn local_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>, ProviderError> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| {
-            ProviderError::invalid(format!("cannot list {}: {e}", d.display())).at(ValuePath::key("source"))
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_file() {
-                let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                out.insert(rel, path);
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn file_entry(md5: &str, crc32c: &str, size: u64) -> Value {
@@ -341,7 +319,7 @@ impl GcpProvider {
                         .at(ValuePath::key("source")));
                 }
                 let mut m = serde_json::Map::new();
-                for (rel, path) in local_files(&src)? {
+                for (rel, path) in mlops_provider_core::source_files(&src)? {
                     let (md5, crc, size) = checksums(&path)?;
                     m.insert(rel, file_entry(&md5, &crc, size));
                 }

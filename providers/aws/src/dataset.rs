@@ -1,0 +1,285 @@
+//! Datasets on `s3://bucket/prefix/`: a versioned bucket, `source` synced by content digest.
+//!
+//! The desired state is the source's manifest (key → md5, size: the ETag of a single-part upload);
+//! the live state is the prefix's latest object versions. The version recorded in lineage is the
+//! manifest of key → VersionId + ETag, so an object added, changed or removed behind our back is
+//! drift (`versions` shows old → new VersionIds).
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfiguration};
+use base64::Engine;
+use mlops_provider_core::{
+    ApplyRequest, Desired, LiveState, PriorState, Progress, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::{AwsProvider, obj, parse_s3, sdk_error};
+
+/// The bucket and the prefix (empty, or ending with `/`).
+fn location(uri: &str) -> Result<(String, String), ProviderError> {
+    let (bucket, key) = parse_s3(uri)
+        .ok_or_else(|| ProviderError::invalid(format!("`{uri}` is not an s3:// URI")).at(ValuePath::key("uri")))?;
+    let prefix = if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") };
+    Ok((bucket, prefix))
+}
+
+/// md5 (hex, as S3 reports a single-part upload's ETag) and size of a file.
+fn md5_of(path: &std::path::Path) -> Result<(String, u64), ProviderError> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+    let (mut h, mut size) = (md5::Md5::new(), 0u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        md5::Digest::update(&mut h, &buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(md5::Digest::finalize(h)), size))
+}
+
+fn source_dir(config: &ResourceConfig) -> Option<std::path::PathBuf> {
+    config.str("source").map(|s| config.base_dir.join(s))
+}
+
+pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+    let uri = config.str("uri").unwrap_or_default();
+    location(uri)?;
+    let mut d = Desired::default();
+    d.attributes.insert("uri".into(), json!(uri));
+    if let Some(src) = source_dir(config) {
+        let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
+            if !src.is_dir() {
+                return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
+                    .at(ValuePath::key("source")));
+            }
+            let mut m = serde_json::Map::new();
+            for (rel, path) in mlops_provider_core::source_files(&src)? {
+                let (md5, size) = md5_of(&path)?;
+                m.insert(rel, json!({ "etag": md5, "size": size }));
+            }
+            Ok(Value::Object(m))
+        })
+        .await
+        .map_err(|e| ProviderError::failed(format!("digest task failed: {e}")))??;
+        d.attributes.insert("files".into(), files);
+        if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
+            d.subset.insert("files".into());
+        }
+    }
+    Ok(d)
+}
+
+pub(crate) async fn read(
+    p: &AwsProvider,
+    prior: Option<&PriorState>,
+    desired: Option<&Desired>,
+) -> Result<Option<LiveState>, ProviderError> {
+    let uri = desired
+        .and_then(|d| d.attributes.get("uri"))
+        .or_else(|| prior.and_then(|p| p.attributes.get("uri")))
+        .and_then(Value::as_str);
+    match uri {
+        Some(uri) => read_uri(p, uri).await,
+        None => Ok(None),
+    }
+}
+
+async fn bucket_exists(p: &AwsProvider, bucket: &str) -> Result<bool, ProviderError> {
+    let c = p.clients().await?;
+    match c.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+        Err(e) => Err(sdk_error(&format!("head bucket s3://{bucket}"), e)),
+    }
+}
+
+pub(crate) async fn read_uri(p: &AwsProvider, uri: &str) -> Result<Option<LiveState>, ProviderError> {
+    let (bucket, prefix) = location(uri)?;
+    if !bucket_exists(p, &bucket).await? {
+        return Ok(None);
+    }
+    let c = p.clients().await?;
+    let mut files = serde_json::Map::new();
+    let mut versions = serde_json::Map::new();
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let out =
+            c.s3.list_object_versions()
+                .bucket(&bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("list s3://{bucket}/{prefix}"), e))?;
+        for v in out.versions() {
+            if !v.is_latest().unwrap_or(false) {
+                continue;
+            }
+            let Some(rel) = v.key().and_then(|k| k.strip_prefix(&prefix)) else { continue };
+            if rel.is_empty() || rel.ends_with('/') {
+                continue;
+            }
+            let etag = v.e_tag().unwrap_or_default().trim_matches('"').to_string();
+            files.insert(rel.to_string(), json!({ "etag": etag, "size": v.size().unwrap_or(0) }));
+            versions.insert(rel.to_string(), json!(v.version_id().unwrap_or("null")));
+        }
+        if out.is_truncated() == Some(true) {
+            key_marker = out.next_key_marker().map(str::to_string);
+            version_marker = out.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    let mut manifest = Sha256::new();
+    for (rel, f) in &files {
+        manifest.update(format!("{rel}\0{}\0{}\n", versions[rel], f["etag"]).as_bytes());
+    }
+    let version = format!("sha256:{}", hex::encode(manifest.finalize()));
+    let mut attributes = obj(json!({ "uri": uri, "files": files }));
+    // Not desired (the spec cannot know them), so only drift shows them: a rewrite behind our back.
+    attributes.insert("versions".into(), Value::Object(versions.clone()));
+    let outputs = obj(json!({
+        "bucket": bucket,
+        "prefix": prefix,
+        "version": version,
+        "object_count": files.len(),
+        "version_ids": versions,
+    }));
+    Ok(Some(LiveState { attributes, outputs }))
+}
+
+pub(crate) async fn apply(
+    p: &AwsProvider,
+    req: &ApplyRequest<'_>,
+    progress: &dyn Progress,
+) -> Result<LiveState, ProviderError> {
+    let uri = req.config.str("uri").unwrap_or_default();
+    let (bucket, prefix) = location(uri)?;
+    let c = p.clients().await?;
+    if !bucket_exists(p, &bucket).await? {
+        progress.report(&format!("creating bucket s3://{bucket}"));
+        let mut create = c.s3.create_bucket().bucket(&bucket);
+        if c.region != "us-east-1" {
+            create = create.create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(c.region.as_str()))
+                    .build(),
+            );
+        }
+        create.send().await.map_err(|e| sdk_error(&format!("create bucket s3://{bucket}"), e))?;
+        // Ownership tags and labels on a bucket mlops created; a shared bucket's tags are its owner's.
+        let mut tags = p.tags(req.config);
+        tags.insert("mlops:created-by".into(), "mlops".into());
+        let tag_set: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| {
+                Tag::builder().key(k).value(v).build().map_err(|e| ProviderError::invalid(format!("tag {k}: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| ProviderError::invalid(format!("bucket tags: {e}")))?;
+        c.s3.put_bucket_tagging()
+            .bucket(&bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("tag s3://{bucket}"), e))?;
+    }
+    // Idempotent: a bucket made by someone else gets versioning too, so every object has a version.
+    c.s3.put_bucket_versioning()
+        .bucket(&bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("turn on versioning of s3://{bucket}"), e))?;
+    let want: BTreeMap<String, Value> = req
+        .desired
+        .attributes
+        .get("files")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let have: BTreeMap<String, Value> = req
+        .live
+        .and_then(|l| l.attributes.get("files"))
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let src = source_dir(req.config);
+    let (mut uploaded, mut deleted) = (0usize, 0usize);
+    for (rel, entry) in &want {
+        if have.get(rel) == Some(entry) {
+            continue;
+        }
+        let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+        let path = src.join(rel);
+        let (md5, _) = md5_of(&path)?;
+        if entry.get("etag").and_then(Value::as_str) != Some(md5.as_str()) {
+            return Err(ProviderError::new(
+                mlops_provider_core::ErrorKind::Conflict,
+                format!("{} changed since the plan was made; plan again", path.display()),
+            ));
+        }
+        let body = ByteStream::from_path(&path)
+            .await
+            .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
+        let md5_b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(&md5).unwrap_or_default());
+        let key = format!("{prefix}{rel}");
+        c.s3.put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .body(body)
+            .content_md5(md5_b64)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("upload s3://{bucket}/{key}"), e))?;
+        uploaded += 1;
+    }
+    if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
+        for rel in have.keys().filter(|k| !want.contains_key(*k)) {
+            let key = format!("{prefix}{rel}");
+            c.s3.delete_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("delete s3://{bucket}/{key}"), e))?;
+            deleted += 1;
+        }
+    }
+    progress.report(&format!("{uploaded} object(s) uploaded, {deleted} deleted (earlier versions are kept)"));
+    read_uri(p, uri).await?.ok_or_else(|| ProviderError::failed(format!("{uri} is missing right after it was written")))
+}
+
+/// Deletes the objects lineage says we wrote (a delete marker each: versioning keeps the data).
+pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+    let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
+    let Ok((bucket, prefix)) = location(uri) else { return Ok(()) };
+    let c = p.clients().await?;
+    let versions = prior.attributes.get("versions").and_then(Value::as_object).cloned().unwrap_or_default();
+    for rel in versions.keys() {
+        let key = format!("{prefix}{rel}");
+        c.s3.delete_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("delete s3://{bucket}/{key}"), e))?;
+        progress.report(&format!("deleted s3://{bucket}/{key} (its versions are kept)"));
+    }
+    Ok(())
+}

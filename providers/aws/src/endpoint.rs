@@ -1,0 +1,506 @@
+//! SageMaker endpoints: an EndpointConfig of production variants, and the Endpoint serving it.
+//!
+//! What an EndpointConfig fixes (each variant's model and instance type) is hashed into its name;
+//! weights and instance counts are attributes of their own. So a change of model or instance type
+//! creates a new config, `UpdateEndpoint` switches to it, and the old config is deleted once the
+//! endpoint is InService again; a weight- or capacity-only change is one
+//! `UpdateEndpointWeightsAndCapacities`, with no new config.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_sagemaker::types::{DesiredWeightAndCapacity, ProductionVariant, ProductionVariantInstanceType};
+use mlops_provider_core::{
+    Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, LiveState, Operation, PriorState,
+    Progress, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+
+use crate::{
+    AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, obj,
+    sagemaker_name, sdk_error, short_hash,
+};
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
+
+fn endpoint_name(address: &Address) -> String {
+    address.name.replace(['_', '.'], "-")
+}
+
+/// A weight as compared: SageMaker keeps f32, the spec writes decimals.
+fn weight(w: f64) -> Value {
+    json!((w * 1000.0).round() / 1000.0)
+}
+
+pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+    let b = &config.body;
+    let mut out = Vec::new();
+    for key in ["runtime", "image", "args", "port", "resources", "max_replicas", "env"] {
+        if b.get(key).is_some() {
+            out.push(diag(
+                ValuePath::key(key),
+                format!("`{key}` is a Kubernetes setting; a SageMaker endpoint would ignore it"),
+                "remove it, or serve this endpoint with `provider: kubernetes`",
+            ));
+        }
+    }
+    if b.pointer("/traffic/canary_percent").is_some() {
+        out.push(diag(
+            ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+            "on AWS a canary is a weighted production variant; `traffic.canary_percent` would be ignored".into(),
+            "declare `variants: [{name: blue, weight: 90}, {name: green, model: models.NEW, weight: 10}]`",
+        ));
+    }
+    let variants = b.get("variants").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, v) in variants.iter().enumerate() {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        if !seen.insert(name.to_string()) {
+            out.push(diag(
+                ValuePath(vec!["variants".into(), i.to_string(), "name".into()]),
+                format!("variant `{name}` is declared twice"),
+                "give every variant its own name",
+            ));
+        }
+        if v.get("instance_type").is_none() && b.get("instance_type").is_none() {
+            out.push(diag(
+                ValuePath(vec!["variants".into(), i.to_string()]),
+                format!("variant `{name}` has no `instance_type`"),
+                "set `instance_type` on the variant or on the endpoint, e.g. ml.m5.large",
+            ));
+        }
+    }
+    if variants.is_empty() && b.get("instance_type").is_none() {
+        out.push(diag(
+            ValuePath::root(),
+            format!("{} is a SageMaker endpoint and needs an `instance_type`", config.address),
+            "e.g. `instance_type: ml.m5.large`",
+        ));
+    }
+    if let Some(t) = config.str("wait_timeout").filter(|t| mlops_provider_core::parse_duration(t).is_none()) {
+        out.push(diag(ValuePath::key("wait_timeout"), format!("`{t}` is not a duration"), "write e.g. 90s, 10m or 1h"));
+    }
+    out
+}
+
+struct VariantSpec {
+    name: String,
+    model_name: String,
+    instance_type: String,
+    count: i64,
+    weight: f64,
+}
+
+fn variants(config: &ResourceConfig, deps: &Dependencies) -> Result<Vec<VariantSpec>, ProviderError> {
+    let b = &config.body;
+    let listed = b.get("variants").and_then(Value::as_array).cloned().unwrap_or_default();
+    let listed = if listed.is_empty() { vec![json!({ "name": "primary" })] } else { listed };
+    let mut out = Vec::new();
+    for (i, v) in listed.iter().enumerate() {
+        let path = if b.get("variants").is_some() {
+            ValuePath(vec!["variants".into(), i.to_string(), "model".into()])
+        } else {
+            ValuePath::key("model")
+        };
+        let model = v.get("model").or_else(|| b.get("model")).and_then(Value::as_str).unwrap_or_default();
+        let addr: Option<Address> = model.parse().ok();
+        let model_name = addr
+            .as_ref()
+            .and_then(|a| deps.get(a))
+            .and_then(|d| d.attributes.get("model_name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ProviderError::invalid(format!(
+                    "{model} is not a SageMaker model: a SageMaker endpoint serves models on aws"
+                ))
+                .at(path.clone())
+            })?;
+        out.push(VariantSpec {
+            name: v.get("name").and_then(Value::as_str).unwrap_or("primary").to_string(),
+            model_name: model_name.to_string(),
+            instance_type: v
+                .get("instance_type")
+                .or_else(|| b.get("instance_type"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            count: v.get("instance_count").or_else(|| b.get("instance_count")).and_then(Value::as_i64).unwrap_or(1),
+            weight: v.get("weight").and_then(Value::as_f64).unwrap_or(1.0),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn desired(
+    p: &AwsProvider,
+    config: &ResourceConfig,
+    deps: &Dependencies,
+) -> Result<Desired, ProviderError> {
+    let vs = variants(config, deps)?;
+    let identity: Vec<Value> = vs
+        .iter()
+        .map(|v| json!({ "name": v.name, "model_name": v.model_name, "instance_type": v.instance_type }))
+        .collect();
+    let identity = Value::Array(identity);
+    let name = endpoint_name(&config.address);
+    let mut d = Desired::default();
+    let a = &mut d.attributes;
+    a.insert("endpoint_name".into(), json!(name));
+    a.insert("config_name".into(), json!(sagemaker_name(&name, &short_hash(&[&identity]))));
+    a.insert("variants".into(), identity);
+    a.insert("weights".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), weight(v.weight))).collect()));
+    a.insert("capacity".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), json!(v.count))).collect()));
+    a.insert("status".into(), json!("InService"));
+    a.insert("labels".into(), json!(labels_of(config)));
+    d.expected_wait_secs = Some(600);
+    // A Failed endpoint cannot be updated, only deleted and created again.
+    let c = p.clients().await?;
+    if let Ok(e) = c.sm.describe_endpoint().endpoint_name(&name).send().await {
+        if e.endpoint_status().map(|s| s.as_str()) == Some("Failed") {
+            d.force_new.insert("status".into());
+        }
+    }
+    Ok(d)
+}
+
+pub(crate) async fn read(
+    p: &AwsProvider,
+    address: &Address,
+    prior: Option<&PriorState>,
+    desired: Option<&Desired>,
+) -> Result<Option<LiveState>, ProviderError> {
+    let name = desired
+        .and_then(|d| d.attributes.get("endpoint_name"))
+        .or_else(|| prior.and_then(|p| p.attributes.get("endpoint_name")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| endpoint_name(address));
+    read_named(p, &name).await
+}
+
+pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {
+    let c = p.clients().await?;
+    let e = match c.sm.describe_endpoint().endpoint_name(name).send().await {
+        Ok(e) => e,
+        Err(e)
+            if error_code(&e).as_deref() == Some("ValidationException")
+                && error_message(&e).contains("Could not find") =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(sdk_error(&format!("describe endpoint {name}"), e)),
+    };
+    let config_name = e.endpoint_config_name().unwrap_or_default().to_string();
+    let cfg =
+        c.sm.describe_endpoint_config()
+            .endpoint_config_name(&config_name)
+            .send()
+            .await
+            .map_err(|err| sdk_error(&format!("describe endpoint config {config_name}"), err))?;
+    let identity: Vec<Value> = cfg
+        .production_variants()
+        .iter()
+        .map(|v| {
+            json!({
+                "name": v.variant_name(),
+                "model_name": v.model_name(),
+                "instance_type": v.instance_type().map(|t| t.as_str()),
+            })
+        })
+        .collect();
+    let mut weights = serde_json::Map::new();
+    let mut capacity = serde_json::Map::new();
+    for v in e.production_variants() {
+        let vname = v.variant_name().unwrap_or_default().to_string();
+        let configured = cfg.production_variants().iter().find(|c| c.variant_name() == Some(vname.as_str()));
+        let w = v.current_weight().or(v.desired_weight()).or(configured.and_then(|c| c.initial_variant_weight()));
+        let n = v
+            .current_instance_count()
+            .or(v.desired_instance_count())
+            .or(configured.and_then(|c| c.initial_instance_count()));
+        weights.insert(vname.clone(), w.map(|w| weight(f64::from(w))).unwrap_or(Value::Null));
+        capacity.insert(vname, json!(n));
+    }
+    let arn = e.endpoint_arn().unwrap_or_default().to_string();
+    let tags = p.sm_tags_of(&arn).await?;
+    let attributes = obj(json!({
+        "endpoint_name": name,
+        "config_name": config_name,
+        "variants": identity,
+        "weights": weights,
+        "capacity": capacity,
+        "status": e.endpoint_status().map(|s| s.as_str()),
+        "labels": labels_from_tags(&tags),
+    }));
+    let outputs = obj(json!({
+        "endpoint_arn": arn,
+        "endpoint_name": name,
+        "config_name": config_name,
+        "model_names": cfg.production_variants().iter().map(|v| v.model_name()).collect::<Vec<_>>(),
+        "failure_reason": e.failure_reason(),
+    }));
+    Ok(Some(LiveState { attributes, outputs }))
+}
+
+fn per_variant<'a>(want: &'a mlops_provider_core::Attributes, key: &str, variant: &str) -> Option<&'a Value> {
+    want.get(key).and_then(|m| m.get(variant))
+}
+
+fn s(v: Option<&Value>) -> String {
+    v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+async fn create_config(
+    p: &AwsProvider,
+    req: &ApplyRequest<'_>,
+    progress: &dyn Progress,
+) -> Result<String, ProviderError> {
+    let c = p.clients().await?;
+    let want = &req.desired.attributes;
+    let config_name = s(want.get("config_name"));
+    if c.sm.describe_endpoint_config().endpoint_config_name(&config_name).send().await.is_ok() {
+        return Ok(config_name);
+    }
+    let mut variants = Vec::new();
+    for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
+        let vname = s(v.get("name"));
+        variants.push(
+            ProductionVariant::builder()
+                .variant_name(&vname)
+                .model_name(s(v.get("model_name")))
+                .instance_type(ProductionVariantInstanceType::from(s(v.get("instance_type")).as_str()))
+                .initial_instance_count(
+                    per_variant(want, "capacity", &vname).and_then(Value::as_i64).unwrap_or(1) as i32
+                )
+                .initial_variant_weight(
+                    per_variant(want, "weights", &vname).and_then(Value::as_f64).unwrap_or(1.0) as f32
+                )
+                .build(),
+        );
+    }
+    progress.report(&format!("creating endpoint config {config_name}"));
+    c.sm.create_endpoint_config()
+        .endpoint_config_name(&config_name)
+        .set_production_variants(Some(variants))
+        .set_tags(Some(AwsProvider::sm_tags(&p.tags(req.config))))
+        .send()
+        .await
+        .map_err(|e| sdk_error(&format!("create endpoint config {config_name}"), e))?;
+    Ok(config_name)
+}
+
+async fn delete_config(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    match c.sm.delete_endpoint_config().endpoint_config_name(name).send().await {
+        Ok(_) => {
+            progress.report(&format!("deleted endpoint config {name}"));
+            Ok(())
+        }
+        Err(e) if error_code(&e).as_deref() == Some("ValidationException") => Ok(()),
+        Err(e) => Err(sdk_error(&format!("delete endpoint config {name}"), e)),
+    }
+}
+
+/// Waits until the endpoint is InService; Failed, or the timeout, is an error.
+async fn wait(p: &AwsProvider, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    let started = Instant::now();
+    let mut pause = first_poll(c.emulated);
+    let mut last = String::new();
+    loop {
+        let e =
+            c.sm.describe_endpoint()
+                .endpoint_name(name)
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("describe endpoint {name}"), e))?;
+        let status = e.endpoint_status().map(|s| s.as_str().to_string()).unwrap_or_default();
+        match status.as_str() {
+            "InService" => return Ok(()),
+            "Failed" | "OutOfService" | "UpdateRollbackFailed" => {
+                return Err(ProviderError::failed(format!(
+                    "endpoint {name} is {status}: {}",
+                    e.failure_reason().unwrap_or("no FailureReason given")
+                )));
+            }
+            _ => {}
+        }
+        if status != last {
+            progress.report(&format!("endpoint {name} is {status}"));
+            last = status.clone();
+        }
+        if started.elapsed() >= timeout {
+            return Err(ProviderError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "endpoint {name} was still {status} after {}s (wait_timeout); SageMaker goes on deploying it: \
+                     `mlops plan` shows where it got to",
+                    timeout.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(pause.min(timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(50)))).await;
+        pause = next_poll(pause, c.emulated);
+    }
+}
+
+pub(crate) async fn apply(
+    p: &AwsProvider,
+    req: &ApplyRequest<'_>,
+    progress: &dyn Progress,
+) -> Result<LiveState, ProviderError> {
+    let c = p.clients().await?;
+    let want = &req.desired.attributes;
+    let name = s(want.get("endpoint_name"));
+    let timeout = req.config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT);
+    let mut live = req.live.cloned();
+    // Anything that changed something records what is live if it then fails.
+    let with_state = |e: ProviderError| async {
+        match read_named(p, &name).await {
+            Ok(Some(l)) => e.with_state(l),
+            _ => e,
+        }
+    };
+
+    if req.operation == Operation::Replace && live.is_some() {
+        progress.report(&format!("deleting endpoint {name}, which cannot be updated in its state"));
+        c.sm.delete_endpoint()
+            .endpoint_name(&name)
+            .send()
+            .await
+            .map_err(|e| sdk_error(&format!("delete endpoint {name}"), e))?;
+        let deadline = Instant::now() + timeout;
+        while read_named(p, &name).await?.is_some() {
+            if Instant::now() > deadline {
+                return Err(ProviderError::new(ErrorKind::Timeout, format!("endpoint {name} was not deleted in time")));
+            }
+            tokio::time::sleep(first_poll(c.emulated)).await;
+        }
+        live = None;
+    }
+
+    let mut old_config = None;
+    match &live {
+        None => {
+            let config_name = create_config(p, req, progress).await?;
+            progress.report(&format!("creating endpoint {name}"));
+            c.sm.create_endpoint()
+                .endpoint_name(&name)
+                .endpoint_config_name(&config_name)
+                .set_tags(Some(AwsProvider::sm_tags(&p.tags(req.config))))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("create endpoint {name}"), e))?;
+        }
+        Some(l) => {
+            let status = s(l.attributes.get("status"));
+            if status != "InService" && req.options.wait {
+                // Still deploying from an earlier apply: let it settle before changing it.
+                wait(p, &name, timeout, progress).await?;
+            }
+            let live_config = s(l.attributes.get("config_name"));
+            if live_config != s(want.get("config_name")) {
+                let config_name = create_config(p, req, progress).await?;
+                progress.report(&format!("switching endpoint {name} to {config_name}"));
+                c.sm.update_endpoint()
+                    .endpoint_name(&name)
+                    .endpoint_config_name(&config_name)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("update endpoint {name}"), e))?;
+                old_config = Some(live_config);
+            } else if l.attributes.get("weights") != want.get("weights")
+                || l.attributes.get("capacity") != want.get("capacity")
+            {
+                let mut desired = Vec::new();
+                for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
+                    let vname = s(v.get("name"));
+                    desired.push(
+                        DesiredWeightAndCapacity::builder()
+                            .variant_name(&vname)
+                            .desired_weight(
+                                per_variant(want, "weights", &vname).and_then(Value::as_f64).unwrap_or(1.0) as f32
+                            )
+                            .desired_instance_count(
+                                per_variant(want, "capacity", &vname).and_then(Value::as_i64).unwrap_or(1) as i32,
+                            )
+                            .build(),
+                    );
+                }
+                progress
+                    .report(&format!("updating weights and capacities of endpoint {name} in place (no new config)"));
+                c.sm.update_endpoint_weights_and_capacities()
+                    .endpoint_name(&name)
+                    .set_desired_weights_and_capacities(Some(desired))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("update weights and capacities of endpoint {name}"), e))?;
+            }
+            if let Some(arn) = l.outputs.get("endpoint_arn").and_then(Value::as_str) {
+                p.sync_sm_tags(arn, &p.tags(req.config)).await?;
+            }
+        }
+    }
+
+    if req.options.wait {
+        progress.report(&format!("waiting up to {}s for endpoint {name} to be InService", timeout.as_secs()));
+        if let Err(e) = wait(p, &name, timeout, progress).await {
+            return Err(with_state(e).await);
+        }
+        if let Some(old) = &old_config {
+            // InService again: on the new config, or rolled back to the old one.
+            let now = read_named(p, &name).await?;
+            let serving = now.as_ref().and_then(|l| l.attributes.get("config_name")).and_then(Value::as_str);
+            if serving == Some(old.as_str()) {
+                let reason = now
+                    .as_ref()
+                    .and_then(|l| l.outputs.get("failure_reason"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("no FailureReason given")
+                    .to_string();
+                delete_config(p, &s(want.get("config_name")), progress).await?;
+                return Err(with_state(ProviderError::failed(format!(
+                    "the update of endpoint {name} failed and was rolled back to {old}: {reason}"
+                )))
+                .await);
+            }
+            progress.report(&format!("endpoint {name} serves {}", s(want.get("config_name"))));
+            delete_config(p, old, progress).await?;
+        }
+    }
+    read_named(p, &name)
+        .await?
+        .ok_or_else(|| ProviderError::failed(format!("endpoint {name} is missing right after it was applied")))
+}
+
+pub(crate) async fn delete(
+    p: &AwsProvider,
+    address: &Address,
+    prior: &PriorState,
+    progress: &dyn Progress,
+) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    let name = prior
+        .attributes
+        .get("endpoint_name")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| endpoint_name(address));
+    match c.sm.delete_endpoint().endpoint_name(&name).send().await {
+        Ok(_) => progress.report(&format!("deleted endpoint {name}")),
+        Err(e)
+            if error_code(&e).as_deref() == Some("ValidationException")
+                && error_message(&e).contains("Could not find") => {}
+        Err(e) => return Err(sdk_error(&format!("delete endpoint {name}"), e)),
+    }
+    let configs: BTreeMap<String, ()> = [prior.attributes.get("config_name"), prior.outputs.get("config_name")]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|c| (c.to_string(), ()))
+        .collect();
+    for config in configs.keys() {
+        delete_config(p, config, progress).await?;
+    }
+    Ok(())
+}

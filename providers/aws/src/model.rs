@@ -1,0 +1,399 @@
+//! SageMaker models, and their versions in the model registry.
+//!
+//! A model's name carries a hash of what SageMaker cannot change in place (image, artifact bytes,
+//! role, environment), so a change is a new model under a new name, created before the old one is
+//! deleted: the old name goes to `outputs.deposed` and [`finish`] deletes it once every endpoint
+//! serving it has moved on. The artifact is pinned at plan time (ETag and VersionId), so new bytes
+//! under the same URI are a new model too. `registry: {group, approval}` registers each model
+//! version as a versioned Model Package; approval changes in place.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sagemaker::types::{
+    ContainerDefinition, InferenceSpecification, ModelApprovalStatus, ModelPackageContainerDefinition,
+};
+use mlops_provider_core::{
+    ApplyRequest, Desired, LiveState, PriorState, Progress, ProviderError, ResourceConfig, Value, ValuePath,
+};
+use serde_json::json;
+
+use crate::{
+    AwsProvider, error_code, error_message, labels_from_tags, labels_of, obj, parse_s3, sagemaker_name, sdk_error,
+    short_hash,
+};
+
+const FRAMEWORK_TAG: &str = "mlops:framework";
+const DIGEST_TAG: &str = "mlops:artifact-digest";
+const VERSION_TAG: &str = "mlops:artifact-version";
+
+/// Attributes SageMaker cannot change on a model: a change to any is a new model.
+const IMMUTABLE: [&str; 7] =
+    ["image", "artifact", "artifact_digest", "artifact_version", "execution_role", "environment", "model_name"];
+
+pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+    let artifact = config.str("artifact").unwrap_or_default();
+    let (bucket, key) = parse_s3(artifact).ok_or_else(|| {
+        ProviderError::invalid(format!("`{artifact}` is not an s3:// URI")).at(ValuePath::key("artifact"))
+    })?;
+    let c = p.clients().await?;
+    // Pinned at plan time: new bytes under the same URI are a new model version.
+    let head = match c.s3.head_object().bucket(&bucket).key(&key).send().await {
+        Ok(h) => h,
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            return Err(ProviderError::invalid(format!("the model artifact {artifact} does not exist"))
+                .at(ValuePath::key("artifact")));
+        }
+        Err(e) => return Err(sdk_error(&format!("head {artifact}"), e)),
+    };
+    let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_string();
+    let version = head.version_id().map(str::to_string);
+    let environment = config.body.get("environment").cloned().unwrap_or_else(|| json!({}));
+    let image = config.body.get("image").cloned().unwrap_or(Value::Null);
+    let role = config.body.get("execution_role").cloned().unwrap_or(Value::Null);
+    let digest = json!(format!("etag:{etag}"));
+    let version = json!(version);
+    let hash = short_hash(&[&image, &json!(artifact), &digest, &version, &role, &environment]);
+    let mut d = Desired::default();
+    let a = &mut d.attributes;
+    a.insert("model_name".into(), json!(sagemaker_name(&config.address.name, &hash)));
+    a.insert("image".into(), image);
+    a.insert("artifact".into(), json!(artifact));
+    a.insert("artifact_digest".into(), digest);
+    a.insert("artifact_version".into(), version);
+    a.insert("size".into(), json!(head.content_length()));
+    a.insert("execution_role".into(), role);
+    a.insert("environment".into(), environment);
+    a.insert("labels".into(), json!(labels_of(config)));
+    if let Some(f) = config.body.get("framework") {
+        a.insert("framework".into(), f.clone());
+    }
+    if let Some(r) = config.body.get("registry") {
+        let approval = r.get("approval").cloned().unwrap_or(json!("PendingManualApproval"));
+        a.insert("registry".into(), json!({ "group": r.get("group"), "approval": approval }));
+    }
+    d.force_new = IMMUTABLE.iter().map(|s| s.to_string()).collect();
+    d.force_new.insert("size".into());
+    Ok(d)
+}
+
+async fn describe(
+    p: &AwsProvider,
+    name: &str,
+) -> Result<Option<aws_sdk_sagemaker::operation::describe_model::DescribeModelOutput>, ProviderError> {
+    let c = p.clients().await?;
+    match c.sm.describe_model().model_name(name).send().await {
+        Ok(m) => Ok(Some(m)),
+        Err(e)
+            if error_code(&e).as_deref() == Some("ValidationException")
+                && error_message(&e).contains("Could not find") =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(sdk_error(&format!("describe model {name}"), e)),
+    }
+}
+
+/// The live state of model `name`, with the bookkeeping `outputs` carries from before.
+async fn read_named(
+    p: &AwsProvider,
+    name: &str,
+    book: &serde_json::Map<String, Value>,
+) -> Result<Option<LiveState>, ProviderError> {
+    let Some(m) = describe(p, name).await? else { return Ok(None) };
+    let arn = m.model_arn().unwrap_or_default().to_string();
+    let tags = p.sm_tags_of(&arn).await?;
+    let container = m.primary_container().or_else(|| m.containers().first());
+    let env: BTreeMap<String, String> = container
+        .and_then(|c| c.environment())
+        .map(|e| e.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let mut a = obj(json!({
+        "model_name": name,
+        "image": container.and_then(|c| c.image()),
+        "artifact": container.and_then(|c| c.model_data_url()),
+        "execution_role": m.execution_role_arn(),
+        "environment": env,
+        "labels": labels_from_tags(&tags),
+        "artifact_digest": tags.get(DIGEST_TAG),
+        "artifact_version": tags.get(VERSION_TAG).filter(|v| v.as_str() != "null"),
+    }));
+    if let Some(size) = tags.get("mlops:artifact-size").and_then(|s| s.parse::<i64>().ok()) {
+        a.insert("size".into(), json!(size));
+    }
+    if let Some(f) = tags.get(FRAMEWORK_TAG) {
+        a.insert("framework".into(), json!(f));
+    }
+    let mut outputs = obj(Value::Object(book.clone()));
+    outputs.insert("model_name".into(), json!(name));
+    outputs.insert("model_arn".into(), json!(arn));
+    if let Some(pkg) = book.get("package_arn").and_then(Value::as_str) {
+        let c = p.clients().await?;
+        match c.sm.describe_model_package().model_package_name(pkg).send().await {
+            Ok(d) => {
+                a.insert(
+                    "registry".into(),
+                    json!({
+                        "group": d.model_package_group_name(),
+                        "approval": d.model_approval_status().map(|s| s.as_str().to_string()),
+                    }),
+                );
+                outputs.insert("version".into(), json!(d.model_package_version()));
+            }
+            Err(e) if error_code(&e).as_deref() == Some("ValidationException") => {}
+            Err(e) => return Err(sdk_error(&format!("describe model package {pkg}"), e)),
+        }
+    }
+    outputs.entry("version".to_string()).or_insert_with(|| json!(name));
+    Ok(Some(LiveState { attributes: a, outputs }))
+}
+
+fn bookkeeping(prior: Option<&PriorState>) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    if let Some(p) = prior {
+        for k in ["deposed", "package_arn", "package_arns", "group_created"] {
+            if let Some(v) = p.outputs.get(k) {
+                m.insert(k.into(), v.clone());
+            }
+        }
+    }
+    m
+}
+
+pub(crate) async fn read(
+    p: &AwsProvider,
+    prior: Option<&PriorState>,
+    desired: Option<&Desired>,
+) -> Result<Option<LiveState>, ProviderError> {
+    // The model in service is the one lineage recorded; without a record, the one the spec names.
+    let name = prior
+        .and_then(|p| p.outputs.get("model_name").or_else(|| p.attributes.get("model_name")))
+        .or_else(|| desired.and_then(|d| d.attributes.get("model_name")))
+        .and_then(Value::as_str);
+    match name {
+        Some(n) => read_named(p, n, &bookkeeping(prior)).await,
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn import(p: &AwsProvider, id: &str) -> Result<Option<LiveState>, ProviderError> {
+    read_named(p, id, &serde_json::Map::new()).await
+}
+
+fn s(v: Option<&Value>) -> String {
+    v.and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+pub(crate) async fn apply(
+    p: &AwsProvider,
+    req: &ApplyRequest<'_>,
+    progress: &dyn Progress,
+) -> Result<LiveState, ProviderError> {
+    let c = p.clients().await?;
+    let want = &req.desired.attributes;
+    let name = s(want.get("model_name"));
+    let live_name = req.live.and_then(|l| l.attributes.get("model_name")).and_then(Value::as_str).map(str::to_string);
+    let mut book = bookkeeping(req.prior);
+    let mut tags = p.tags(req.config);
+    for (tag, key) in [(DIGEST_TAG, "artifact_digest"), (VERSION_TAG, "artifact_version"), (FRAMEWORK_TAG, "framework")]
+    {
+        if let Some(v) = want.get(key).filter(|v| !v.is_null()) {
+            tags.insert(tag.into(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        }
+    }
+    if let Some(size) = want.get("size").and_then(Value::as_i64) {
+        tags.insert("mlops:artifact-size".into(), size.to_string());
+    }
+    let new_model = live_name.as_deref() != Some(name.as_str());
+    if new_model {
+        if describe(p, &name).await?.is_none() {
+            progress.report(&format!("creating SageMaker model {name}"));
+            let mut container =
+                ContainerDefinition::builder().image(s(want.get("image"))).model_data_url(s(want.get("artifact")));
+            for (k, v) in want.get("environment").and_then(Value::as_object).into_iter().flatten() {
+                container = container.environment(k, v.as_str().unwrap_or_default());
+            }
+            c.sm.create_model()
+                .model_name(&name)
+                .primary_container(container.build())
+                .execution_role_arn(s(want.get("execution_role")))
+                .set_tags(Some(AwsProvider::sm_tags(&tags)))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("create model {name}"), e))?;
+        }
+        // Create before destroy: the old model stays until its endpoints have moved off it.
+        if let Some(old) = live_name {
+            let deposed = book.entry("deposed".to_string()).or_insert_with(|| json!([]));
+            if let Some(list) = deposed.as_array_mut() {
+                if !list.iter().any(|v| v.as_str() == Some(old.as_str())) {
+                    list.push(json!(old));
+                }
+            }
+            progress.report(&format!("previous model {old} is kept until its endpoints have moved to {name}"));
+        }
+    } else if let Some(arn) = req.live.and_then(|l| l.outputs.get("model_arn")).and_then(Value::as_str) {
+        p.sync_sm_tags(arn, &tags).await?;
+    }
+
+    if let Some(reg) = want.get("registry") {
+        let group = s(reg.get("group"));
+        let approval = ModelApprovalStatus::from(s(reg.get("approval")).as_str());
+        let live_reg = req.live.and_then(|l| l.attributes.get("registry"));
+        let same_group = live_reg.and_then(|r| r.get("group")).and_then(Value::as_str) == Some(group.as_str());
+        let package = book.get("package_arn").and_then(Value::as_str).map(str::to_string);
+        match package {
+            Some(pkg) if !new_model && same_group => {
+                if live_reg.and_then(|r| r.get("approval")) != reg.get("approval") {
+                    progress.report(&format!("setting approval of {pkg} to {}", approval.as_str()));
+                    c.sm.update_model_package()
+                        .model_package_arn(&pkg)
+                        .model_approval_status(approval)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error(&format!("update model package {pkg}"), e))?;
+                }
+            }
+            _ => {
+                ensure_group(p, req.config, &group, &mut book, progress).await?;
+                let spec = InferenceSpecification::builder()
+                    .containers(
+                        ModelPackageContainerDefinition::builder()
+                            .image(s(want.get("image")))
+                            .model_data_url(s(want.get("artifact")))
+                            .build(),
+                    )
+                    .supported_content_types("text/csv")
+                    .supported_content_types("application/json")
+                    .supported_response_mime_types("text/csv")
+                    .supported_response_mime_types("application/json")
+                    .build();
+                let out =
+                    c.sm.create_model_package()
+                        .model_package_group_name(&group)
+                        .model_package_description(format!("{} ({name})", req.address))
+                        .inference_specification(spec)
+                        .model_approval_status(approval)
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error(&format!("register a version in model package group {group}"), e))?;
+                let arn = out.model_package_arn().unwrap_or_default().to_string();
+                progress.report(&format!("registered {arn}"));
+                book.insert("package_arn".into(), json!(arn));
+                let all = book.entry("package_arns".to_string()).or_insert_with(|| json!([]));
+                if let Some(list) = all.as_array_mut() {
+                    list.push(json!(arn));
+                }
+            }
+        }
+    }
+    read_named(p, &name, &book)
+        .await?
+        .ok_or_else(|| ProviderError::failed(format!("model {name} is missing right after it was created")))
+}
+
+async fn ensure_group(
+    p: &AwsProvider,
+    config: &ResourceConfig,
+    group: &str,
+    book: &mut serde_json::Map<String, Value>,
+    progress: &dyn Progress,
+) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    match c.sm.describe_model_package_group().model_package_group_name(group).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e).as_deref() == Some("ValidationException") => {
+            progress.report(&format!("creating model package group {group}"));
+            c.sm.create_model_package_group()
+                .model_package_group_name(group)
+                .model_package_group_description(format!("model versions of {} (mlops)", config.address))
+                .set_tags(Some(AwsProvider::sm_tags(&p.tags(config))))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("create model package group {group}"), e))?;
+            book.insert("group_created".into(), json!(group));
+            Ok(())
+        }
+        Err(e) => Err(sdk_error(&format!("describe model package group {group}"), e)),
+    }
+}
+
+async fn delete_model(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    match c.sm.delete_model().model_name(name).send().await {
+        Ok(_) => {
+            progress.report(&format!("deleted SageMaker model {name}"));
+            Ok(())
+        }
+        Err(e)
+            if error_code(&e).as_deref() == Some("ValidationException")
+                && error_message(&e).contains("Could not find") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(sdk_error(&format!("delete model {name}"), e)),
+    }
+}
+
+/// Deletes the models a replacement left, now that nothing serves them.
+pub(crate) async fn finish(
+    p: &AwsProvider,
+    state: &LiveState,
+    progress: &dyn Progress,
+) -> Result<LiveState, ProviderError> {
+    let deposed: Vec<String> = state
+        .outputs
+        .get("deposed")
+        .and_then(Value::as_array)
+        .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut left = Vec::new();
+    for name in deposed {
+        if let Err(e) = delete_model(p, &name, progress).await {
+            progress.report(&format!("could not delete superseded model {name} yet: {}", e.message));
+            left.push(json!(name));
+        }
+    }
+    let mut out = state.clone();
+    if left.is_empty() {
+        out.outputs.remove("deposed");
+    } else {
+        out.outputs.insert("deposed".into(), Value::Array(left));
+    }
+    Ok(out)
+}
+
+pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+    let c = p.clients().await?;
+    let names = prior
+        .outputs
+        .get("model_name")
+        .into_iter()
+        .chain(prior.outputs.get("deposed").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    for name in names {
+        delete_model(p, &name, progress).await?;
+    }
+    // The registry versions mlops registered, and the group if mlops created it and it is now empty.
+    for pkg in
+        prior.outputs.get("package_arns").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+    {
+        match c.sm.delete_model_package().model_package_name(pkg).send().await {
+            Ok(_) => progress.report(&format!("deleted model package {pkg}")),
+            Err(e) if error_code(&e).as_deref() == Some("ValidationException") => {}
+            Err(e) => return Err(sdk_error(&format!("delete model package {pkg}"), e)),
+        }
+    }
+    if let Some(group) = prior.outputs.get("group_created").and_then(Value::as_str) {
+        match c.sm.delete_model_package_group().model_package_group_name(group).send().await {
+            Ok(_) => progress.report(&format!("deleted model package group {group}")),
+            Err(e) if error_code(&e).as_deref() == Some("ConflictException") => {
+                progress.report(&format!("kept model package group {group}: it holds versions mlops did not register"))
+            }
+            Err(e) if error_code(&e).as_deref() == Some("ValidationException") => {}
+            Err(e) => return Err(sdk_error(&format!("delete model package group {group}"), e)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,601 @@
+//! The AWS provider against moto (started by `scripts/services up aws`, which exports
+//! AWS_ENDPOINT_URL and MLOPS_TEST_AWS), extended by scripts/moto_server.py with the SageMaker
+//! actions moto lacks and an endpoint lifecycle (Creating → InService after 2 s, or Failed for
+//! ml.p3.16xlarge). Checks go through the AWS SDK directly, not through mlops' own read path.
+//! One server serves every test: names are unique per test.
+
+use std::time::{Duration, Instant};
+
+use mlops_provider_aws::sdk::{aws_config, aws_sdk_s3, aws_sdk_sagemaker};
+use serde_json::{Value, json};
+
+use crate::common::TestEnv;
+use crate::gcp::unique;
+
+fn endpoint_url() -> Option<String> {
+    let on = std::env::var_os("MLOPS_TEST_AWS").is_some();
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(u) if on && !u.is_empty() => Some(u),
+        _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
+            panic!("moto is not running: run `eval \"$(scripts/services up aws)\"`")
+        }
+        _ => {
+            eprintln!("skipped: moto is not running (eval \"$(scripts/services up aws)\")");
+            None
+        }
+    }
+}
+
+struct Sdk {
+    rt: tokio::runtime::Runtime,
+    s3: aws_sdk_s3::Client,
+    sm: aws_sdk_sagemaker::Client,
+}
+
+impl Sdk {
+    fn new(url: &str) -> Sdk {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let config = rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(url)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "static"))
+                .load(),
+        );
+        let s3 =
+            aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+        Sdk { rt, s3, sm: aws_sdk_sagemaker::Client::new(&config) }
+    }
+
+    fn bucket(&self, name: &str) {
+        self.rt.block_on(self.s3.create_bucket().bucket(name).send()).unwrap();
+        let v = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+            .build();
+        self.rt.block_on(self.s3.put_bucket_versioning().bucket(name).versioning_configuration(v).send()).unwrap();
+    }
+
+    fn put(&self, bucket: &str, key: &str, body: &str) -> String {
+        let out = self
+            .rt
+            .block_on(self.s3.put_object().bucket(bucket).key(key).body(body.as_bytes().to_vec().into()).send())
+            .unwrap();
+        out.version_id().unwrap_or_default().to_string()
+    }
+
+    fn model_exists(&self, name: &str) -> bool {
+        self.rt.block_on(self.sm.describe_model().model_name(name).send()).is_ok()
+    }
+
+    fn config_exists(&self, name: &str) -> bool {
+        self.rt.block_on(self.sm.describe_endpoint_config().endpoint_config_name(name).send()).is_ok()
+    }
+
+    fn endpoint(&self, name: &str) -> aws_sdk_sagemaker::operation::describe_endpoint::DescribeEndpointOutput {
+        self.rt.block_on(self.sm.describe_endpoint().endpoint_name(name).send()).unwrap()
+    }
+
+    fn config_models(&self, config: &str) -> Vec<String> {
+        let c = self.rt.block_on(self.sm.describe_endpoint_config().endpoint_config_name(config).send()).unwrap();
+        c.production_variants().iter().map(|v| v.model_name().unwrap_or_default().to_string()).collect()
+    }
+
+    fn wait_in_service(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.endpoint(name).endpoint_status().map(|s| s.as_str()) != Some("InService") {
+            assert!(Instant::now() < deadline, "{name} never became InService");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+struct Aws {
+    env: TestEnv,
+    sdk: Sdk,
+    url: String,
+    /// A suffix that makes this test's names unique on the shared server.
+    sfx: String,
+}
+
+const ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker";
+const IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
+
+impl Aws {
+    fn new() -> Option<Aws> {
+        let url = endpoint_url()?;
+        let sdk = Sdk::new(&url);
+        let sfx = unique("t").replace('-', "").chars().rev().take(12).collect::<String>();
+        let models = format!("models-{sfx}");
+        sdk.bucket(&models);
+        sdk.put(&models, "churn/model.tar.gz", "xgboost weights v1");
+        sdk.put(&models, "churn-v2/model.tar.gz", "xgboost weights v2");
+        let env = TestEnv::new();
+        env.write("data/a.csv", "id,x\n1,2\n");
+        env.write("data/b.csv", "id,x\n3,4\n");
+        env.write(
+            "mlops.yaml",
+            &format!(
+                r#"version: 1
+project: sm
+providers:
+  aws: {{ region: us-east-1 }}
+datasets:
+  train:
+    uri: s3://data-{sfx}/churn/train/
+    source: ./data
+models:
+  churn:
+    artifact: s3://{models}/churn/model.tar.gz
+    image: {IMAGE}
+    execution_role: {ROLE}
+    framework: xgboost
+    trained_on: [datasets.train]
+    registry: {{ group: churn-{sfx}, approval: PendingManualApproval }}
+  churn-v2:
+    artifact: s3://{models}/churn-v2/model.tar.gz
+    image: {IMAGE}
+    execution_role: {ROLE}
+endpoints:
+  api-{sfx}:
+    model: models.churn
+    instance_type: ml.m5.large
+    variants:
+      - {{ name: blue, instance_count: 2, weight: 90 }}
+      - {{ name: green, model: models.churn-v2, weight: 10 }}
+    wait_timeout: 30s
+feature_stores:
+  customers-{sfx}:
+    record_identifier: customer_id
+    event_time: event_time
+    features: {{ customer_id: string, event_time: fractional, tenure: integral }}
+    offline_uri: s3://features-{sfx}/customers
+    execution_role: {ROLE}
+"#
+            ),
+        );
+        env.commit("sagemaker stack");
+        Some(Aws { env, sdk, url, sfx })
+    }
+
+    fn mlops(&self, args: &[&str]) -> crate::common::Run {
+        self.env.mlops_env(
+            args,
+            &[
+                ("AWS_ENDPOINT_URL", &self.url),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+            ],
+        )
+    }
+
+    fn edit_spec(&self, from: &str, to: &str) {
+        let spec = self.env.read("mlops.yaml");
+        assert!(spec.contains(from), "{from:?} not in the spec");
+        self.env.write("mlops.yaml", &spec.replace(from, to));
+        self.env.commit("edit");
+    }
+
+    fn plan_json(&self) -> Value {
+        let run = self.mlops(&["plan", "--json"]).ok();
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    fn record(&self, address: &str) -> Value {
+        let (kind, name) = address.split_once('.').unwrap();
+        serde_json::from_str(
+            &self.env.git(&["show", &format!("refs/mlops/lineage/sm/default:resources/{kind}/{name}.json")]),
+        )
+        .unwrap()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("api-{}", self.sfx)
+    }
+}
+
+fn change<'a>(plan: &'a Value, address: &str) -> &'a Value {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap_or_else(|| panic!("{address} not in {plan}"))
+}
+
+fn paths(change: &Value) -> Vec<String> {
+    change["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn apply_creates_every_resource_then_nothing_to_do() {
+    let Some(a) = Aws::new() else { return };
+    let run = a.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 5 added"), "{}", run.stdout);
+
+    // S3: the objects, versioned.
+    let listed = a.sdk.rt.block_on(a.sdk.s3.list_object_versions().bucket(format!("data-{}", a.sfx)).send()).unwrap();
+    let keys: Vec<&str> = listed.versions().iter().map(|v| v.key().unwrap()).collect();
+    assert_eq!(keys, ["churn/train/a.csv", "churn/train/b.csv"]);
+    assert!(listed.versions().iter().all(|v| v.version_id().is_some_and(|id| id != "null")), "versioned");
+    let ds = a.record("datasets.train");
+    assert_eq!(ds["outputs"]["version_ids"]["a.csv"], json!(listed.versions()[0].version_id().unwrap()));
+
+    // SageMaker model, registry version, tags.
+    let model = a.record("models.churn");
+    let name = model["outputs"]["model_name"].as_str().unwrap();
+    let m = a.sdk.rt.block_on(a.sdk.sm.describe_model().model_name(name).send()).unwrap();
+    assert_eq!(m.primary_container().unwrap().image(), Some(IMAGE));
+    assert_eq!(m.execution_role_arn(), Some(ROLE));
+    let tags = a.sdk.rt.block_on(a.sdk.sm.list_tags().resource_arn(m.model_arn().unwrap()).send()).unwrap();
+    let tag = |k: &str| tags.tags().iter().find(|t| t.key() == Some(k)).and_then(|t| t.value()).map(str::to_string);
+    assert_eq!(tag("mlops:project").as_deref(), Some("sm"));
+    assert_eq!(tag("mlops:address").as_deref(), Some("models.churn"));
+    let packages = a
+        .sdk
+        .rt
+        .block_on(a.sdk.sm.list_model_packages().model_package_group_name(format!("churn-{}", a.sfx)).send())
+        .unwrap();
+    assert_eq!(packages.model_package_summary_list().len(), 1);
+    assert_eq!(model["outputs"]["version"], 1, "the package version is in lineage");
+    assert_eq!(model["inputs"]["datasets.train"], ds["outputs"]["version"]);
+
+    // The endpoint, InService on a config with two weighted variants.
+    let e = a.sdk.endpoint(&a.endpoint());
+    assert_eq!(e.endpoint_status().unwrap().as_str(), "InService");
+    let config = e.endpoint_config_name().unwrap();
+    let v2 = a.record("models.churn-v2")["outputs"]["model_name"].as_str().unwrap().to_string();
+    assert_eq!(a.sdk.config_models(config), [name.to_string(), v2]);
+    let weights: Vec<(String, f32)> = e
+        .production_variants()
+        .iter()
+        .map(|v| (v.variant_name().unwrap().to_string(), v.current_weight().unwrap()))
+        .collect();
+    assert_eq!(weights, [("blue".to_string(), 90.0), ("green".to_string(), 10.0)]);
+
+    // The feature group.
+    let fg = a
+        .sdk
+        .rt
+        .block_on(a.sdk.sm.describe_feature_group().feature_group_name(format!("customers-{}", a.sfx)).send())
+        .unwrap();
+    assert_eq!(fg.record_identifier_feature_name(), Some("customer_id"));
+    assert_eq!(fg.feature_definitions().len(), 3);
+
+    let plan = a.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("No changes."), "{}", plan.stdout);
+}
+
+#[test]
+fn a_model_image_change_replaces_it_and_the_endpoint_moves_before_the_old_one_goes() {
+    let Some(a) = Aws::new() else { return };
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let old_model = a.record("models.churn")["outputs"]["model_name"].as_str().unwrap().to_string();
+    let old_config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
+    // Only churn's image changes (churn-v2 keeps the old one).
+    a.edit_spec(
+        &format!("    image: {IMAGE}\n    execution_role: {ROLE}\n    framework: xgboost"),
+        &format!("    image: {IMAGE}-patched\n    execution_role: {ROLE}\n    framework: xgboost"),
+    );
+    let plan = a.plan_json();
+    let m = change(&plan, "models.churn");
+    assert_eq!(m["action"], "replace");
+    assert!(m["replace_reasons"].as_array().unwrap().contains(&json!("image")), "{m}");
+    let e = change(&plan, &format!("endpoints.{}", a.endpoint()));
+    assert_eq!(e["action"], "update");
+    assert!(paths(e).contains(&"config_name".to_string()), "{e}");
+
+    let run = a.mlops(&["apply", "--auto-approve"]).ok();
+    let out = &run.stdout;
+    let switched = out.find("is InService").or_else(|| out.find(&format!("serves {}", a.endpoint()))).unwrap_or(0);
+    let serves = out.find(&format!("endpoint {} serves", a.endpoint())).expect("switched");
+    let old_config_gone = out.find(&format!("deleted endpoint config {old_config}")).expect("old config deleted");
+    let old_model_gone = out.find(&format!("deleted SageMaker model {old_model}")).expect("old model deleted");
+    assert!(serves < old_config_gone && serves < old_model_gone, "switch first, then delete:\n{out}");
+    let _ = switched;
+    let new_model = a.record("models.churn")["outputs"]["model_name"].as_str().unwrap().to_string();
+    assert_ne!(new_model, old_model);
+    assert!(!a.sdk.model_exists(&old_model), "old model deleted");
+    assert!(!a.sdk.config_exists(&old_config), "old config deleted");
+    let config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
+    assert_eq!(a.sdk.config_models(&config)[0], new_model);
+    assert!(a.record("models.churn")["outputs"].get("deposed").is_none(), "nothing left behind on record");
+    // A new registry version for the new model.
+    assert_eq!(a.record("models.churn")["outputs"]["version"], 2);
+    let plan = a.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+#[test]
+fn a_weights_only_change_updates_in_place_without_a_new_config() {
+    let Some(a) = Aws::new() else { return };
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
+    let configs = || {
+        let out = a.sdk.rt.block_on(a.sdk.sm.list_endpoint_configs().name_contains(a.endpoint()).send()).unwrap();
+        out.endpoint_configs().iter().map(|c| c.endpoint_config_name().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(configs(), [config.clone()]);
+    a.edit_spec("instance_count: 2, weight: 90", "instance_count: 3, weight: 70");
+    a.edit_spec("model: models.churn-v2, weight: 10", "model: models.churn-v2, weight: 30");
+    let plan = a.plan_json();
+    let e = change(&plan, &format!("endpoints.{}", a.endpoint()));
+    assert_eq!(e["action"], "update");
+    assert_eq!(paths(e), ["capacity.blue", "weights.blue", "weights.green"]);
+    let tags: Vec<&str> = e["tags"].as_array().unwrap().iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    assert!(tags.contains(&"traffic-shift"), "{tags:?}");
+    let run = a.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("in place (no new config)"), "{}", run.stdout);
+    let ep = a.sdk.endpoint(&a.endpoint());
+    assert_eq!(ep.endpoint_config_name(), Some(config.as_str()), "same config");
+    assert_eq!(configs(), [config.clone()], "no config created");
+    let blue = ep.production_variants().iter().find(|v| v.variant_name() == Some("blue")).unwrap();
+    assert_eq!((blue.current_weight(), blue.current_instance_count()), (Some(70.0), Some(3)));
+}
+
+#[test]
+fn an_endpoint_that_fails_reports_the_reason_records_partial_and_the_next_plan_shows_what_is_left() {
+    let Some(a) = Aws::new() else { return };
+    // No capacity for this instance type (the launcher's stand-in for AWS capacity errors).
+    a.edit_spec("    instance_type: ml.m5.large\n", "    instance_type: ml.p3.16xlarge\n");
+    let run = a.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("is Failed: Unable to provision requested ML compute capacity"), "{out}");
+    let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
+    assert!(log.contains("Result: partial"), "{log}");
+    assert!(log.contains(&format!("! endpoints.{}: failed", a.endpoint())), "{log}");
+    let rec = a.record(&format!("endpoints.{}", a.endpoint()));
+    assert_eq!(rec["attributes"]["status"], "Failed");
+    assert!(rec["outputs"]["failure_reason"].as_str().unwrap().contains("capacity"), "{rec}");
+    // Everything else is applied; the endpoint must be recreated (a Failed endpoint cannot be updated).
+    let plan = a.plan_json();
+    assert_eq!(plan["summary"]["no_op"], 4, "{}", plan["summary"]);
+    let e = change(&plan, &format!("endpoints.{}", a.endpoint()));
+    assert_eq!(e["action"], "replace");
+    assert_eq!(e["replace_reasons"], json!(["status"]));
+    // With capacity that exists, the next apply finishes the job.
+    a.edit_spec("    instance_type: ml.p3.16xlarge\n", "    instance_type: ml.m5.large\n");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(a.sdk.endpoint(&a.endpoint()).endpoint_status().unwrap().as_str(), "InService");
+}
+
+#[test]
+fn a_wait_longer_than_its_timeout_is_a_clear_error_recorded() {
+    let Some(a) = Aws::new() else { return };
+    a.edit_spec("wait_timeout: 30s", "wait_timeout: 1s");
+    let started = Instant::now();
+    let run = a.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains(&format!("endpoint {} was still Creating after 1s (wait_timeout)", a.endpoint())), "{out}");
+    let rec = a.record(&format!("endpoints.{}", a.endpoint()));
+    assert_eq!(rec["attributes"]["status"], "Creating", "recorded as it was");
+    let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
+    assert!(log.contains("Result: partial"), "{log}");
+    // SageMaker goes on; once InService, nothing is left to do and the plan says it got there.
+    a.sdk.wait_in_service(&a.endpoint());
+    let plan = a.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+    assert!(plan.stdout.contains("~ status = \"Creating\" → \"InService\""), "{}", plan.stdout);
+}
+
+#[test]
+fn a_feature_group_change_that_needs_a_replacement_is_refused_without_allow_data_loss() {
+    let Some(a) = Aws::new() else { return };
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let fg = format!("customers-{}", a.sfx);
+    let arn = a.record(&format!("feature_stores.{fg}"))["outputs"]["feature_group_arn"].clone();
+    // Adding a feature is in place.
+    a.edit_spec("tenure: integral }", "tenure: integral, plan: string }");
+    let plan = a.plan_json();
+    let c = change(&plan, &format!("feature_stores.{fg}"));
+    assert_eq!((c["action"].as_str(), c["data_destroying"].as_bool()), (Some("update"), Some(false)), "{c}");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    // A new record identifier needs a new group: the records go.
+    a.edit_spec("record_identifier: customer_id", "record_identifier: plan");
+    let plan = a.plan_json();
+    let c = change(&plan, &format!("feature_stores.{fg}"));
+    assert_eq!(c["action"], "replace");
+    assert_eq!(c["data_destroying"], true);
+    let refused = a.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    let live = a.sdk.rt.block_on(a.sdk.sm.describe_feature_group().feature_group_name(&fg).send()).unwrap();
+    assert_eq!(live.record_identifier_feature_name(), Some("customer_id"), "nothing changed");
+    a.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    let live = a.sdk.rt.block_on(a.sdk.sm.describe_feature_group().feature_group_name(&fg).send()).unwrap();
+    assert_eq!(live.record_identifier_feature_name(), Some("plan"));
+    let _ = arn;
+}
+
+#[test]
+fn changes_behind_our_back_are_drift() {
+    let Some(a) = Aws::new() else { return };
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let old_version = a.record("datasets.train")["outputs"]["version_ids"]["a.csv"].clone();
+    let new_version = a.sdk.put(&format!("data-{}", a.sfx), "churn/train/a.csv", "id,x\n9,9\n");
+    let weights = aws_sdk_sagemaker::types::DesiredWeightAndCapacity::builder()
+        .variant_name("green")
+        .desired_weight(50.0)
+        .desired_instance_count(1)
+        .build();
+    a.sdk
+        .rt
+        .block_on(
+            a.sdk
+                .sm
+                .update_endpoint_weights_and_capacities()
+                .endpoint_name(a.endpoint())
+                .desired_weights_and_capacities(weights)
+                .send(),
+        )
+        .unwrap();
+    a.sdk.wait_in_service(&a.endpoint());
+    let plan = a.plan_json();
+    let drift = plan["drift"].as_array().unwrap();
+    let ds = drift.iter().find(|d| d["address"] == "datasets.train").expect("dataset drift");
+    let v = ds["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["path"] == "versions[\"a.csv\"]")
+        .expect("version drift");
+    assert_eq!((v["before"].clone(), v["after"].clone()), (old_version, json!(new_version)));
+    let ep = drift.iter().find(|d| d["address"] == format!("endpoints.{}", a.endpoint())).expect("endpoint drift");
+    let w = ep["attributes"].as_array().unwrap().iter().find(|c| c["path"] == "weights.green").expect("weight drift");
+    assert_eq!((w["before"].clone(), w["after"].clone()), (json!(10.0), json!(50.0)));
+    // And the plan puts both back.
+    assert_eq!(change(&plan, "datasets.train")["action"], "update");
+    assert_eq!(paths(change(&plan, &format!("endpoints.{}", a.endpoint()))), ["weights.green"]);
+}
+
+#[test]
+fn import_adopts_an_existing_feature_group() {
+    let Some(a) = Aws::new() else { return };
+    let fg = format!("customers-{}", a.sfx);
+    let defs = [("customer_id", "String"), ("event_time", "Fractional"), ("tenure", "Integral")]
+        .map(|(n, t)| {
+            aws_sdk_sagemaker::types::FeatureDefinition::builder()
+                .feature_name(n)
+                .feature_type(aws_sdk_sagemaker::types::FeatureType::from(t))
+                .build()
+        })
+        .to_vec();
+    let offline = aws_sdk_sagemaker::types::OfflineStoreConfig::builder()
+        .s3_storage_config(
+            aws_sdk_sagemaker::types::S3StorageConfig::builder()
+                .s3_uri(format!("s3://features-{}/customers", a.sfx))
+                .build(),
+        )
+        .build();
+    a.sdk
+        .rt
+        .block_on(
+            a.sdk
+                .sm
+                .create_feature_group()
+                .feature_group_name(&fg)
+                .record_identifier_feature_name("customer_id")
+                .event_time_feature_name("event_time")
+                .set_feature_definitions(Some(defs))
+                .online_store_config(
+                    aws_sdk_sagemaker::types::OnlineStoreConfig::builder().enable_online_store(true).build(),
+                )
+                .offline_store_config(offline)
+                .role_arn(ROLE)
+                .send(),
+        )
+        .unwrap();
+    let before = a.plan_json();
+    assert_eq!(change(&before, &format!("feature_stores.{fg}"))["action"], "no-op", "it matches, but is not recorded");
+    let run = a.mlops(&["import", &format!("feature_stores.{fg}"), &fg]).ok();
+    assert!(run.stdout.contains(&format!("Imported feature_stores.{fg}")), "{}", run.stdout);
+    let rec = a.record(&format!("feature_stores.{fg}"));
+    assert_eq!(rec["attributes"]["record_identifier"], "customer_id");
+    let again = a.mlops(&["import", &format!("feature_stores.{fg}"), &fg]);
+    assert_eq!(again.status, 1, "importing twice is refused");
+    let missing = a.mlops(&["import", &format!("endpoints.{}", a.endpoint()), "gone"]);
+    assert_eq!(missing.status, 1);
+    assert!(missing.stderr.contains("SageMaker endpoint `gone` does not exist"), "{}", missing.stderr);
+}
+
+/// A moto of this test's own, to stop mid-run.
+struct PrivateMoto {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateMoto {
+    fn start() -> Option<PrivateMoto> {
+        let python = std::env::var("MLOPS_TEST_MOTO_PYTHON").ok()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto_server.py");
+        let child = std::process::Command::new(python)
+            .arg(script)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("MOTO_SAGEMAKER_ENDPOINT_DELAY", "3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "private moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(PrivateMoto { child, url })
+    }
+}
+
+impl Drop for PrivateMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_happened_is_recorded() {
+    let Some(shared) = Aws::new() else { return };
+    let Some(mut moto) = PrivateMoto::start() else {
+        assert!(std::env::var_os("MLOPS_REQUIRE_SERVICES").is_none(), "MLOPS_TEST_MOTO_PYTHON is not set");
+        return;
+    };
+    // The same stack, against the private server.
+    let a = Aws { sdk: Sdk::new(&moto.url), url: moto.url.clone(), ..shared };
+    a.sdk.bucket(&format!("models-{}", a.sfx));
+    a.sdk.put(&format!("models-{}", a.sfx), "churn/model.tar.gz", "w1");
+    a.sdk.put(&format!("models-{}", a.sfx), "churn-v2/model.tar.gz", "w2");
+    let child = {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"));
+        c.current_dir(a.env.path())
+            .args(["apply", "--auto-approve"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", a.env.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", &a.url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    // Stop the server while the endpoint is still Creating.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let creating = a
+            .sdk
+            .rt
+            .block_on(a.sdk.sm.describe_endpoint().endpoint_name(a.endpoint()).send())
+            .is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Creating"));
+        if creating {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the endpoint never started creating");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = moto.child.kill();
+    let _ = moto.child.wait();
+    let stopped = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = stopped.elapsed();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(took < Duration::from_secs(20), "took {took:?} after the server stopped:\n{text}");
+    assert!(text.to_lowercase().contains("connection refused"), "the cause chain is shown:\n{text}");
+    let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
+    assert!(log.contains("Result: partial"), "{log}");
+    assert!(log.contains(&format!("! endpoints.{}: failed", a.endpoint())), "{log}");
+    let recorded = a.env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/sm/default", "resources/"]);
+    assert!(recorded.contains("resources/models/churn.json"), "{recorded}");
+    assert!(!recorded.contains("resources/endpoints/"), "the endpoint was not applied:\n{recorded}");
+}
