@@ -317,7 +317,7 @@ fn a_weights_only_change_updates_in_place_without_a_new_config() {
         let out = a.sdk.rt.block_on(a.sdk.sm.list_endpoint_configs().name_contains(a.endpoint()).send()).unwrap();
         out.endpoint_configs().iter().map(|c| c.endpoint_config_name().unwrap().to_string()).collect::<Vec<_>>()
     };
-    assert_eq!(configs(), [config.clone()]);
+    assert_eq!(configs(), std::slice::from_ref(&config));
     a.edit_spec("instance_count: 2, weight: 90", "instance_count: 3, weight: 70");
     a.edit_spec("model: models.churn-v2, weight: 10", "model: models.churn-v2, weight: 30");
     let plan = a.plan_json();
@@ -330,7 +330,7 @@ fn a_weights_only_change_updates_in_place_without_a_new_config() {
     assert!(run.stdout.contains("in place (no new config)"), "{}", run.stdout);
     let ep = a.sdk.endpoint(&a.endpoint());
     assert_eq!(ep.endpoint_config_name(), Some(config.as_str()), "same config");
-    assert_eq!(configs(), [config.clone()], "no config created");
+    assert_eq!(configs(), std::slice::from_ref(&config), "no config created");
     let blue = ep.production_variants().iter().find(|v| v.variant_name() == Some("blue")).unwrap();
     assert_eq!((blue.current_weight(), blue.current_instance_count()), (Some(70.0), Some(3)));
 }
@@ -598,4 +598,47 @@ fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_ha
     let recorded = a.env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/sm/default", "resources/"]);
     assert!(recorded.contains("resources/models/churn.json"), "{recorded}");
     assert!(!recorded.contains("resources/endpoints/"), "the endpoint was not applied:\n{recorded}");
+}
+
+#[test]
+fn the_aws_example_applies_and_converges() {
+    let Some(url) = endpoint_url() else { return };
+    let sdk = Sdk::new(&url);
+    let env = TestEnv::new();
+    crate::common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/aws-sagemaker"),
+        env.path(),
+    );
+    // The example as written, with its bucket names and SageMaker names made unique on the shared server.
+    let sfx = unique("x").replace('-', "").chars().rev().take(10).collect::<String>();
+    let spec = env
+        .read("mlops.yaml")
+        .replace("s3://acme-ml-", &format!("s3://acme-{sfx}-"))
+        .replace("group: churn,", &format!("group: churn-{sfx},"))
+        .replace("  churn-api:", &format!("  churn-api-{sfx}:"))
+        .replace("  churn-customers:", &format!("  churn-customers-{sfx}:"));
+    env.write("mlops.yaml", &spec);
+    env.commit("example");
+    let models = format!("acme-{sfx}-models");
+    sdk.bucket(&models);
+    sdk.put(&models, "churn/v1/model.tar.gz", "v1");
+    sdk.put(&models, "churn/v2/model.tar.gz", "v2");
+    let aws = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let run = env.mlops_env(&["apply", "--auto-approve"], &aws).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 5 added"), "{}", run.stdout);
+    let e = sdk.endpoint(&format!("churn-api-{sfx}"));
+    assert_eq!(e.endpoint_status().unwrap().as_str(), "InService");
+    assert_eq!(e.production_variants().len(), 2);
+    let packages =
+        sdk.rt.block_on(sdk.sm.list_model_packages().model_package_group_name(format!("churn-{sfx}")).send()).unwrap();
+    assert_eq!(packages.model_package_summary_list().len(), 2, "both model versions registered");
+    let listed = sdk.rt.block_on(sdk.s3.list_objects_v2().bucket(format!("acme-{sfx}-data")).send()).unwrap();
+    assert_eq!(listed.contents().len(), 1);
+    let plan = env.mlops_env(&["plan", "--detailed-exitcode"], &aws);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 }

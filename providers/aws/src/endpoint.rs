@@ -155,10 +155,9 @@ pub(crate) async fn desired(
     d.expected_wait_secs = Some(600);
     // A Failed endpoint cannot be updated, only deleted and created again.
     let c = p.clients().await?;
-    if let Ok(e) = c.sm.describe_endpoint().endpoint_name(&name).send().await {
-        if e.endpoint_status().map(|s| s.as_str()) == Some("Failed") {
-            d.force_new.insert("status".into());
-        }
+    let live = c.sm.describe_endpoint().endpoint_name(&name).send().await;
+    if live.is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Failed")) {
+        d.force_new.insert("status".into());
     }
     Ok(d)
 }

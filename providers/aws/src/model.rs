@@ -224,10 +224,8 @@ pub(crate) async fn apply(
         // Create before destroy: the old model stays until its endpoints have moved off it.
         if let Some(old) = live_name {
             let deposed = book.entry("deposed".to_string()).or_insert_with(|| json!([]));
-            if let Some(list) = deposed.as_array_mut() {
-                if !list.iter().any(|v| v.as_str() == Some(old.as_str())) {
-                    list.push(json!(old));
-                }
+            if let Some(list) = deposed.as_array_mut().filter(|l| !l.iter().any(|v| v.as_str() == Some(old.as_str()))) {
+                list.push(json!(old));
             }
             progress.report(&format!("previous model {old} is kept until its endpoints have moved to {name}"));
         }

@@ -751,6 +751,13 @@ impl Provider for KubernetesProvider {
                 "add `runtime: kserve` (an InferenceService) or `runtime: deployment` (a Deployment + Service)",
             ));
         }
+        if config.body.get("variants").is_some() {
+            out.push(diag(
+                ValuePath::key("variants"),
+                "`variants` are SageMaker production variants; a Kubernetes endpoint would ignore them".into(),
+                "on kubernetes, use `runtime: kserve` with `traffic: { canary_percent: N }`",
+            ));
+        }
         if config.body.get("instance_type").is_some() {
             out.push(diag(
                 ValuePath::key("instance_type"),
