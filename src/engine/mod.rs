@@ -168,7 +168,8 @@ pub fn waves(stack: &Stack, selected: &BTreeSet<Address>) -> Vec<Vec<Address>> {
 /// Desired states of the selected spec resources, dependencies first.
 /// Attributes that identify a version of bytes: what `promote` carries from one environment to
 /// another (instance counts and other per-environment values stay as they are).
-pub const VERSION_ATTRIBUTES: [&str; 7] = ["files", "digest", "artifact_digest", "generation", "crc32c", "md5", "size"];
+pub const VERSION_ATTRIBUTES: [&str; 8] =
+    ["files", "digest", "artifact_digest", "artifact_version", "generation", "crc32c", "md5", "size"];
 
 /// Versions pinned by a promotion: address → attributes recorded in the source environment.
 pub type Pins = BTreeMap<Address, mlops_provider_core::Attributes>;

@@ -13,11 +13,12 @@ use aws_sdk_s3::types::{BucketVersioningStatus, Tag, Tagging, VersioningConfigur
 use base64::Engine;
 use mlops_provider_core::{
     ApplyRequest, Desired, LiveState, PriorState, Progress, ProviderError, ResourceConfig, Value, ValuePath,
+    attributes_of,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::{AwsProvider, obj, parse_s3, sdk_error};
+use crate::{AwsProvider, parse_s3, sdk_error};
 
 /// The bucket and the prefix (empty, or ending with `/`).
 fn location(uri: &str) -> Result<(String, String), ProviderError> {
@@ -147,10 +148,10 @@ pub(crate) async fn read_uri(p: &AwsProvider, uri: &str) -> Result<Option<LiveSt
         manifest.update(format!("{rel}\0{}\0{}\n", versions[rel], f["etag"]).as_bytes());
     }
     let version = format!("sha256:{}", hex::encode(manifest.finalize()));
-    let mut attributes = obj(json!({ "uri": uri, "files": files }));
+    let mut attributes = attributes_of(json!({ "uri": uri, "files": files }));
     // Not desired (the spec cannot know them), so only drift shows them: a rewrite behind our back.
     attributes.insert("versions".into(), Value::Object(versions.clone()));
-    let outputs = obj(json!({
+    let outputs = attributes_of(json!({
         "bucket": bucket,
         "prefix": prefix,
         "version": version,

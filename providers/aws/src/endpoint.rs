@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use aws_sdk_sagemaker::types::{DesiredWeightAndCapacity, ProductionVariant, ProductionVariantInstanceType};
 use mlops_provider_core::{
     Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, LiveState, Operation, PriorState,
-    Progress, ProviderError, ResourceConfig, Value, ValuePath,
+    Progress, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 
 use crate::{
-    AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, obj,
-    sagemaker_name, sdk_error, short_hash,
+    AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, sagemaker_name,
+    sdk_error, short_hash,
 };
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
@@ -222,7 +222,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
     }
     let arn = e.endpoint_arn().unwrap_or_default().to_string();
     let tags = p.sm_tags_of(&arn).await?;
-    let attributes = obj(json!({
+    let attributes = attributes_of(json!({
         "endpoint_name": name,
         "config_name": config_name,
         "variants": identity,
@@ -231,7 +231,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         "status": e.endpoint_status().map(|s| s.as_str()),
         "labels": labels_from_tags(&tags),
     }));
-    let outputs = obj(json!({
+    let outputs = attributes_of(json!({
         "endpoint_arn": arn,
         "endpoint_name": name,
         "config_name": config_name,

@@ -10,11 +10,11 @@ use aws_sdk_sagemaker::types::{
 };
 use mlops_provider_core::{
     Address, ApplyRequest, ConfigDiagnostic, Desired, ErrorKind, LiveState, Operation, Progress, ProviderError,
-    ResourceConfig, Value, ValuePath,
+    ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 
-use crate::{AwsProvider, diag, error_code, first_poll, obj, parse_s3, sdk_error};
+use crate::{AwsProvider, diag, error_code, first_poll, parse_s3, sdk_error};
 
 fn group_name(address: &Address) -> String {
     address.name.replace('.', "-")
@@ -108,7 +108,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         .filter_map(|f| Some((f.feature_name()?.to_string(), json!(f.feature_type()?.as_str().to_lowercase()))))
         .collect();
     let offline = g.offline_store_config();
-    let mut attributes = obj(json!({
+    let mut attributes = attributes_of(json!({
         "group_name": name,
         "record_identifier": g.record_identifier_feature_name(),
         "event_time": g.event_time_feature_name(),
@@ -120,7 +120,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         attributes.insert("offline_uri".into(), json!(o.s3_storage_config().map(|s| s.s3_uri())));
         attributes.insert("execution_role".into(), json!(g.role_arn()));
     }
-    let outputs = obj(json!({
+    let outputs = attributes_of(json!({
         "feature_group_arn": g.feature_group_arn(),
         "status": g.feature_group_status().map(|s| s.as_str()),
         "offline_store_uri": offline.and_then(|o| o.s3_storage_config()).and_then(|s| s.resolved_output_s3_uri()),

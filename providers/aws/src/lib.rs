@@ -28,8 +28,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use mlops_provider_core::{
-    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
-    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState, Progress,
+    Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
 };
 use sha2::{Digest, Sha256};
 
@@ -110,13 +110,6 @@ where
             se.err().message().unwrap_or_default().to_string()
         }
         _ => String::new(),
-    }
-}
-
-pub(crate) fn obj(v: Value) -> Attributes {
-    match v {
-        Value::Object(m) => m.into_iter().collect(),
-        _ => Attributes::new(),
     }
 }
 
@@ -275,8 +268,8 @@ pub(crate) fn labels_from_tags(tags: &BTreeMap<String, String>) -> Value {
     )
 }
 
-fn diag(path: ValuePath, message: String, help: &str) -> ConfigDiagnostic {
-    ConfigDiagnostic { path, code: "spec::unsupported_value".into(), message, help: Some(help.into()) }
+pub(crate) fn diag(path: ValuePath, message: String, help: &str) -> ConfigDiagnostic {
+    ConfigDiagnostic::unsupported(path, message, help)
 }
 
 #[async_trait]

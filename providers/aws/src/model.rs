@@ -14,11 +14,12 @@ use aws_sdk_sagemaker::types::{
 };
 use mlops_provider_core::{
     ApplyRequest, Desired, LiveState, PriorState, Progress, ProviderError, ResourceConfig, Value, ValuePath,
+    attributes_of,
 };
 use serde_json::json;
 
 use crate::{
-    AwsProvider, error_code, error_message, labels_from_tags, labels_of, obj, parse_s3, sagemaker_name, sdk_error,
+    AwsProvider, error_code, error_message, labels_from_tags, labels_of, parse_s3, sagemaker_name, sdk_error,
     short_hash,
 };
 
@@ -107,7 +108,7 @@ async fn read_named(
         .and_then(|c| c.environment())
         .map(|e| e.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let mut a = obj(json!({
+    let mut a = attributes_of(json!({
         "model_name": name,
         "image": container.and_then(|c| c.image()),
         "artifact": container.and_then(|c| c.model_data_url()),
@@ -123,7 +124,7 @@ async fn read_named(
     if let Some(f) = tags.get(FRAMEWORK_TAG) {
         a.insert("framework".into(), json!(f));
     }
-    let mut outputs = obj(Value::Object(book.clone()));
+    let mut outputs = attributes_of(Value::Object(book.clone()));
     outputs.insert("model_name".into(), json!(name));
     outputs.insert("model_arn".into(), json!(arn));
     if let Some(pkg) = book.get("package_arn").and_then(Value::as_str) {
@@ -205,6 +206,28 @@ pub(crate) async fn apply(
     }
     let new_model = live_name.as_deref() != Some(name.as_str());
     if new_model {
+        // The bytes under the URI must still be the ones planned (or promoted): SageMaker loads
+        // whatever is there when the endpoint starts, and cannot pin a VersionId.
+        let artifact = s(want.get("artifact"));
+        if let Some((bucket, key)) = parse_s3(&artifact) {
+            let head =
+                c.s3.head_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(&format!("head {artifact}"), e))?;
+            let now = format!("etag:{}", head.e_tag().unwrap_or_default().trim_matches('"'));
+            if want.get("artifact_digest").and_then(Value::as_str) != Some(now.as_str()) {
+                return Err(ProviderError::new(
+                    mlops_provider_core::ErrorKind::Conflict,
+                    format!(
+                        "{artifact} no longer holds the planned bytes (planned {}, now {now}); plan again",
+                        s(want.get("artifact_digest"))
+                    ),
+                ));
+            }
+        }
         if describe(p, &name).await?.is_none() {
             progress.report(&format!("creating SageMaker model {name}"));
             let mut container =

@@ -285,6 +285,26 @@ pub struct ConfigDiagnostic {
     pub help: Option<String>,
 }
 
+impl ConfigDiagnostic {
+    /// `spec::unsupported_value`: a value this provider cannot honour (and will not ignore).
+    pub fn unsupported(path: ValuePath, message: impl Into<String>, help: impl Into<String>) -> Self {
+        ConfigDiagnostic {
+            path,
+            code: "spec::unsupported_value".into(),
+            message: message.into(),
+            help: Some(help.into()),
+        }
+    }
+}
+
+/// The entries of a JSON object as attributes (empty for anything else).
+pub fn attributes_of(v: Value) -> Attributes {
+    match v {
+        Value::Object(m) => m.into_iter().collect(),
+        _ => Attributes::new(),
+    }
+}
+
 /// What went wrong in a provider call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -34,7 +34,7 @@ use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use mlops_provider_core::{
     Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
-    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 use sha2::Digest;
@@ -146,13 +146,6 @@ fn checksums(path: &Path) -> Result<(String, String, u64), ProviderError> {
 
 fn file_entry(md5: &str, crc32c: &str, size: u64) -> Value {
     json!({ "md5": md5, "crc32c": crc32c, "size": size })
-}
-
-fn obj(v: Value) -> Attributes {
-    match v {
-        Value::Object(m) => m.into_iter().collect(),
-        _ => Attributes::new(),
-    }
 }
 
 impl GcpProvider {
@@ -361,8 +354,9 @@ impl GcpProvider {
         attributes.insert("files".into(), Value::Object(files));
         // Not desired (the spec cannot know them), so only drift shows them: a rewrite behind our back.
         attributes.insert("generations".into(), Value::Object(generations));
-        let outputs =
-            obj(json!({ "bucket": bucket, "prefix": prefix, "version": version, "object_count": objects.len() }));
+        let outputs = attributes_of(
+            json!({ "bucket": bucket, "prefix": prefix, "version": version, "object_count": objects.len() }),
+        );
         Ok(Some(LiveState { attributes, outputs }))
     }
 
@@ -489,7 +483,7 @@ impl GcpProvider {
 
     fn model_attributes(uri: &str, o: &Object) -> Attributes {
         let md5 = o.md5_hash.clone().unwrap_or_default();
-        obj(json!({
+        attributes_of(json!({
             "artifact": uri,
             "generation": o.generation,
             "artifact_digest": format!("md5:{md5}"),
@@ -499,7 +493,7 @@ impl GcpProvider {
     }
 
     fn model_outputs(uri: &str, o: &Object) -> Attributes {
-        obj(json!({ "version": o.generation, "pinned_uri": format!("{uri}#{}", o.generation) }))
+        attributes_of(json!({ "version": o.generation, "pinned_uri": format!("{uri}#{}", o.generation) }))
     }
 }
 
@@ -515,12 +509,7 @@ impl Provider for GcpProvider {
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let diag = |path: ValuePath, message: String, help: &str| ConfigDiagnostic {
-            path,
-            code: "spec::unsupported_value".into(),
-            message,
-            help: Some(help.into()),
-        };
+        let diag = ConfigDiagnostic::unsupported;
         match config.address.kind {
             Kind::Dataset => match config.str("uri") {
                 None => vec![diag(

@@ -24,7 +24,7 @@ use kube::core::{ApiResource, Status};
 use kube::{Client, Config};
 use mlops_provider_core::{
     Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
-    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 
@@ -165,13 +165,6 @@ pub fn prune(value: &Value, template: &Value) -> Value {
             v.iter().enumerate().map(|(i, x)| t.get(i).map(|ti| prune(x, ti)).unwrap_or_else(|| x.clone())).collect(),
         ),
         _ => value.clone(),
-    }
-}
-
-fn obj(v: Value) -> Attributes {
-    match v {
-        Value::Object(m) => m.into_iter().collect(),
-        _ => Attributes::new(),
     }
 }
 
@@ -627,7 +620,7 @@ impl KubernetesProvider {
         attributes.insert("ready".into(), json!(ready));
         attributes.insert("namespace".into(), json!(namespace));
         attributes.insert("runtime".into(), json!(runtime));
-        let outputs = obj(json!({ "objects": objects, "url": url, "model_digest": digest }));
+        let outputs = attributes_of(json!({ "objects": objects, "url": url, "model_digest": digest }));
         Ok(Some(LiveState { attributes, outputs }))
     }
 
@@ -718,12 +711,7 @@ impl Provider for KubernetesProvider {
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let diag = |path: ValuePath, message: String, help: &str| ConfigDiagnostic {
-            path,
-            code: "spec::unsupported_value".into(),
-            message,
-            help: Some(help.into()),
-        };
+        let diag = ConfigDiagnostic::unsupported;
         if config.address.kind != Kind::Endpoint {
             return vec![diag(
                 ValuePath::key("provider"),

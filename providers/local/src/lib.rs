@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use mlops_provider_core::{
     Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
-    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -156,13 +156,6 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<(), ProviderError> {
     fs::rename(&tmp, to).map_err(|e| io_err("cannot write", to, e))
 }
 
-fn obj(v: Value) -> Attributes {
-    match v {
-        Value::Object(m) => m.into_iter().collect(),
-        _ => Attributes::new(),
-    }
-}
-
 fn labels(config: &ResourceConfig) -> Value {
     config.body.get("labels").cloned().unwrap_or_else(|| json!({}))
 }
@@ -275,10 +268,10 @@ impl LocalProvider {
                 };
                 let files = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
                 let digest = manifest_digest(&files);
-                let mut attributes = obj(meta);
+                let mut attributes = attributes_of(meta);
                 attributes.insert("digest".into(), json!(digest));
                 attributes.insert("files".into(), json!(files));
-                let outputs = obj(json!({
+                let outputs = attributes_of(json!({
                     "path": dir.display().to_string(),
                     "version": digest,
                     "file_count": files.len(),
@@ -301,12 +294,12 @@ impl LocalProvider {
                         dir.join("registry.json").display()
                     )));
                 };
-                let mut attributes = obj(entry.get("attributes").cloned().unwrap_or_default());
+                let mut attributes = attributes_of(entry.get("attributes").cloned().unwrap_or_default());
                 let file = dir.join(format!("v{current}")).join("artifact");
                 // The digest of what is stored, not of what was recorded: a hand edit is drift.
                 let digest = if file.is_file() { json!(sha256_file(&file)?) } else { Value::Null };
                 attributes.insert("artifact_digest".into(), digest.clone());
-                let outputs = obj(json!({
+                let outputs = attributes_of(json!({
                     "version": current,
                     "artifact_path": file.display().to_string(),
                     "digest": digest,
@@ -319,15 +312,15 @@ impl LocalProvider {
                 let Some(schema) = read_json(&dir.join("schema.json"))? else {
                     return Ok(None);
                 };
-                let outputs = obj(json!({ "path": dir.display().to_string() }));
-                Ok(Some(LiveState { attributes: obj(schema), outputs }))
+                let outputs = attributes_of(json!({ "path": dir.display().to_string() }));
+                Ok(Some(LiveState { attributes: attributes_of(schema), outputs }))
             }
             Kind::Endpoint => {
                 let Some(record) = read_json(&self.endpoint_file(name))? else {
                     return Ok(None);
                 };
-                let attributes = obj(record.get("spec").cloned().unwrap_or_default());
-                let outputs = obj(json!({
+                let attributes = attributes_of(record.get("spec").cloned().unwrap_or_default());
+                let outputs = attributes_of(json!({
                     "model_version": record.get("model_version").cloned().unwrap_or(Value::Null),
                     "traffic": record.get("traffic").cloned().unwrap_or(json!([])),
                     "url": format!("local://endpoints/{name}"),
