@@ -46,58 +46,103 @@ pub fn evaluate(plan: &Plan, rules: &PolicyRules, spec: &Value) -> Vec<Violation
             ));
         }
         if a.kind == Kind::Endpoint {
+            // What the spec declares, whichever provider serves it: the endpoint itself, or each
+            // of its production variants (which default to the endpoint's values).
+            let b = body(a);
+            let declared = b.and_then(|b| b.get("variants")).and_then(Value::as_array).is_some_and(|v| !v.is_empty());
+            // A variant's value, with where it is written: `variants.N.KEY`, or the endpoint's `KEY`.
+            let field = |i: usize, v: &Value, k: &str| -> Option<(Value, String)> {
+                match v.get(k) {
+                    Some(x) if declared => Some((x.clone(), format!("variants.{i}.{k}"))),
+                    _ => b.and_then(|b| b.get(k)).map(|x| (x.clone(), k.to_string())),
+                }
+            };
+            let variants: Vec<Value> = b
+                .and_then(|b| b.get("variants"))
+                .and_then(Value::as_array)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| vec![Value::Object(Default::default())]);
             if let Some(allowed) = &rules.allowed_instance_types {
-                let it = desired(c, "instance_type").and_then(Value::as_str).unwrap_or_default();
-                if !allowed.iter().any(|x| x == it) {
+                let mut types: Vec<(String, String)> = variants
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, var)| field(i, var, "instance_type"))
+                    .filter_map(|(t, at)| Some((t.as_str()?.to_string(), at)))
+                    .collect();
+                if types.is_empty() {
+                    // The provider's default (e.g. local's), if it has one.
+                    types.extend(
+                        desired(c, "instance_type")
+                            .and_then(Value::as_str)
+                            .map(|t| (t.to_string(), "instance_type".into())),
+                    );
+                }
+                types.dedup();
+                for (it, at) in types.iter().filter(|(it, _)| !allowed.contains(it)) {
                     out.push(v(
                         "policy::instance_type",
                         format!("{a} uses instance type `{it}`; allowed: {}", allowed.join(", ")),
-                        Some("instance_type"),
+                        Some(at),
                     ));
                 }
             }
             if let Some(bounds) = &rules.replicas {
-                let n = desired(c, "replicas").and_then(Value::as_u64).unwrap_or(1);
-                let low = bounds.min.is_some_and(|m| n < m as u64);
-                let high = bounds.max.is_some_and(|m| n > m as u64);
-                if low || high {
-                    out.push(v(
-                        "policy::replicas",
-                        format!(
-                            "{a} has {n} replica(s); allowed: {}..={}",
-                            bounds.min.map(|m| m.to_string()).unwrap_or_default(),
-                            bounds.max.map(|m| m.to_string()).unwrap_or_default()
-                        ),
-                        Some("instance_count"),
-                    ));
+                for (i, var) in variants.iter().enumerate() {
+                    let (n, at) = field(i, var, "instance_count")
+                        .map(|(n, at)| (n.as_u64().unwrap_or(1), at))
+                        .unwrap_or((1, "instance_count".into()));
+                    let low = bounds.min.is_some_and(|m| n < m as u64);
+                    let high = bounds.max.is_some_and(|m| n > m as u64);
+                    if low || high {
+                        out.push(v(
+                            "policy::replicas",
+                            format!(
+                                "{a} has {n} replica(s); allowed: {}..={}",
+                                bounds.min.map(|m| m.to_string()).unwrap_or_default(),
+                                bounds.max.map(|m| m.to_string()).unwrap_or_default()
+                            ),
+                            Some(&at),
+                        ));
+                    }
                 }
             }
             if rules.require_approved_models == Some(true) {
-                let model: Option<Address> = desired(c, "model").and_then(Value::as_str).and_then(|m| m.parse().ok());
-                let approval = model.as_ref().and_then(|m| {
-                    plan.change(m)
-                        .and_then(|mc| mc.desired.as_ref())
-                        .and_then(|d| d.get("registry"))
-                        .and_then(|r| r.get("approval"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .or_else(|| {
-                            body(m)
-                                .and_then(|b| b.pointer("/registry/approval"))
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
-                        })
-                });
-                if approval.as_deref() != Some("Approved") {
-                    out.push(v(
-                        "policy::unapproved_model",
-                        format!(
-                            "{a} serves {}, whose registry approval is {}",
-                            model.map(|m| m.to_string()).unwrap_or_else(|| "no model".into()),
-                            approval.unwrap_or_else(|| "not set".into())
-                        ),
-                        Some("model"),
-                    ));
+                let mut models: Vec<(Option<Address>, String)> = variants
+                    .iter()
+                    .enumerate()
+                    .map(|(i, var)| match field(i, var, "model") {
+                        Some((m, at)) => (m.as_str().and_then(|m| m.parse().ok()), at),
+                        None => (None, "model".into()),
+                    })
+                    .collect();
+                models.dedup_by(|x, y| x.0 == y.0);
+                for (model, at) in models {
+                    let approval = model.as_ref().and_then(|m| {
+                        plan.change(m)
+                            .and_then(|mc| mc.desired.as_ref())
+                            .and_then(|d| d.get("registry"))
+                            .and_then(|r| r.get("approval"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .or_else(|| {
+                                body(m)
+                                    .and_then(|b| b.pointer("/registry/approval"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            })
+                    });
+                    if approval.as_deref() != Some("Approved") {
+                        out.push(v(
+                            "policy::unapproved_model",
+                            format!(
+                                "{a} serves {}, whose registry approval is {}",
+                                model.map(|m| m.to_string()).unwrap_or_else(|| "no model".into()),
+                                approval.unwrap_or_else(|| "not set".into())
+                            ),
+                            Some(&at),
+                        ));
+                    }
                 }
             }
         }

@@ -24,7 +24,7 @@ fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec) -> SpecDiagnostic {
     let mut path = vec![v.address.kind.section().to_string(), v.address.name.clone()];
     let name_span = spec::lookup(&loaded.root, &path).and_then(|(k, _)| k.map(|k| k.span));
     if let Some(f) = &v.field {
-        path.push(f.clone());
+        path.extend(f.split('.').map(str::to_string));
     }
     let span = spec::lookup(&loaded.root, &path).map(|(_, n)| n.span).filter(|_| v.field.is_some()).or(name_span);
     let mut d = SpecDiagnostic::new(v.code, v.message.clone())

@@ -642,3 +642,28 @@ fn the_aws_example_applies_and_converges() {
     let plan = env.mlops_env(&["plan", "--detailed-exitcode"], &aws);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 }
+
+#[test]
+fn policies_see_every_production_variant() {
+    let Some(a) = Aws::new() else { return };
+    a.edit_spec(
+        "      - {{ name: green, model: models.churn-v2, weight: 10 }}".replace("{{", "{").replace("}}", "}").as_str(),
+        "      - { name: green, model: models.churn-v2, weight: 10, instance_type: ml.g4dn.xlarge }",
+    );
+    let spec = a.env.read("mlops.yaml");
+    a.env.write(
+        "mlops.yaml",
+        &format!("{spec}policies:\n  allowed_instance_types: [ml.m5.large]\n  require_approved_models: true\n"),
+    );
+    a.env.commit("policies");
+    let run = a.mlops(&["check"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(out.contains("uses instance type `ml.g4dn.xlarge`"), "{out}");
+    assert!(!out.contains("uses instance type `ml.m5.large`"), "{out}");
+    // churn is PendingManualApproval, churn-v2 has no registry entry: both are named.
+    assert!(out.contains("serves models.churn, whose registry approval is"), "{out}");
+    assert!(out.contains("serves models.churn-v2, whose registry approval is"), "{out}");
+    // Each at the line that declares it: the variant's own instance type.
+    assert!(out.contains("weight: 10, instance_type: ml.g4dn.xlarge }\n    ·"), "{out}");
+}
