@@ -160,3 +160,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The change for `address` in a `plan --json` output.
+pub fn change<'a>(plan: &'a serde_json::Value, address: &str) -> &'a serde_json::Value {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["address"] == address)
+        .unwrap_or_else(|| panic!("{address} not in {plan}"))
+}
+
+/// The attribute paths a change touches.
+pub fn paths(change: &serde_json::Value) -> Vec<String> {
+    change["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap().to_string()).collect()
+}

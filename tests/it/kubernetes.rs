@@ -13,7 +13,7 @@ use kube::core::ApiResource;
 use mlops_provider_kubernetes::kube;
 use serde_json::{Value, json};
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, change, paths};
 use crate::gcp::{emulator, put_object, unique, versioned_bucket};
 
 /// The kubeconfig of the test apiserver, or `None` (skipped) when it is not running and not required.
@@ -300,19 +300,6 @@ impl K8s {
         )
         .unwrap()
     }
-}
-
-fn change<'a>(plan: &'a Value, address: &str) -> &'a Value {
-    plan["changes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["address"] == address)
-        .unwrap_or_else(|| panic!("{address} not in {plan}"))
-}
-
-fn paths(change: &Value) -> Vec<String> {
-    change["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap().to_string()).collect()
 }
 
 fn tag_names(change: &Value) -> Vec<String> {

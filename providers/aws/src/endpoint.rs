@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{
     AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, sagemaker_name,
-    sdk_error, short_hash,
+    sdk_error, short_hash, str_of,
 };
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
@@ -245,10 +245,6 @@ fn per_variant<'a>(want: &'a mlops_provider_core::Attributes, key: &str, variant
     want.get(key).and_then(|m| m.get(variant))
 }
 
-fn s(v: Option<&Value>) -> String {
-    v.and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
 async fn create_config(
     p: &AwsProvider,
     req: &ApplyRequest<'_>,
@@ -256,18 +252,18 @@ async fn create_config(
 ) -> Result<String, ProviderError> {
     let c = p.clients().await?;
     let want = &req.desired.attributes;
-    let config_name = s(want.get("config_name"));
+    let config_name = str_of(want.get("config_name"));
     if c.sm.describe_endpoint_config().endpoint_config_name(&config_name).send().await.is_ok() {
         return Ok(config_name);
     }
     let mut variants = Vec::new();
     for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
-        let vname = s(v.get("name"));
+        let vname = str_of(v.get("name"));
         variants.push(
             ProductionVariant::builder()
                 .variant_name(&vname)
-                .model_name(s(v.get("model_name")))
-                .instance_type(ProductionVariantInstanceType::from(s(v.get("instance_type")).as_str()))
+                .model_name(str_of(v.get("model_name")))
+                .instance_type(ProductionVariantInstanceType::from(str_of(v.get("instance_type")).as_str()))
                 .initial_instance_count(
                     per_variant(want, "capacity", &vname).and_then(Value::as_i64).unwrap_or(1) as i32
                 )
@@ -350,7 +346,7 @@ pub(crate) async fn apply(
 ) -> Result<LiveState, ProviderError> {
     let c = p.clients().await?;
     let want = &req.desired.attributes;
-    let name = s(want.get("endpoint_name"));
+    let name = str_of(want.get("endpoint_name"));
     let timeout = req.config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT);
     let mut live = req.live.cloned();
     // Anything that changed something records what is live if it then fails.
@@ -392,13 +388,13 @@ pub(crate) async fn apply(
                 .map_err(|e| sdk_error(&format!("create endpoint {name}"), e))?;
         }
         Some(l) => {
-            let status = s(l.attributes.get("status"));
+            let status = str_of(l.attributes.get("status"));
             if status != "InService" && req.options.wait {
                 // Still deploying from an earlier apply: let it settle before changing it.
                 wait(p, &name, timeout, progress).await?;
             }
-            let live_config = s(l.attributes.get("config_name"));
-            if live_config != s(want.get("config_name")) {
+            let live_config = str_of(l.attributes.get("config_name"));
+            if live_config != str_of(want.get("config_name")) {
                 let config_name = create_config(p, req, progress).await?;
                 progress.report(&format!("switching endpoint {name} to {config_name}"));
                 c.sm.update_endpoint()
@@ -413,7 +409,7 @@ pub(crate) async fn apply(
             {
                 let mut desired = Vec::new();
                 for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
-                    let vname = s(v.get("name"));
+                    let vname = str_of(v.get("name"));
                     desired.push(
                         DesiredWeightAndCapacity::builder()
                             .variant_name(&vname)
@@ -457,13 +453,13 @@ pub(crate) async fn apply(
                     .and_then(Value::as_str)
                     .unwrap_or("no FailureReason given")
                     .to_string();
-                delete_config(p, &s(want.get("config_name")), progress).await?;
+                delete_config(p, &str_of(want.get("config_name")), progress).await?;
                 return Err(with_state(ProviderError::failed(format!(
                     "the update of endpoint {name} failed and was rolled back to {old}: {reason}"
                 )))
                 .await);
             }
-            progress.report(&format!("endpoint {name} serves {}", s(want.get("config_name"))));
+            progress.report(&format!("endpoint {name} serves {}", str_of(want.get("config_name"))));
             delete_config(p, old, progress).await?;
         }
     }

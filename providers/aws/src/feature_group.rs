@@ -14,7 +14,7 @@ use mlops_provider_core::{
 };
 use serde_json::json;
 
-use crate::{AwsProvider, diag, error_code, first_poll, parse_s3, sdk_error};
+use crate::{AwsProvider, diag, error_code, first_poll, parse_s3, sdk_error, str_of};
 
 fn group_name(address: &Address) -> String {
     address.name.replace('.', "-")
@@ -192,7 +192,7 @@ pub(crate) async fn apply(
                 .map_err(|e| sdk_error(&format!("update feature group {name}"), e))?;
         }
     } else {
-        let s = |k: &str| want.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let s = |k: &str| str_of(want.get(k));
         let mut create =
             c.sm.create_feature_group()
                 .feature_group_name(&name)

@@ -44,7 +44,6 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         profile: s("profile"),
         endpoint_url: s("endpoint_url"),
         project: ctx.project.clone(),
-        base_dir: ctx.base_dir.clone(),
         clients: tokio::sync::OnceCell::new(),
     }))
 }
@@ -54,7 +53,6 @@ pub struct AwsProvider {
     profile: Option<String>,
     endpoint_url: Option<String>,
     project: String,
-    base_dir: std::path::PathBuf,
     clients: tokio::sync::OnceCell<Clients>,
 }
 
@@ -140,6 +138,11 @@ pub(crate) fn parse_s3(uri: &str) -> Option<(String, String)> {
         && !bucket.starts_with(['-', '.'])
         && !bucket.ends_with(['-', '.']);
     ok.then(|| (bucket.to_string(), key.to_string()))
+}
+
+/// A string attribute, or "" when it is absent or not a string.
+pub(crate) fn str_of(v: Option<&Value>) -> String {
+    v.and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 pub(crate) fn labels_of(config: &ResourceConfig) -> BTreeMap<String, String> {
@@ -403,7 +406,6 @@ impl Provider for AwsProvider {
 
 impl AwsProvider {
     fn where_(&self) -> String {
-        let _ = &self.base_dir;
         match (&self.region, &self.endpoint_url) {
             (_, Some(u)) => u.clone(),
             (Some(r), None) => r.clone(),

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use crate::{
     AwsProvider, error_code, error_message, labels_from_tags, labels_of, parse_s3, sagemaker_name, sdk_error,
-    short_hash,
+    short_hash, str_of,
 };
 
 const FRAMEWORK_TAG: &str = "mlops:framework";
@@ -180,10 +180,6 @@ pub(crate) async fn import(p: &AwsProvider, id: &str) -> Result<Option<LiveState
     read_named(p, id, &serde_json::Map::new()).await
 }
 
-fn s(v: Option<&Value>) -> String {
-    v.and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
 pub(crate) async fn apply(
     p: &AwsProvider,
     req: &ApplyRequest<'_>,
@@ -191,7 +187,7 @@ pub(crate) async fn apply(
 ) -> Result<LiveState, ProviderError> {
     let c = p.clients().await?;
     let want = &req.desired.attributes;
-    let name = s(want.get("model_name"));
+    let name = str_of(want.get("model_name"));
     let live_name = req.live.and_then(|l| l.attributes.get("model_name")).and_then(Value::as_str).map(str::to_string);
     let mut book = bookkeeping(req.prior);
     let mut tags = p.tags(req.config);
@@ -208,7 +204,7 @@ pub(crate) async fn apply(
     if new_model {
         // The bytes under the URI must still be the ones planned (or promoted): SageMaker loads
         // whatever is there when the endpoint starts, and cannot pin a VersionId.
-        let artifact = s(want.get("artifact"));
+        let artifact = str_of(want.get("artifact"));
         if let Some((bucket, key)) = parse_s3(&artifact) {
             let head =
                 c.s3.head_object()
@@ -223,22 +219,23 @@ pub(crate) async fn apply(
                     mlops_provider_core::ErrorKind::Conflict,
                     format!(
                         "{artifact} no longer holds the planned bytes (planned {}, now {now}); plan again",
-                        s(want.get("artifact_digest"))
+                        str_of(want.get("artifact_digest"))
                     ),
                 ));
             }
         }
         if describe(p, &name).await?.is_none() {
             progress.report(&format!("creating SageMaker model {name}"));
-            let mut container =
-                ContainerDefinition::builder().image(s(want.get("image"))).model_data_url(s(want.get("artifact")));
+            let mut container = ContainerDefinition::builder()
+                .image(str_of(want.get("image")))
+                .model_data_url(str_of(want.get("artifact")));
             for (k, v) in want.get("environment").and_then(Value::as_object).into_iter().flatten() {
                 container = container.environment(k, v.as_str().unwrap_or_default());
             }
             c.sm.create_model()
                 .model_name(&name)
                 .primary_container(container.build())
-                .execution_role_arn(s(want.get("execution_role")))
+                .execution_role_arn(str_of(want.get("execution_role")))
                 .set_tags(Some(AwsProvider::sm_tags(&tags)))
                 .send()
                 .await
@@ -257,8 +254,8 @@ pub(crate) async fn apply(
     }
 
     if let Some(reg) = want.get("registry") {
-        let group = s(reg.get("group"));
-        let approval = ModelApprovalStatus::from(s(reg.get("approval")).as_str());
+        let group = str_of(reg.get("group"));
+        let approval = ModelApprovalStatus::from(str_of(reg.get("approval")).as_str());
         let live_reg = req.live.and_then(|l| l.attributes.get("registry"));
         let same_group = live_reg.and_then(|r| r.get("group")).and_then(Value::as_str) == Some(group.as_str());
         let package = book.get("package_arn").and_then(Value::as_str).map(str::to_string);
@@ -279,8 +276,8 @@ pub(crate) async fn apply(
                 let spec = InferenceSpecification::builder()
                     .containers(
                         ModelPackageContainerDefinition::builder()
-                            .image(s(want.get("image")))
-                            .model_data_url(s(want.get("artifact")))
+                            .image(str_of(want.get("image")))
+                            .model_data_url(str_of(want.get("artifact")))
                             .build(),
                     )
                     .supported_content_types("text/csv")
