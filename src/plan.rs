@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "mlops plan", extend("$id" = "https://mlops.dev/schemas/plan.schema.json"))]
+#[schemars(title = "mlops plan")]
 pub struct Plan {
     /// Always 1 for this format.
     pub format_version: u32,

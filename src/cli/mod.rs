@@ -1,5 +1,7 @@
 //! The command line: global options, the command table, and the one place errors become exit codes.
 
+pub mod progress;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,12 @@ pub enum Command {
     Import(commands::import::ImportArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),
+    /// Print (or write) the JSON Schema of the spec or of a saved plan, as this binary reads them.
+    Schema(commands::schema::SchemaArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a folder.
+    Man(commands::man::ManArgs),
 }
 
 /// Process exit statuses. 2 is only used by `plan --detailed-exitcode`.
@@ -238,6 +246,9 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Import(a) => commands::import::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
         Command::Promote(a) => commands::promote::run(&ctx, a),
+        Command::Schema(a) => commands::schema::run(&ctx, a),
+        Command::Completions(a) => commands::completions::run(&ctx, a),
+        Command::Man(a) => commands::man::run(&ctx, a),
     };
     match result {
         Ok(status) => status,

@@ -1,6 +1,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+use crate::cli::progress::{ApplyProgress, live_wanted};
 use crate::cli::{CommandError, Context, ExitStatus};
 use crate::commands::plan::{ScopeArgs, make_plan};
 use crate::engine::apply::{self, Event};
@@ -65,16 +66,6 @@ fn refuse_conflicts(plan: &Plan, forced: bool) -> Result<(), CommandError> {
         format!("the plan takes what other owners hold; nothing was changed:\n  {}", conflicts.join("\n  ")),
         "make the other owner stop managing those fields, or apply again with --force-conflicts to take them",
     ))
-}
-
-fn verb(a: Action) -> (&'static str, &'static str) {
-    match a {
-        Action::Create => ("Creating", "Creation"),
-        Action::Update => ("Updating", "Update"),
-        Action::Replace => ("Replacing", "Replacement"),
-        Action::Delete => ("Deleting", "Deletion"),
-        Action::NoOp => ("Reading", "Read"),
-    }
 }
 
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
@@ -148,34 +139,20 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
     let journal = lineage.journal();
     journal.begin(&plan).map_err(|e| CommandError::Io(format!("cannot write the apply journal: {e}")))?;
     let journal_error = std::sync::Mutex::new(None);
+    let progress = ApplyProgress::new(style, live_wanted());
     let sink = |e: Event| {
-        let line = match e {
-            Event::Started { address, action } => format!("{address}: {}...", verb(action).0),
-            Event::Progress { address, message } => format!("{address}: {message}"),
-            Event::StillRunning { address, action, elapsed } => {
-                format!("{address}: Still {}... [{}s elapsed]", verb(action).0.to_lowercase(), elapsed.as_secs())
+        if let Event::Outcome { address, outcome, record } = e {
+            let entry = JournalEntry { address, outcome, record };
+            if let Err(e) = journal.append(&entry) {
+                *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
             }
-            Event::Finished { address, action, elapsed } => {
-                format!("{address}: {} complete after {}s", verb(action).1, elapsed.as_secs())
-            }
-            Event::Failed { address, action, error } => {
-                style.red(&format!("{address}: {} failed: {error}", verb(action).1))
-            }
-            Event::Skipped { address, because, .. } => {
-                style.red(&format!("{address}: skipped, because {because} failed"))
-            }
-            Event::Outcome { address, outcome, record } => {
-                let entry = JournalEntry { address, outcome, record };
-                if let Err(e) = journal.append(&entry) {
-                    *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-                }
-                return;
-            }
-        };
-        println!("{line}");
+        } else {
+            progress.show(&e);
+        }
     };
     let options = mlops_provider_core::ApplyOptions { force_conflicts: args.force_conflicts, wait: !args.no_wait };
     let report = rt.block_on(apply::apply(&stack, &state, &plan, parallelism, &options, &sink));
+    progress.finish();
     if report.changed() {
         let commit = lineage.record(
             state.tip.as_deref(),

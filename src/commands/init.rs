@@ -11,8 +11,11 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+/// Next to the spec, named by its `$schema` comment.
+const SCHEMA_FILE: &str = "mlops.schema.json";
+
 /// The starter spec: everything on the local provider, commented.
-pub const STARTER: &str = r#"# yaml-language-server: $schema=https://mlops.dev/schemas/mlops.schema.json
+pub const STARTER: &str = r#"# yaml-language-server: $schema=mlops.schema.json
 # mlops spec. `mlops validate` checks it, `mlops plan` shows what would change,
 # `mlops apply` makes it so and records the result in Git (`mlops log`).
 version: 1
@@ -90,6 +93,11 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<ExitStatus, CommandError> {
     }
     std::fs::write(&ctx.spec_path, STARTER.replace("{project}", &project)).map_err(|e| io("write the spec", e))?;
     created.push(ctx.spec_display.clone());
+    // Editors resolve `$schema` offline from this file; `mlops schema --out mlops.schema.json`
+    // refreshes it after an upgrade.
+    std::fs::write(dir.join(SCHEMA_FILE), super::schema::text(super::schema::SchemaKind::Spec))
+        .map_err(|e| io("write the schema", e))?;
+    created.push(format!("{SCHEMA_FILE} (the spec's JSON Schema, for editors)"));
     let gitignore = dir.join(".gitignore");
     let current = std::fs::read_to_string(&gitignore).unwrap_or_default();
     if !current.lines().any(|l| l.trim() == ".mlops/" || l.trim() == ".mlops") {

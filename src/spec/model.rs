@@ -11,7 +11,7 @@ pub type Reference = String;
 /// An mlops stack: the ML assets one team runs, and where.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(title = "mlops.yaml", extend("$id" = "https://mlops.dev/schemas/mlops.schema.json"))]
+#[schemars(title = "mlops.yaml")]
 pub struct Spec {
     /// Spec format version. Only `1` exists.
     #[schemars(range(min = 1, max = 1))]

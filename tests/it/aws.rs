@@ -12,18 +12,8 @@ use serde_json::{Value, json};
 use crate::common::{TestEnv, change, paths};
 use crate::gcp::unique;
 
-fn endpoint_url() -> Option<String> {
-    let on = std::env::var_os("MLOPS_TEST_AWS").is_some();
-    match std::env::var("AWS_ENDPOINT_URL") {
-        Ok(u) if on && !u.is_empty() => Some(u),
-        _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
-            panic!("moto is not running: run `eval \"$(scripts/services up aws)\"`")
-        }
-        _ => {
-            eprintln!("skipped: moto is not running (eval \"$(scripts/services up aws)\")");
-            None
-        }
-    }
+fn endpoint_url() -> String {
+    crate::common::service("AWS_ENDPOINT_URL", Some("MLOPS_TEST_AWS"), "aws")
 }
 
 struct Sdk {
@@ -101,8 +91,8 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker";
 const IMAGE: &str = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1";
 
 impl Aws {
-    fn new() -> Option<Aws> {
-        let url = endpoint_url()?;
+    fn new() -> Aws {
+        let url = endpoint_url();
         let sdk = Sdk::new(&url);
         let sfx = unique("t").replace('-', "").chars().rev().take(12).collect::<String>();
         let models = format!("models-{sfx}");
@@ -154,7 +144,7 @@ feature_stores:
             ),
         );
         env.commit("sagemaker stack");
-        Some(Aws { env, sdk, url, sfx })
+        Aws { env, sdk, url, sfx }
     }
 
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
@@ -196,8 +186,9 @@ feature_stores:
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn apply_creates_every_resource_then_nothing_to_do() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     let run = a.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stdout.contains("Apply complete! Resources: 5 added"), "{}", run.stdout);
 
@@ -256,8 +247,9 @@ fn apply_creates_every_resource_then_nothing_to_do() {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_model_image_change_replaces_it_and_the_endpoint_moves_before_the_old_one_goes() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.mlops(&["apply", "--auto-approve"]).ok();
     let old_model = a.record("models.churn")["outputs"]["model_name"].as_str().unwrap().to_string();
     let old_config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
@@ -294,8 +286,9 @@ fn a_model_image_change_replaces_it_and_the_endpoint_moves_before_the_old_one_go
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_weights_only_change_updates_in_place_without_a_new_config() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.mlops(&["apply", "--auto-approve"]).ok();
     let config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
     let configs = || {
@@ -321,8 +314,9 @@ fn a_weights_only_change_updates_in_place_without_a_new_config() {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn an_endpoint_that_fails_reports_the_reason_records_partial_and_the_next_plan_shows_what_is_left() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     // No capacity for this instance type (the launcher's stand-in for AWS capacity errors).
     a.edit_spec("    instance_type: ml.m5.large\n", "    instance_type: ml.p3.16xlarge\n");
     let run = a.mlops(&["apply", "--auto-approve"]);
@@ -348,8 +342,9 @@ fn an_endpoint_that_fails_reports_the_reason_records_partial_and_the_next_plan_s
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_wait_longer_than_its_timeout_is_a_clear_error_recorded() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.edit_spec("wait_timeout: 30s", "wait_timeout: 1s");
     let started = Instant::now();
     let run = a.mlops(&["apply", "--auto-approve"]);
@@ -369,8 +364,9 @@ fn a_wait_longer_than_its_timeout_is_a_clear_error_recorded() {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_feature_group_change_that_needs_a_replacement_is_refused_without_allow_data_loss() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.mlops(&["apply", "--auto-approve"]).ok();
     let fg = format!("customers-{}", a.sfx);
     // Adding a feature is in place.
@@ -396,8 +392,9 @@ fn a_feature_group_change_that_needs_a_replacement_is_refused_without_allow_data
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn changes_behind_our_back_are_drift() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.mlops(&["apply", "--auto-approve"]).ok();
     let old_version = a.record("datasets.train")["outputs"]["version_ids"]["a.csv"].clone();
     let new_version = a.sdk.put(&format!("data-{}", a.sfx), "churn/train/a.csv", "id,x\n9,9\n");
@@ -437,8 +434,9 @@ fn changes_behind_our_back_are_drift() {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn import_adopts_an_existing_feature_group() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     let fg = format!("customers-{}", a.sfx);
     let defs = [("customer_id", "String"), ("event_time", "Fractional"), ("tenure", "Integral")]
         .map(|(n, t)| {
@@ -493,8 +491,8 @@ struct PrivateMoto {
 }
 
 impl PrivateMoto {
-    fn start() -> Option<PrivateMoto> {
-        let python = std::env::var("MLOPS_TEST_MOTO_PYTHON").ok()?;
+    fn start() -> PrivateMoto {
+        let python = crate::common::service("MLOPS_TEST_MOTO_PYTHON", None, "aws");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/moto_server.py");
         let child = std::process::Command::new(python)
@@ -511,7 +509,7 @@ impl PrivateMoto {
             assert!(Instant::now() < deadline, "private moto did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(PrivateMoto { child, url })
+        PrivateMoto { child, url }
     }
 }
 
@@ -523,12 +521,10 @@ impl Drop for PrivateMoto {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_happened_is_recorded() {
-    let Some(shared) = Aws::new() else { return };
-    let Some(mut moto) = PrivateMoto::start() else {
-        assert!(std::env::var_os("MLOPS_REQUIRE_SERVICES").is_none(), "MLOPS_TEST_MOTO_PYTHON is not set");
-        return;
-    };
+    let shared = Aws::new();
+    let mut moto = PrivateMoto::start();
     // The same stack, against the private server.
     let a = Aws { sdk: Sdk::new(&moto.url), url: moto.url.clone(), ..shared };
     a.sdk.bucket(&format!("models-{}", a.sfx));
@@ -584,8 +580,9 @@ fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_ha
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn the_aws_example_applies_and_converges() {
-    let Some(url) = endpoint_url() else { return };
+    let url = endpoint_url();
     let sdk = Sdk::new(&url);
     let env = TestEnv::new();
     crate::common::copy_dir(
@@ -627,8 +624,9 @@ fn the_aws_example_applies_and_converges() {
 }
 
 #[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
 fn policies_see_every_production_variant() {
-    let Some(a) = Aws::new() else { return };
+    let a = Aws::new();
     a.edit_spec(
         "      - {{ name: green, model: models.churn-v2, weight: 10 }}".replace("{{", "{").replace("}}", "}").as_str(),
         "      - { name: green, model: models.churn-v2, weight: 10, instance_type: ml.g4dn.xlarge }",

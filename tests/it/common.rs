@@ -175,3 +175,14 @@ pub fn change<'a>(plan: &'a serde_json::Value, address: &str) -> &'a serde_json:
 pub fn paths(change: &serde_json::Value) -> Vec<String> {
     change["attributes"].as_array().unwrap().iter().map(|a| a["path"].as_str().unwrap().to_string()).collect()
 }
+
+/// The value of a test service's environment variable (`on`, when given, must be set too).
+/// Provider tests are `#[ignore]`d, so they run only when asked for (`--include-ignored`, as
+/// `scripts/test` does); asked for without their service, they fail: never a silent pass.
+#[track_caller]
+pub fn service(var: &str, on: Option<&str>, start: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() && on.is_none_or(|o| std::env::var_os(o).is_some()) => v,
+        _ => panic!("test service missing: {var} is not set; start it with `eval \"$(scripts/services up {start})\"`"),
+    }
+}

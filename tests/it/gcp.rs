@@ -9,18 +9,9 @@ use serde_json::Value;
 
 use crate::common::TestEnv;
 
-/// The emulator, or `None` (test skipped) when it is not running and not required.
-pub(crate) fn emulator() -> Option<String> {
-    match std::env::var("STORAGE_EMULATOR_HOST") {
-        Ok(h) if !h.is_empty() => Some(h),
-        _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
-            panic!("STORAGE_EMULATOR_HOST is not set: run `eval \"$(scripts/services up gcp)\"`")
-        }
-        _ => {
-            eprintln!("skipped: STORAGE_EMULATOR_HOST is not set (eval \"$(scripts/services up gcp)\")");
-            None
-        }
-    }
+/// The emulator's address (the test fails when it is not running).
+pub(crate) fn emulator() -> String {
+    crate::common::service("STORAGE_EMULATOR_HOST", None, "gcp")
 }
 
 pub(crate) fn unique(prefix: &str) -> String {
@@ -71,8 +62,8 @@ struct Gcs {
 }
 
 impl Gcs {
-    fn new() -> Option<Gcs> {
-        let host = emulator()?;
+    fn new() -> Gcs {
+        let host = emulator();
         let env = TestEnv::new();
         let (bucket, models) = (unique("data"), unique("models"));
         versioned_bucket(&host, &models);
@@ -89,7 +80,7 @@ impl Gcs {
             ),
         );
         env.commit("gcs stack");
-        Some(Gcs { env, host, bucket, models })
+        Gcs { env, host, bucket, models }
     }
 
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
@@ -102,8 +93,9 @@ impl Gcs {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn apply_creates_bucket_and_objects_then_nothing_to_do() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     let run = g.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
     let bucket = curl(&[&format!("{}/storage/v1/b/{}", g.host, g.bucket)]);
@@ -126,8 +118,9 @@ fn apply_creates_bucket_and_objects_then_nothing_to_do() {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_changed_source_file_uploads_only_that_object() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     g.mlops(&["apply", "--auto-approve"]).ok();
     let before: std::collections::BTreeMap<_, _> = objects(&g.host, &g.bucket, "churn/train/").into_iter().collect();
     g.env.write("data/a.csv", "id,x\n1,2\n5,6\n");
@@ -150,8 +143,9 @@ fn a_changed_source_file_uploads_only_that_object() {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn an_object_overwritten_behind_our_back_is_drift_with_generations() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     g.mlops(&["apply", "--auto-approve"]).ok();
     let old = objects(&g.host, &g.bucket, "churn/train/b.csv")[0].1;
     let new = put_object(&g.host, &g.bucket, "churn/train/b.csv", "tampered")["generation"]
@@ -166,8 +160,9 @@ fn an_object_overwritten_behind_our_back_is_drift_with_generations() {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn new_bytes_behind_the_same_model_uri_plan_an_update_of_the_model_and_its_endpoint() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     g.mlops(&["apply", "--auto-approve"]).ok();
     let old = objects(&g.host, &g.models, "churn/")[0].1;
     put_object(&g.host, &g.models, "churn/model.bst", "weights v2");
@@ -182,9 +177,10 @@ fn new_bytes_behind_the_same_model_uri_plan_an_update_of_the_model_and_its_endpo
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_recorded() {
     use mlops::engine::apply;
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     // A saved plan is refused outright when the live object changed after it was made.
     g.env.write("data/a.csv", "id,x\nmine\n");
     g.mlops(&["plan", "--out", "p.json"]).ok();
@@ -221,8 +217,9 @@ fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_reco
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn an_unreachable_emulator_is_a_clear_error_within_seconds() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -238,8 +235,9 @@ fn an_unreachable_emulator_is_a_clear_error_within_seconds() {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn the_gcp_example_applies_and_converges() {
-    let Some(host) = emulator() else { return };
+    let host = emulator();
     let env = TestEnv::new();
     crate::common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gcp-gcs"), env.path());
     let (data, models) = (unique("acme-ml-data"), unique("acme-ml-models"));
@@ -267,8 +265,9 @@ fn the_gcp_example_applies_and_converges() {
 }
 
 #[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn prune_deletes_remote_objects_that_left_the_source() {
-    let Some(g) = Gcs::new() else { return };
+    let g = Gcs::new();
     let spec = g.env.read("mlops.yaml").replace("    source: ./data\n", "    source: ./data\n    prune: true\n");
     g.env.write("mlops.yaml", &spec);
     g.mlops(&["apply", "--auto-approve"]).ok();

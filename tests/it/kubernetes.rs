@@ -16,19 +16,9 @@ use serde_json::{Value, json};
 use crate::common::{TestEnv, change, paths};
 use crate::gcp::{emulator, put_object, unique, versioned_bucket};
 
-/// The kubeconfig of the test apiserver, or `None` (skipped) when it is not running and not required.
-fn kubeconfig() -> Option<String> {
-    let on = std::env::var_os("MLOPS_TEST_KUBERNETES").is_some();
-    match std::env::var("KUBECONFIG") {
-        Ok(k) if on && !k.is_empty() => Some(k),
-        _ if std::env::var_os("MLOPS_REQUIRE_SERVICES").is_some() => {
-            panic!("the test apiserver is not running: run `eval \"$(scripts/services up kubernetes)\"`")
-        }
-        _ => {
-            eprintln!("skipped: no test apiserver (eval \"$(scripts/services up kubernetes)\")");
-            None
-        }
-    }
+/// The kubeconfig of the test apiserver (the test fails when it is not running).
+fn kubeconfig() -> String {
+    crate::common::service("KUBECONFIG", Some("MLOPS_TEST_KUBERNETES"), "kubernetes")
 }
 
 fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -219,9 +209,9 @@ const ENDPOINTS: &str = r#"  churn-isvc:
 
 impl K8s {
     /// A fresh namespace and a committed spec serving one GCS-pinned model two ways.
-    fn new(endpoints: &str) -> Option<K8s> {
-        let kubeconfig = kubeconfig()?;
-        let gcs = emulator()?;
+    fn new(endpoints: &str) -> K8s {
+        let kubeconfig = kubeconfig();
+        let gcs = emulator();
         let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
         let cluster = Cluster::new(&kubeconfig);
         cluster.install_crd();
@@ -242,7 +232,7 @@ impl K8s {
             ),
         );
         env.commit("k8s stack");
-        Some(K8s { env, cluster, ns, gcs, _crd: guard })
+        K8s { env, cluster, ns, gcs, _crd: guard }
     }
 
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
@@ -307,8 +297,9 @@ fn tag_names(change: &Value) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn apply_creates_the_inference_service_and_the_deployment_then_nothing_to_do() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     let run = k.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
@@ -361,8 +352,9 @@ fn apply_creates_the_inference_service_and_the_deployment_then_nothing_to_do() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_field_another_manager_owns_is_a_conflict_refused_without_force() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
     // An autoscaler takes the replica count with its own server-side apply.
@@ -397,8 +389,9 @@ fn a_field_another_manager_owns_is_a_conflict_refused_without_force() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_field_changed_out_of_band_is_drift() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
     // `kubectl scale`, in effect; then the controller rolls it out.
@@ -425,8 +418,9 @@ fn a_field_changed_out_of_band_is_drift() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_canary_change_updates_exactly_that_field() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
     k.edit_spec("canary_percent: 10", "canary_percent: 50");
@@ -447,8 +441,9 @@ fn a_canary_change_updates_exactly_that_field() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_canary_the_cluster_would_ignore_is_a_plan_error() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     // KServe set up for RawDeployment, which ignores canaryTrafficPercent.
     k.cluster.ssa(
         &k.ns,
@@ -470,8 +465,9 @@ fn a_canary_the_cluster_would_ignore_is_a_plan_error() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn not_ready_in_time_is_a_clear_error_recorded_as_partial() {
-    let Some(k) = K8s::new(&ENDPOINTS.replace("wait_timeout: 30s", "wait_timeout: 2s")) else { return };
+    let k = K8s::new(&ENDPOINTS.replace("wait_timeout: 30s", "wait_timeout: 2s"));
     // No controller: nothing ever becomes ready.
     let started = Instant::now();
     let run = k.mlops(&["apply", "--auto-approve"]);
@@ -502,8 +498,9 @@ fn not_ready_in_time_is_a_clear_error_recorded_as_partial() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn no_wait_returns_at_once_and_the_plan_shows_what_is_not_ready() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let run = k.mlops(&["apply", "--auto-approve", "--no-wait"]).ok();
     assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
     assert_eq!(k.lineage_record("endpoints.churn-isvc")["attributes"]["ready"], false);
@@ -516,8 +513,9 @@ fn no_wait_returns_at_once_and_the_plan_shows_what_is_not_ready() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn apiserver_down_is_a_clear_error_within_seconds_and_nothing_is_recorded() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     // The same cluster credentials, at a port where nothing listens.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let kc = std::fs::read_to_string(&k.cluster.kubeconfig).unwrap();
@@ -544,8 +542,9 @@ fn regex_free_replace_port(kc: &str, port: u16) -> String {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn delete_removes_only_what_mlops_created() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     // Someone else's Service under a name the spec is about to use.
     k.cluster.ssa(
@@ -589,9 +588,10 @@ fn delete_removes_only_what_mlops_created() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_missing_crd_is_a_plan_error_that_says_so() {
-    let Some(kubeconfig) = kubeconfig() else { return };
-    let Some(gcs) = emulator() else { return };
+    let kubeconfig = kubeconfig();
+    let gcs = emulator();
     // Alone on the cluster while the CRD is gone.
     let _only = crd_lock().write().unwrap_or_else(|e| e.into_inner());
     let cluster = Cluster::new(&kubeconfig);
@@ -619,8 +619,9 @@ fn a_missing_crd_is_a_plan_error_that_says_so() {
 }
 
 #[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn a_runtime_change_replaces_new_first_then_deletes_the_old_objects() {
-    let Some(k) = K8s::new(ENDPOINTS) else { return };
+    let k = K8s::new(ENDPOINTS);
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
     let old_uid = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["metadata"]["uid"].clone();

@@ -3,6 +3,7 @@
 #[cfg(all(feature = "aws", feature = "gcp"))]
 mod aws;
 mod ci;
+mod cli;
 mod common;
 mod environments;
 #[cfg(feature = "gcp")]
@@ -14,5 +15,6 @@ mod markdown;
 mod policy;
 mod properties;
 mod schema;
+mod skips;
 mod snapshots;
 mod spec_errors;
