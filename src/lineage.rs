@@ -238,7 +238,7 @@ impl Lineage {
                 Some((dir, rest)) => {
                     dirs.entry(dir.to_string()).or_default().insert(rest.to_string(), data.clone());
                 }
-                None => blobs.push((path.clone(), self.repo.write_blob(data).map_err(git)?.detach())),
+                None => blobs.push((path.clone(), self.write_blob_once(data)?)),
             }
         }
         let mut entries: Vec<(String, gix::objs::tree::EntryMode, gix::ObjectId)> = Vec::new();
@@ -266,6 +266,16 @@ impl Lineage {
                 .collect(),
         };
         Ok(self.repo.write_object(&tree).map_err(git)?.detach())
+    }
+
+    /// Most records of an apply are unchanged since the last one: their blobs exist already and
+    /// are not written again (a loose object write is a file create, a deflate and a rename).
+    fn write_blob_once(&self, data: &[u8]) -> Result<gix::ObjectId, LineageError> {
+        let id = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, data).map_err(git)?;
+        if self.repo.has_object(id) {
+            return Ok(id);
+        }
+        Ok(self.repo.write_blob(data).map_err(git)?.detach())
     }
 
     fn signature(&self) -> gix::actor::Signature {
@@ -296,58 +306,103 @@ impl Lineage {
     }
 
     /// True if any of `paths` (files or folders) differs from HEAD, or is not tracked.
+    /// One walk of HEAD's tree, entering only the folders that hold inputs; each file hashed once.
     pub fn is_dirty(&self, paths: &[PathBuf]) -> bool {
         let Some(workdir) = self.repo.workdir().and_then(|w| w.canonicalize().ok()) else { return false };
-        let head_tree = self.repo.head_commit().ok().and_then(|c| c.tree().ok());
+        let mut inputs: BTreeMap<String, PathBuf> = BTreeMap::new();
+        // Inputs share a few folders: resolve each folder once, not every input path in full.
+        let mut folders: BTreeMap<&Path, Option<PathBuf>> = BTreeMap::new();
         for path in paths {
-            let Ok(abs) = path.canonicalize() else { return true };
-            let Ok(rel) = abs.strip_prefix(&workdir) else { continue };
-            let rel = rel.to_string_lossy().replace('\\', "/");
-            let Some(tree) = &head_tree else { return true };
-            let committed = if rel.is_empty() {
-                Some(tree.id)
-            } else {
-                match tree.clone().peel_to_entry_by_path(&rel) {
-                    Ok(Some(e)) => Some(e.object_id()),
-                    _ => None,
+            let abs = match (path.parent(), path.file_name()) {
+                (Some(parent), Some(name)) => {
+                    let folder = folders.entry(parent).or_insert_with(|| parent.canonicalize().ok());
+                    folder.as_ref().map(|f| f.join(name)).filter(|p| p.symlink_metadata().is_ok())
                 }
+                _ => path.canonicalize().ok(),
             };
-            let Some(committed) = committed else { return true };
-            if self.differs(&abs, committed) {
+            let Some(abs) = abs else { return true };
+            let Ok(rel) = abs.strip_prefix(&workdir) else { continue };
+            inputs.insert(rel.to_string_lossy().replace('\\', "/"), abs);
+        }
+        if inputs.is_empty() {
+            return false;
+        }
+        let Some(head_tree) = self.repo.head_commit().ok().and_then(|c| c.tree_id().ok()) else { return true };
+        let wanted: BTreeSet<&str> = inputs.keys().map(String::as_str).collect();
+        let mut committed = BTreeMap::new();
+        if self.committed_blobs(head_tree.detach(), "", &wanted, &mut committed).is_err() {
+            return true;
+        }
+        let mut seen = BTreeSet::new();
+        for (rel, abs) in &inputs {
+            if self.differs(abs, rel, &committed, &mut seen) {
                 return true;
             }
         }
-        false
+        // A committed file that is gone from an input folder.
+        committed.keys().any(|p| !seen.contains(p))
     }
 
-    fn differs(&self, abs: &Path, committed: gix::ObjectId) -> bool {
+    /// The blobs of `tree` (at `prefix`) that are inputs or lie inside input folders, by path.
+    fn committed_blobs(
+        &self,
+        tree: gix::ObjectId,
+        prefix: &str,
+        wanted: &BTreeSet<&str>,
+        out: &mut BTreeMap<String, gix::ObjectId>,
+    ) -> Result<(), LineageError> {
+        let inside = |path: &str| {
+            wanted.contains("")
+                || path.match_indices('/').map(|(i, _)| &path[..i]).chain([path]).any(|p| wanted.contains(p))
+        };
+        let holds_input = |path: &str| {
+            let dir = format!("{path}/");
+            wanted.range(dir.as_str()..).next().is_some_and(|w| w.starts_with(&dir))
+        };
+        let tree = self.repo.find_tree(tree).map_err(git)?;
+        for e in tree.decode().map_err(git)?.entries.iter() {
+            let name = e.filename.to_str_lossy();
+            let path = if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") };
+            if e.mode.is_tree() {
+                if inside(&path) || holds_input(&path) {
+                    self.committed_blobs(e.oid.to_owned(), &path, wanted, out)?;
+                }
+            } else if inside(&path) {
+                out.insert(path, e.oid.to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    /// True if the file or folder `abs` (`rel` in the work tree) holds anything not committed as is.
+    fn differs(
+        &self,
+        abs: &Path,
+        rel: &str,
+        committed: &BTreeMap<String, gix::ObjectId>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
         if abs.is_file() {
+            if !seen.insert(rel.to_string()) {
+                return false;
+            }
+            let Some(want) = committed.get(rel) else { return true };
             let Ok(data) = std::fs::read(abs) else { return true };
             let hash = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, &data);
-            return hash.map(|h| h != committed).unwrap_or(true);
+            return hash.map(|h| h != *want).unwrap_or(true);
         }
-        let Ok(tree) = self.repo.find_tree(committed) else { return true };
-        let Ok(decoded) = tree.decode() else { return true };
-        let committed: BTreeMap<String, gix::ObjectId> =
-            decoded.entries.iter().map(|e| (e.filename.to_str_lossy().into_owned(), e.oid.to_owned())).collect();
         let Ok(read) = std::fs::read_dir(abs) else { return true };
-        let mut present = BTreeSet::new();
         for entry in read.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name == ".git" {
                 continue;
             }
-            present.insert(name.clone());
-            match committed.get(&name) {
-                None => return true,
-                Some(oid) => {
-                    if self.differs(&entry.path(), *oid) {
-                        return true;
-                    }
-                }
+            let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            if self.differs(&entry.path(), &child, committed, seen) {
+                return true;
             }
         }
-        committed.keys().any(|k| !present.contains(k))
+        false
     }
 
     /// Resolves `REV`: a commit id (or prefix), `lineage`, `lineage~N`, or any Git revision.

@@ -36,7 +36,7 @@ pub struct Plan {
     pub drift: Vec<Drift>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SourceInfo {
     /// The spec file, relative to the repository's top.
     pub spec: String,

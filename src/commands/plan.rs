@@ -122,9 +122,18 @@ pub fn make_plan(
     scope: &ScopeArgs,
 ) -> Result<Plan, CommandError> {
     let request = scope.request()?;
-    let source = source_info(stack, lineage);
     let rt = ctx.runtime()?;
-    Ok(rt.block_on(engine::plan(stack, state, source, &request))?)
+    // The dirty check reads the spec's inputs and the HEAD tree, independently of the providers'
+    // reads: run it beside them (on its own repository handle; gix handles are not shared).
+    let (source, plan) = std::thread::scope(|s| {
+        let dirty = s.spawn(|| {
+            let here = Lineage::open(stack.spec.base_dir(), stack.project(), &stack.environment).ok();
+            here.map(|l| source_info(stack, &l))
+        });
+        let plan = rt.block_on(engine::plan(stack, state, SourceInfo::default(), &request));
+        (dirty.join().ok().flatten().unwrap_or_else(|| source_info(stack, lineage)), plan)
+    });
+    Ok(Plan { source, ..plan? })
 }
 
 pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {

@@ -199,15 +199,33 @@ pub async fn apply(
                 waits_for.get_mut(*addr).expect("every change has an entry").insert(*dep_addr);
             }
         }
-        if c.action == Action::Delete {
-            // Whatever still (or newly) depends on a deleted resource moves off it first.
-            for (other, oc) in &changes {
-                if oc.action != Action::Delete && depends(oc).contains(addr) {
-                    waits_for.get_mut(*addr).expect("every change has an entry").insert(*other);
-                }
+    }
+    // Whatever still (or newly) depends on a deleted resource moves off it first.
+    let mut depended_on_by: BTreeMap<Address, Vec<&Address>> = BTreeMap::new();
+    for (addr, c) in &changes {
+        if c.action != Action::Delete {
+            for dep in depends(c) {
+                depended_on_by.entry(dep).or_default().push(*addr);
             }
         }
     }
+    for (addr, c) in &changes {
+        if c.action == Action::Delete {
+            for other in depended_on_by.get(*addr).into_iter().flatten() {
+                waits_for.get_mut(*addr).expect("every change has an entry").insert(*other);
+            }
+        }
+    }
+    // The other direction, and how many prerequisites each change still waits for.
+    let mut unblocks: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
+    for (a, w) in &waits_for {
+        for d in w {
+            unblocks.entry(*d).or_default().push(*a);
+        }
+    }
+    let mut waiting: BTreeMap<&Address, usize> = waits_for.iter().map(|(a, w)| (*a, w.len())).collect();
+    let mut ready: std::collections::VecDeque<&Address> =
+        waiting.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
 
     let outputs: Mutex<BTreeMap<Address, Attributes>> = Mutex::new(BTreeMap::new());
     let mut outcomes = Outcomes::new();
@@ -221,34 +239,33 @@ pub async fn apply(
             records.insert(c.address.clone(), r);
         }
     }
-    let mut done: BTreeSet<&Address> = BTreeSet::new();
     let mut blocked: BTreeMap<&Address, Address> = BTreeMap::new();
     let mut started: BTreeSet<&Address> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
     let (mut applied, mut failed, mut changed_anyway) = (0usize, 0usize, 0usize);
 
     loop {
-        // Start everything whose prerequisites are done, up to the parallelism.
-        let ready: Vec<&Address> = waits_for
-            .iter()
-            .filter(|(a, w)| !started.contains(*a) && !blocked.contains_key(*a) && w.iter().all(|d| done.contains(d)))
-            .map(|(a, _)| *a)
-            .collect();
-        for a in ready {
-            if running.len() >= parallelism.max(1) {
-                break;
+        // Start what is ready (every prerequisite done), up to the parallelism.
+        while running.len() < parallelism.max(1) {
+            let Some(a) = ready.pop_front() else { break };
+            if blocked.contains_key(a) {
+                continue;
             }
             started.insert(a);
-            let change = changes[a];
-            running.push(run_one(stack, state, plan, change, &outputs, options, sink));
+            running.push(run_one(stack, state, plan, changes[a], &outputs, options, sink));
         }
         let Some((address, result)) = running.next().await else { break };
-        let change = changes[&address];
-        let addr_ref = *changes.keys().find(|k| ***k == address).expect("from the plan");
+        let (addr_ref, change) = changes.get_key_value(&address).map(|(k, c)| (*k, *c)).expect("from the plan");
         match result {
             Ok(live) => {
                 applied += 1;
-                done.insert(addr_ref);
+                for next in unblocks.get(addr_ref).into_iter().flatten() {
+                    let n = waiting.get_mut(*next).expect("every change has an entry");
+                    *n -= 1;
+                    if *n == 0 {
+                        ready.push_back(*next);
+                    }
+                }
                 let outcome = Outcome { action: change.action, status: OutcomeStatus::Applied, error: None };
                 outcomes.insert(address.to_string(), outcome.clone());
                 let record = match live {
@@ -281,8 +298,8 @@ pub async fn apply(
                 // Everything waiting on it, directly or not, is skipped.
                 let mut todo = vec![addr_ref];
                 while let Some(x) = todo.pop() {
-                    for (w, deps) in &waits_for {
-                        if deps.contains(x) && !blocked.contains_key(w) && !started.contains(w) {
+                    for w in unblocks.get(x).into_iter().flatten() {
+                        if !blocked.contains_key(*w) && !started.contains(*w) {
                             blocked.insert(*w, address.clone());
                             todo.push(*w);
                         }

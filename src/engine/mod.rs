@@ -134,33 +134,37 @@ pub fn select(stack: &Stack, state: &State, targets: &[Address]) -> Result<BTree
 
 /// Spec resources in dependency order, grouped in waves that can run concurrently.
 pub fn waves(stack: &Stack, selected: &BTreeSet<Address>) -> Vec<Vec<Address>> {
-    let mut remaining: BTreeMap<Address, BTreeSet<Address>> = stack
-        .spec
-        .resources
-        .iter()
-        .filter(|r| selected.contains(&r.config.address))
-        .map(|r| {
-            let deps = r.config.dependencies.iter().filter(|d| selected.contains(*d)).cloned().collect();
-            (r.config.address.clone(), deps)
-        })
-        .collect();
-    let mut out = Vec::new();
-    while !remaining.is_empty() {
-        let ready: Vec<Address> = remaining.iter().filter(|(_, d)| d.is_empty()).map(|(a, _)| a.clone()).collect();
-        if ready.is_empty() {
-            // Validation rejects cycles; never loop forever regardless.
-            out.push(remaining.keys().cloned().collect());
-            break;
+    let mut waiting: BTreeMap<&Address, usize> = BTreeMap::new();
+    let mut unblocks: BTreeMap<&Address, Vec<&Address>> = BTreeMap::new();
+    for r in stack.spec.resources.iter().filter(|r| selected.contains(&r.config.address)) {
+        let deps: BTreeSet<&Address> = r.config.dependencies.iter().filter(|d| selected.contains(*d)).collect();
+        waiting.insert(&r.config.address, deps.len());
+        for d in deps {
+            unblocks.entry(d).or_default().push(&r.config.address);
         }
-        for a in &ready {
-            remaining.remove(a);
-        }
-        for deps in remaining.values_mut() {
-            for a in &ready {
-                deps.remove(a);
+    }
+    let mut wave: Vec<&Address> = waiting.iter().filter(|(_, n)| **n == 0).map(|(a, _)| *a).collect();
+    let mut out: Vec<Vec<Address>> = Vec::new();
+    let mut placed = 0;
+    while !wave.is_empty() {
+        let mut next = Vec::new();
+        for a in &wave {
+            for d in unblocks.get(*a).into_iter().flatten() {
+                let n = waiting.get_mut(*d).expect("every selected resource has an entry");
+                *n -= 1;
+                if *n == 0 {
+                    next.push(*d);
+                }
             }
         }
-        out.push(ready);
+        next.sort();
+        placed += wave.len();
+        out.push(wave.into_iter().cloned().collect());
+        wave = next;
+    }
+    if placed < waiting.len() {
+        // Validation rejects cycles; never lose a resource regardless.
+        out.push(waiting.iter().filter(|(_, n)| **n > 0).map(|(a, _)| (*a).clone()).collect());
     }
     out
 }
@@ -298,7 +302,7 @@ pub async fn plan(
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
     let desired = desired_states(stack, &selected, request.parallelism, pins).await?;
     let live = refresh(stack, state, selected.iter().cloned(), &desired, request.parallelism).await?;
-    Ok(assemble(stack, state, source, request, &selected, &desired, &live))
+    Ok(assemble(stack, state, source, request, &selected, desired, live))
 }
 
 /// The pure part of planning: from desired, live and prior states to a plan.
@@ -308,8 +312,9 @@ pub fn assemble(
     source: SourceInfo,
     request: &PlanRequest,
     selected: &BTreeSet<Address>,
-    desired: &BTreeMap<Address, Desired>,
-    live: &BTreeMap<Address, Option<RecordedState>>,
+    // Taken by value: each desired and live state moves into its change, never copied.
+    mut desired: BTreeMap<Address, Desired>,
+    mut live: BTreeMap<Address, Option<RecordedState>>,
 ) -> Plan {
     let mut changes = Vec::new();
     let mut drift = Vec::new();
@@ -318,9 +323,9 @@ pub fn assemble(
     for address in spec_order.chain(leaving) {
         let spec_res = stack.spec.resource(address);
         let prior = state.resources.get(address);
-        let live_state = live.get(address).cloned().flatten();
-        let want = desired.get(address);
-        let decision = diff::decide(want, live_state.as_ref());
+        let live_state = live.remove(address).flatten();
+        let want = desired.remove(address);
+        let decision = diff::decide(want.as_ref(), live_state.as_ref());
         let prior_state = prior.map(|p| RecordedState { attributes: p.attributes.clone(), outputs: p.outputs.clone() });
         if let Some(p) = &prior_state {
             match &live_state {
@@ -351,7 +356,7 @@ pub fn assemble(
             || (decision.action == Action::Delete
                 && address.kind == mlops_provider_core::Kind::FeatureStore
                 && live_state.is_some());
-        changes.push(ResourceChange {
+        let mut change = ResourceChange {
             address: address.clone(),
             provider,
             action: decision.action,
@@ -360,15 +365,17 @@ pub fn assemble(
             replace_reasons: decision.replace_reasons,
             data_destroying,
             tags: Vec::new(),
-            desired: want.map(|d| d.attributes.clone()),
+            desired: None,
             live_fingerprint: plan::fingerprint(live_state.as_ref()),
             live: live_state,
             prior: prior_state,
             provider_config,
-        });
-    }
-    for c in changes.iter_mut() {
-        c.tags = tags::tags(c, desired.get(&c.address));
+        };
+        // Tags read the desired attributes from the change, the rest (waits, conflicts) from `want`.
+        let mut want = want;
+        change.desired = want.as_mut().map(|d| std::mem::take(&mut d.attributes));
+        change.tags = tags::tags(&change, want.as_ref());
+        changes.push(change);
     }
     let summary = Plan::summarize(&changes, &drift);
     Plan {

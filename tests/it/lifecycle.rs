@@ -445,3 +445,41 @@ fn count_applied(children: Vec<std::process::Child>) -> usize {
     }
     applied
 }
+
+/// `Source-Dirty` (the plan's `source.dirty`): the spec and every file it reads, against HEAD.
+#[test]
+fn the_dirty_check_sees_modified_added_untracked_and_removed_inputs_only() {
+    let env = TestEnv::quickstart();
+    let dirty = || -> bool {
+        let run = env.mlops(&["plan", "--json"]).ok();
+        let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        plan["source"]["dirty"].as_bool().unwrap()
+    };
+    assert!(!dirty(), "everything committed");
+    env.write("notes.txt", "not an input\n");
+    assert!(!dirty(), "an untracked file that is no input does not count");
+
+    let csv = env.read("data/train/2026-10.csv");
+    env.write("data/train/2026-10.csv", &format!("{csv}c-999,1,1.0,0\n"));
+    assert!(dirty(), "a modified file in a dataset source");
+    env.git(&["checkout", "--", "data/train/2026-10.csv"]);
+    assert!(!dirty());
+
+    env.write("data/train/extra.csv", "id\n1\n");
+    assert!(dirty(), "an untracked file in a dataset source");
+    env.git(&["add", "data/train/extra.csv"]);
+    assert!(dirty(), "added to the index but not committed");
+    env.commit("extra");
+    assert!(!dirty());
+
+    env.git(&["rm", "-q", "data/train/extra.csv"]);
+    assert!(dirty(), "a committed file removed from a source");
+    env.commit("no extra");
+    assert!(!dirty());
+
+    env.write("model/churn-clf.json", "{\"retrained\": true}\n");
+    assert!(dirty(), "a modified model artifact");
+    env.commit("retrained");
+    env.write("mlops.yaml", &format!("{}\n# a comment\n", env.read("mlops.yaml")));
+    assert!(dirty(), "the spec itself");
+}

@@ -154,11 +154,11 @@ pub(crate) async fn desired(
     a.insert("labels".into(), json!(labels_of(config)));
     d.expected_wait_secs = Some(600);
     // A Failed endpoint cannot be updated, only deleted and created again.
-    let c = p.clients().await?;
-    let live = c.sm.describe_endpoint().endpoint_name(&name).send().await;
-    if live.is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Failed")) {
+    let live = read_named(p, &name).await?;
+    if live.as_ref().and_then(|l| l.attributes.get("status")).and_then(Value::as_str) == Some("Failed") {
         d.force_new.insert("status".into());
     }
+    p.reads.keep(config.address.to_string(), (name, live));
     Ok(d)
 }
 
@@ -174,7 +174,10 @@ pub(crate) async fn read(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| endpoint_name(address));
-    read_named(p, &name).await
+    match p.reads.take(&address.to_string()) {
+        Some((seen, live)) if seen == name => Ok(live),
+        _ => read_named(p, &name).await,
+    }
 }
 
 pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {

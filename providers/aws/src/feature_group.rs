@@ -80,7 +80,10 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
         d.force_new.insert(key.into());
     }
     // Features can be added in place; a removed or retyped one needs a new group.
-    if let Some(live) = read(p, &config.address).await? {
+    let name = group_name(&config.address);
+    let live = read_named(p, &name).await?;
+    p.reads.keep(config.address.to_string(), (name, live.clone()));
+    if let Some(live) = live {
         let have = live.attributes.get("features").and_then(Value::as_object).cloned().unwrap_or_default();
         let want = b.get("features").and_then(Value::as_object).cloned().unwrap_or_default();
         if have.iter().any(|(k, v)| want.get(k) != Some(v)) {
@@ -92,7 +95,11 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
 }
 
 pub(crate) async fn read(p: &AwsProvider, address: &Address) -> Result<Option<LiveState>, ProviderError> {
-    read_named(p, &group_name(address)).await
+    let name = group_name(address);
+    match p.reads.take(&address.to_string()) {
+        Some((seen, live)) if seen == name => Ok(live),
+        _ => read_named(p, &name).await,
+    }
 }
 
 pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {

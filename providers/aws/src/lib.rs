@@ -45,6 +45,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         endpoint_url: s("endpoint_url"),
         project: ctx.project.clone(),
         clients: tokio::sync::OnceCell::new(),
+        reads: Default::default(),
     }))
 }
 
@@ -54,6 +55,9 @@ pub struct AwsProvider {
     endpoint_url: Option<String>,
     project: String,
     clients: tokio::sync::OnceCell<Clients>,
+    /// Live objects `desired` read (by address: the object's name and what was live), for the
+    /// `read` of the same resource in this run.
+    pub(crate) reads: mlops_provider_core::ReadCache<(String, Option<LiveState>)>,
 }
 
 pub(crate) struct Clients {
@@ -353,6 +357,8 @@ impl Provider for AwsProvider {
     }
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        // What `desired` saw before this change is not what a later read must see.
+        self.reads.take(&request.address.to_string());
         match request.address.kind {
             Kind::Dataset => dataset::apply(self, &request, progress).await,
             Kind::Model => model::apply(self, &request, progress).await,

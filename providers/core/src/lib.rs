@@ -485,3 +485,43 @@ mod tests {
         assert_eq!(ValuePath(vec!["traffic".into(), "canary_percent".into()]).to_string(), "traffic.canary_percent");
     }
 }
+
+/// A per-run read cache between `desired` and `read`: when computing a desired state needs the
+/// live object (a Failed status, the features a group has), the answer is kept here under a key
+/// and taken, once, by the `read` of the same resource in the same run, so a plan never asks the
+/// backend the same question twice. Taken, never reused, and forgotten by an apply of the
+/// resource: a read after a change always goes to the backend.
+pub struct ReadCache<T> {
+    answers: std::sync::Mutex<BTreeMap<String, T>>,
+}
+
+impl<T> Default for ReadCache<T> {
+    fn default() -> Self {
+        ReadCache { answers: std::sync::Mutex::new(BTreeMap::new()) }
+    }
+}
+
+impl<T> ReadCache<T> {
+    pub fn keep(&self, key: impl Into<String>, answer: T) {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner()).insert(key.into(), answer);
+    }
+
+    /// The kept answer, removed: the next read of `key` goes to the backend.
+    pub fn take(&self, key: &str) -> Option<T> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner()).remove(key)
+    }
+}
+
+#[cfg(test)]
+mod read_cache_tests {
+    use super::ReadCache;
+
+    #[test]
+    fn an_answer_is_taken_once() {
+        let cache = ReadCache::default();
+        cache.keep("endpoint:a", 1);
+        assert_eq!(cache.take("endpoint:b"), None);
+        assert_eq!(cache.take("endpoint:a"), Some(1));
+        assert_eq!(cache.take("endpoint:a"), None, "the second read goes to the backend");
+    }
+}

@@ -588,9 +588,10 @@ impl Provider for LocalProvider {
         out
     }
 
+    // Reads run inline: they are small file reads, and a thread handoff per resource (a blocking
+    // task each) cost more than the reads themselves in a 10,000-resource plan.
     async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
-        let (this, config, deps) = (self.clone(), config.clone(), deps.clone());
-        blocking(move || this.desired_sync(&config, &deps)).await
+        self.desired_sync(config, deps)
     }
 
     async fn read(
@@ -599,8 +600,7 @@ impl Provider for LocalProvider {
         _prior: Option<&PriorState>,
         _desired: Option<&Desired>,
     ) -> Result<Option<LiveState>, ProviderError> {
-        let (this, address) = (self.clone(), address.clone());
-        blocking(move || this.read_sync(&address)).await
+        self.read_sync(address)
     }
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
