@@ -143,18 +143,19 @@ pub(crate) async fn desired(
         .collect();
     let identity = Value::Array(identity);
     let name = endpoint_name(&config.address);
+    let config_name = sagemaker_name(&name, &short_hash(&[&identity]));
     let mut d = Desired::default();
     let a = &mut d.attributes;
     a.insert("endpoint_name".into(), json!(name));
-    a.insert("config_name".into(), json!(sagemaker_name(&name, &short_hash(&[&identity]))));
-    a.insert("variants".into(), identity);
+    a.insert("config_name".into(), json!(config_name));
+    a.insert("variants".into(), identity.clone());
     a.insert("weights".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), weight(v.weight))).collect()));
     a.insert("capacity".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), json!(v.count))).collect()));
     a.insert("status".into(), json!("InService"));
     a.insert("labels".into(), json!(labels_of(config)));
     d.expected_wait_secs = Some(600);
     // A Failed endpoint cannot be updated, only deleted and created again.
-    let live = read_named(p, &name).await?;
+    let live = read_with(p, &name, Some((&config_name, &identity))).await?;
     if live.as_ref().and_then(|l| l.attributes.get("status")).and_then(Value::as_str) == Some("Failed") {
         d.force_new.insert("status".into());
     }
@@ -181,6 +182,17 @@ pub(crate) async fn read(
 }
 
 pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {
+    read_with(p, name, None).await
+}
+
+/// Reads the endpoint. `known`: a config name and the variants it was made from; SageMaker
+/// endpoint configs are immutable and mlops names them by a hash of their variants, so when the
+/// endpoint runs that config its variants are known without a DescribeEndpointConfig.
+async fn read_with(
+    p: &AwsProvider,
+    name: &str,
+    known: Option<(&str, &Value)>,
+) -> Result<Option<LiveState>, ProviderError> {
     let c = p.clients().await?;
     let e = match c.sm.describe_endpoint().endpoint_name(name).send().await {
         Ok(e) => e,
@@ -193,28 +205,35 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         Err(e) => return Err(sdk_error(&format!("describe endpoint {name}"), e)),
     };
     let config_name = e.endpoint_config_name().unwrap_or_default().to_string();
-    let cfg =
-        c.sm.describe_endpoint_config()
-            .endpoint_config_name(&config_name)
-            .send()
-            .await
-            .map_err(|err| sdk_error(&format!("describe endpoint config {config_name}"), err))?;
-    let identity: Vec<Value> = cfg
-        .production_variants()
-        .iter()
-        .map(|v| {
-            json!({
-                "name": v.variant_name(),
-                "model_name": v.model_name(),
-                "instance_type": v.instance_type().map(|t| t.as_str()),
+    let cfg = match known {
+        Some((known_name, _)) if known_name == config_name => None,
+        _ => Some(
+            c.sm.describe_endpoint_config()
+                .endpoint_config_name(&config_name)
+                .send()
+                .await
+                .map_err(|err| sdk_error(&format!("describe endpoint config {config_name}"), err))?,
+        ),
+    };
+    let configured = cfg.as_ref().map(|c| c.production_variants()).unwrap_or_default();
+    let identity: Value = match (&cfg, known) {
+        (None, Some((_, identity))) => identity.clone(),
+        _ => configured
+            .iter()
+            .map(|v| {
+                json!({
+                    "name": v.variant_name(),
+                    "model_name": v.model_name(),
+                    "instance_type": v.instance_type().map(|t| t.as_str()),
+                })
             })
-        })
-        .collect();
+            .collect(),
+    };
     let mut weights = serde_json::Map::new();
     let mut capacity = serde_json::Map::new();
     for v in e.production_variants() {
         let vname = v.variant_name().unwrap_or_default().to_string();
-        let configured = cfg.production_variants().iter().find(|c| c.variant_name() == Some(vname.as_str()));
+        let configured = configured.iter().find(|c| c.variant_name() == Some(vname.as_str()));
         let w = v.current_weight().or(v.desired_weight()).or(configured.and_then(|c| c.initial_variant_weight()));
         let n = v
             .current_instance_count()
@@ -223,6 +242,10 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         weights.insert(vname.clone(), w.map(|w| weight(f64::from(w))).unwrap_or(Value::Null));
         capacity.insert(vname, json!(n));
     }
+    let model_names: Vec<Value> = identity
+        .as_array()
+        .map(|vs| vs.iter().map(|v| v.get("model_name").cloned().unwrap_or(Value::Null)).collect())
+        .unwrap_or_default();
     let arn = e.endpoint_arn().unwrap_or_default().to_string();
     let tags = p.sm_tags_of(&arn).await?;
     let attributes = attributes_of(json!({
@@ -238,7 +261,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<Liv
         "endpoint_arn": arn,
         "endpoint_name": name,
         "config_name": config_name,
-        "model_names": cfg.production_variants().iter().map(|v| v.model_name()).collect::<Vec<_>>(),
+        "model_names": model_names,
         "failure_reason": e.failure_reason(),
     }));
     Ok(Some(LiveState { attributes, outputs }))

@@ -62,6 +62,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         project,
         stack: ctx.project.clone(),
         client: tokio::sync::OnceCell::new(),
+        reads: Default::default(),
     }))
 }
 
@@ -72,6 +73,8 @@ pub struct GcpProvider {
     /// The mlops project, for ownership labels.
     stack: String,
     client: tokio::sync::OnceCell<Client>,
+    /// Artifact metadata `desired` fetched (by model address), for the `read` of the same model.
+    reads: mlops_provider_core::ReadCache<Object>,
 }
 
 /// `gs://bucket/prefix` → (bucket, prefix); the prefix is empty or ends with `/` for a folder.
@@ -281,10 +284,12 @@ impl GcpProvider {
                         ..Default::default()
                     },
                 };
-                self.call(&format!("create bucket {bucket}"), || client.insert_bucket(&insert))
-                    .await
-                    .map_err(|e| e.error)?;
-                Ok(())
+                match self.call(&format!("create bucket {bucket}"), || client.insert_bucket(&insert)).await {
+                    Ok(_) => Ok(()),
+                    // Another dataset of this apply, in the same bucket, created it a moment earlier.
+                    Err(e) if e.status == Some(409) => Ok(()),
+                    Err(e) => Err(e.error),
+                }
             }
             Err(e) => Err(e.error),
         }
@@ -557,6 +562,7 @@ impl Provider for GcpProvider {
                         attributes.insert(key.into(), v.clone());
                     }
                 }
+                self.reads.keep(config.address.to_string(), o);
                 Ok(Desired { attributes, ..Default::default() })
             }
             _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", config.address.kind))),
@@ -583,8 +589,19 @@ impl Provider for GcpProvider {
                 else {
                     return Ok(None);
                 };
-                // Live is the pinned generation, as long as GCS still has it.
-                Ok(self.artifact(uri, Some(generation)).await?.map(|o| {
+                // Live is the pinned generation, as long as GCS still has it; when the current
+                // object `desired` just read is that generation, it is the answer.
+                let current = self.reads.take(&address.to_string());
+                let pinned = match current {
+                    Some(o)
+                        if o.generation == generation
+                            && parse_gs(uri, false).is_some_and(|(b, n)| b == o.bucket && n == o.name) =>
+                    {
+                        Some(o)
+                    }
+                    _ => self.artifact(uri, Some(generation)).await?,
+                };
+                Ok(pinned.map(|o| {
                     let mut attributes = Self::model_attributes(uri, &o);
                     for key in ["framework", "image"] {
                         if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
@@ -599,6 +616,8 @@ impl Provider for GcpProvider {
     }
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        // What `desired` saw before this change is not what a later read must see.
+        self.reads.take(&request.address.to_string());
         match request.address.kind {
             Kind::Dataset => self.dataset_apply(&request, progress).await,
             Kind::Model => {

@@ -12,6 +12,7 @@
 //! A dry run that collides with another field manager puts the conflict in the plan, and apply
 //! refuses it unless forced.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         kserve_namespace: s("kserve_namespace").unwrap_or_else(|| "kserve".into()),
         project: ctx.project.clone(),
         client: tokio::sync::OnceCell::new(),
+        reads: Default::default(),
+        kserve_served: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -59,6 +62,10 @@ pub struct KubernetesProvider {
     kserve_namespace: String,
     project: String,
     client: tokio::sync::OnceCell<(Client, String, String)>,
+    /// The objects `desired` fetched per endpoint (by namespace and kind), for its `read`.
+    reads: mlops_provider_core::ReadCache<BTreeMap<(String, &'static str), Option<Value>>>,
+    /// KServe was found served, once per run (a missing one is asked again, and reported).
+    kserve_served: tokio::sync::OnceCell<()>,
 }
 
 /// One kind of object an endpoint is made of, under the attribute that holds it.
@@ -284,6 +291,10 @@ impl KubernetesProvider {
 
     /// Fails with a plan-time error that says so when the cluster does not serve InferenceServices.
     async fn require_kserve(&self) -> Result<(), ProviderError> {
+        self.kserve_served.get_or_try_init(|| self.discover_kserve()).await.map(|_| ())
+    }
+
+    async fn discover_kserve(&self) -> Result<(), ProviderError> {
         let (client, _, url) = self.client().await?;
         let missing = || {
             ProviderError::invalid(format!(
@@ -507,9 +518,12 @@ impl KubernetesProvider {
         }
         let name = &config.address.name;
         let mut d = Desired::default();
+        let mut fetched = BTreeMap::new();
         for (part, manifest) in self.manifests(config, deps, &namespace)? {
             let kind = part.resource().kind;
-            if let Some(live) = self.get(&namespace, part, name).await? {
+            let live = self.get(&namespace, part, name).await?;
+            fetched.insert((namespace.clone(), part.attribute()), live.clone());
+            if let Some(live) = live {
                 let owner = live.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
                 if owner.and_then(Value::as_str) != Some(&config.address.to_string()) {
                     d.conflicts.push(format!(
@@ -535,6 +549,7 @@ impl KubernetesProvider {
             };
             d.attributes.insert(part.attribute().into(), prune(&result, &Self::template(&manifest)));
         }
+        self.reads.keep(config.address.to_string(), fetched);
         d.attributes.insert("runtime".into(), json!(runtime));
         d.attributes.insert("namespace".into(), json!(namespace));
         d.attributes.insert("ready".into(), json!(true));
@@ -568,6 +583,7 @@ impl KubernetesProvider {
             sources.push((&p.attributes, true));
         }
         let name = &address.name;
+        let mut fetched = self.reads.take(&address.to_string()).unwrap_or_default();
         let mut attributes = Attributes::new();
         let mut objects = Vec::new();
         let mut seen: Vec<(Part, String)> = Vec::new();
@@ -580,7 +596,11 @@ impl KubernetesProvider {
                     continue;
                 }
                 seen.push((part, ns.clone()));
-                let Some(o) = self.get(&ns, part, name).await? else {
+                let o = match fetched.remove(&(ns.clone(), part.attribute())) {
+                    Some(o) => o,
+                    None => self.get(&ns, part, name).await?,
+                };
+                let Some(o) = o else {
                     ready &= recorded;
                     continue;
                 };
@@ -821,6 +841,8 @@ impl Provider for KubernetesProvider {
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
         let address = request.address;
+        // What `desired` saw before this change is not what a later read must see.
+        self.reads.take(&address.to_string());
         let name = &address.name;
         let attrs = &request.desired.attributes;
         let (_, default_ns, url) = self.client().await?;
