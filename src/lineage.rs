@@ -36,6 +36,12 @@ pub enum LineageError {
         help("another apply of this stack is running; wait for it. If that process is dead: `mlops unlock --force`")
     )]
     Locked { ref_name: String, holder: Box<LockHolder> },
+    #[error("the lock {ref_name} points at {what}")]
+    #[diagnostic(
+        code(lineage::broken_lock),
+        help("no apply can hold it; if no apply of this stack is running, remove it with `mlops unlock --force`")
+    )]
+    BrokenLock { ref_name: String, what: String },
     #[error("lineage record {0} is corrupt: {1}")]
     #[diagnostic(code(lineage::corrupt))]
     Corrupt(String, String),
@@ -550,12 +556,48 @@ pub struct LockHolder {
     pub pid: u32,
     pub since: String,
     pub operation: String,
+    /// When the holding process started (Linux: clock ticks after boot, /proc/PID/stat), so a
+    /// reused pid is not taken for the holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
+}
+
+impl LockHolder {
+    /// Whether the holder still runs: `Some(false)` only when it held the lock on this host and
+    /// its process is gone (or the pid now belongs to a process started later); `None` when this
+    /// host cannot tell (another host, or no /proc).
+    pub fn alive(&self) -> Option<bool> {
+        if self.host != this_host() || !Path::new("/proc/self/stat").exists() {
+            return None;
+        }
+        match process_started(self.pid) {
+            None => Some(false),
+            Some(started) => Some(self.started.is_none_or(|s| s == started)),
+        }
+    }
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Field 22 of /proc/PID/stat (after the parenthesised command name, which may hold spaces).
+fn process_started(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Held while an apply runs; released on drop (only if the lock is still ours).
 pub struct LockGuard<'a> {
     lineage: &'a Lineage,
     id: gix::ObjectId,
+    /// A lock left by a process that died on this host, removed to take this one.
+    pub broke: Option<LockHolder>,
 }
 
 impl Drop for LockGuard<'_> {
@@ -570,34 +612,43 @@ impl Lineage {
     }
 
     fn holder_blob(&self, operation: &str) -> Result<gix::ObjectId, LineageError> {
-        let host = std::fs::read_to_string("/etc/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "unknown".into());
         let holder = LockHolder {
             who: self.applied_by(),
-            host,
+            host: this_host(),
             pid: std::process::id(),
             since: crate::engine::now_rfc3339(),
             operation: operation.to_string(),
+            started: process_started(std::process::id()),
         };
         let blob = serde_json::to_vec_pretty(&holder).expect("holders serialize");
         Ok(self.repo.write_blob(&blob).map_err(git)?.detach())
     }
 
-    /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held.
+    /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held by a
+    /// live process. A lock whose holder died on this host is removed (compare-and-swap on the
+    /// dead holder's record) and taken; the guard says whose it was.
     pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
         let id = self.holder_blob(operation)?;
         let mut last_error = String::new();
+        let mut broke = None;
         // Losing a race can mean the winner's ref is still being written: look again, briefly.
         for _ in 0..20 {
             match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
-                Ok(_) => return Ok(LockGuard { lineage: self, id }),
+                Ok(_) => return Ok(LockGuard { lineage: self, id, broke }),
                 Err(e) => {
                     if let Some(holder) = self.lock_holder() {
+                        if holder.alive() == Some(false) && broke.is_none() {
+                            if let Some(dead) = self.lock_target() {
+                                if self.delete_lock(Some(dead)).is_ok() {
+                                    broke = Some(holder);
+                                    continue;
+                                }
+                            }
+                        }
                         return Err(LineageError::Locked { ref_name: self.lock_ref(), holder: Box::new(holder) });
+                    }
+                    if let Some(what) = self.unreadable_lock() {
+                        return Err(LineageError::BrokenLock { ref_name: self.lock_ref(), what });
                     }
                     last_error = e.to_string();
                 }
@@ -608,6 +659,25 @@ impl Lineage {
     }
 
     /// Who holds the lock, if anyone.
+    /// The object the lock ref points at (the holder's record), if locked.
+    fn lock_target(&self) -> Option<gix::ObjectId> {
+        let mut r = self.repo.try_find_reference(self.lock_ref().as_str()).ok()??;
+        Some(r.peel_to_id().ok()?.detach())
+    }
+
+    /// The lock ref exists but does not point at a readable holder record (hand-edited, or a
+    /// crash mid-write): what it points at, for `unlock --force` to remove.
+    pub fn unreadable_lock(&self) -> Option<String> {
+        let mut r = self.repo.try_find_reference(self.lock_ref().as_str()).ok()??;
+        if self.lock_holder().is_some() {
+            return None;
+        }
+        Some(match r.peel_to_id() {
+            Ok(id) => format!("object {id}, which is not a lock record"),
+            Err(e) => format!("nothing readable ({e})"),
+        })
+    }
+
     pub fn lock_holder(&self) -> Option<LockHolder> {
         let mut r = self.repo.try_find_reference(self.lock_ref().as_str()).ok()??;
         let id = r.peel_to_id().ok()?.detach();
@@ -770,6 +840,11 @@ impl Journal {
             }
         }
         Ok(())
+    }
+
+    /// True when an apply began and has not finished (or died): its record is still to be made.
+    pub fn is_pending(&self) -> bool {
+        self.plan_path().exists()
     }
 
     /// The plan and entries of an apply that did not finish, if any.

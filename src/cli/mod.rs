@@ -101,6 +101,9 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Lineage(#[from] LineageError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Op(#[from] crate::ops::OpError),
     #[error("{message}")]
     #[diagnostic(code(cli::usage))]
     User {
@@ -165,16 +168,29 @@ impl Context {
         }
     }
 
-    /// The lineage state, after recording what an interrupted apply left in the journal.
+    /// The lineage state, after recording (under the lock) what an interrupted apply left in the journal.
     pub fn lineage_state(&self, lineage: &Lineage) -> Result<crate::lineage::State, CommandError> {
-        if let Some(id) = lineage.recover()? {
-            eprintln!(
-                "{} an earlier apply was interrupted before it could record its result; what it applied is now recorded as {} (Result: interrupted).",
-                self.err_style.yellow("warning:"),
-                &id[..12]
-            );
+        Ok(crate::ops::state(lineage, &|n| self.notice(&n))?)
+    }
+
+    /// Tells a person, on stderr, what an operation noticed.
+    pub fn notice(&self, notice: &crate::ops::Notice) {
+        use crate::ops::Notice;
+        let warning = self.err_style.yellow("warning:");
+        match notice {
+            Notice::Recovered { commit } => eprintln!(
+                "{warning} an earlier apply was interrupted before it could record its result; what it applied is now recorded as {} (Result: interrupted).",
+                &commit[..12.min(commit.len())]
+            ),
+            Notice::BrokeStaleLock { holder } => eprintln!(
+                "{warning} removed the lock left by {} (pid {}, {}), which is no longer running on this host.",
+                holder.who, holder.pid, holder.operation
+            ),
+            Notice::RecoveryDeferred { holder } => eprintln!(
+                "{warning} an apply's journal is pending while {} (pid {} on {}) holds the lock; the plan reads lineage as it is.",
+                holder.who, holder.pid, holder.host
+            ),
         }
-        Ok(lineage.state()?)
     }
 
     pub fn runtime(&self) -> Result<&tokio::runtime::Runtime, CommandError> {

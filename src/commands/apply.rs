@@ -1,11 +1,13 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
+use mlops_provider_core::ApplyOptions;
+
 use crate::cli::progress::{ApplyProgress, live_wanted};
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::{ScopeArgs, make_plan};
-use crate::engine::apply::{self, Event};
-use crate::lineage::{JournalEntry, Record};
+use crate::commands::plan::ScopeArgs;
+use crate::engine::apply::Event;
+use crate::ops::{self, ApplyEnd, ApplyHooks, ApplyInput, Notice, OpError};
 use crate::plan::{Action, Plan};
 use crate::render::text;
 
@@ -34,55 +36,53 @@ pub struct ApplyArgs {
     pub scope: ScopeArgs,
 }
 
-/// Data-destroying changes need an explicit `--allow-data-loss`, before anything is asked or done.
-fn refuse_data_loss(plan: &Plan, allowed: bool) -> Result<(), CommandError> {
-    let destroying: Vec<String> =
-        plan.changes.iter().filter(|c| c.data_destroying).map(|c| c.address.to_string()).collect();
-    if destroying.is_empty() || allowed {
-        return Ok(());
-    }
-    Err(CommandError::user(
-        format!("the plan destroys stored data ({}); nothing was changed", destroying.join(", ")),
-        "review the data-destroying changes, then apply again with --allow-data-loss",
-    ))
+/// The command line's part in the apply: notices on stderr, the plan and progress on stdout, the
+/// confirmation prompt on the terminal.
+struct Hooks<'a> {
+    ctx: &'a Context,
+    auto_approve: bool,
+    progress: ApplyProgress,
 }
 
-/// Changes that take what another owner holds need an explicit `--force-conflicts`.
-fn refuse_conflicts(plan: &Plan, forced: bool) -> Result<(), CommandError> {
-    let conflicts: Vec<String> = plan
-        .changes
-        .iter()
-        .flat_map(|c| {
-            c.tags.iter().filter_map(move |t| match t {
-                crate::plan::ChangeTag::Conflict { detail } => Some(format!("{}: {detail}", c.address)),
-                _ => None,
-            })
-        })
-        .collect();
-    if conflicts.is_empty() || forced {
-        return Ok(());
+impl ApplyHooks for Hooks<'_> {
+    fn notice(&self, notice: Notice) {
+        self.ctx.notice(&notice);
     }
-    Err(CommandError::user(
-        format!("the plan takes what other owners hold; nothing was changed:\n  {}", conflicts.join("\n  ")),
-        "make the other owner stop managing those fields, or apply again with --force-conflicts to take them",
-    ))
+
+    fn planned(&self, plan: &Plan) {
+        print!("{}", text::plan(plan, &self.ctx.style));
+    }
+
+    fn confirm(&self, _plan: &Plan) -> Result<bool, OpError> {
+        if self.auto_approve {
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(OpError::refused(
+                "apply needs a confirmation, and there is no terminal to ask on; nothing was changed",
+                "pass --auto-approve, or apply a reviewed plan file: `mlops plan --out plan.json && mlops apply plan.json`",
+            ));
+        }
+        print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        Ok(answer.trim() == "yes")
+    }
+
+    fn starting(&self, _plan: &Plan) {
+        println!();
+    }
+
+    fn event(&self, event: &Event) {
+        self.progress.show(event);
+    }
 }
 
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
-    // Held from before the plan is read until the result is recorded: two applies never interleave.
-    let operation = match &args.plan_file {
-        Some(f) => format!("mlops apply {}", f.display()),
-        None => "mlops apply".to_string(),
-    };
-    let _remote_lock = args.lock_remote.as_deref().map(|r| lineage.lock_remote(r, &operation)).transpose()?;
-    let _lock = lineage.lock(&operation)?;
-    let state = ctx.lineage_state(&lineage)?;
-    let rt = ctx.runtime()?;
-    let parallelism = args.scope.parallelism as usize;
-
-    let plan: Plan = match &args.plan_file {
+    let saved = match &args.plan_file {
         Some(file) => {
             if !args.scope.targets.is_empty() {
                 return Err(CommandError::user(
@@ -90,88 +90,49 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
                     "a saved plan is applied exactly as reviewed; pass --target to `mlops plan` instead",
                 ));
             }
-            let path = ctx.cwd.join(file);
-            let bytes =
-                std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
-            let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
+            let bytes = std::fs::read(ctx.cwd.join(file))
+                .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
+            Some(serde_json::from_slice::<Plan>(&bytes).map_err(|e| {
                 CommandError::user(
                     format!("{} is not an mlops plan: {e}", file.display()),
                     "save one with `mlops plan --out FILE`",
                 )
-            })?;
-            let pins = crate::commands::promote::pins_of(&stack, &plan)?;
-            rt.block_on(apply::check_fresh(&stack, &state, &plan, parallelism, &pins))?;
-            print!("{}", text::plan(&plan, &ctx.style));
-            refuse_data_loss(&plan, args.allow_data_loss)?;
-            refuse_conflicts(&plan, args.force_conflicts)?;
-            plan
+            })?)
         }
-        None => {
-            let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
-            print!("{}", text::plan(&plan, &ctx.style));
-            refuse_data_loss(&plan, args.allow_data_loss)?;
-            refuse_conflicts(&plan, args.force_conflicts)?;
-            if plan.has_changes() && !args.auto_approve {
-                if !std::io::stdin().is_terminal() {
-                    return Err(CommandError::user(
-                        "apply needs a confirmation, and there is no terminal to ask on; nothing was changed",
-                        "pass --auto-approve, or apply a reviewed plan file: `mlops plan --out plan.json && mlops apply plan.json`",
-                    ));
-                }
-                print!("\nDo you want to perform these actions? Only 'yes' will be accepted: ");
-                let _ = std::io::stdout().flush();
-                let mut answer = String::new();
-                let _ = std::io::stdin().lock().read_line(&mut answer);
-                if answer.trim() != "yes" {
-                    println!("Apply cancelled; nothing was changed.");
-                    return Ok(ExitStatus::Error);
-                }
-            }
-            plan
-        }
+        None => None,
     };
-    if !plan.has_changes() {
-        return Ok(ExitStatus::Success);
-    }
-
-    println!();
+    let input = ApplyInput {
+        saved,
+        request: args.scope.request()?,
+        operation: match &args.plan_file {
+            Some(f) => format!("mlops apply {}", f.display()),
+            None => "mlops apply".to_string(),
+        },
+        lock_remote: args.lock_remote.clone(),
+        allow_data_loss: args.allow_data_loss,
+        options: ApplyOptions { force_conflicts: args.force_conflicts, wait: !args.no_wait },
+    };
+    let hooks = Hooks { ctx, auto_approve: args.auto_approve, progress: ApplyProgress::new(ctx.style, live_wanted()) };
+    let report = ops::apply(&stack, &lineage, ctx.runtime()?, input, &hooks)?;
+    hooks.progress.finish();
+    let applied = match report.end {
+        ApplyEnd::NothingToDo => return Ok(ExitStatus::Success),
+        ApplyEnd::Cancelled => {
+            println!("Apply cancelled; nothing was changed.");
+            return Ok(ExitStatus::Error);
+        }
+        ApplyEnd::Applied(applied) => applied,
+    };
     let style = ctx.style;
-    let journal = lineage.journal();
-    journal.begin(&plan).map_err(|e| CommandError::Io(format!("cannot write the apply journal: {e}")))?;
-    let journal_error = std::sync::Mutex::new(None);
-    let progress = ApplyProgress::new(style, live_wanted());
-    let sink = |e: Event| {
-        if let Event::Outcome { address, outcome, record } = e {
-            let entry = JournalEntry { address, outcome, record };
-            if let Err(e) = journal.append(&entry) {
-                *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-            }
-        } else {
-            progress.show(&e);
-        }
-    };
-    let options = mlops_provider_core::ApplyOptions { force_conflicts: args.force_conflicts, wait: !args.no_wait };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, parallelism, &options, &sink));
-    progress.finish();
-    if report.changed() {
-        let commit = lineage.record(
-            state.tip.as_deref(),
-            Record {
-                plan: &plan,
-                outcomes: &report.outcomes,
-                resources: &report.records,
-                partial: report.partial(),
-                interrupted: false,
-            },
-        )?;
-        println!("\nRecorded in {} as {}.", lineage.ref_name, &commit[..12]);
+    if let Some(commit) = &applied.commit {
+        println!("\nRecorded in {} as {}.", report.ref_name, &commit[..12]);
     }
-    if let Some(e) = journal_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    if let Some(e) = &applied.journal_error {
         eprintln!("warning: the apply journal could not be written ({e}); lineage has the full record");
     }
-    journal.finish().map_err(|e| CommandError::Io(format!("cannot remove the apply journal: {e}")))?;
+    let outcomes = &applied.report.outcomes;
     let count = |a: Action| {
-        report.outcomes.values().filter(|o| o.action == a && o.status == crate::plan::OutcomeStatus::Applied).count()
+        outcomes.values().filter(|o| o.action == a && o.status == crate::plan::OutcomeStatus::Applied).count()
     };
     let summary = format!(
         "{} added, {} changed, {} replaced, {} destroyed.",
@@ -180,12 +141,12 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         count(Action::Replace),
         count(Action::Delete)
     );
-    if report.partial() {
+    if applied.report.partial() {
         eprintln!(
             "\n{} {} of {} change(s) did not apply. Resources: {summary}\nRun `mlops plan` to see what is left to do.",
             ctx.err_style.red(&ctx.err_style.bold("Apply failed:")),
-            report.failed,
-            report.failed + report.applied
+            applied.report.failed,
+            applied.report.failed + applied.report.applied
         );
         return Err(CommandError::Reported);
     }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::{ScopeArgs, make_plan};
+use crate::commands::plan::ScopeArgs;
 use crate::plan::Plan;
 use crate::policy::{self, Violation};
 use crate::spec::diagnostic::Named;
@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
         None => {
             let lineage = ctx.lineage(&stack)?;
             let state = ctx.lineage_state(&lineage)?;
-            make_plan(ctx, &stack, &lineage, &state, &args.scope)?
+            crate::ops::plan(&stack, &lineage, &state, ctx.runtime()?, &args.scope.request()?)?
         }
     };
     let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);

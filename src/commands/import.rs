@@ -66,7 +66,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
     // The plan recorded with the import: what the next apply would do, from the adopted state.
     let mut state_after = state.clone();
     state_after.resources = resources.clone();
-    let source = crate::commands::plan::source_info(&stack, &lineage);
+    let source = crate::ops::source_info(&stack, &lineage);
     let request = PlanRequest { targets: vec![address.clone()], ..Default::default() };
     let plan = rt.block_on(engine::plan(&stack, &state_after, source, &request))?;
     let outcomes = BTreeMap::from([(

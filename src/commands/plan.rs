@@ -3,9 +3,9 @@ use std::path::PathBuf;
 use mlops_provider_core::Address;
 
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::engine::{self, PlanRequest, Stack};
-use crate::lineage::{Lineage, State};
-use crate::plan::{Plan, SourceInfo};
+use crate::engine::PlanRequest;
+use crate::ops;
+use crate::plan::Plan;
 use crate::render::{Format, markdown, text};
 
 #[derive(clap::Args, Debug)]
@@ -89,53 +89,6 @@ impl ScopeArgs {
     }
 }
 
-/// Where the spec came from: its path in the repository, HEAD, and whether anything it reads is uncommitted.
-pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
-    let spec_path = &stack.spec.path;
-    let rel = lineage
-        .workdir()
-        .and_then(|w| w.canonicalize().ok())
-        .and_then(|w| spec_path.canonicalize().ok().and_then(|p| p.strip_prefix(&w).ok().map(|r| r.to_path_buf())))
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_else(|| spec_path.display().to_string());
-    let mut inputs = vec![spec_path.clone()];
-    for r in &stack.spec.resources {
-        for key in ["source", "artifact"] {
-            if let Some(p) = r.config.str(key).filter(|p| !p.contains("://") || p.starts_with("file://")) {
-                inputs.push(r.config.base_dir.join(p.trim_start_matches("file://")));
-            }
-        }
-    }
-    SourceInfo {
-        spec: rel,
-        spec_digest: stack.spec.digest.clone(),
-        commit: lineage.source_commit(),
-        dirty: lineage.is_dirty(&inputs),
-    }
-}
-
-pub fn make_plan(
-    ctx: &Context,
-    stack: &Stack,
-    lineage: &Lineage,
-    state: &State,
-    scope: &ScopeArgs,
-) -> Result<Plan, CommandError> {
-    let request = scope.request()?;
-    let rt = ctx.runtime()?;
-    // The dirty check reads the spec's inputs and the HEAD tree, independently of the providers'
-    // reads: run it beside them (on its own repository handle; gix handles are not shared).
-    let (source, plan) = std::thread::scope(|s| {
-        let dirty = s.spawn(|| {
-            let here = Lineage::open(stack.spec.base_dir(), stack.project(), &stack.environment).ok();
-            here.map(|l| source_info(stack, &l))
-        });
-        let plan = rt.block_on(engine::plan(stack, state, SourceInfo::default(), &request));
-        (dirty.join().ok().flatten().unwrap_or_else(|| source_info(stack, lineage)), plan)
-    });
-    Ok(Plan { source, ..plan? })
-}
-
 pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
     std::fs::write(path, plan.to_json()).map_err(|e| CommandError::Io(format!("cannot write {}: {e}", path.display())))
 }
@@ -144,7 +97,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let state = ctx.lineage_state(&lineage)?;
-    let plan = make_plan(ctx, &stack, &lineage, &state, &args.scope)?;
+    let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &args.scope.request()?)?;
     args.output.print(ctx, &plan)?;
     if let Some(out) = &args.out {
         let path = ctx.cwd.join(out);

@@ -1,10 +1,11 @@
 use std::path::PathBuf;
 
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::{OutputArgs, save, source_info};
-use crate::engine::{self, Pins, PlanRequest, Stack};
+use crate::commands::plan::{OutputArgs, save};
+use crate::engine::PlanRequest;
 use crate::lineage::Lineage;
-use crate::plan::{Plan, Promotion};
+use crate::ops;
+use crate::plan::Promotion;
 use crate::render::Format;
 
 #[derive(clap::Args, Debug)]
@@ -21,21 +22,6 @@ pub struct PromoteArgs {
     /// How many provider calls run at once.
     #[arg(long, default_value_t = 10)]
     pub parallelism: usize,
-}
-
-/// The versions recorded in `from`'s lineage at `commit`.
-pub fn pins(stack: &Stack, from: &str, commit: &str) -> Result<Pins, CommandError> {
-    let lineage = Lineage::open(stack.spec.base_dir(), stack.project(), from)?;
-    let id = lineage.resolve(commit)?;
-    Ok(lineage.resources_at(id)?.into_iter().map(|(a, r)| (a, r.attributes)).collect())
-}
-
-/// The promotion a saved plan carries, as pins for its staleness check.
-pub fn pins_of(stack: &Stack, plan: &Plan) -> Result<Pins, CommandError> {
-    match &plan.promotion {
-        None => Ok(Pins::new()),
-        Some(p) => pins(stack, &p.from, &p.lineage_commit),
-    }
 }
 
 pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError> {
@@ -55,7 +41,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
             format!("apply with `mlops --env {} apply` first", args.from),
         ));
     };
-    let pins = pins(&stack, &args.from, &tip.to_string())?;
+    let pins = ops::pins(&stack, &args.from, &tip.to_string())?;
     let lineage = ctx_to.lineage(&stack)?;
     let state = ctx_to.lineage_state(&lineage)?;
     let request = PlanRequest {
@@ -63,8 +49,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
         parallelism: args.parallelism,
         promotion: Some((Promotion { from: args.from.clone(), lineage_commit: tip.to_string() }, pins)),
     };
-    let rt = ctx.runtime()?;
-    let plan = rt.block_on(engine::plan(&stack, &state, source_info(&stack, &lineage), &request))?;
+    let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &request)?;
     args.output.print(&ctx_to, &plan)?;
     if let Some(out) = &args.out {
         save(&ctx.cwd.join(out), &plan)?;

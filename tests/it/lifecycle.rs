@@ -483,3 +483,106 @@ fn the_dirty_check_sees_modified_added_untracked_and_removed_inputs_only() {
     env.write("mlops.yaml", &format!("{}\n# a comment\n", env.read("mlops.yaml")));
     assert!(dirty(), "the spec itself");
 }
+
+/// The journal of an apply that runs (its lock held by a live process) is left alone by a plan;
+/// once the lock is free, the next plan records it, under the lock.
+#[test]
+fn a_running_applys_journal_is_recorded_only_under_the_lock() {
+    use mlops::lineage::Lineage;
+    let env = TestEnv::quickstart();
+    let lineage = Lineage::open(env.path(), "quickstart", "default").unwrap();
+    write_interrupted_apply(&env, &lineage);
+    // This test process is alive and on this host: a running apply, as far as anyone can tell.
+    let guard = lineage.lock("mlops apply (still running)").unwrap();
+    let run = env.mlops(&["plan"]).ok();
+    assert!(run.stderr.contains("journal is pending while"), "{}", run.stderr);
+    assert!(env.lineage("quickstart").is_empty(), "a live apply's journal is not recorded by another process");
+    assert!(lineage.journal().is_pending());
+    drop(guard);
+    let run = env.mlops(&["plan"]).ok();
+    assert!(run.stderr.contains("an earlier apply was interrupted"), "{}", run.stderr);
+    assert_eq!(env.lineage("quickstart").len(), 1);
+    assert!(!lineage.journal().is_pending());
+    assert!(lineage.lock_holder().is_none(), "the plan released the lock it took to record");
+}
+
+/// A lock left by a process that died on this host does not block the next apply: it is removed
+/// with a warning, and what the dead apply did is recorded first.
+#[test]
+fn a_lock_left_by_a_dead_process_is_broken_and_its_journal_recorded() {
+    use mlops::lineage::Lineage;
+    let env = TestEnv::quickstart();
+    let lineage = Lineage::open(env.path(), "quickstart", "default").unwrap();
+    write_interrupted_apply(&env, &lineage);
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let holder = serde_json::json!({
+        "who": "Killed Apply <ci@example.com>", "host": host, "pid": dead,
+        "since": "2026-11-29T00:00:00Z", "operation": "mlops apply (killed)"
+    });
+    env.write("holder.json", &holder.to_string());
+    let blob = env.git(&["hash-object", "-w", "holder.json"]);
+    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", blob.trim()]);
+    std::fs::remove_file(env.join("holder.json")).unwrap();
+    let run = env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stderr.contains("removed the lock left by Killed Apply"), "{}", run.stderr);
+    assert!(run.stderr.contains("an earlier apply was interrupted"), "{}", run.stderr);
+    let commits = env.lineage("quickstart");
+    assert_eq!(commits.len(), 1, "recorded from the journal; nothing left to apply after it");
+    assert!(run.stdout.contains("No changes."), "{}", run.stdout);
+    assert!(lineage.lock_holder().is_none());
+}
+
+#[test]
+fn unlock_force_refuses_a_live_holder_and_clears_an_unreadable_lock() {
+    use mlops::lineage::Lineage;
+    let env = TestEnv::quickstart();
+    let lineage = Lineage::open(env.path(), "quickstart", "default").unwrap();
+    let guard = lineage.lock("mlops apply (alive)").unwrap();
+    let run = env.mlops(&["unlock", "--force"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("running on this host"), "{}", run.stderr);
+    assert!(lineage.lock_holder().is_some(), "nothing was changed");
+    assert!(env.mlops(&["unlock", "--force", "--even-if-alive"]).ok().stdout.contains("Removed the lock"));
+    drop(guard);
+
+    // A lock ref pointing at something that is no lock record (here: HEAD's commit).
+    let head = env.git(&["rev-parse", "HEAD"]);
+    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", head.trim()]);
+    let apply = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(apply.status, 1);
+    assert!(apply.stderr.contains("lineage::broken_lock"), "{}", apply.stderr);
+    assert!(!env.join(".mlops").exists(), "nothing was applied");
+    let unlock = env.mlops(&["unlock"]);
+    assert_eq!(unlock.status, 1, "not silently 'not locked': {}", unlock.stdout);
+    assert!(unlock.stderr.contains("is not a lock record"), "{}", unlock.stderr);
+    env.mlops(&["unlock", "--force"]).ok();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+}
+
+/// Plans and applies the quickstart in this process, leaving a journal and no lineage commit, as
+/// an apply killed right before it records would.
+fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
+    use mlops::engine::apply::{self, Event};
+    use mlops::lineage::JournalEntry;
+    let nothing = |_: &str| None;
+    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
+    let state = lineage.state().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plan = rt.block_on(mlops::engine::plan(&stack, &state, Default::default(), &Default::default())).unwrap();
+    let journal = lineage.journal();
+    journal.begin(&plan).unwrap();
+    let sink = |e: Event| {
+        if let Event::Outcome { address, outcome, record } = e {
+            journal.append(&JournalEntry { address, outcome, record }).unwrap();
+        }
+    };
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
+    assert_eq!(report.applied, 4);
+}

@@ -1,0 +1,281 @@
+//! Operations: what a command asks of the engine, one call each. They hold the transactions
+//! (lock → recover → staleness → refusals → journal → apply → record), never print, and return
+//! a report for the command to render. What a person should hear on the way comes through hooks.
+
+use std::sync::Mutex;
+
+use mlops_provider_core::ApplyOptions;
+
+use crate::engine::apply::{self, Event};
+use crate::engine::{self, EngineError, Pins, PlanRequest, Stack};
+use crate::lineage::{JournalEntry, Lineage, LineageError, LockHolder, Record, State};
+use crate::plan::{ChangeTag, Plan, SourceInfo};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum OpError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lineage(#[from] LineageError),
+    /// The operation refused to go on; nothing was changed.
+    #[error("{message}")]
+    #[diagnostic(code(apply::refused))]
+    Refused {
+        message: String,
+        #[help]
+        help: String,
+    },
+    #[error("{0}")]
+    #[diagnostic(code(apply::io))]
+    Io(String),
+}
+
+impl OpError {
+    pub fn refused(message: impl Into<String>, help: impl Into<String>) -> Self {
+        OpError::Refused { message: message.into(), help: help.into() }
+    }
+}
+
+/// Things a person should know, told as they happen.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    /// An apply was killed before it recorded; what its journal says it did is now recorded.
+    Recovered { commit: String },
+    /// A lock left by a process that died on this host was removed.
+    BrokeStaleLock { holder: LockHolder },
+    /// An interrupted apply's journal is pending, but a live process holds the lock: not touched.
+    RecoveryDeferred { holder: LockHolder },
+}
+
+/// The stack's state, after recording what an interrupted apply left in its journal. Recovery
+/// happens only under the stack's lock (taken briefly here; a dead holder's lock is broken), so
+/// a running apply's live journal is never recorded by someone else.
+pub fn state(lineage: &Lineage, notice: &dyn Fn(Notice)) -> Result<State, OpError> {
+    if lineage.journal().is_pending() {
+        match lineage.lock("mlops (recording an interrupted apply)") {
+            Ok(guard) => recover(lineage, &guard, notice)?,
+            Err(LineageError::Locked { holder, .. }) => notice(Notice::RecoveryDeferred { holder: *holder }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(lineage.state()?)
+}
+
+/// Under `guard`: tells of a broken stale lock, and records a pending journal.
+fn recover(lineage: &Lineage, guard: &crate::lineage::LockGuard<'_>, notice: &dyn Fn(Notice)) -> Result<(), OpError> {
+    if let Some(holder) = &guard.broke {
+        notice(Notice::BrokeStaleLock { holder: holder.clone() });
+    }
+    if let Some(commit) = lineage.recover()? {
+        notice(Notice::Recovered { commit });
+    }
+    Ok(())
+}
+
+/// Where the spec came from: its path in the repository, HEAD, and whether anything it reads is uncommitted.
+pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
+    let spec_path = &stack.spec.path;
+    let rel = lineage
+        .workdir()
+        .and_then(|w| w.canonicalize().ok())
+        .and_then(|w| spec_path.canonicalize().ok().and_then(|p| p.strip_prefix(&w).ok().map(|r| r.to_path_buf())))
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|| spec_path.display().to_string());
+    let mut inputs = vec![spec_path.clone()];
+    for r in &stack.spec.resources {
+        for key in ["source", "artifact"] {
+            if let Some(p) = r.config.str(key).filter(|p| !p.contains("://") || p.starts_with("file://")) {
+                inputs.push(r.config.base_dir.join(p.trim_start_matches("file://")));
+            }
+        }
+    }
+    SourceInfo {
+        spec: rel,
+        spec_digest: stack.spec.digest.clone(),
+        commit: lineage.source_commit(),
+        dirty: lineage.is_dirty(&inputs),
+    }
+}
+
+/// Plans the stack against `state`.
+pub fn plan(
+    stack: &Stack,
+    lineage: &Lineage,
+    state: &State,
+    rt: &tokio::runtime::Runtime,
+    request: &PlanRequest,
+) -> Result<Plan, OpError> {
+    // The dirty check reads the spec's inputs and the HEAD tree, independently of the providers'
+    // reads: run it beside them (on its own repository handle; gix handles are not shared).
+    let (source, plan) = std::thread::scope(|s| {
+        let dirty = s.spawn(|| {
+            let here = Lineage::open(stack.spec.base_dir(), stack.project(), &stack.environment).ok();
+            here.map(|l| source_info(stack, &l))
+        });
+        let plan = rt.block_on(engine::plan(stack, state, SourceInfo::default(), request));
+        (dirty.join().ok().flatten().unwrap_or_else(|| source_info(stack, lineage)), plan)
+    });
+    Ok(Plan { source, ..plan? })
+}
+
+/// The versions recorded in environment `from`'s lineage at `commit`.
+pub fn pins(stack: &Stack, from: &str, commit: &str) -> Result<Pins, OpError> {
+    let lineage = Lineage::open(stack.spec.base_dir(), stack.project(), from)?;
+    let id = lineage.resolve(commit)?;
+    Ok(lineage.resources_at(id)?.into_iter().map(|(a, r)| (a, r.attributes)).collect())
+}
+
+/// The promotion a saved plan carries, as pins for its staleness check.
+pub fn pins_of(stack: &Stack, plan: &Plan) -> Result<Pins, OpError> {
+    match &plan.promotion {
+        None => Ok(Pins::new()),
+        Some(p) => pins(stack, &p.from, &p.lineage_commit),
+    }
+}
+
+/// What `apply` is asked to do.
+pub struct ApplyInput {
+    /// A saved plan, applied exactly or refused as stale; `None`: plan now.
+    pub saved: Option<Plan>,
+    /// For a plan made now: targets and parallelism (the parallelism also applies to a saved plan).
+    pub request: PlanRequest,
+    /// What the lock record says this process does.
+    pub operation: String,
+    /// Also hold the lock on this Git remote.
+    pub lock_remote: Option<String>,
+    pub allow_data_loss: bool,
+    pub options: ApplyOptions,
+}
+
+/// The caller's part in an apply: hearing notices, seeing the plan, confirming, following progress.
+pub trait ApplyHooks: Sync {
+    fn notice(&self, notice: Notice);
+    /// The plan about to be applied (or refused), once it is known and checked fresh.
+    fn planned(&self, plan: &Plan);
+    /// Asked only for a plan made now that has changes; `Ok(false)` cancels, changing nothing.
+    fn confirm(&self, plan: &Plan) -> Result<bool, OpError>;
+    /// The changes are about to start.
+    fn starting(&self, plan: &Plan);
+    /// Each change starting, progressing, finishing (journal entries are the operation's own).
+    fn event(&self, event: &Event);
+}
+
+pub enum ApplyEnd {
+    NothingToDo,
+    Cancelled,
+    Applied(Applied),
+}
+
+pub struct Applied {
+    pub report: apply::ApplyReport,
+    /// The lineage commit, when anything changed.
+    pub commit: Option<String>,
+    /// The journal could not be written (lineage has the full record regardless).
+    pub journal_error: Option<String>,
+}
+
+pub struct ApplyReport {
+    pub ref_name: String,
+    pub plan: Plan,
+    pub end: ApplyEnd,
+}
+
+/// Refusals that need an explicit flag: checked before anything is asked or done.
+fn refusals(plan: &Plan, allow_data_loss: bool, force_conflicts: bool) -> Result<(), OpError> {
+    let destroying: Vec<String> =
+        plan.changes.iter().filter(|c| c.data_destroying).map(|c| c.address.to_string()).collect();
+    if !destroying.is_empty() && !allow_data_loss {
+        return Err(OpError::refused(
+            format!("the plan destroys stored data ({}); nothing was changed", destroying.join(", ")),
+            "review the data-destroying changes, then apply again with --allow-data-loss",
+        ));
+    }
+    let conflicts: Vec<String> = plan
+        .changes
+        .iter()
+        .flat_map(|c| {
+            c.tags.iter().filter_map(move |t| match t {
+                ChangeTag::Conflict { detail } => Some(format!("{}: {detail}", c.address)),
+                _ => None,
+            })
+        })
+        .collect();
+    if !conflicts.is_empty() && !force_conflicts {
+        return Err(OpError::refused(
+            format!("the plan takes what other owners hold; nothing was changed:\n  {}", conflicts.join("\n  ")),
+            "make the other owner stop managing those fields, or apply again with --force-conflicts to take them",
+        ));
+    }
+    Ok(())
+}
+
+/// The apply transaction: lock (breaking a dead holder's) → record an interrupted apply → plan,
+/// or check the saved plan fresh → refusals → confirmation → journal → apply → record.
+pub fn apply(
+    stack: &Stack,
+    lineage: &Lineage,
+    rt: &tokio::runtime::Runtime,
+    input: ApplyInput,
+    hooks: &dyn ApplyHooks,
+) -> Result<ApplyReport, OpError> {
+    let ApplyInput { saved, request, operation, lock_remote, allow_data_loss, options } = input;
+    // Held from before the state is read until the result is recorded: two applies never interleave.
+    let _remote_lock = lock_remote.as_deref().map(|r| lineage.lock_remote(r, &operation)).transpose()?;
+    let lock = lineage.lock(&operation)?;
+    recover(lineage, &lock, &|n| hooks.notice(n))?;
+    let state = lineage.state()?;
+    let parallelism = request.parallelism;
+
+    let fresh = saved.is_none();
+    let plan = match saved {
+        Some(saved) => {
+            let pins = pins_of(stack, &saved)?;
+            rt.block_on(apply::check_fresh(stack, &state, &saved, parallelism, &pins))?;
+            saved
+        }
+        None => plan(stack, lineage, &state, rt, &request)?,
+    };
+    hooks.planned(&plan);
+    refusals(&plan, allow_data_loss, options.force_conflicts)?;
+    let ref_name = lineage.ref_name.clone();
+    if !plan.has_changes() {
+        return Ok(ApplyReport { ref_name, plan, end: ApplyEnd::NothingToDo });
+    }
+    if fresh && !hooks.confirm(&plan)? {
+        return Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Cancelled });
+    }
+
+    hooks.starting(&plan);
+    let journal = lineage.journal();
+    journal.begin(&plan).map_err(|e| OpError::Io(format!("cannot write the apply journal: {e}")))?;
+    let journal_error = Mutex::new(None);
+    let sink = |e: Event| {
+        if let Event::Outcome { address, outcome, record } = e {
+            if let Err(err) = journal.append(&JournalEntry { address, outcome, record }) {
+                *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
+            }
+        } else {
+            hooks.event(&e);
+        }
+    };
+    let report = rt.block_on(apply::apply(stack, &state, &plan, parallelism, &options, &sink));
+    let commit = if report.changed() {
+        Some(lineage.record(
+            state.tip.as_deref(),
+            Record {
+                plan: &plan,
+                outcomes: &report.outcomes,
+                resources: &report.records,
+                partial: report.partial(),
+                interrupted: false,
+            },
+        )?)
+    } else {
+        None
+    };
+    journal.finish().map_err(|e| OpError::Io(format!("cannot remove the apply journal: {e}")))?;
+    let journal_error = journal_error.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Applied(Applied { report, commit, journal_error }) })
+}
