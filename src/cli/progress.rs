@@ -73,6 +73,21 @@ impl ApplyProgress {
                             bar.set_message(message.clone());
                         }
                     }
+                    Event::Transfer { address, done, total } => {
+                        if let Some(bar) = running.get(address) {
+                            if bar.length() != Some(*total) {
+                                bar.set_style(
+                                    ProgressStyle::with_template(
+                                        "{spinner} {prefix}: {msg} [{bar:30}] {bytes}/{total_bytes} [{elapsed}]",
+                                    )
+                                    .expect("a valid template")
+                                    .progress_chars("=> "),
+                                );
+                                bar.set_length(*total);
+                            }
+                            bar.set_position(*done);
+                        }
+                    }
                     // The spinner shows the elapsed time already.
                     Event::StillRunning { .. } | Event::Outcome { .. } => {}
                     Event::Finished { address, .. }
@@ -114,6 +129,7 @@ fn line(event: &Event, style: &Style) -> Option<String> {
             style.red(&format!("{address}: {} failed: {error}", verb(*action).1))
         }
         Event::Skipped { address, because, .. } => style.red(&format!("{address}: skipped, because {because} failed")),
-        Event::Outcome { .. } => return None,
+        // A byte count per file would flood a log; the line form reports the totals at the end.
+        Event::Outcome { .. } | Event::Transfer { .. } => return None,
     })
 }

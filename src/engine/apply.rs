@@ -26,6 +26,12 @@ pub enum Event {
         address: Address,
         message: String,
     },
+    /// Bytes moved of a transfer (a dataset upload), `done` of `total`.
+    Transfer {
+        address: Address,
+        done: u64,
+        total: u64,
+    },
     StillRunning {
         address: Address,
         action: Action,
@@ -165,6 +171,9 @@ struct ResourceProgress<'a> {
 impl Progress for ResourceProgress<'_> {
     fn report(&self, message: &str) {
         self.sink.event(Event::Progress { address: self.address.clone(), message: message.to_string() });
+    }
+    fn transfer(&self, done: u64, total: u64) {
+        self.sink.event(Event::Transfer { address: self.address.clone(), done, total });
     }
 }
 

@@ -586,3 +586,30 @@ fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
     let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
     assert_eq!(report.applied, 4);
 }
+
+/// A dataset copy reports its bytes as it goes (a bar on a terminal): rising, ending at the total.
+#[test]
+fn a_dataset_copy_reports_bytes_transferred() {
+    use mlops::engine::apply::{self, Event};
+    let env = TestEnv::quickstart();
+    let nothing = |_: &str| None;
+    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
+    let state = mlops::lineage::State::default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let plan = rt.block_on(mlops::engine::plan(&stack, &state, Default::default(), &Default::default())).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let sink = |e: Event| {
+        if let Event::Transfer { address, done, total } = e {
+            seen.lock().unwrap().push((address.to_string(), done, total));
+        }
+    };
+    rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
+    let seen = seen.into_inner().unwrap();
+    let sizes: u64 =
+        std::fs::read_dir(env.join("data/train")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    assert_eq!(seen.len(), 3, "one report per file copied: {seen:?}");
+    assert!(seen.iter().all(|(a, _, total)| a == "datasets.churn-train" && *total == sizes), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "rising: {seen:?}");
+    assert_eq!(seen.last().unwrap().1, sizes);
+}

@@ -222,10 +222,11 @@ pub(crate) async fn apply(
         .unwrap_or_default();
     let src = source_dir(req.config);
     let (mut uploaded, mut deleted) = (0usize, 0usize);
-    for (rel, entry) in &want {
-        if have.get(rel) == Some(entry) {
-            continue;
-        }
+    let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| have.get(*rel) != Some(*e)).collect();
+    let size = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
+    let total: u64 = todo.iter().map(|(rel, _)| size(rel)).sum();
+    let mut done = 0u64;
+    for (rel, entry) in todo {
         let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
         let path = src.join(rel);
         let (md5, _) = md5_of(&path)?;
@@ -249,6 +250,8 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| sdk_error(&format!("upload s3://{bucket}/{key}"), e))?;
         uploaded += 1;
+        done += size(rel);
+        progress.transfer(done, total);
     }
     if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
         for rel in have.keys().filter(|k| !want.contains_key(*k)) {

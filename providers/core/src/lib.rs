@@ -266,6 +266,11 @@ impl Default for ApplyOptions {
 /// Where a provider reports progress of a long step. Never printed by the provider itself.
 pub trait Progress: Send + Sync {
     fn report(&self, message: &str);
+    /// Bytes of a transfer done so far (a dataset upload): `done` of `total`. On a terminal this
+    /// is a bar; elsewhere it is not printed.
+    fn transfer(&self, done: u64, total: u64) {
+        let _ = (done, total);
+    }
 }
 
 /// A progress sink that drops every message.

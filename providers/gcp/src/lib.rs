@@ -380,10 +380,11 @@ impl GcpProvider {
             .unwrap_or_default();
         let src = self.source_dir(req.config);
         let (mut uploaded, mut deleted) = (0usize, 0usize);
-        for (rel, entry) in &want {
-            if live_files.get(rel) == Some(entry) {
-                continue;
-            }
+        let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| live_files.get(*rel) != Some(*e)).collect();
+        let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
+        let total: u64 = todo.iter().map(|(rel, _)| size_of(rel)).sum();
+        let mut done = 0u64;
+        for (rel, entry) in todo {
             let path = src
                 .as_ref()
                 .map(|s| s.join(rel))
@@ -423,6 +424,8 @@ impl GcpProvider {
             match result {
                 Ok(o) => {
                     uploaded += 1;
+                    done += size;
+                    progress.transfer(done, total);
                     progress.report(&format!("uploaded gs://{bucket}/{name} (generation {})", o.generation));
                 }
                 Err(e) if e.status == Some(412) => {

@@ -351,11 +351,11 @@ impl LocalProvider {
                     serde_json::from_value(attrs.get("files").cloned().unwrap_or_default()).unwrap_or_default();
                 let have = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
                 let src = resolve_path(config, "source");
-                let mut copied = 0usize;
-                for (rel, digest) in &want {
-                    if have.get(rel) == Some(digest) {
-                        continue;
-                    }
+                let todo: Vec<(&String, &String)> = want.iter().filter(|(rel, d)| have.get(*rel) != Some(*d)).collect();
+                let size = |rel: &str| src.as_ref().and_then(|s| fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
+                let total: u64 = todo.iter().map(|(rel, _)| size(rel)).sum();
+                let (mut copied, mut done) = (0usize, 0u64);
+                for (rel, digest) in todo {
                     let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
                     let from = src.join(rel);
                     let now = sha256_file(&from)?;
@@ -367,6 +367,8 @@ impl LocalProvider {
                     }
                     copy_atomic(&from, &dir.join(rel))?;
                     copied += 1;
+                    done += size(rel);
+                    progress.transfer(done, total);
                 }
                 let mut removed = 0usize;
                 for rel in have.keys().filter(|k| !want.contains_key(*k)) {
@@ -521,12 +523,25 @@ fn remove_file_if_exists(p: &Path) -> Result<(), ProviderError> {
     }
 }
 
-/// Progress messages collected on the blocking thread, replayed on the caller's.
-#[derive(Default)]
-struct Collected(std::sync::Mutex<Vec<String>>);
-impl Progress for Collected {
+/// Progress from the blocking thread, passed to the caller's as it happens.
+enum Report {
+    Message(String),
+    Transfer(u64, u64),
+}
+struct Forward(tokio::sync::mpsc::UnboundedSender<Report>);
+impl Progress for Forward {
     fn report(&self, message: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(message.to_string());
+        let _ = self.0.send(Report::Message(message.to_string()));
+    }
+    fn transfer(&self, done: u64, total: u64) {
+        let _ = self.0.send(Report::Transfer(done, total));
+    }
+}
+
+fn forward(progress: &dyn Progress, report: Report) {
+    match report {
+        Report::Message(m) => progress.report(&m),
+        Report::Transfer(done, total) => progress.transfer(done, total),
     }
 }
 
@@ -612,13 +627,21 @@ impl Provider for LocalProvider {
             request.config.clone(),
             request.dependencies.clone(),
         );
-        let collected = Arc::new(Collected::default());
-        let sink = collected.clone();
-        let result = blocking(move || this.apply_sync(&address, op, &desired, &config, &deps, &*sink)).await;
-        for m in collected.0.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            progress.report(m);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = Forward(tx);
+        let work = blocking(move || this.apply_sync(&address, op, &desired, &config, &deps, &sink));
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => {
+                    while let Ok(r) = rx.try_recv() {
+                        forward(progress, r);
+                    }
+                    return result;
+                }
+                Some(r) = rx.recv() => forward(progress, r),
+            }
         }
-        result
     }
 
     async fn delete(
