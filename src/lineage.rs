@@ -866,11 +866,19 @@ impl Lineage {
         }
         let journal = self.journal();
         let Some((plan, entries)) = journal.pending() else { return Ok(None) };
-        if entries.is_empty() {
+        let state = self.state()?;
+        // Killed after recording but before removing the journal: it is in lineage already.
+        let recorded = match &state.tip {
+            Some(tip) => {
+                self.entry(gix::ObjectId::from_hex(tip.as_bytes()).map_err(git)?)?.trailers.get("Plan-Digest")
+                    == Some(&plan.digest())
+            }
+            None => false,
+        };
+        if entries.is_empty() || recorded {
             journal.finish().map_err(git)?;
             return Ok(None);
         }
-        let state = self.state()?;
         let mut resources = state.resources.clone();
         let mut outcomes = Outcomes::new();
         for e in entries {

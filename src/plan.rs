@@ -73,11 +73,15 @@ pub struct Summary {
     pub delete: usize,
     pub no_op: usize,
     pub drifted: usize,
+    /// Live objects that match the spec but that lineage does not record (a lost lineage ref,
+    /// an apply killed before its journal's first line): apply records them.
+    #[serde(default)]
+    pub unrecorded: usize,
 }
 
 impl Summary {
     pub fn changes(&self) -> usize {
-        self.create + self.update + self.replace + self.delete
+        self.create + self.update + self.replace + self.delete + self.unrecorded
     }
 }
 
@@ -147,6 +151,13 @@ pub struct ResourceChange {
     /// The provider block used, recorded so a later delete can find the resource.
     #[serde(default)]
     pub provider_config: Value,
+}
+
+impl ResourceChange {
+    /// Live and as the spec wants it, but not in lineage: nothing to change, something to record.
+    pub fn is_unrecorded(&self) -> bool {
+        self.action == Action::NoOp && self.prior.is_none() && self.live.is_some()
+    }
 }
 
 /// A flag on a change. The JSON form is `{"tag": "data-destroying", ...}`; the tag names are stable.
@@ -270,6 +281,7 @@ impl Plan {
         let mut s = Summary { drifted: drift.len(), ..Summary::default() };
         for c in changes {
             match c.action {
+                Action::NoOp if c.is_unrecorded() => s.unrecorded += 1,
                 Action::NoOp => s.no_op += 1,
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,

@@ -242,16 +242,18 @@ pub async fn apply(
     // Resources that match the spec but were never recorded (e.g. after a lost lineage) are adopted.
     let unrecorded: Vec<&ResourceChange> =
         plan.changes.iter().filter(|c| c.action == Action::NoOp && !records.contains_key(&c.address)).collect();
+    let mut adopted = 0;
     for c in unrecorded {
         if let Some(live) = &c.live {
             let r = record_of(c, live.clone(), &records, &outputs);
             records.insert(c.address.clone(), r);
+            adopted += 1;
         }
     }
     let mut blocked: BTreeMap<&Address, Address> = BTreeMap::new();
     let mut started: BTreeSet<&Address> = BTreeSet::new();
     let mut running = FuturesUnordered::new();
-    let (mut applied, mut failed, mut changed_anyway) = (0usize, 0usize, 0usize);
+    let (mut applied, mut failed, mut changed_anyway) = (0usize, 0usize, adopted);
 
     loop {
         // Start what is ready (every prerequisite done), up to the parallelism.

@@ -100,6 +100,16 @@ fn header(p: &Plan) -> String {
             s.create, s.update, s.replace, s.delete, s.no_op
         );
     }
+    if s.unrecorded > 0 {
+        let names: Vec<String> =
+            p.changes.iter().filter(|c| c.is_unrecorded()).map(|c| format!("`{}`", c.address)).collect();
+        let _ = writeln!(
+            out,
+            "**{} exist(s) but not recorded in lineage** (apply records them): {}\n",
+            s.unrecorded,
+            names.join(", ")
+        );
+    }
     let _ = writeln!(
         out,
         "Source `{}`{} · spec `{}` · lineage base `{}`{}\n",

@@ -113,7 +113,26 @@ pub fn plan(p: &Plan, style: &Style) -> String {
         }
         let _ = writeln!(out);
     }
+    let unrecorded: Vec<_> = p.changes.iter().filter(|c| c.is_unrecorded()).collect();
+    if !unrecorded.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold(
+                &style.yellow("Exists but is not recorded: live objects lineage does not know (apply records them)")
+            )
+        );
+        let _ = writeln!(out);
+        for c in &unrecorded {
+            let _ = writeln!(out, "  {} {}", style.yellow("?"), style.bold(&c.address.to_string()));
+        }
+        let _ = writeln!(out);
+    }
     let changed: Vec<_> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    if changed.is_empty() && !unrecorded.is_empty() {
+        let _ = writeln!(out, "{} {} to record, nothing to change.", style.bold("Plan:"), unrecorded.len());
+        return out;
+    }
     if changed.is_empty() {
         let _ = writeln!(
             out,
@@ -157,13 +176,14 @@ pub fn plan(p: &Plan, style: &Style) -> String {
     let s = &p.summary;
     let _ = writeln!(
         out,
-        "{} {} to create, {} to update, {} to replace, {} to delete, {} unchanged.",
+        "{} {} to create, {} to update, {} to replace, {} to delete, {} unchanged{}.",
         style.bold("Plan:"),
         s.create,
         s.update,
         s.replace,
         s.delete,
-        s.no_op
+        s.no_op,
+        if s.unrecorded > 0 { format!(", {} to record", s.unrecorded) } else { String::new() }
     );
     let flagged = flag_counts(p);
     if !flagged.is_empty() {

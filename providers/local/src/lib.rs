@@ -100,7 +100,7 @@ fn manifest(dir: &Path) -> Result<BTreeMap<String, String>, ProviderError> {
             let ft = entry.file_type().map_err(|e| io_err("cannot stat", &path, e))?;
             if ft.is_dir() {
                 stack.push(path);
-            } else if ft.is_file() {
+            } else if ft.is_file() && !entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
                 let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
                 out.insert(rel, sha256_file(&path)?);
@@ -123,10 +123,19 @@ fn manifest_digest(files: &BTreeMap<String, String>) -> String {
     format!("sha256:{}", hex::encode(h.finalize()))
 }
 
+/// Temporary files end with this; a killed apply can leave one, which the next sync removes and
+/// which no manifest counts.
+const TMP_SUFFIX: &str = ".mlops-tmp";
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(format!(".{}{TMP_SUFFIX}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()))
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ProviderError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = tmp_path(path);
     fs::write(&tmp, bytes).map_err(|e| io_err("cannot write", &tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| io_err("cannot write", path, e))
 }
@@ -151,7 +160,7 @@ fn read_json(path: &Path) -> Result<Option<Value>, ProviderError> {
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), ProviderError> {
     let dir = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
-    let tmp = dir.join(format!(".{}.tmp", to.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
+    let tmp = tmp_path(to);
     fs::copy(from, &tmp).map_err(|e| io_err("cannot copy", from, e))?;
     fs::rename(&tmp, to).map_err(|e| io_err("cannot write", to, e))
 }
@@ -372,10 +381,10 @@ impl LocalProvider {
                 }
                 let mut removed = 0usize;
                 for rel in have.keys().filter(|k| !want.contains_key(*k)) {
-                    let p = dir.join(rel);
-                    fs::remove_file(&p).map_err(|e| io_err("cannot remove", &p, e))?;
+                    remove_file_if_exists(&dir.join(rel))?;
                     removed += 1;
                 }
+                remove_leftovers(&dir)?;
                 fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
                 progress.report(&format!("{copied} file(s) copied, {removed} removed"));
                 let mut meta = serde_json::Map::new();
@@ -514,6 +523,23 @@ fn remove_dir_if_exists(p: &Path) -> Result<(), ProviderError> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot remove", p, e)),
         _ => Ok(()),
     }
+}
+
+/// Temporary files a killed apply left under `dir`.
+fn remove_leftovers(dir: &Path) -> Result<(), ProviderError> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+                remove_file_if_exists(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_file_if_exists(p: &Path) -> Result<(), ProviderError> {

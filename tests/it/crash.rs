@@ -1,0 +1,170 @@
+//! Crash safety: an apply killed (SIGKILL) at any moment converges with one more apply, and
+//! lineage then knows every live object.
+
+use std::time::{Duration, Instant};
+
+use crate::common::TestEnv;
+
+/// Dataset files shared by every trial (hard-linked into each stack): 10 datasets of 4 files of
+/// 3 MB, so that an apply takes seconds (hashing at plan time, copies, journal fsyncs).
+fn pool() -> &'static std::path::Path {
+    static POOL: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let block: Vec<u8> = (0..65_536u32).map(|n| (n.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for i in 0..10 {
+            for f in 0..4 {
+                let mut bytes = format!("dataset {i} part {f}\n").into_bytes();
+                while bytes.len() < 3_000_000 {
+                    bytes.extend_from_slice(&block);
+                }
+                std::fs::write(dir.path().join(format!("d{i}-{f}.bin")), bytes).unwrap();
+            }
+        }
+        dir
+    })
+    .path()
+}
+
+/// 40 resources on the local provider: datasets, models trained on them, feature stores, endpoints.
+fn stack() -> TestEnv {
+    let env = TestEnv::new();
+    let mut spec =
+        String::from("version: 1\nproject: crash\nproviders: { local: { root: .mlops/local } }\ndatasets:\n");
+    for i in 0..10 {
+        std::fs::create_dir_all(env.join(&format!("data/d{i}"))).unwrap();
+        for f in 0..4 {
+            let to = env.join(&format!("data/d{i}/part-{f}.bin"));
+            std::fs::hard_link(pool().join(format!("d{i}-{f}.bin")), to).unwrap();
+        }
+        spec.push_str(&format!("  d{i}: {{ source: ./data/d{i} }}\n"));
+    }
+    spec.push_str("models:\n");
+    for i in 0..10 {
+        env.write(&format!("models/m{i}.bin"), &format!("weights {i}\n"));
+        spec.push_str(&format!("  m{i}: {{ artifact: ./models/m{i}.bin, trained_on: [datasets.d{i}] }}\n"));
+    }
+    spec.push_str("feature_stores:\n");
+    for i in 0..10 {
+        spec.push_str(&format!(
+            "  f{i}: {{ record_identifier: id, event_time: ts, features: {{ id: string, ts: string }} }}\n"
+        ));
+    }
+    spec.push_str("endpoints:\n");
+    for i in 0..10 {
+        spec.push_str(&format!("  e{i}: {{ model: models.m{i}, instance_count: 1 }}\n"));
+    }
+    env.write("mlops.yaml", &spec);
+    env.write(".gitignore", ".mlops/\n");
+    env.commit("crash stack");
+    env
+}
+
+fn live_objects(env: &TestEnv) -> usize {
+    let root = env.join(".mlops/local");
+    let count = |kind: &str, json: bool| -> usize {
+        std::fs::read_dir(root.join(kind))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        !name.starts_with('.') && (name.ends_with(".json") == json)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    // datasets/<name>.json, models/<name>/, feature_stores/<name>/, endpoints/<name>.json
+    count("datasets", true) + count("models", false) + count("feature_stores", false) + count("endpoints", true)
+}
+
+/// Starts an apply (one change at a time, so that its changes spread over time) and returns it
+/// with the instant its journal appeared: the moment the first change starts.
+#[allow(clippy::zombie_processes)] // the caller waits for it
+fn start_apply(env: &TestEnv) -> (std::process::Child, Option<Instant>) {
+    let journal = env.join(".git/mlops/journal/crash/default.plan.json");
+    let mut child = env.spawn_mlops(1, &["apply", "--auto-approve", "--parallelism", "1"]).pop().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if journal.exists() {
+            return (child, Some(Instant::now()));
+        }
+        if child.try_wait().unwrap().is_some() {
+            return (child, None);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("the apply never started its changes");
+}
+
+#[test]
+fn an_apply_killed_at_any_moment_converges_with_one_more_apply() {
+    // How long the changes of an uninterrupted apply take here, to spread the kills over them.
+    let probe = stack();
+    let (mut child, began) = start_apply(&probe);
+    assert!(child.wait().unwrap().success());
+    let phase = began.expect("the journal appeared").elapsed();
+    assert_eq!(live_objects(&probe), 40);
+    drop(probe);
+
+    // Two kills while planning (before the journal's first line), ten spread over the changes.
+    let mut landed_mid_apply = 0;
+    for trial in 0..12u32 {
+        let env = stack();
+        if trial < 2 {
+            let mut child = env.spawn_mlops(1, &["apply", "--auto-approve"]).pop().unwrap();
+            std::thread::sleep(Duration::from_millis(30 + 40 * u64::from(trial)));
+            let _ = child.kill();
+            let _ = child.wait();
+        } else {
+            let (mut child, began) = start_apply(&env);
+            if let Some(began) = began {
+                std::thread::sleep((phase * (trial - 2) / 10).saturating_sub(began.elapsed()));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let before = live_objects(&env);
+        if before > 0 && before < 40 {
+            landed_mid_apply += 1;
+        }
+        eprintln!("trial {trial}: killed with {before} of 40 objects live");
+
+        let run = env.mlops(&["apply", "--auto-approve"]);
+        assert_eq!(
+            run.status, 0,
+            "trial {trial} (killed after {before} objects): one apply converges\n{}\n{}",
+            run.stdout, run.stderr
+        );
+        let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status, 0, "trial {trial}: nothing left to do\n{}\n{}", plan.stdout, plan.stderr);
+        assert_eq!(live_objects(&env), 40, "trial {trial}");
+        let recorded = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/crash/default", "resources/"]);
+        assert_eq!(recorded.lines().count(), 40, "trial {trial}: lineage knows every live object\n{recorded}");
+        env.git(&["fsck", "--no-progress", "--no-dangling"]);
+        assert!(!env.join(".git/mlops/journal/crash/default.plan.json").exists(), "trial {trial}: the journal is gone");
+    }
+    assert!(
+        landed_mid_apply >= 5,
+        "enough kills landed mid-apply to mean something: {landed_mid_apply} of 12 (changes took {phase:?})"
+    );
+}
+
+#[test]
+fn live_objects_lineage_lost_show_as_unrecorded_and_apply_records_them() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.git(&["update-ref", "-d", "refs/mlops/lineage/quickstart/default"]);
+    let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 2, "never 'No changes' while lineage does not know live objects: {}", plan.stdout);
+    assert!(plan.stdout.contains("Exists but is not recorded"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("? endpoints.churn-api"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("4 to record"), "{}", plan.stdout);
+    let md = env.mlops(&["plan", "--format", "markdown"]).ok();
+    assert!(md.stdout.contains("not recorded in lineage"), "{}", md.stdout);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(env.lineage("quickstart").len(), 1);
+    let files = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/quickstart/default", "resources/"]);
+    assert_eq!(files.lines().count(), 4, "{files}");
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+}
