@@ -842,6 +842,19 @@ impl Journal {
         Ok(())
     }
 
+    /// Moves an unreadable journal aside (`….corrupt-<unix time>`), for a person to look at.
+    pub fn move_aside(&self) -> std::io::Result<PathBuf> {
+        let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let aside = self.path.with_extension(format!("corrupt-{stamp}"));
+        std::fs::create_dir_all(&aside)?;
+        for p in [self.plan_path(), self.path.clone()] {
+            if p.exists() {
+                std::fs::rename(&p, aside.join(p.file_name().unwrap_or_default()))?;
+            }
+        }
+        Ok(aside)
+    }
+
     /// True when an apply began and has not finished (or died): its record is still to be made.
     pub fn is_pending(&self) -> bool {
         self.plan_path().exists()
@@ -857,15 +870,30 @@ impl Journal {
     }
 }
 
+/// What recovering an interrupted apply's journal did.
+pub enum Recovery {
+    Nothing,
+    /// Recorded as this lineage commit (`Result: interrupted`).
+    Recorded(String),
+    /// The journal could not be read; moved to this folder.
+    MovedAside(PathBuf),
+}
+
 impl Lineage {
     /// Records what a killed apply left in the journal. Returns the new lineage commit, if any.
-    pub fn recover(&self) -> Result<Option<String>, LineageError> {
+    /// A journal whose plan cannot be read is moved aside (and said so), never ignored forever.
+    pub fn recover(&self) -> Result<Recovery, LineageError> {
         // A journal is only abandoned when nobody else holds the lock: a running apply's is live.
         if self.lock_holder().is_some_and(|h| h.pid != std::process::id()) {
-            return Ok(None);
+            return Ok(Recovery::Nothing);
         }
         let journal = self.journal();
-        let Some((plan, entries)) = journal.pending() else { return Ok(None) };
+        let Some((plan, entries)) = journal.pending() else {
+            if journal.is_pending() {
+                return Ok(Recovery::MovedAside(journal.move_aside().map_err(git)?));
+            }
+            return Ok(Recovery::Nothing);
+        };
         let state = self.state()?;
         // Killed after recording but before removing the journal: it is in lineage already.
         let recorded = match &state.tip {
@@ -877,7 +905,7 @@ impl Lineage {
         };
         if entries.is_empty() || recorded {
             journal.finish().map_err(git)?;
-            return Ok(None);
+            return Ok(Recovery::Nothing);
         }
         let mut resources = state.resources.clone();
         let mut outcomes = Outcomes::new();
@@ -898,6 +926,6 @@ impl Lineage {
             Record { plan: &plan, outcomes: &outcomes, resources: &resources, partial: true, interrupted: true },
         )?;
         journal.finish().map_err(git)?;
-        Ok(Some(id))
+        Ok(Recovery::Recorded(id))
     }
 }

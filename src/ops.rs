@@ -8,7 +8,7 @@ use mlops_provider_core::ApplyOptions;
 
 use crate::engine::apply::{self, Event};
 use crate::engine::{self, EngineError, Pins, PlanRequest, Stack};
-use crate::lineage::{JournalEntry, Lineage, LineageError, LockHolder, Record, State};
+use crate::lineage::{JournalEntry, Lineage, LineageError, LockHolder, Record, Recovery, State};
 use crate::plan::{ChangeTag, Plan, SourceInfo};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -45,6 +45,8 @@ pub enum Notice {
     Recovered { commit: String },
     /// A lock left by a process that died on this host was removed.
     BrokeStaleLock { holder: LockHolder },
+    /// An interrupted apply's journal could not be read: moved aside, nothing recorded from it.
+    CorruptJournal { moved_to: std::path::PathBuf },
     /// An interrupted apply's journal is pending, but a live process holds the lock: not touched.
     RecoveryDeferred { holder: LockHolder },
 }
@@ -68,8 +70,10 @@ fn recover(lineage: &Lineage, guard: &crate::lineage::LockGuard<'_>, notice: &dy
     if let Some(holder) = &guard.broke {
         notice(Notice::BrokeStaleLock { holder: holder.clone() });
     }
-    if let Some(commit) = lineage.recover()? {
-        notice(Notice::Recovered { commit });
+    match lineage.recover()? {
+        Recovery::Nothing => {}
+        Recovery::Recorded(commit) => notice(Notice::Recovered { commit }),
+        Recovery::MovedAside(moved_to) => notice(Notice::CorruptJournal { moved_to }),
     }
     Ok(())
 }

@@ -153,6 +153,44 @@ pub struct ResourceChange {
     pub provider_config: Value,
 }
 
+/// A saved plan that cannot be used.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum PlanFileError {
+    #[error("cannot read {file}: {source}")]
+    #[diagnostic(code(plan::unreadable))]
+    Unreadable {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file} is not an mlops plan: {detail}")]
+    #[diagnostic(code(plan::invalid), help("save one with `mlops plan --out FILE`"))]
+    NotAPlan { file: String, detail: String },
+    #[error("{file} is a plan of format version {found}; this mlops reads version {PLAN_FORMAT_VERSION}")]
+    #[diagnostic(
+        code(plan::unsupported_format),
+        help("plan and apply with the same mlops release: run `mlops plan --out FILE` again with this one")
+    )]
+    UnsupportedFormat { file: String, found: String },
+}
+
+impl Plan {
+    /// Reads a saved plan (`mlops plan --out FILE`), refusing one of another format version
+    /// before reading anything else of it.
+    pub fn read_file(path: &std::path::Path, shown: &str) -> Result<Plan, PlanFileError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| PlanFileError::Unreadable { file: shown.to_string(), source })?;
+        let not_a_plan = |detail: String| PlanFileError::NotAPlan { file: shown.to_string(), detail };
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| not_a_plan(e.to_string()))?;
+        match value.get("format_version") {
+            Some(v) if v.as_u64() == Some(u64::from(PLAN_FORMAT_VERSION)) => {}
+            Some(v) => return Err(PlanFileError::UnsupportedFormat { file: shown.to_string(), found: v.to_string() }),
+            None => return Err(not_a_plan("it has no `format_version`".into())),
+        }
+        serde_json::from_value(value).map_err(|e| not_a_plan(e.to_string()))
+    }
+}
+
 impl ResourceChange {
     /// Live and as the spec wants it, but not in lineage: nothing to change, something to record.
     pub fn is_unrecorded(&self) -> bool {

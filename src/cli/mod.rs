@@ -104,6 +104,9 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Op(#[from] crate::ops::OpError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    PlanFile(#[from] crate::plan::PlanFileError),
     #[error("{message}")]
     #[diagnostic(code(cli::usage))]
     User {
@@ -186,6 +189,10 @@ impl Context {
                 "{warning} removed the lock left by {} (pid {}, {}), which is no longer running on this host.",
                 holder.who, holder.pid, holder.operation
             ),
+            Notice::CorruptJournal { moved_to } => eprintln!(
+                "{warning} an interrupted apply left a journal that cannot be read; it was moved to {} and nothing was recorded from it. Run `mlops plan`: objects it created show as not recorded.",
+                moved_to.display()
+            ),
             Notice::RecoveryDeferred { holder } => eprintln!(
                 "{warning} an apply's journal is pending while {} (pid {} on {}) holds the lock; the plan reads lineage as it is.",
                 holder.who, holder.pid, holder.host
@@ -218,6 +225,8 @@ fn colors_wanted(no_color: bool, stream_is_tty: bool) -> bool {
 }
 
 pub fn main() -> ExitCode {
+    // Like git: a closed stdout (`mlops log | head`) ends the process quietly, never a panic.
+    sigpipe::reset();
     let cli = Cli::parse();
     run(cli).into()
 }

@@ -90,14 +90,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
                     "a saved plan is applied exactly as reviewed; pass --target to `mlops plan` instead",
                 ));
             }
-            let bytes = std::fs::read(ctx.cwd.join(file))
-                .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", file.display())))?;
-            Some(serde_json::from_slice::<Plan>(&bytes).map_err(|e| {
-                CommandError::user(
-                    format!("{} is not an mlops plan: {e}", file.display()),
-                    "save one with `mlops plan --out FILE`",
-                )
-            })?)
+            Some(Plan::read_file(&ctx.cwd.join(file), &file.display().to_string())?)
         }
         None => None,
     };

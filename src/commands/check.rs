@@ -38,16 +38,7 @@ fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec) -> SpecDiagnostic {
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let plan: Plan = match &args.plan_file {
-        Some(f) => {
-            let bytes = std::fs::read(ctx.cwd.join(f))
-                .map_err(|e| CommandError::Io(format!("cannot read {}: {e}", f.display())))?;
-            serde_json::from_slice(&bytes).map_err(|e| {
-                CommandError::user(
-                    format!("{} is not an mlops plan: {e}", f.display()),
-                    "save one with `mlops plan --out FILE`",
-                )
-            })?
-        }
+        Some(f) => Plan::read_file(&ctx.cwd.join(f), &f.display().to_string())?,
         None => {
             let lineage = ctx.lineage(&stack)?;
             let state = ctx.lineage_state(&lineage)?;

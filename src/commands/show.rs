@@ -19,13 +19,7 @@ pub struct ShowArgs {
 pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     let path: PathBuf = ctx.cwd.join(&args.what);
     if path.is_file() {
-        let bytes = std::fs::read(&path).map_err(|e| CommandError::Io(format!("cannot read {}: {e}", args.what)))?;
-        let plan: Plan = serde_json::from_slice(&bytes).map_err(|e| {
-            CommandError::user(
-                format!("{} is not an mlops plan: {e}", args.what),
-                "save one with `mlops plan --out FILE`",
-            )
-        })?;
+        let plan = Plan::read_file(&path, &args.what)?;
         args.output.print(ctx, &plan)?;
         return Ok(ExitStatus::Success);
     }
@@ -33,6 +27,19 @@ pub fn run(ctx: &Context, args: &ShowArgs) -> Result<ExitStatus, CommandError> {
     let lineage = ctx.lineage(&stack)?;
     let id = lineage.resolve(&args.what)?;
     let entry = lineage.entry(id)?;
+    if !entry.trailers.contains_key("Plan-Digest") {
+        return Err(CommandError::user(
+            format!(
+                "{} ({}) is not a lineage commit of this stack",
+                args.what,
+                &entry.commit[..12.min(entry.commit.len())]
+            ),
+            format!(
+                "show a plan file, or a lineage revision: `lineage`, `lineage~N`, or a commit of `git log {}`",
+                lineage.ref_name
+            ),
+        ));
+    }
     let plan = lineage.plan_at(id)?;
     let resources = lineage.resources_at(id)?;
     if args.output.format() == Format::Json {

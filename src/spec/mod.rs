@@ -164,9 +164,16 @@ pub fn load_bytes(
         Err(e) => {
             let ptr: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
             let span = lookup(&root, &ptr).map(|(_, v)| v.span).unwrap_or_default();
-            return Err(fail(
-                SpecDiagnostic::new("spec::invalid_value", e.inner().to_string()).label(source.widen(span), "here"),
-            ));
+            let inner = e.inner().to_string();
+            // JSON Schema counts 1.0 as an integer; the typed spec does not: say so plainly.
+            let d = if inner.starts_with("invalid type: floating point") {
+                SpecDiagnostic::new("spec::type_mismatch", format!("`{}` must be a whole number", ptr.join(".")))
+                    .label(source.widen(span), "a number with a fraction part")
+                    .help("write it without a decimal point, e.g. `1`")
+            } else {
+                SpecDiagnostic::new("spec::invalid_value", inner).label(source.widen(span), "here")
+            };
+            return Err(fail(d));
         }
     };
 
@@ -392,16 +399,51 @@ fn validator() -> &'static jsonschema::Validator {
 }
 
 fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<SpecDiagnostic>) {
-    use jsonschema::error::ValidationErrorKind as K;
     let schema = model::json_schema();
     for err in validator().iter_errors(json) {
-        let path = pointer_segments(err.instance_path().as_str());
+        schema_error(&err, &[], &schema, root, source, diags);
+    }
+}
+
+/// One schema error as a diagnostic. `prefix`: where in the spec the validated value sits (for
+/// errors found inside one branch of an `anyOf`), `schema`: the schema that was validated.
+fn schema_error(
+    err: &jsonschema::ValidationError<'_>,
+    prefix: &[String],
+    schema: &Value,
+    root: &Node,
+    source: &SourceFile,
+    diags: &mut Vec<SpecDiagnostic>,
+) {
+    use jsonschema::error::ValidationErrorKind as K;
+    {
+        let mut path = prefix.to_vec();
+        path.extend(pointer_segments(err.instance_path().as_str()));
         let (key, value) = lookup(root, &path).unwrap_or((None, root));
         let at = |n: &Node| source.widen(n.span);
         let field = if path.is_empty() { "the spec".to_string() } else { format!("`{}`", path.join(".")) };
         let d = match err.kind() {
+            // An optional value (`anyOf: [X, null]`) that is not null: say what is wrong inside X.
+            K::AnyOf { .. } if !err.instance().is_null() => {
+                if let Some(branch) = only_non_null_branch(schema, err.evaluation_path().as_str()) {
+                    let mut sub = branch.clone();
+                    if let (Some(obj), Some(defs)) = (sub.as_object_mut(), schema.get("$defs")) {
+                        obj.insert("$defs".into(), defs.clone());
+                    }
+                    if let Ok(v) = jsonschema::validator_for(&sub) {
+                        let before = diags.len();
+                        for inner in v.iter_errors(err.instance()) {
+                            schema_error(&inner, &path, &sub, root, source, diags);
+                        }
+                        if diags.len() > before {
+                            return;
+                        }
+                    }
+                }
+                SpecDiagnostic::new("spec::invalid_value", format!("{field}: {err}")).label(at(value), "here")
+            }
             K::AdditionalProperties { unexpected } => {
-                let allowed = allowed_properties(&schema, err.evaluation_path().as_str());
+                let allowed = allowed_properties(schema, err.evaluation_path().as_str());
                 for name in unexpected {
                     let key_span = value.get(name).map(|(k, _)| k.span).unwrap_or(value.span);
                     let suggestion = closest(name, &allowed);
@@ -415,7 +457,7 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
                     };
                     diags.push(d);
                 }
-                continue;
+                return;
             }
             K::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
@@ -454,10 +496,22 @@ fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<
                 .label(at(value), "unsupported")
                 .help("this mlops understands `version: 1`")
             }
-            K::Minimum { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is too small"))
-                .label(at(value), format!("must be at least {limit}")),
-            K::Maximum { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is too large"))
-                .label(at(value), format!("must be at most {limit}")),
+            K::Minimum { limit } | K::Maximum { limit } => {
+                let small = matches!(err.kind(), K::Minimum { .. });
+                let mut segs = pointer_segments(err.evaluation_path().as_str());
+                segs.pop();
+                let node = schema_node(schema, &segs);
+                let bound = |k: &str| node.and_then(|n| n.get(k)).map(|v| v.to_string());
+                let d = SpecDiagnostic::new(
+                    "spec::invalid_value",
+                    format!("{field} is {}: {}", if small { "too small" } else { "too large" }, err.instance()),
+                )
+                .label(at(value), format!("must be at {} {limit}", if small { "least" } else { "most" }));
+                match (bound("minimum"), bound("maximum")) {
+                    (Some(lo), Some(hi)) => d.help(format!("accepted range: {lo} to {hi}")),
+                    _ => d,
+                }
+            }
             K::MinProperties { limit } => SpecDiagnostic::new("spec::invalid_value", format!("{field} is empty"))
                 .label(at(value), format!("needs at least {limit} entry")),
             K::Pattern { pattern } => {
@@ -494,6 +548,40 @@ fn describe(v: &Value) -> &'static str {
         Value::Array(_) => "a list",
         Value::Object(_) => "a mapping",
     }
+}
+
+/// The one branch of the `anyOf` at `eval_path` that is not `{"type": "null"}` (an `Option`).
+fn only_non_null_branch<'a>(schema: &'a Value, eval_path: &str) -> Option<&'a Value> {
+    let mut segs = pointer_segments(eval_path);
+    if segs.pop().as_deref() != Some("anyOf") {
+        return None;
+    }
+    let node = schema_node(schema, &segs)?;
+    let branches: Vec<&Value> = node
+        .get("anyOf")?
+        .as_array()?
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) != Some("null"))
+        .collect();
+    let [one] = branches.as_slice() else { return None };
+    match one.get("$ref").and_then(Value::as_str) {
+        Some(r) => r.strip_prefix('#').and_then(|p| schema.pointer(p)),
+        None => Some(one),
+    }
+}
+
+/// The schema node an evaluation path leads to, following `$ref`s.
+fn schema_node<'a>(schema: &'a Value, segs: &[String]) -> Option<&'a Value> {
+    let mut cur = schema;
+    for seg in segs {
+        if seg == "$ref" {
+            let r = cur.get("$ref").and_then(Value::as_str)?;
+            cur = r.strip_prefix('#').and_then(|p| schema.pointer(p))?;
+            continue;
+        }
+        cur = cur.get(seg)?;
+    }
+    Some(cur)
 }
 
 /// The property names of the schema object whose `additionalProperties` rejected a key.

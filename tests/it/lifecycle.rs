@@ -613,3 +613,76 @@ fn a_dataset_copy_reports_bytes_transferred() {
     assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "rising: {seen:?}");
     assert_eq!(seen.last().unwrap().1, sizes);
 }
+
+#[test]
+fn ranges_and_whole_numbers_are_named_in_errors() {
+    let env = TestEnv::quickstart();
+    let spec = env.read("mlops.yaml");
+    env.write("mlops.yaml", &spec.replace("canary_percent: 10", "canary_percent: 150"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("`endpoints.churn-api.traffic.canary_percent` is too large: 150"), "{}", run.stderr);
+    assert!(run.stderr.contains("accepted range: 0 to 100"), "{}", run.stderr);
+    assert!(!run.stderr.contains("anyOf"), "{}", run.stderr);
+    env.write("mlops.yaml", &spec.replace("version: 1\n", "version: 1.0\n"));
+    let run = env.mlops(&["validate"]);
+    assert!(run.stderr.contains("`version` must be a whole number"), "{}", run.stderr);
+}
+
+#[test]
+fn plans_of_another_format_version_and_ordinary_commits_are_refused() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["plan", "--out", "p.json"]).ok();
+    let plan = env.read("p.json").replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    env.write("p2.json", &plan);
+    for args in [vec!["show", "p2.json"], vec!["check", "p2.json"], vec!["apply", "p2.json"]] {
+        let run = env.mlops(&args);
+        assert_eq!(run.status, 1, "{args:?}");
+        assert!(run.stderr.contains("plan::unsupported_format"), "{args:?}: {}", run.stderr);
+    }
+    assert!(!env.join(".mlops").exists(), "nothing was applied");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let run = env.mlops(&["show", "HEAD"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("is not a lineage commit"), "{}", run.stderr);
+    env.mlops(&["show", "lineage"]).ok();
+}
+
+#[test]
+fn a_corrupt_journal_is_reported_and_moved_aside() {
+    let env = TestEnv::quickstart();
+    let journal = env.join(".git/mlops/journal/quickstart/default.plan.json");
+    std::fs::create_dir_all(journal.parent().unwrap()).unwrap();
+    std::fs::write(&journal, "{ torn").unwrap();
+    let run = env.mlops(&["plan"]).ok();
+    assert!(run.stderr.contains("cannot be read; it was moved to"), "{}", run.stderr);
+    assert!(!journal.exists());
+    let aside: Vec<_> = std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "kept for a person to look at");
+    let again = env.mlops(&["plan"]).ok();
+    assert!(!again.stderr.contains("journal"), "reported once: {}", again.stderr);
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+        .args(["plan", "--json"])
+        .current_dir(env.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before mlops writes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE, as git is: {:?}", out.status);
+}
