@@ -14,6 +14,7 @@ pub mod plan;
 pub mod policy;
 pub mod registry;
 pub mod render;
+pub mod secrets;
 pub mod spec;
 
 pub use mlops_provider_core as provider;

@@ -147,7 +147,12 @@ pub struct Context {
 impl Context {
     pub fn load_spec(&self) -> Result<LoadedSpec, CommandError> {
         let env = |k: &str| std::env::var(k).ok();
-        spec::load_file(&self.spec_path, &self.spec_display, &env, &self.registry).map_err(CommandError::Spec)
+        let spec =
+            spec::load_file(&self.spec_path, &self.spec_display, &env, &self.registry).map_err(CommandError::Spec)?;
+        for w in &spec.warnings {
+            eprint!("{}", self.render_diagnostic(&Named::new(w)));
+        }
+        Ok(spec)
     }
 
     pub fn stack(&self) -> Result<Stack, CommandError> {

@@ -19,7 +19,8 @@ pub fn run(ctx: &Context, args: &ValidateArgs) -> Result<ExitStatus, CommandErro
                     Kind::ALL.iter().map(|k| (k.section().to_string(), json!(count(*k)))).collect();
                 println!(
                     "{}",
-                    json!({"valid": true, "file": ctx.spec_display, "resources": resources, "diagnostics": []})
+                    json!({"valid": true, "file": ctx.spec_display, "resources": resources,
+                        "diagnostics": spec.warnings.iter().map(|d| d.to_json()).collect::<Vec<_>>()})
                 );
             } else {
                 println!(

@@ -166,14 +166,42 @@ pub async fn check_fresh(
 struct ResourceProgress<'a> {
     address: Address,
     sink: &'a dyn EventSink,
+    secrets: &'a crate::secrets::Secrets,
 }
 
 impl Progress for ResourceProgress<'_> {
     fn report(&self, message: &str) {
-        self.sink.event(Event::Progress { address: self.address.clone(), message: message.to_string() });
+        self.sink.event(Event::Progress { address: self.address.clone(), message: self.secrets.mask_str(message) });
     }
     fn transfer(&self, done: u64, total: u64) {
         self.sink.event(Event::Transfer { address: self.address.clone(), done, total });
+    }
+}
+
+fn reveal(secrets: &crate::secrets::Secrets, attributes: &Attributes) -> Attributes {
+    attributes.iter().map(|(k, v)| (k.clone(), secrets.reveal(v))).collect()
+}
+
+/// The secret markers a change's states hold: what a rotated value read back is masked as.
+pub(crate) fn known_markers(change: &ResourceChange) -> Vec<String> {
+    let mut out = Vec::new();
+    for attrs in [
+        change.desired.as_ref(),
+        change.prior.as_ref().map(|p| &p.attributes),
+        change.live.as_ref().map(|l| &l.attributes),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        attrs.values().for_each(|v| crate::secrets::Secrets::markers_in(v, &mut out));
+    }
+    out
+}
+
+/// A state read back from a provider, with secret values masked.
+pub(crate) fn mask_state(secrets: &crate::secrets::Secrets, state: &mut plan::RecordedState, known: &[String]) {
+    for v in state.attributes.values_mut().chain(state.outputs.values_mut()) {
+        secrets.mask(v, known);
     }
 }
 
@@ -364,7 +392,7 @@ async fn finish_deposed(
         };
         let Ok(provider) = provider else { continue };
         let state = LiveState { attributes: record.attributes.clone(), outputs: record.outputs.clone() };
-        let progress = ResourceProgress { address: address.clone(), sink };
+        let progress = ResourceProgress { address: address.clone(), sink, secrets: &stack.spec.secrets };
         match provider.finish(&address, &state, &progress).await {
             Ok(done) => {
                 if done.outputs != record.outputs {
@@ -421,7 +449,9 @@ async fn run_one<'a>(
     let address = change.address.clone();
     sink.event(Event::Started { address: address.clone(), action: change.action });
     let started = Instant::now();
-    let progress = ResourceProgress { address: address.clone(), sink };
+    let secrets = &stack.spec.secrets;
+    let progress = ResourceProgress { address: address.clone(), sink, secrets };
+    let known = known_markers(change);
     let work = async {
         let recorded = state.resources.get(&address);
         let provider = match stack.spec.resource(&address) {
@@ -456,7 +486,8 @@ async fn run_one<'a>(
                 .iter()
                 .map(|d| {
                     let pc = plan.change(d);
-                    let attributes = pc.and_then(|c| c.desired.clone()).unwrap_or_default();
+                    let attributes =
+                        pc.and_then(|c| c.desired.as_ref()).map(|a| reveal(secrets, a)).unwrap_or_default();
                     let o = outs
                         .get(d)
                         .cloned()
@@ -466,7 +497,13 @@ async fn run_one<'a>(
                 })
                 .collect()
         };
-        let desired = super::desired_of(change, None);
+        // Secrets are put back only into what the provider gets to apply.
+        let mut desired = super::desired_of(change, None);
+        desired.attributes = reveal(secrets, &desired.attributes);
+        let config = mlops_provider_core::ResourceConfig {
+            body: secrets.reveal(&resource.config.body),
+            ..resource.config.clone()
+        };
         let live =
             change.live.as_ref().map(|l| LiveState { attributes: l.attributes.clone(), outputs: l.outputs.clone() });
         let op = match change.action {
@@ -478,7 +515,7 @@ async fn run_one<'a>(
             address: &address,
             operation: op,
             desired: &desired,
-            config: &resource.config,
+            config: &config,
             prior: prior.as_ref(),
             live: live.as_ref(),
             dependencies: &deps,
@@ -490,12 +527,23 @@ async fn run_one<'a>(
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STILL_RUNNING_EVERY, STILL_RUNNING_EVERY);
-    let result = loop {
+    let mut result = loop {
         tokio::select! {
             r = &mut work => break r,
             _ = tick.tick() => sink.event(Event::StillRunning { address: address.clone(), action: change.action, elapsed: started.elapsed() }),
         }
     };
+    // And masked in everything that comes back: records, errors, what was left.
+    match &mut result {
+        Ok(Some(state)) => mask_state(secrets, state, &known),
+        Ok(None) => {}
+        Err((message, left)) => {
+            *message = secrets.mask_str(message);
+            if let Some(state) = left {
+                mask_state(secrets, state, &known);
+            }
+        }
+    }
     match &result {
         Ok(_) => {
             sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() })

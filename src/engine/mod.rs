@@ -260,11 +260,24 @@ pub async fn refresh(
                 attributes: p.attributes.clone(),
                 outputs: p.outputs.clone(),
             });
+            let secrets = &stack.spec.secrets;
             let res = match provider {
-                Ok(p) => p
-                    .read(&a, prior_state.as_ref(), desired.get(&a))
-                    .await
-                    .map(|live| live.map(|l| RecordedState { attributes: l.attributes, outputs: l.outputs })),
+                Ok(p) => p.read(&a, prior_state.as_ref(), desired.get(&a)).await.map(|live| {
+                    live.map(|l| {
+                        let mut state = RecordedState { attributes: l.attributes, outputs: l.outputs };
+                        // Values read back are masked as the markers the spec and lineage hold.
+                        let mut known = Vec::new();
+                        for attrs in
+                            [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)].into_iter().flatten()
+                        {
+                            attrs.values().for_each(|v| crate::secrets::Secrets::markers_in(v, &mut known));
+                        }
+                        if !secrets.is_empty() || !known.is_empty() {
+                            apply::mask_state(secrets, &mut state, &known);
+                        }
+                        state
+                    })
+                }),
                 Err(e) => Err(ProviderError::invalid(e.to_string())),
             };
             (a, res)

@@ -50,11 +50,17 @@ pub struct SpecDiagnostic {
     pub help: Option<String>,
     pub labels: Vec<Label>,
     pub source: Option<SourceFile>,
+    /// A warning: said, but the spec is valid.
+    pub warning: bool,
 }
 
 impl SpecDiagnostic {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        SpecDiagnostic { code, message: message.into(), help: None, labels: Vec::new(), source: None }
+        SpecDiagnostic { code, message: message.into(), help: None, labels: Vec::new(), source: None, warning: false }
+    }
+    pub fn warning(mut self) -> Self {
+        self.warning = true;
+        self
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
@@ -81,7 +87,7 @@ impl SpecDiagnostic {
         let loc = self.location();
         DiagnosticJson {
             code: self.code,
-            severity: "error",
+            severity: if self.warning { "warning" } else { "error" },
             message: self.message.clone(),
             help: self.help.clone(),
             file: loc.as_ref().map(|l| l.0.clone()).or_else(|| self.source.as_ref().map(|s| s.name.clone())),
@@ -135,7 +141,7 @@ impl Diagnostic for SpecDiagnostic {
         Some(Box::new(self.code))
     }
     fn severity(&self) -> Option<Severity> {
-        Some(Severity::Error)
+        Some(if self.warning { Severity::Warning } else { Severity::Error })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)

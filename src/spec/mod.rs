@@ -41,6 +41,10 @@ pub struct LoadedSpec {
     pub resources: Vec<Resource>,
     pub root: Node,
     index: BTreeMap<Address, usize>,
+    /// The `${secret:…}` values behind the markers the spec now holds.
+    pub secrets: crate::secrets::Secrets,
+    /// Not errors, but worth saying (e.g. a secret-looking `${env:…}`).
+    pub warnings: Vec<SpecDiagnostic>,
 }
 
 impl LoadedSpec {
@@ -138,7 +142,18 @@ pub fn load_bytes(
     }
 
     let mut diags = Vec::new();
-    let json = to_json(&root, &mut Vec::new(), env, &mut diags);
+    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let mut interp = Interpolation {
+        env,
+        secrets: crate::secrets::Secrets::new(if text.contains("${secret:") {
+            crate::secrets::key(&base, env)
+        } else {
+            Vec::new()
+        }),
+        base_dir: base,
+        warnings: Vec::new(),
+    };
+    let json = to_json(&root, &mut Vec::new(), &mut interp, &mut diags);
     if !diags.is_empty() {
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
@@ -157,7 +172,7 @@ pub fn load_bytes(
             merged
         }
         Ok(None) => json,
-        Err(d) => return Err(fail(d)),
+        Err(d) => return Err(fail(*d)),
     };
     let spec: Spec = match serde_path_to_error::deserialize(&json) {
         Ok(s) => s,
@@ -183,11 +198,23 @@ pub fn load_bytes(
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
     let index = resources.iter().enumerate().map(|(i, r)| (r.config.address.clone(), i)).collect();
-    Ok(LoadedSpec { path: path.to_path_buf(), source, digest, spec, json, resources, root, index })
+    let warnings = interp.warnings.into_iter().map(|d| d.with_source(&source)).collect();
+    Ok(LoadedSpec {
+        path: path.to_path_buf(),
+        source,
+        digest,
+        spec,
+        json,
+        resources,
+        root,
+        index,
+        secrets: interp.secrets,
+        warnings,
+    })
 }
 
 /// Deep-merges `environments.<env>` over the spec. `Ok(None)`: nothing to merge.
-fn apply_environment(json: &Value, root: &Node, env: &str) -> Result<Option<Value>, SpecDiagnostic> {
+fn apply_environment(json: &Value, root: &Node, env: &str) -> Result<Option<Value>, Box<SpecDiagnostic>> {
     let envs = json.get("environments").and_then(Value::as_object);
     let Some(overrides) = envs.and_then(|e| e.get(env)) else {
         if env == "default" {
@@ -195,13 +222,15 @@ fn apply_environment(json: &Value, root: &Node, env: &str) -> Result<Option<Valu
         }
         let known: Vec<String> = envs.map(|e| e.keys().cloned().collect()).unwrap_or_default();
         let span = lookup(root, &["environments".into()]).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
-        return Err(SpecDiagnostic::new("spec::unknown_environment", format!("environment `{env}` is not declared"))
-            .label(span, "declared environments")
-            .help(if known.is_empty() {
-                "declare it under `environments:`".to_string()
-            } else {
-                format!("declared: {}", known.join(", "))
-            }));
+        return Err(Box::new(
+            SpecDiagnostic::new("spec::unknown_environment", format!("environment `{env}` is not declared"))
+                .label(span, "declared environments")
+                .help(if known.is_empty() {
+                    "declare it under `environments:`".to_string()
+                } else {
+                    format!("declared: {}", known.join(", "))
+                }),
+        ));
     };
     let mut merged = json.clone();
     if let Some(map) = overrides.as_object() {
@@ -211,15 +240,17 @@ fn apply_environment(json: &Value, root: &Node, env: &str) -> Result<Option<Valu
                     if json.pointer(&format!("/{section}/{}", name.replace('~', "~0").replace('/', "~1"))).is_none() {
                         let path = ["environments".to_string(), env.to_string(), section.clone(), name.clone()];
                         let span = lookup(root, &path).and_then(|(k, _)| k.map(|k| k.span)).unwrap_or_default();
-                        return Err(SpecDiagnostic::new(
-                            "spec::unknown_override",
-                            format!(
-                                "environment `{env}` overrides `{}`, which is not declared",
-                                Address::new(kind, name.clone())
-                            ),
-                        )
-                        .label(span, "not declared at the top level")
-                        .help("environments override resources declared at the top level; declare it there first"));
+                        return Err(Box::new(
+                            SpecDiagnostic::new(
+                                "spec::unknown_override",
+                                format!(
+                                    "environment `{env}` overrides `{}`, which is not declared",
+                                    Address::new(kind, name.clone())
+                                ),
+                            )
+                            .label(span, "not declared at the top level")
+                            .help("environments override resources declared at the top level; declare it there first"),
+                        ));
                     }
                 }
             }
@@ -268,12 +299,16 @@ fn pointer_segments(ptr: &str) -> Vec<String> {
 }
 
 /// YAML nodes → JSON, interpolating `${env:VAR}` and reporting duplicate or complex keys.
-fn to_json(
-    node: &Node,
-    path: &mut Vec<String>,
-    env: &dyn Fn(&str) -> Option<String>,
-    diags: &mut Vec<SpecDiagnostic>,
-) -> Value {
+/// What interpolation reads and collects: the environment, the secrets it resolves, and
+/// warnings (not errors) about what it saw.
+pub struct Interpolation<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub base_dir: PathBuf,
+    pub secrets: crate::secrets::Secrets,
+    pub warnings: Vec<SpecDiagnostic>,
+}
+
+fn to_json(node: &Node, path: &mut Vec<String>, env: &mut Interpolation<'_>, diags: &mut Vec<SpecDiagnostic>) -> Value {
     match &node.value {
         NodeValue::Null => Value::Null,
         NodeValue::Bool(b) => Value::Bool(*b),
@@ -328,8 +363,9 @@ fn to_json(
     }
 }
 
-/// `${env:NAME}` and `${env:NAME:-default}`; `$${` escapes a literal `${`.
-fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags: &mut Vec<SpecDiagnostic>) -> String {
+/// `${env:NAME}`, `${env:NAME:-default}`, `${secret:NAME}` and `${secret:file:PATH}`; `$${`
+/// escapes a literal `${`.
+fn interpolate(s: &str, span: Span, interp: &mut Interpolation<'_>, diags: &mut Vec<SpecDiagnostic>) -> String {
     if !s.contains("${") {
         return s.to_string();
     }
@@ -353,6 +389,12 @@ fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags:
         };
         let expr = &rest[i + 2..i + end];
         rest = &rest[i + end + 1..];
+        if let Some(secret) = expr.strip_prefix("secret:") {
+            if let Some(marker) = resolve_secret(secret, span, interp, diags) {
+                out.push_str(&marker);
+            }
+            continue;
+        }
         let Some(var) = expr.strip_prefix("env:") else {
             diags.push(
                 SpecDiagnostic::new(
@@ -360,7 +402,7 @@ fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags:
                     format!("`${{{expr}}}` is not an interpolation mlops knows"),
                 )
                 .label(span, "here")
-                .help("only `${env:NAME}` and `${env:NAME:-default}` are supported; `$${` writes a literal `${`"),
+                .help("use `${env:NAME}`, `${env:NAME:-default}`, `${secret:NAME}` or `${secret:file:PATH}`; `$${` writes a literal `${`"),
             );
             continue;
         };
@@ -379,7 +421,20 @@ fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags:
             );
             continue;
         }
-        match (env(name), default) {
+        if crate::secrets::looks_secret(name) {
+            interp.warnings.push(
+                SpecDiagnostic::new(
+                    "spec::secret_in_env",
+                    format!("`${{env:{name}}}` looks like a secret: its value would appear in plans and lineage"),
+                )
+                .warning()
+                .label(span, "here")
+                .help(format!(
+                    "write `${{secret:{name}}}`: the value then reaches the backend only, and plans show a digest"
+                )),
+            );
+        }
+        match ((interp.env)(name), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => diags.push(
@@ -391,6 +446,52 @@ fn interpolate(s: &str, span: Span, env: &dyn Fn(&str) -> Option<String>, diags:
     }
     out.push_str(rest);
     out
+}
+
+/// `NAME` (an environment variable) or `file:PATH` (relative to the spec): the marker for it.
+fn resolve_secret(
+    what: &str,
+    span: Span,
+    interp: &mut Interpolation<'_>,
+    diags: &mut Vec<SpecDiagnostic>,
+) -> Option<String> {
+    let value = if let Some(path) = what.strip_prefix("file:") {
+        match std::fs::read_to_string(interp.base_dir.join(path)) {
+            Ok(v) => v.strip_suffix('\n').map(str::to_string).unwrap_or(v),
+            Err(e) => {
+                diags.push(
+                    SpecDiagnostic::new("spec::undefined_secret", format!("cannot read the secret file `{path}`: {e}"))
+                        .label(span, "here")
+                        .help("the path is relative to the spec file; keep the file out of Git"),
+                );
+                return None;
+            }
+        }
+    } else {
+        let valid = !what.is_empty()
+            && !what.starts_with(|c: char| c.is_ascii_digit())
+            && what.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            diags.push(
+                SpecDiagnostic::new("spec::bad_interpolation", format!("`{what}` is not an environment variable name"))
+                    .label(span, "here")
+                    .help("write `${secret:NAME}` (an environment variable) or `${secret:file:PATH}`"),
+            );
+            return None;
+        }
+        match (interp.env)(what) {
+            Some(v) => v,
+            None => {
+                diags.push(
+                    SpecDiagnostic::new("spec::undefined_secret", format!("the secret `{what}` is not set"))
+                        .label(span, format!("needs ${what}"))
+                        .help(format!("set the environment variable {what} (secrets have no default)")),
+                );
+                return None;
+            }
+        }
+    };
+    Some(interp.secrets.marker(what, value))
 }
 
 fn validator() -> &'static jsonschema::Validator {

@@ -648,3 +648,42 @@ fn policies_see_every_production_variant() {
     // Each at the line that declares it: the variant's own instance type.
     assert!(out.contains("weight: 10, instance_type: ml.g4dn.xlarge }\n    ·"), "{out}");
 }
+
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn a_secret_reaches_the_sagemaker_model_and_nothing_mlops_writes() {
+    let a = Aws::new();
+    let value = "moto-Secret-Value-123";
+    a.edit_spec(
+        "    framework: xgboost\n",
+        "    framework: xgboost\n    environment: { DB_PASSWORD: \"${secret:DB_PASSWORD}\" }\n",
+    );
+    let aws_env = [
+        ("AWS_ENDPOINT_URL", a.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("DB_PASSWORD", value),
+    ];
+    let plan = a.env.mlops_env(&["plan", "--out", "p.json"], &aws_env).ok();
+    let apply = a.env.mlops_env(&["apply", "p.json"], &aws_env).ok();
+    let replan = a.env.mlops_env(&["plan", "--detailed-exitcode"], &aws_env);
+    assert_eq!(replan.status, 0, "{}", replan.stdout);
+    for text in [&plan.stdout, &apply.stdout, &apply.stderr, &replan.stdout, &a.env.read("p.json")] {
+        assert!(!text.contains(value), "{text}");
+    }
+    let lineage = a.env.git(&["log", "-p", "refs/mlops/lineage/sm/default"]);
+    assert!(!lineage.contains(value));
+    let record = a.record("models.churn");
+    assert!(
+        record["attributes"]["environment"]["DB_PASSWORD"].as_str().unwrap().starts_with("(secret DB_PASSWORD, hmac:"),
+        "{record}"
+    );
+    // SageMaker holds the value, read through the AWS SDK.
+    let name =
+        record["outputs"]["model_name"].as_str().or(record["attributes"]["model_name"].as_str()).unwrap().to_string();
+    let m = a.sdk.rt.block_on(a.sdk.sm.describe_model().model_name(&name).send()).unwrap();
+    let env = m.primary_container().unwrap().environment().unwrap();
+    assert_eq!(env.get("DB_PASSWORD").map(String::as_str), Some(value));
+}

@@ -16,6 +16,7 @@ mod markdown;
 mod policy;
 mod properties;
 mod schema;
+mod secrets;
 mod skips;
 mod snapshots;
 mod spec_errors;
