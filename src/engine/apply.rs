@@ -130,6 +130,17 @@ pub async fn check_fresh(
             state.tip.as_deref().unwrap_or("nothing")
         ));
     }
+    // The provider configuration is the current spec's, never the plan file's: a plan whose
+    // recorded configuration differs (edited, or the block changed since) is stale.
+    for c in &plan.changes {
+        let current = stack.provider_block(&c.provider);
+        if c.provider_config != current {
+            reasons.push(format!(
+                "the configuration of provider `{}` for {} is not the spec's (the plan file says {}, the spec {})",
+                c.provider, c.address, c.provider_config, current
+            ));
+        }
+    }
     let touched: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     // Read through the plan's desired states, so providers compare the same fields as at plan time.
     let planned: BTreeMap<Address, mlops_provider_core::Desired> = touched

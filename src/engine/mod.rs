@@ -70,18 +70,28 @@ impl Stack {
         &self.spec.spec.project
     }
 
-    fn provider_block(&self, name: &str) -> Value {
+    pub fn provider_block(&self, name: &str) -> Value {
         self.spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null)
     }
 
-    /// The provider for a spec resource, or for a recorded one that left the spec.
-    pub fn provider(&self, name: &str, recorded_block: Option<&Value>) -> Result<Arc<dyn Provider>, EngineError> {
+    /// The provider for a spec resource, or for a recorded one that left the spec. Always
+    /// configured from the current spec (never from a plan file or a lineage record, which anyone
+    /// can edit): a resource whose provider the spec no longer configures cannot be touched.
+    pub fn provider(&self, name: &str, _recorded_block: Option<&Value>) -> Result<Arc<dyn Provider>, EngineError> {
         if let Some(p) = self.providers.get(name) {
-            if recorded_block.is_none_or(|b| *b == self.provider_block(name)) {
-                return Ok(p.clone());
-            }
+            return Ok(p.clone());
         }
-        let block = recorded_block.cloned().unwrap_or(Value::Null);
+        let configured = self.spec.json.get("providers").and_then(Value::as_object);
+        // With no provider block at all, the registry's default provider is implied.
+        if configured.is_some_and(|c| !c.is_empty() && !c.contains_key(name)) {
+            return Err(EngineError::ProviderUnavailable(
+                name.to_string(),
+                format!(
+                    "the spec no longer configures it; add `providers: {{ {name}: ... }}` back to change or delete what it manages"
+                ),
+            ));
+        }
+        let block = self.provider_block(name);
         self.registry
             .instantiate(name, &block, self.spec.base_dir(), self.project())
             .map_err(|e| EngineError::ProviderUnavailable(name.to_string(), e))

@@ -5,6 +5,7 @@ mod aws;
 mod ci;
 mod cli;
 mod common;
+mod containment;
 mod crash;
 mod environments;
 #[cfg(feature = "gcp")]

@@ -7,7 +7,7 @@
 //!
 //! Live state is read from disk every time, so a file edited under the root is drift.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -25,9 +25,40 @@ pub const DEFAULT_ROOT: &str = ".mlops/local";
 
 /// Builds the provider from its `providers.local` block.
 pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
-    let root = block.get("root").and_then(Value::as_str).unwrap_or(DEFAULT_ROOT);
-    let root = ctx.base_dir.join(root);
+    let given = block.get("root").and_then(Value::as_str).unwrap_or(DEFAULT_ROOT);
+    let root = ctx.base_dir.join(given);
+    // Never inside a Git directory: writing there corrupts the repository lineage lives in.
+    let resolved = normalize(&root);
+    if resolved.components().any(|c| c.as_os_str() == ".git") || is_git_dir(&resolved) {
+        return Err(ProviderError::invalid(format!(
+            "the local provider's root `{given}` is inside a Git directory ({}); choose a folder of the work tree, e.g. `.mlops/local`",
+            resolved.display()
+        ))
+        .at(ValuePath::key("root")));
+    }
     Ok(Arc::new(LocalProvider { root }))
+}
+
+/// `path` with `.` and `..` resolved lexically, made absolute (symlinks are checked separately).
+fn normalize(path: &Path) -> PathBuf {
+    let abs =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A bare repository or a `.git` folder under another name: it has HEAD, objects/ and refs/.
+fn is_git_dir(path: &Path) -> bool {
+    path.ancestors().any(|p| p.join("HEAD").is_file() && p.join("objects").is_dir() && p.join("refs").is_dir())
 }
 
 #[derive(Clone, Debug)]
@@ -46,6 +77,49 @@ impl LocalProvider {
 
     fn dataset_dir(&self, name: &str) -> PathBuf {
         self.root.join("datasets").join(name)
+    }
+    /// The files mlops wrote into a dataset's folder: anything else there is not mlops's to touch.
+    fn dataset_owned(&self, name: &str) -> PathBuf {
+        self.root.join("datasets").join(format!(".{name}.owned.json"))
+    }
+
+    /// `path` (under the root), refused when a folder or file on the way there is a symlink: a
+    /// link placed under the root must not lead writes or deletes out of it.
+    fn contained(&self, path: &Path) -> Result<PathBuf, ProviderError> {
+        let rel = path.strip_prefix(&self.root).map_err(|_| {
+            ProviderError::failed(format!("{} is outside the local root {}", path.display(), self.root.display()))
+        })?;
+        let mut cur = self.root.clone();
+        for c in rel.components() {
+            cur.push(c);
+            if fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{} is a symbolic link; the local provider never follows a link out of its root (remove it)",
+                        cur.display()
+                    ),
+                ));
+            }
+        }
+        Ok(path.to_path_buf())
+    }
+
+    /// Files in a dataset's live folder that mlops did not write (none recorded as owned).
+    fn foreign_files(&self, name: &str) -> Result<Vec<String>, ProviderError> {
+        let dir = self.dataset_dir(name);
+        if !dir.is_dir() {
+            return Ok(vec![]);
+        }
+        let owned: Option<Vec<String>> =
+            read_json(&self.dataset_owned(name))?.and_then(|v| serde_json::from_value(v).ok());
+        let owned = match owned {
+            Some(o) => o,
+            // Written before ownership was recorded: the meta file says mlops made the folder.
+            None if self.dataset_meta(name).is_file() => return Ok(vec![]),
+            None => vec![],
+        };
+        Ok(manifest(&dir)?.into_keys().filter(|f| !owned.contains(f)).collect())
     }
     fn dataset_meta(&self, name: &str) -> PathBuf {
         self.root.join("datasets").join(format!("{name}.json"))
@@ -199,6 +273,15 @@ impl LocalProvider {
                     }
                     None => BTreeMap::new(),
                 };
+                let foreign = self.foreign_files(&config.address.name)?;
+                if !foreign.is_empty() {
+                    d.conflicts.push(format!(
+                        "{} holds {} file(s) mlops did not write ({}); apply would replace or delete them",
+                        self.dataset_dir(&config.address.name).display(),
+                        foreign.len(),
+                        foreign.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
                 d.attributes.insert("digest".into(), json!(manifest_digest(&files)));
                 d.attributes.insert("files".into(), json!(files));
                 d.attributes.insert("labels".into(), labels(config));
@@ -352,13 +435,21 @@ impl LocalProvider {
         let attrs = &desired.attributes;
         match address.kind {
             Kind::Dataset => {
-                let dir = self.dataset_dir(name);
+                let dir = self.contained(&self.dataset_dir(name))?;
+                self.contained(&self.dataset_meta(name))?;
                 if operation == Operation::Replace {
                     remove_dir_if_exists(&dir)?;
                 }
                 let want: BTreeMap<String, String> =
                     serde_json::from_value(attrs.get("files").cloned().unwrap_or_default()).unwrap_or_default();
                 let have = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
+                // Owned before written: a kill mid-copy leaves only files mlops knows are its own.
+                let owned_path = self.contained(&self.dataset_owned(name))?;
+                let mut owned: BTreeSet<String> = read_json(&owned_path)?
+                    .and_then(|v| serde_json::from_value(v).ok())
+                    .unwrap_or_else(|| have.keys().cloned().collect());
+                owned.extend(want.keys().cloned());
+                write_json(&owned_path, &json!(owned))?;
                 let src = resolve_path(config, "source");
                 let todo: Vec<(&String, &String)> = want.iter().filter(|(rel, d)| have.get(*rel) != Some(*d)).collect();
                 let size = |rel: &str| src.as_ref().and_then(|s| fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
@@ -374,17 +465,18 @@ impl LocalProvider {
                             format!("{} changed since the plan was made (plan {digest}, now {now})", from.display()),
                         ));
                     }
-                    copy_atomic(&from, &dir.join(rel))?;
+                    copy_atomic(&from, &self.contained(&dir.join(rel))?)?;
                     copied += 1;
                     done += size(rel);
                     progress.transfer(done, total);
                 }
                 let mut removed = 0usize;
                 for rel in have.keys().filter(|k| !want.contains_key(*k)) {
-                    remove_file_if_exists(&dir.join(rel))?;
+                    remove_file_if_exists(&self.contained(&dir.join(rel))?)?;
                     removed += 1;
                 }
                 remove_leftovers(&dir)?;
+                write_json(&self.dataset_owned(name), &json!(want.keys().collect::<Vec<_>>()))?;
                 fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
                 progress.report(&format!("{copied} file(s) copied, {removed} removed"));
                 let mut meta = serde_json::Map::new();
@@ -396,7 +488,7 @@ impl LocalProvider {
                 write_json(&self.dataset_meta(name), &Value::Object(meta))?;
             }
             Kind::Model => {
-                let dir = self.model_dir(name);
+                let dir = self.contained(&self.model_dir(name))?;
                 if operation == Operation::Replace {
                     remove_dir_if_exists(&dir)?;
                 }
@@ -466,7 +558,7 @@ impl LocalProvider {
                 write_json(&reg_path, &registry)?;
             }
             Kind::FeatureStore => {
-                let dir = self.feature_store_dir(name);
+                let dir = self.contained(&self.feature_store_dir(name))?;
                 if operation == Operation::Replace {
                     progress.report("destroying the old store and its records");
                     remove_dir_if_exists(&dir)?;
@@ -475,7 +567,7 @@ impl LocalProvider {
                 write_json(&dir.join("schema.json"), &json!(attrs))?;
             }
             Kind::Endpoint => {
-                let path = self.endpoint_file(name);
+                let path = self.contained(&self.endpoint_file(name))?;
                 let previous = read_json(&path)?;
                 let model: Option<Address> = attrs.get("model").and_then(Value::as_str).and_then(|m| m.parse().ok());
                 let model_version = model
@@ -508,12 +600,24 @@ impl LocalProvider {
         let name = &address.name;
         match address.kind {
             Kind::Dataset => {
-                remove_dir_if_exists(&self.dataset_dir(name))?;
-                remove_file_if_exists(&self.dataset_meta(name))
+                let foreign = self.foreign_files(name)?;
+                if !foreign.is_empty() {
+                    return Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{} holds file(s) mlops did not write ({}); not deleted: move them away first",
+                            self.dataset_dir(name).display(),
+                            foreign.join(", ")
+                        ),
+                    ));
+                }
+                remove_dir_if_exists(&self.contained(&self.dataset_dir(name))?)?;
+                remove_file_if_exists(&self.contained(&self.dataset_owned(name))?)?;
+                remove_file_if_exists(&self.contained(&self.dataset_meta(name))?)
             }
-            Kind::Model => remove_dir_if_exists(&self.model_dir(name)),
-            Kind::FeatureStore => remove_dir_if_exists(&self.feature_store_dir(name)),
-            Kind::Endpoint => remove_file_if_exists(&self.endpoint_file(name)),
+            Kind::Model => remove_dir_if_exists(&self.contained(&self.model_dir(name))?),
+            Kind::FeatureStore => remove_dir_if_exists(&self.contained(&self.feature_store_dir(name))?),
+            Kind::Endpoint => remove_file_if_exists(&self.contained(&self.endpoint_file(name))?),
         }
     }
 }
@@ -589,6 +693,24 @@ impl Provider for LocalProvider {
                         .into(),
                 ),
             });
+        }
+        if let Some(src) = resolve_path(config, "source") {
+            let (src, root) = (normalize(&src), normalize(&self.root));
+            if src.starts_with(&root) || root.starts_with(&src) {
+                out.push(ConfigDiagnostic {
+                    path: ValuePath::key("source"),
+                    code: "spec::invalid_value".into(),
+                    message: format!(
+                        "the dataset source {} and the local provider's root {} overlap: the copy would copy itself",
+                        src.display(),
+                        root.display()
+                    ),
+                    help: Some(
+                        "keep the root (`providers.local.root`) outside every dataset source, e.g. `.mlops/local`"
+                            .into(),
+                    ),
+                });
+            }
         }
         if let Some(uri) = config.str("uri") {
             out.push(ConfigDiagnostic {
