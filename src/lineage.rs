@@ -36,6 +36,12 @@ pub enum LineageError {
         help("another apply of this stack is running; wait for it. If that process is dead: `mlops unlock --force`")
     )]
     Locked { ref_name: String, holder: Box<LockHolder> },
+    #[error("Git's lock file {} exists: a Git process that crashed left it, and no ref update of this stack can succeed while it does", .0.display())]
+    #[diagnostic(
+        code(lineage::git_lock_file),
+        help("if no Git command or mlops apply is running in this repository, remove it with `mlops unlock --force`")
+    )]
+    GitLockFile(PathBuf),
     #[error("the lock {ref_name} points at {what}")]
     #[diagnostic(
         code(lineage::broken_lock),
@@ -127,7 +133,8 @@ pub struct Record<'a> {
 impl Lineage {
     /// Opens the repository containing `dir`.
     pub fn open(dir: &Path, project: &str, environment: &str) -> Result<Self, LineageError> {
-        let repo = gix::discover(dir).map_err(|_| LineageError::NoRepository(dir.display().to_string()))?;
+        let repo = gix::discover_with_environment_overrides(dir)
+            .map_err(|_| LineageError::NoRepository(dir.display().to_string()))?;
         Ok(Lineage { repo, ref_name: ref_name(project, environment) })
     }
 
@@ -470,6 +477,12 @@ impl Lineage {
 
     /// Newest first, following first parents from the tip.
     pub fn log(&self, limit: Option<usize>) -> Result<Vec<Entry>, LineageError> {
+        Ok(self.log_to_end(limit)?.0)
+    }
+
+    /// The history, newest first, and the commit it ends at when its parent is not in this
+    /// repository (a shallow fetch of the lineage ref): readable as far as it goes.
+    pub fn log_to_end(&self, limit: Option<usize>) -> Result<(Vec<Entry>, Option<String>), LineageError> {
         let mut out = Vec::new();
         let mut next = self.tip()?;
         while let Some(id) = next {
@@ -479,8 +492,11 @@ impl Lineage {
             out.push(self.entry(id)?);
             let commit = self.repo.find_commit(id).map_err(git)?;
             next = commit.parent_ids().next().map(|p| p.detach());
+            if next.is_some_and(|p| !self.repo.has_object(p)) {
+                return Ok((out, Some(id.to_string())));
+            }
         }
-        Ok(out)
+        Ok((out, None))
     }
 }
 
@@ -624,10 +640,24 @@ impl Lineage {
         Ok(self.repo.write_blob(&blob).map_err(git)?.detach())
     }
 
+    /// Git's own `.lock` files for this stack's lineage and lock refs, left by a crashed writer:
+    /// while one exists, recording an apply would fail after the apply changed the world.
+    pub fn stale_git_locks(&self) -> Vec<PathBuf> {
+        let dir = self.repo.common_dir();
+        [self.ref_name.clone(), self.lock_ref()]
+            .iter()
+            .map(|r| dir.join(format!("{r}.lock")))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
     /// Takes the stack's lock with a compare-and-swap ref creation; fails fast if it is held by a
     /// live process. A lock whose holder died on this host is removed (compare-and-swap on the
     /// dead holder's record) and taken; the guard says whose it was.
     pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
+        if let Some(path) = self.stale_git_locks().into_iter().next() {
+            return Err(LineageError::GitLockFile(path));
+        }
         let id = self.holder_blob(operation)?;
         let mut last_error = String::new();
         let mut broke = None;
@@ -793,7 +823,7 @@ pub fn init_repository(dir: &Path) -> Result<(), LineageError> {
 }
 
 pub fn in_repository(dir: &Path) -> bool {
-    gix::discover(dir).is_ok()
+    gix::discover_with_environment_overrides(dir).is_ok()
 }
 
 /// Written as an apply goes, so that an apply killed before it records loses nothing: the

@@ -43,7 +43,8 @@ pub fn key(base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
     if let Some(k) = env("MLOPS_SECRET_KEY").filter(|k| !k.is_empty()) {
         return k.into_bytes();
     }
-    let Some(git_dir) = git_dir(base_dir) else { return random_bytes() };
+    let git_dir = env("GIT_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| git_dir(base_dir));
+    let Some(git_dir) = git_dir else { return random_bytes() };
     let path = git_dir.join("mlops").join("secret-key");
     if let Ok(k) = std::fs::read(&path) {
         if k.len() >= 32 {

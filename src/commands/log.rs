@@ -24,7 +24,16 @@ pub fn run(ctx: &Context, args: &LogArgs) -> Result<ExitStatus, CommandError> {
             CommandError::user(e.to_string(), "addresses are written `kind.name`, e.g. `models.churn-xgb`")
         })?),
     };
-    let mut entries = lineage.log(None)?;
+    let (mut entries, shallow_end) = lineage.log_to_end(None)?;
+    if let Some(end) = &shallow_end {
+        eprintln!(
+            "{} the history of {} ends at {} here: its earlier commits were not fetched (a shallow fetch). `git fetch --unshallow` or fetching `{}` in full shows the rest.",
+            ctx.err_style.yellow("note:"),
+            lineage.ref_name,
+            &end[..12],
+            lineage.ref_name
+        );
+    }
     if let Some(f) = &filter {
         let f = f.to_string();
         entries.retain(|e| e.changes.iter().any(|c| c.address == f));

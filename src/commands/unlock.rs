@@ -14,6 +14,20 @@ pub struct UnlockArgs {
 pub fn run(ctx: &Context, args: &UnlockArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
+    let git_locks = lineage.stale_git_locks();
+    if !git_locks.is_empty() {
+        let list: Vec<String> = git_locks.iter().map(|p| p.display().to_string()).collect();
+        if !args.force {
+            return Err(CommandError::user(
+                format!("Git's lock file(s) {} exist, left by a crashed Git process", list.join(", ")),
+                "if no Git command or mlops apply runs in this repository, remove them with `mlops unlock --force`",
+            ));
+        }
+        for p in &git_locks {
+            std::fs::remove_file(p).map_err(|e| CommandError::Io(format!("cannot remove {}: {e}", p.display())))?;
+        }
+        println!("Removed Git's stale lock file(s): {}.", list.join(", "));
+    }
     let Some(holder) = lineage.lock_holder() else {
         if let Some(what) = lineage.unreadable_lock() {
             if !args.force {

@@ -686,3 +686,67 @@ fn a_closed_stdout_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(13), "ended by SIGPIPE, as git is: {:?}", out.status);
 }
+
+/// A `.lock` file Git left on the lineage ref would let an apply change the world and then fail to
+/// record: it is refused before anything changes, and `unlock --force` clears it.
+#[test]
+fn gits_stale_lock_files_are_refused_before_anything_changes() {
+    let env = TestEnv::quickstart();
+    let stale = env.join(".git/refs/mlops/lineage/quickstart/default.lock");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "").unwrap();
+    let run = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("lineage::git_lock_file"), "{}", run.stderr);
+    assert!(!env.join(".mlops").exists(), "nothing was applied");
+    let unlock = env.mlops(&["unlock"]);
+    assert_eq!(unlock.status, 1, "not 'not locked': {}", unlock.stdout);
+    assert!(env.mlops(&["unlock", "--force"]).ok().stdout.contains("Removed Git's stale lock file"));
+    assert!(!stale.exists());
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(env.lineage("quickstart").len(), 1);
+}
+
+/// GIT_DIR and GIT_WORK_TREE are honoured as git honours them: lineage goes to that repository.
+#[test]
+fn git_dir_and_work_tree_are_honoured() {
+    let env = TestEnv::quickstart();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let git_dir = elsewhere.path().join("repo.git");
+    std::fs::rename(env.join(".git"), &git_dir).unwrap();
+    let vars = [("GIT_DIR", git_dir.to_str().unwrap()), ("GIT_WORK_TREE", env.path().to_str().unwrap())];
+    env.mlops_env(&["apply", "--auto-approve"], &vars).ok();
+    let out = std::process::Command::new("git")
+        .args(["--git-dir", git_dir.to_str().unwrap(), "rev-list", "refs/mlops/lineage/quickstart/default"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "recorded in $GIT_DIR");
+    assert!(!env.join(".git").exists());
+    let plan = env.mlops_env(&["plan", "--detailed-exitcode"], &vars);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}
+
+/// A lineage ref fetched shallow is readable as far as it goes, with a note.
+#[test]
+fn a_shallow_lineage_is_read_as_far_as_it_goes() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("data/train/2026-12.csv", "customer_id,tenure_months,monthly_spend,churned\nc-9,1,1.0,0\n");
+    env.commit("more data");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let clone = TestEnv::new();
+    let url = format!("file://{}", env.path().display());
+    clone.git(&[
+        "fetch",
+        "-q",
+        "--update-head-ok",
+        "--depth=1",
+        &url,
+        "refs/mlops/lineage/*:refs/mlops/lineage/*",
+        "main:main",
+    ]);
+    clone.git(&["reset", "-q", "--hard", "main"]);
+    let log = clone.mlops(&["log"]).ok();
+    assert!(log.stdout.contains("2 changes") || log.stdout.contains("apply quickstart/default"), "{}", log.stdout);
+    assert!(log.stderr.contains("a shallow fetch"), "{}", log.stderr);
+}
