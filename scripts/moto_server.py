@@ -271,6 +271,24 @@ def _r_update_feature_group(self):
     return ActionResult({"FeatureGroupArn": group.arn})
 
 
+# ListTags/AddTags/DeleteTags on feature-group ARNs, which SageMaker serves and moto 5.2.5 answers
+# with a 500: mlops reads a feature group's ownership tag before it deletes the group.
+_get_resource_from_arn = sm.SageMakerModelBackend._get_resource_from_arn
+
+
+def _resource_from_arn(self, arn):
+    if ":feature-group/" in arn:
+        group = self.feature_groups.get(arn)
+        if group is None:
+            raise ValidationError(message=f"Could not find feature-group {arn}")
+        if getattr(group, "tags", None) is None:
+            group.tags = []
+        return group
+    return _get_resource_from_arn(self, arn)
+
+
+sm.SageMakerModelBackend._get_resource_from_arn = _resource_from_arn
+
 SageMakerResponse.create_feature_group = _r_create_feature_group
 SageMakerResponse.describe_feature_group = _r_describe_feature_group
 SageMakerResponse.list_feature_groups = _r_list_feature_groups

@@ -647,7 +647,13 @@ impl Lineage {
         [self.ref_name.clone(), self.lock_ref()]
             .iter()
             .map(|r| dir.join(format!("{r}.lock")))
-            .filter(|p| p.exists())
+            // Git holds one for milliseconds while a ref moves (another apply racing for the lock
+            // does too): only one that has stayed for seconds was left by a crash.
+            .filter(|p| {
+                std::fs::metadata(p)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(5)))
+            })
             .collect()
     }
 

@@ -180,8 +180,13 @@ impl Plan {
     pub fn read_file(path: &std::path::Path, shown: &str) -> Result<Plan, PlanFileError> {
         let bytes =
             std::fs::read(path).map_err(|source| PlanFileError::Unreadable { file: shown.to_string(), source })?;
+        Plan::from_bytes(&bytes, shown)
+    }
+
+    /// A saved plan's bytes as a plan (see [`Plan::read_file`]).
+    pub fn from_bytes(bytes: &[u8], shown: &str) -> Result<Plan, PlanFileError> {
         let not_a_plan = |detail: String| PlanFileError::NotAPlan { file: shown.to_string(), detail };
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| not_a_plan(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| not_a_plan(e.to_string()))?;
         match value.get("format_version") {
             Some(v) if v.as_u64() == Some(u64::from(PLAN_FORMAT_VERSION)) => {}
             Some(v) => return Err(PlanFileError::UnsupportedFormat { file: shown.to_string(), found: v.to_string() }),

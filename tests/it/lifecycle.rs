@@ -695,6 +695,9 @@ fn gits_stale_lock_files_are_refused_before_anything_changes() {
     let stale = env.join(".git/refs/mlops/lineage/quickstart/default.lock");
     std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     std::fs::write(&stale, "").unwrap();
+    // Left a while ago (a fresh one may belong to a Git command that is running).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options().write(true).open(&stale).unwrap().set_modified(old).unwrap();
     let run = env.mlops(&["apply", "--auto-approve"]);
     assert_eq!(run.status, 1);
     assert!(run.stderr.contains("lineage::git_lock_file"), "{}", run.stderr);

@@ -507,6 +507,14 @@ pub(crate) async fn delete(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| endpoint_name(address));
+    match c.sm.describe_endpoint().endpoint_name(&name).send().await {
+        Ok(e) => p.require_owned("SageMaker endpoint", &name, e.endpoint_arn().unwrap_or_default()).await?,
+        // Already gone: its configs are still cleaned up below.
+        Err(e)
+            if error_code(&e).as_deref() == Some("ValidationException")
+                && error_message(&e).contains("Could not find") => {}
+        Err(e) => return Err(sdk_error(&format!("describe endpoint {name}"), e)),
+    }
     match c.sm.delete_endpoint().endpoint_name(&name).send().await {
         Ok(_) => progress.report(&format!("deleted endpoint {name}")),
         Err(e)

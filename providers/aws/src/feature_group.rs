@@ -151,6 +151,11 @@ fn definitions(features: &serde_json::Map<String, Value>) -> Vec<FeatureDefiniti
 
 async fn delete_named(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
+    match c.sm.describe_feature_group().feature_group_name(name).send().await {
+        Ok(g) => p.require_owned("feature group", name, g.feature_group_arn().unwrap_or_default()).await?,
+        Err(e) if error_code(&e).as_deref() == Some("ResourceNotFound") => return Ok(()),
+        Err(e) => return Err(sdk_error(&format!("describe feature group {name}"), e)),
+    }
     match c.sm.delete_feature_group().feature_group_name(name).send().await {
         Ok(_) => progress.report(&format!("deleting feature group {name} and its stored records")),
         Err(e) if error_code(&e).as_deref() == Some("ResourceNotFound") => return Ok(()),

@@ -238,6 +238,24 @@ impl AwsProvider {
             .collect())
     }
 
+    /// The provider contract's ownership rule: only what carries this stack's ownership tag is
+    /// deleted. Another project's object, or one made by hand under a name lineage recorded, is
+    /// left alone, with an error saying why.
+    pub(crate) async fn require_owned(&self, what: &str, name: &str, arn: &str) -> Result<(), ProviderError> {
+        let tags = self.sm_tags_of(arn).await?;
+        if tags.get(PROJECT_TAG) == Some(&self.project) {
+            return Ok(());
+        }
+        Err(ProviderError::new(
+            ErrorKind::Conflict,
+            format!(
+                "{what} {name} does not carry this stack's ownership tag ({PROJECT_TAG}={}; it has {}): not deleted, mlops deletes only what it created or imported",
+                self.project,
+                tags.get(PROJECT_TAG).map(|p| format!("{PROJECT_TAG}={p}")).unwrap_or_else(|| "none".into())
+            ),
+        ))
+    }
+
     /// Brings a SageMaker resource's tags to `want` (ownership tags included).
     pub(crate) async fn sync_sm_tags(&self, arn: &str, want: &BTreeMap<String, String>) -> Result<(), ProviderError> {
         let c = self.clients().await?;
@@ -406,7 +424,39 @@ impl Provider for AwsProvider {
             Kind::Endpoint => "SageMaker endpoint",
             Kind::FeatureStore => "SageMaker feature group",
         };
-        found.ok_or_else(|| ProviderError::invalid(format!("{what} `{id}` does not exist in {}", self.where_())))
+        let found = found
+            .ok_or_else(|| ProviderError::invalid(format!("{what} `{id}` does not exist in {}", self.where_())))?;
+        // Adopted explicitly: from now on it is this stack's, to change and to delete.
+        let c = self.clients().await?;
+        let arn = match config.address.kind {
+            Kind::Model => {
+                c.sm.describe_model().model_name(id).send().await.ok().and_then(|m| m.model_arn().map(str::to_string))
+            }
+            Kind::Endpoint => {
+                c.sm.describe_endpoint()
+                    .endpoint_name(id)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|e| e.endpoint_arn().map(str::to_string))
+            }
+            Kind::FeatureStore => {
+                c.sm.describe_feature_group()
+                    .feature_group_name(id)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|g| g.feature_group_arn().map(str::to_string))
+            }
+            Kind::Dataset => None,
+        };
+        if let Some(arn) = arn {
+            let mut tags = self.sm_tags_of(&arn).await?;
+            tags.insert(PROJECT_TAG.into(), self.project.clone());
+            tags.insert(ADDRESS_TAG.into(), config.address.to_string());
+            self.sync_sm_tags(&arn, &tags).await?;
+        }
+        Ok(found)
     }
 }
 

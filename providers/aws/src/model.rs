@@ -337,6 +337,10 @@ async fn ensure_group(
 
 async fn delete_model(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
+    match describe(p, name).await? {
+        Some(m) => p.require_owned("SageMaker model", name, m.model_arn().unwrap_or_default()).await?,
+        None => return Ok(()),
+    }
     match c.sm.delete_model().model_name(name).send().await {
         Ok(_) => {
             progress.report(&format!("deleted SageMaker model {name}"));
