@@ -279,3 +279,25 @@ fn prune_deletes_remote_objects_that_left_the_source() {
     assert_eq!(names, ["churn/train/a.csv"]);
     assert!(g.mlops(&["plan"]).ok().stdout.contains("No changes."));
 }
+
+/// A delete removes only the objects mlops wrote, at the generations it wrote them: one rewritten
+/// by someone else since is left alone (checked by mlops, not only by GCS's precondition, which
+/// the emulator does not enforce on DELETE).
+#[test]
+#[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
+fn a_delete_leaves_objects_rewritten_by_someone_else() {
+    let g = Gcs::new();
+    g.mlops(&["apply", "--auto-approve"]).ok();
+    put_object(&g.host, &g.bucket, "churn/train/b.csv", "someone else's bytes");
+    let spec = g.env.read("mlops.yaml");
+    let (start, end) = (spec.find("datasets:").unwrap(), spec.find("models:").unwrap());
+    g.env.write(
+        "mlops.yaml",
+        &format!("{}{}", &spec[..start], &spec[end..]).replace("    trained_on: [datasets.train]\n", ""),
+    );
+    g.env.commit("no dataset");
+    let run = g.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("left gs://"), "{}", run.stdout);
+    let names: Vec<String> = objects(&g.host, &g.bucket, "churn/train/").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["churn/train/b.csv"], "a.csv (mlops's) deleted, b.csv (rewritten) kept");
+}

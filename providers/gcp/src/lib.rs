@@ -663,6 +663,19 @@ impl Provider for GcpProvider {
                 let gens = prior.attributes.get("generations").and_then(Value::as_object).cloned().unwrap_or_default();
                 for (rel, generation) in gens {
                     let name = format!("{prefix}{rel}");
+                    // Checked here too, not only by the precondition: the object must still be the
+                    // generation mlops wrote, marked with this stack's project.
+                    let current = self.artifact(&format!("gs://{bucket}/{name}"), None).await.ok().flatten();
+                    let ours = current.as_ref().is_some_and(|o| {
+                        Some(o.generation) == generation.as_i64()
+                            && o.metadata.as_ref().and_then(|m| m.get("mlops-project")) == Some(&self.stack)
+                    });
+                    if !ours {
+                        progress.report(&format!(
+                            "left gs://{bucket}/{name}: it is gone, or not the object mlops wrote (another generation or owner)"
+                        ));
+                        continue;
+                    }
                     if self.delete_at(&bucket, &name, generation.as_i64()).await? {
                         progress.report(&format!("deleted gs://{bucket}/{name}"));
                     } else {
