@@ -160,6 +160,44 @@ feature_stores:
         )
     }
 
+    /// Returns once SageMaker (moto) reports the stack's endpoint Creating.
+    fn wait_until_endpoint_creating(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let creating = self
+                .sdk
+                .rt
+                .block_on(self.sdk.sm.describe_endpoint().endpoint_name(self.endpoint()).send())
+                .is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Creating"));
+            if creating {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the endpoint never started creating");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `mlops ARGS` started (not waited for) against `url`, its output piped.
+    fn spawn(&self, url: &str, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mlops"))
+            .current_dir(self.env.path())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.env.path())
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("NO_COLOR", "1")
+            .env("AWS_ENDPOINT_URL", url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn edit_spec(&self, from: &str, to: &str) {
         let spec = self.env.read("mlops.yaml");
         assert!(spec.contains(from), "{from:?} not in the spec");
@@ -530,38 +568,9 @@ fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_ha
     a.sdk.bucket(&format!("models-{}", a.sfx));
     a.sdk.put(&format!("models-{}", a.sfx), "churn/model.tar.gz", "w1");
     a.sdk.put(&format!("models-{}", a.sfx), "churn-v2/model.tar.gz", "w2");
-    let child = {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"));
-        c.current_dir(a.env.path())
-            .args(["apply", "--auto-approve"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", a.env.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("NO_COLOR", "1")
-            .env("AWS_ENDPOINT_URL", &a.url)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        c.spawn().unwrap()
-    };
+    let child = a.spawn(&a.url, &["apply", "--auto-approve"]);
     // Stop the server while the endpoint is still Creating.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let creating = a
-            .sdk
-            .rt
-            .block_on(a.sdk.sm.describe_endpoint().endpoint_name(a.endpoint()).send())
-            .is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Creating"));
-        if creating {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the endpoint never started creating");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    a.wait_until_endpoint_creating();
     let _ = moto.child.kill();
     let _ = moto.child.wait();
     let stopped = Instant::now();
@@ -697,24 +706,7 @@ fn an_apply_killed_against_moto_converges_with_one_more_apply() {
     let mut landed = Vec::new();
     for trial in 0..3 {
         let a = Aws::new();
-        let mut child = {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_mlops"));
-            c.current_dir(a.env.path())
-                .args(["apply", "--auto-approve"])
-                .env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", a.env.path())
-                .env("GIT_CONFIG_GLOBAL", "/dev/null")
-                .env("NO_COLOR", "1")
-                .env("AWS_ENDPOINT_URL", &a.url)
-                .env("AWS_ACCESS_KEY_ID", "test")
-                .env("AWS_SECRET_ACCESS_KEY", "test")
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            c.spawn().unwrap()
-        };
+        let mut child = a.spawn(&a.url, &["apply", "--auto-approve"]);
         let journal = a.env.join(".git/mlops/journal/sm/default.plan.json");
         let deadline = Instant::now() + Duration::from_secs(60);
         match trial {
@@ -728,18 +720,7 @@ fn an_apply_killed_against_moto_converges_with_one_more_apply() {
                 std::thread::sleep(Duration::from_millis(150));
             }
             // While the endpoint is Creating (the launcher's 2 s lifecycle).
-            _ => loop {
-                let creating = a
-                    .sdk
-                    .rt
-                    .block_on(a.sdk.sm.describe_endpoint().endpoint_name(a.endpoint()).send())
-                    .is_ok_and(|e| e.endpoint_status().map(|s| s.as_str()) == Some("Creating"));
-                if creating {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the endpoint never started creating");
-                std::thread::sleep(Duration::from_millis(20));
-            },
+            _ => a.wait_until_endpoint_creating(),
         }
         let _ = child.kill();
         let _ = child.wait();

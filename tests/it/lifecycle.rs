@@ -332,28 +332,11 @@ fn init_writes_a_starter_that_plans() {
 
 #[test]
 fn an_apply_killed_before_recording_is_recovered_from_its_journal() {
-    use mlops::engine::apply::{self, Event};
-    use mlops::lineage::{JournalEntry, Lineage};
+    use mlops::lineage::Lineage;
     let env = TestEnv::quickstart();
-    // Run an apply in-process and stop right before it records, as a killed process would.
-    let nothing = |_: &str| None;
-    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
-    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let lineage = Lineage::open(env.path(), "quickstart", "default").unwrap();
-    let state = lineage.state().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let source =
-        mlops::plan::SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: false };
-    let plan = rt.block_on(mlops::engine::plan(&stack, &state, source, &Default::default())).unwrap();
     let journal = lineage.journal();
-    journal.begin(&plan).unwrap();
-    let sink = |e: Event| {
-        if let Event::Outcome { address, outcome, record } = e {
-            journal.append(&JournalEntry { address, outcome, record }).unwrap();
-        }
-    };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
-    assert_eq!(report.applied, 4);
+    write_interrupted_apply(&env, &lineage);
     assert!(env.lineage("quickstart").is_empty());
     assert_eq!(journal.pending().map(|(_, e)| e.len()), Some(4));
 
