@@ -23,7 +23,7 @@ use crate::spec::{self, LoadedSpec, SpecDiagnostic};
 #[command(name = "mlops", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Run as if mlops was started in DIR.
-    #[arg(short = 'C', global = true, value_name = "DIR")]
+    #[arg(short = 'C', global = true, value_name = "DIR", value_parser = existing_dir)]
     pub directory: Option<PathBuf>,
     /// The spec file.
     #[arg(short = 'f', long = "file", global = true, value_name = "FILE", default_value = "mlops.yaml")]
@@ -32,7 +32,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_color: bool,
     /// The environment: its overrides under `environments:` apply, and it has its own lineage.
-    #[arg(long = "env", global = true, value_name = "NAME", default_value = "default", env = "MLOPS_ENV")]
+    #[arg(long = "env", global = true, value_name = "NAME", default_value = "default", env = "MLOPS_ENV", value_parser = environment_name)]
     pub environment: String,
     #[command(subcommand)]
     pub command: Command,
@@ -225,6 +225,26 @@ impl Context {
     }
 }
 
+fn existing_dir(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_dir() { Ok(p) } else { Err("no such directory".into()) }
+}
+
+/// An environment name (`--env`, `promote FROM TO`): part of a Git ref, so lowercase letters,
+/// digits, `-` and `_`, at most 63.
+pub fn environment_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("environment names are 1 to 63 lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+            .into())
+    }
+}
+
 fn colors_wanted(no_color: bool, stream_is_tty: bool) -> bool {
     !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream_is_tty
 }
@@ -232,7 +252,14 @@ fn colors_wanted(no_color: bool, stream_is_tty: bool) -> bool {
 pub fn main() -> ExitCode {
     // Like git: a closed stdout (`mlops log | head`) ends the process quietly, never a panic.
     sigpipe::reset();
-    let cli = Cli::parse();
+    // Usage errors exit 1 like every other error: 2 means "changes" under `plan --detailed-exitcode`.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+        }
+    };
     run(cli).into()
 }
 
@@ -244,18 +271,6 @@ pub fn run(cli: Cli) -> ExitStatus {
         Some(d) => base.join(d),
         None => base,
     };
-    let env_ok = !cli.environment.is_empty()
-        && cli.environment.len() <= 63
-        && cli.environment.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && cli.environment.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !env_ok {
-        eprintln!("error: --env {}: environment names are lowercase letters, digits, `-` and `_`", cli.environment);
-        return ExitStatus::Error;
-    }
-    if !cwd.is_dir() {
-        eprintln!("error: -C {}: no such directory", cwd.display());
-        return ExitStatus::Error;
-    }
     let ctx = Context {
         spec_path: cwd.join(&cli.file),
         spec_display: cli.file.display().to_string(),

@@ -11,8 +11,10 @@ use crate::render::Format;
 #[derive(clap::Args, Debug)]
 pub struct PromoteArgs {
     /// The environment whose recorded versions are promoted, e.g. `staging`.
+    #[arg(value_parser = crate::cli::environment_name)]
     pub from: String,
     /// The environment to plan, e.g. `prod`.
+    #[arg(value_parser = crate::cli::environment_name)]
     pub to: String,
     /// Save the plan to FILE; apply it with `mlops --env TO apply FILE`.
     #[arg(long, value_name = "FILE")]

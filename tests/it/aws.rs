@@ -773,3 +773,15 @@ fn a_delete_touches_only_objects_tagged_for_this_stack() {
         "the endpoint is still there"
     );
 }
+
+/// `source: file://./data` is the same folder as `source: ./data`, on AWS as on the other providers.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn a_file_uri_source_syncs_like_a_path() {
+    let a = Aws::new();
+    a.edit_spec("    source: ./data\n", "    source: file://./data\n");
+    a.mlops(&["apply", "--auto-approve", "--target", "datasets.train"]).ok();
+    let listed = a.sdk.rt.block_on(a.sdk.s3.list_objects_v2().bucket(format!("data-{}", a.sfx)).send()).unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(keys, ["churn/train/a.csv", "churn/train/b.csv"]);
+}

@@ -40,7 +40,7 @@ fn completions_and_man_pages() {
     assert!(bash.contains("complete -F") && bash.contains("promote"), "{bash}");
     assert!(env.mlops(&["completions", "zsh"]).ok().stdout.starts_with("#compdef mlops"));
     assert!(env.mlops(&["completions", "fish"]).ok().stdout.contains("complete -c mlops"));
-    assert_eq!(env.mlops(&["completions", "tcsh"]).status, 2, "an unknown shell is a usage error");
+    assert_eq!(env.mlops(&["completions", "tcsh"]).status, 1, "an unknown shell is a usage error");
     let man = env.mlops(&["man"]).ok().stdout;
     assert!(man.contains(".TH mlops 1") && man.contains("apply"), "{man}");
     env.mlops(&["man", "--out-dir", "man"]).ok();

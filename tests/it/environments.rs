@@ -115,3 +115,13 @@ fn promote_plans_exactly_the_version_differences_between_two_lineages() {
     assert_eq!(prod_model["attributes"]["artifact_digest"], staging_model["attributes"]["artifact_digest"]);
     assert!(env.mlops(&["promote", "staging", "prod"]).ok().stdout.contains("No changes."));
 }
+
+#[test]
+fn environment_names_and_directories_are_checked_by_the_argument_parser() {
+    let env = crate::common::TestEnv::quickstart();
+    for args in [vec!["--env", "Prod!", "plan"], vec!["promote", "staging", "PROD"], vec!["-C", "nowhere", "plan"]] {
+        let run = env.mlops(&args);
+        assert_eq!(run.status, 1, "a usage error, never 2 (changes): {args:?}\n{}", run.stderr);
+        assert!(run.stderr.contains("error: invalid value"), "{args:?}: {}", run.stderr);
+    }
+}

@@ -45,16 +45,12 @@ fn md5_of(path: &std::path::Path) -> Result<(String, u64), ProviderError> {
     Ok((hex::encode(md5::Digest::finalize(h)), size))
 }
 
-fn source_dir(config: &ResourceConfig) -> Option<std::path::PathBuf> {
-    config.str("source").map(|s| config.base_dir.join(s))
-}
-
 pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
     let uri = config.str("uri").unwrap_or_default();
     location(uri)?;
     let mut d = Desired::default();
     d.attributes.insert("uri".into(), json!(uri));
-    if let Some(src) = source_dir(config) {
+    if let Some(src) = config.local_path("source") {
         let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
             if !src.is_dir() {
                 return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
@@ -220,7 +216,7 @@ pub(crate) async fn apply(
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let src = source_dir(req.config);
+    let src = req.config.local_path("source");
     let (mut uploaded, mut deleted) = (0usize, 0usize);
     let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| have.get(*rel) != Some(*e)).collect();
     let size = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());

@@ -168,6 +168,11 @@ impl ResourceConfig {
     pub fn str(&self, key: &str) -> Option<&str> {
         self.body.get(key).and_then(Value::as_str)
     }
+
+    /// A local path the spec gives (`./data`, or `file://./data`), relative to the spec file.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.str(key).map(|p| self.base_dir.join(p.strip_prefix("file://").unwrap_or(p)))
+    }
 }
 
 /// What a provider sees of a resource this one depends on.

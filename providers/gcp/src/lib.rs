@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -302,15 +302,11 @@ impl GcpProvider {
         })
     }
 
-    fn source_dir(&self, config: &ResourceConfig) -> Option<PathBuf> {
-        config.str("source").map(|s| config.base_dir.join(s.strip_prefix("file://").unwrap_or(s)))
-    }
-
     async fn dataset_desired(&self, config: &ResourceConfig) -> Result<Desired, ProviderError> {
         let mut d = Desired::default();
         Self::dataset_location(config)?;
         d.attributes.insert("uri".into(), json!(config.str("uri")));
-        if let Some(src) = self.source_dir(config) {
+        if let Some(src) = config.local_path("source") {
             let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
                 if !src.is_dir() {
                     return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
@@ -378,7 +374,7 @@ impl GcpProvider {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let src = self.source_dir(req.config);
+        let src = req.config.local_path("source");
         let (mut uploaded, mut deleted) = (0usize, 0usize);
         let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| live_files.get(*rel) != Some(*e)).collect();
         let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());

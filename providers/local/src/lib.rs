@@ -243,10 +243,6 @@ fn labels(config: &ResourceConfig) -> Value {
     config.body.get("labels").cloned().unwrap_or_else(|| json!({}))
 }
 
-fn resolve_path(config: &ResourceConfig, key: &str) -> Option<PathBuf> {
-    config.str(key).map(|p| config.base_dir.join(p.strip_prefix("file://").unwrap_or(p)))
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ProviderError> + Send + 'static,
 ) -> Result<T, ProviderError> {
@@ -260,7 +256,7 @@ impl LocalProvider {
         let mut d = Desired::default();
         match config.address.kind {
             Kind::Dataset => {
-                let files = match resolve_path(config, "source") {
+                let files = match config.local_path("source") {
                     Some(src) => {
                         if !src.is_dir() {
                             return Err(ProviderError::invalid(format!(
@@ -290,7 +286,7 @@ impl LocalProvider {
                 }
             }
             Kind::Model => {
-                let artifact = resolve_path(config, "artifact").ok_or_else(|| {
+                let artifact = config.local_path("artifact").ok_or_else(|| {
                     ProviderError::invalid("a local model needs an `artifact` file").at(ValuePath::key("artifact"))
                 })?;
                 if !artifact.is_file() {
@@ -450,7 +446,7 @@ impl LocalProvider {
                     .unwrap_or_else(|| have.keys().cloned().collect());
                 owned.extend(want.keys().cloned());
                 write_json(&owned_path, &json!(owned))?;
-                let src = resolve_path(config, "source");
+                let src = config.local_path("source");
                 let todo: Vec<(&String, &String)> = want.iter().filter(|(rel, d)| have.get(*rel) != Some(*d)).collect();
                 let size = |rel: &str| src.as_ref().and_then(|s| fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
                 let total: u64 = todo.iter().map(|(rel, _)| size(rel)).sum();
@@ -531,7 +527,8 @@ impl LocalProvider {
                     }
                     current
                 } else {
-                    let from = resolve_path(config, "artifact")
+                    let from = config
+                        .local_path("artifact")
                         .ok_or_else(|| ProviderError::invalid("a local model needs an `artifact` file"))?;
                     let now = sha256_file(&from)?;
                     if now != digest {
@@ -694,7 +691,7 @@ impl Provider for LocalProvider {
                 ),
             });
         }
-        if let Some(src) = resolve_path(config, "source") {
+        if let Some(src) = config.local_path("source") {
             let (src, root) = (normalize(&src), normalize(&self.root));
             if src.starts_with(&root) || root.starts_with(&src) {
                 out.push(ConfigDiagnostic {
