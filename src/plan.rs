@@ -141,6 +141,14 @@ pub struct ResourceChange {
     pub tags: Vec<ChangeTag>,
     /// The desired attributes the apply will write; `null` for a delete.
     pub desired: Option<Attributes>,
+    /// Desired attributes that cannot change in place (a change to one forces a replace), as the
+    /// provider said at plan time: the apply gets exactly what the plan decided.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub force_new: std::collections::BTreeSet<String>,
+    /// Map attributes that constrain only the keys they list (live entries under other keys are
+    /// left alone).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub subset: std::collections::BTreeSet<String>,
     /// The live state when planned; `null` if it did not exist.
     pub live: Option<RecordedState>,
     /// sha256 of the live state when planned ("absent" if it did not exist): the apply

@@ -389,6 +389,8 @@ pub fn assemble(
             data_destroying,
             tags: Vec::new(),
             desired: None,
+            force_new: Default::default(),
+            subset: Default::default(),
             live_fingerprint: plan::fingerprint(live_state.as_ref()),
             live: live_state,
             prior: prior_state,
@@ -397,6 +399,10 @@ pub fn assemble(
         // Tags read the desired attributes from the change, the rest (waits, conflicts) from `want`.
         let mut want = want;
         change.desired = want.as_mut().map(|d| std::mem::take(&mut d.attributes));
+        if let Some(w) = &want {
+            change.force_new = w.force_new.clone();
+            change.subset = w.subset.clone();
+        }
         change.tags = tags::tags(&change, want.as_ref());
         changes.push(change);
     }
@@ -430,13 +436,14 @@ pub fn now_rfc3339() -> String {
     now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Desired state with its force-new set, rebuilt from a plan's change for the provider.
+/// The desired state a plan's change decided, for the provider: attributes, what forces a
+/// replace and the subset semantics as planned (or as `fresh` computes them, when given).
 pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
     Desired {
         attributes: change.desired.clone().unwrap_or_default(),
-        force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_default(),
+        force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_else(|| change.force_new.clone()),
         replace_destroys_data: change.data_destroying,
-        subset: fresh.map(|d| d.subset.clone()).unwrap_or_default(),
+        subset: fresh.map(|d| d.subset.clone()).unwrap_or_else(|| change.subset.clone()),
         expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
         conflicts: Vec::new(),
     }

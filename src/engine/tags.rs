@@ -94,6 +94,8 @@ mod tests {
             data_destroying: false,
             tags: vec![],
             desired: None,
+            force_new: Default::default(),
+            subset: Default::default(),
             live: None,
             live_fingerprint: "absent".into(),
             prior: None,

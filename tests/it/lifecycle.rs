@@ -736,3 +736,15 @@ fn a_shallow_lineage_is_read_as_far_as_it_goes() {
     assert!(log.stdout.contains("2 changes") || log.stdout.contains("apply quickstart/default"), "{}", log.stdout);
     assert!(log.stderr.contains("a shallow fetch"), "{}", log.stderr);
 }
+
+/// What forces a replace is decided at plan time and carried by the saved plan to the apply.
+#[test]
+fn a_saved_plan_carries_what_forces_a_replace() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["plan", "--out", "p.json"]).ok();
+    let plan = mlops::plan::Plan::read_file(&env.join("p.json"), "p.json").unwrap();
+    let store = plan.changes.iter().find(|c| c.address.to_string() == "feature_stores.customer").unwrap();
+    assert!(store.force_new.contains("record_identifier"), "{:?}", store.force_new);
+    let desired = mlops::engine::desired_of(store, None);
+    assert_eq!(desired.force_new, store.force_new, "the apply gets what the plan decided");
+}
