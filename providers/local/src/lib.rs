@@ -119,7 +119,9 @@ impl LocalProvider {
             None if self.dataset_meta(name).is_file() => return Ok(vec![]),
             None => vec![],
         };
-        Ok(manifest(&dir)?.into_keys().filter(|f| !owned.contains(f)).collect())
+        // Names only: hashing is the read's job.
+        let present = mlops_provider_core::source_files(&dir)?;
+        Ok(present.into_keys().filter(|f| !f.ends_with(TMP_SUFFIX) && !owned.contains(f)).collect())
     }
     fn dataset_meta(&self, name: &str) -> PathBuf {
         self.root.join("datasets").join(format!("{name}.json"))
