@@ -445,21 +445,23 @@ impl Lineage {
             Some(b) => serde_json::from_slice(&b).map_err(|e| LineageError::Corrupt(id.to_string(), e.to_string()))?,
             None => Outcomes::new(),
         };
-        let resources = self.resources_at(id)?;
-        let changes = outcomes
-            .into_iter()
-            .map(|(address, o)| {
-                let outputs =
-                    address.parse::<Address>().ok().and_then(|a| resources.get(&a)).map(|r| r.outputs.clone());
-                EntryChange {
-                    outputs: if o.action == Action::Delete { None } else { outputs },
-                    address,
-                    action: o.action,
-                    status: o.status,
-                    error: o.error,
-                }
-            })
-            .collect();
+        // Only the records of what this apply changed: an entry costs what the apply did, not
+        // what the stack holds.
+        let mut changes = Vec::with_capacity(outcomes.len());
+        for (address, o) in outcomes {
+            let outputs = match (o.action, address.parse::<Address>()) {
+                (Action::Delete, _) | (_, Err(_)) => None,
+                (_, Ok(a)) => match self.blob_at(&tree, &record_path(&a))? {
+                    Some(b) => Some(
+                        serde_json::from_slice::<ResourceRecord>(&b)
+                            .map_err(|e| LineageError::Corrupt(id.to_string(), format!("{address}: {e}")))?
+                            .outputs,
+                    ),
+                    None => None,
+                },
+            };
+            changes.push(EntryChange { outputs, address, action: o.action, status: o.status, error: o.error });
+        }
         let when = chrono::DateTime::from_timestamp(time.seconds, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
         Ok(Entry { commit: id.to_string(), time: when, applied_by, summary, trailers, changes })
     }
@@ -483,13 +485,29 @@ impl Lineage {
     /// The history, newest first, and the commit it ends at when its parent is not in this
     /// repository (a shallow fetch of the lineage ref): readable as far as it goes.
     pub fn log_to_end(&self, limit: Option<usize>) -> Result<(Vec<Entry>, Option<String>), LineageError> {
+        self.log_of(None, limit)
+    }
+
+    /// Like [`Lineage::log_to_end`], only the applies that touched `address` (each entry cut down
+    /// to it); stops walking once `limit` entries are found.
+    pub fn log_of(
+        &self,
+        address: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Entry>, Option<String>), LineageError> {
         let mut out = Vec::new();
         let mut next = self.tip()?;
         while let Some(id) = next {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            out.push(self.entry(id)?);
+            let mut entry = self.entry(id)?;
+            if let Some(a) = address {
+                entry.changes.retain(|c| c.address == a);
+            }
+            if address.is_none() || !entry.changes.is_empty() {
+                out.push(entry);
+            }
             let commit = self.repo.find_commit(id).map_err(git)?;
             next = commit.parent_ids().next().map(|p| p.detach());
             if next.is_some_and(|p| !self.repo.has_object(p)) {

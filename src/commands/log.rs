@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: &LogArgs) -> Result<ExitStatus, CommandError> {
             CommandError::user(e.to_string(), "addresses are written `kind.name`, e.g. `models.churn-xgb`")
         })?),
     };
-    let (mut entries, shallow_end) = lineage.log_to_end(None)?;
+    let (entries, shallow_end) = lineage.log_of(filter.as_ref().map(|f| f.to_string()).as_deref(), args.limit)?;
     if let Some(end) = &shallow_end {
         eprintln!(
             "{} the history of {} ends at {} here: its earlier commits were not fetched (a shallow fetch). `git fetch --unshallow` or fetching `{}` in full shows the rest.",
@@ -33,16 +33,6 @@ pub fn run(ctx: &Context, args: &LogArgs) -> Result<ExitStatus, CommandError> {
             &end[..12],
             lineage.ref_name
         );
-    }
-    if let Some(f) = &filter {
-        let f = f.to_string();
-        entries.retain(|e| e.changes.iter().any(|c| c.address == f));
-        for e in entries.iter_mut() {
-            e.changes.retain(|c| c.address == f);
-        }
-    }
-    if let Some(n) = args.limit {
-        entries.truncate(n);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&entries).expect("serializes"));
