@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
         ));
     }
     let rt = ctx.runtime()?;
-    let provider = stack.provider(&resource.config.provider, None)?;
+    let provider = stack.provider(&resource.config.provider)?;
     let live = rt.block_on(provider.import(&resource.config, &args.id)).map_err(|e| {
         CommandError::user(
             format!("cannot import {address} from `{}`: {e}", args.id),

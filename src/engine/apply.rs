@@ -398,8 +398,8 @@ async fn finish_deposed(
         }
         let record = records[&address].clone();
         let provider = match stack.spec.resource(&address) {
-            Some(r) => stack.provider(&r.config.provider, None),
-            None => stack.provider(&record.provider, Some(&record.provider_config)),
+            Some(r) => stack.provider(&r.config.provider),
+            None => stack.provider(&record.provider),
         };
         let Ok(provider) = provider else { continue };
         let state = LiveState { attributes: record.attributes.clone(), outputs: record.outputs.clone() };
@@ -466,8 +466,8 @@ async fn run_one<'a>(
     let work = async {
         let recorded = state.resources.get(&address);
         let provider = match stack.spec.resource(&address) {
-            Some(r) => stack.provider(&r.config.provider, None),
-            None => stack.provider(&change.provider, Some(&change.provider_config)),
+            Some(r) => stack.provider(&r.config.provider),
+            None => stack.provider(&change.provider),
         }
         .map_err(|e| (e.to_string(), None))?;
         let prior = recorded

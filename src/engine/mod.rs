@@ -77,7 +77,7 @@ impl Stack {
     /// The provider for a spec resource, or for a recorded one that left the spec. Always
     /// configured from the current spec (never from a plan file or a lineage record, which anyone
     /// can edit): a resource whose provider the spec no longer configures cannot be touched.
-    pub fn provider(&self, name: &str, _recorded_block: Option<&Value>) -> Result<Arc<dyn Provider>, EngineError> {
+    pub fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, EngineError> {
         if let Some(p) = self.providers.get(name) {
             return Ok(p.clone());
         }
@@ -221,7 +221,7 @@ pub async fn desired_states(
                             })
                         })
                         .collect();
-                    let res = match stack.provider(&r.config.provider, None) {
+                    let res = match stack.provider(&r.config.provider) {
                         Ok(p) => p.desired(&r.config, &deps).await,
                         Err(e) => Err(ProviderError::invalid(e.to_string())),
                     };
@@ -260,9 +260,9 @@ pub async fn refresh(
         .map(|a| async move {
             let prior = state.resources.get(&a);
             let provider = match stack.spec.resource(&a) {
-                Some(r) => stack.provider(&r.config.provider, None),
+                Some(r) => stack.provider(&r.config.provider),
                 None => match prior {
-                    Some(rec) => stack.provider(&rec.provider, Some(&rec.provider_config)),
+                    Some(rec) => stack.provider(&rec.provider),
                     None => Err(EngineError::UnknownTarget(a.to_string(), None)),
                 },
             };
