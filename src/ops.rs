@@ -90,8 +90,8 @@ pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
     let mut inputs = vec![spec_path.clone()];
     for r in &stack.spec.resources {
         for key in ["source", "artifact"] {
-            if let Some(p) = r.config.str(key).filter(|p| !p.contains("://") || p.starts_with("file://")) {
-                inputs.push(r.config.base_dir.join(p.trim_start_matches("file://")));
+            if r.config.str(key).is_some_and(|p| !p.contains("://") || p.starts_with("file://")) {
+                inputs.extend(r.config.local_path(key));
             }
         }
     }

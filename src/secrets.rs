@@ -193,6 +193,16 @@ impl Secrets {
     }
 }
 
+/// The strings with markers that these attribute sets hold (e.g. what lineage recorded and
+/// what the spec wants): what a value read back is masked as, also after a rotation.
+pub fn markers_of<'a>(sets: impl IntoIterator<Item = &'a crate::provider::Attributes>) -> Vec<String> {
+    let mut out = Vec::new();
+    for attrs in sets {
+        attrs.values().for_each(|v| Secrets::markers_in(v, &mut out));
+    }
+    out
+}
+
 /// Whether an environment variable's name says it holds a secret.
 pub fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();

@@ -193,22 +193,6 @@ fn reveal(secrets: &crate::secrets::Secrets, attributes: &Attributes) -> Attribu
     attributes.iter().map(|(k, v)| (k.clone(), secrets.reveal(v))).collect()
 }
 
-/// The secret markers a change's states hold: what a rotated value read back is masked as.
-pub(crate) fn known_markers(change: &ResourceChange) -> Vec<String> {
-    let mut out = Vec::new();
-    for attrs in [
-        change.desired.as_ref(),
-        change.prior.as_ref().map(|p| &p.attributes),
-        change.live.as_ref().map(|l| &l.attributes),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        attrs.values().for_each(|v| crate::secrets::Secrets::markers_in(v, &mut out));
-    }
-    out
-}
-
 /// A state read back from a provider, with secret values masked.
 pub(crate) fn mask_state(secrets: &crate::secrets::Secrets, state: &mut plan::RecordedState, known: &[String]) {
     for v in state.attributes.values_mut().chain(state.outputs.values_mut()) {
@@ -462,7 +446,15 @@ async fn run_one<'a>(
     let started = Instant::now();
     let secrets = &stack.spec.secrets;
     let progress = ResourceProgress { address: address.clone(), sink, secrets };
-    let known = known_markers(change);
+    let known = crate::secrets::markers_of(
+        [
+            change.desired.as_ref(),
+            change.prior.as_ref().map(|p| &p.attributes),
+            change.live.as_ref().map(|l| &l.attributes),
+        ]
+        .into_iter()
+        .flatten(),
+    );
     let work = async {
         let recorded = state.resources.get(&address);
         let provider = match stack.spec.resource(&address) {

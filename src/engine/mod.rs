@@ -276,12 +276,11 @@ pub async fn refresh(
                     live.map(|l| {
                         let mut state = RecordedState { attributes: l.attributes, outputs: l.outputs };
                         // Values read back are masked as the markers the spec and lineage hold.
-                        let mut known = Vec::new();
-                        for attrs in
-                            [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)].into_iter().flatten()
-                        {
-                            attrs.values().for_each(|v| crate::secrets::Secrets::markers_in(v, &mut known));
-                        }
+                        let known = crate::secrets::markers_of(
+                            [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)]
+                                .into_iter()
+                                .flatten(),
+                        );
                         if !secrets.is_empty() || !known.is_empty() {
                             apply::mask_state(secrets, &mut state, &known);
                         }
