@@ -5,7 +5,7 @@
 //! values back only into what it hands a provider to apply, and masks everything it reads back.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -43,7 +43,8 @@ pub fn key(base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
     if let Some(k) = env("MLOPS_SECRET_KEY").filter(|k| !k.is_empty()) {
         return k.into_bytes();
     }
-    let git_dir = env("GIT_DIR").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| git_dir(base_dir));
+    // The repository lineage uses (GIT_DIR honoured as git does), next to its journal.
+    let git_dir = gix::discover_with_environment_overrides(base_dir).ok().map(|r| r.common_dir().to_path_buf());
     let Some(git_dir) = git_dir else { return random_bytes() };
     let path = git_dir.join("mlops").join("secret-key");
     if let Ok(k) = std::fs::read(&path) {
@@ -73,22 +74,6 @@ fn random_bytes() -> Vec<u8> {
         k = Sha256::digest(seed.as_bytes()).to_vec();
     }
     k
-}
-
-/// The Git directory of the repository holding `dir` (`.git`, or where a `.git` file points).
-fn git_dir(dir: &Path) -> Option<PathBuf> {
-    let mut cur = dir.canonicalize().ok()?;
-    loop {
-        let dot = cur.join(".git");
-        if dot.is_dir() {
-            return Some(dot);
-        }
-        if let Ok(text) = std::fs::read_to_string(&dot) {
-            let target = text.trim().strip_prefix("gitdir:")?.trim().to_string();
-            return Some(cur.join(target));
-        }
-        cur = cur.parent()?.to_path_buf();
-    }
 }
 
 const MARKER_START: &str = "(secret ";
