@@ -733,9 +733,7 @@ impl Lineage {
     }
 
     pub fn lock_holder(&self) -> Option<LockHolder> {
-        let mut r = self.repo.try_find_reference(self.lock_ref().as_str()).ok()??;
-        let id = r.peel_to_id().ok()?.detach();
-        let blob = self.repo.find_blob(id).ok()?;
+        let blob = self.repo.find_blob(self.lock_target()?).ok()?;
         serde_json::from_slice(&blob.data).ok()
     }
 

@@ -105,19 +105,22 @@ impl LocalProvider {
         Ok(path.to_path_buf())
     }
 
+    /// The files recorded as written by mlops into a dataset's folder, if a list was kept.
+    fn owned_files(&self, name: &str) -> Result<Option<BTreeSet<String>>, ProviderError> {
+        Ok(read_json(&self.dataset_owned(name))?.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
     /// Files in a dataset's live folder that mlops did not write (none recorded as owned).
     fn foreign_files(&self, name: &str) -> Result<Vec<String>, ProviderError> {
         let dir = self.dataset_dir(name);
         if !dir.is_dir() {
             return Ok(vec![]);
         }
-        let owned: Option<Vec<String>> =
-            read_json(&self.dataset_owned(name))?.and_then(|v| serde_json::from_value(v).ok());
-        let owned = match owned {
+        let owned = match self.owned_files(name)? {
             Some(o) => o,
             // Written before ownership was recorded: the meta file says mlops made the folder.
             None if self.dataset_meta(name).is_file() => return Ok(vec![]),
-            None => vec![],
+            None => BTreeSet::new(),
         };
         // Names only: hashing is the read's job.
         let present = mlops_provider_core::source_files(&dir)?;
@@ -443,9 +446,7 @@ impl LocalProvider {
                 let have = if dir.is_dir() { manifest(&dir)? } else { BTreeMap::new() };
                 // Owned before written: a kill mid-copy leaves only files mlops knows are its own.
                 let owned_path = self.contained(&self.dataset_owned(name))?;
-                let mut owned: BTreeSet<String> = read_json(&owned_path)?
-                    .and_then(|v| serde_json::from_value(v).ok())
-                    .unwrap_or_else(|| have.keys().cloned().collect());
+                let mut owned = self.owned_files(name)?.unwrap_or_else(|| have.keys().cloned().collect());
                 owned.extend(want.keys().cloned());
                 write_json(&owned_path, &json!(owned))?;
                 let src = config.local_path("source");
@@ -474,7 +475,7 @@ impl LocalProvider {
                     removed += 1;
                 }
                 remove_leftovers(&dir)?;
-                write_json(&self.dataset_owned(name), &json!(want.keys().collect::<Vec<_>>()))?;
+                write_json(&owned_path, &json!(want.keys().collect::<Vec<_>>()))?;
                 fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
                 progress.report(&format!("{copied} file(s) copied, {removed} removed"));
                 let mut meta = serde_json::Map::new();
