@@ -620,10 +620,15 @@ fn this_host() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Field 22 of /proc/PID/stat (after the parenthesised command name, which may hold spaces).
+/// Field 22 of /proc/PID/stat (after the parenthesised command name, which may hold spaces), for
+/// a process that runs: a zombie (killed, not yet reaped by its parent) holds nothing.
 fn process_started(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 /// Held while an apply runs; released on drop (only if the lock is still ours).

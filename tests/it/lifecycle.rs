@@ -748,3 +748,30 @@ fn a_saved_plan_carries_what_forces_a_replace() {
     let desired = mlops::engine::desired_of(store, None);
     assert_eq!(desired.force_new, store.force_new, "the apply gets what the plan decided");
 }
+
+/// A holder killed but not yet reaped (a zombie) holds nothing: its lock is broken like a dead one's.
+#[test]
+fn a_lock_held_by_a_zombie_is_broken() {
+    let env = TestEnv::quickstart();
+    let mut zombie = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = zombie.id();
+    zombie.kill().unwrap();
+    // Not waited for yet: a zombie until `wait` below.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ") {
+        assert!(std::time::Instant::now() < deadline, "the child never became a zombie");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let holder = serde_json::json!({
+        "who": "Killed Apply <ci@example.com>", "host": host, "pid": pid,
+        "since": "2026-11-29T00:00:00Z", "operation": "mlops apply (killed)"
+    });
+    env.write("holder.json", &holder.to_string());
+    let blob = env.git(&["hash-object", "-w", "holder.json"]);
+    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", blob.trim()]);
+    std::fs::remove_file(env.join("holder.json")).unwrap();
+    let run = env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stderr.contains("removed the lock left by Killed Apply"), "{}", run.stderr);
+    let _ = zombie.wait();
+}
