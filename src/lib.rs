@@ -2,9 +2,10 @@
 //!
 //! `spec` loads and validates `mlops.yaml`; `engine` plans and applies against the providers of
 //! the `registry`; `lineage` records each apply in Git; `ops` holds the operations commands call
-//! (the apply transaction among them); `render` turns plans into text or JSON; `cli` and
+//! (the apply transaction among them); `audit` answers questions of lineage; `render` turns plans into text or JSON; `cli` and
 //! `commands` are the command line on top.
 
+pub mod audit;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! (lock → recover → staleness → refusals → journal → apply → record), never print, and return
 //! a report for the command to render. What a person should hear on the way comes through hooks.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 
 use mlops_provider_core::ApplyOptions;
@@ -9,7 +10,7 @@ use mlops_provider_core::ApplyOptions;
 use crate::engine::apply::{self, Event};
 use crate::engine::{self, EngineError, Pins, PlanRequest, Stack};
 use crate::lineage::{JournalEntry, Lineage, LineageError, LockHolder, Record, Recovery, State};
-use crate::plan::{ChangeTag, Plan, SourceInfo};
+use crate::plan::{ChangeTag, Plan, Promotion, SourceInfo};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum OpError {
@@ -131,6 +132,47 @@ pub fn pins(stack: &Stack, from: &str, commit: &str) -> Result<Pins, OpError> {
     Ok(lineage.resources_at(id)?.into_iter().map(|(a, r)| (a, r.attributes)).collect())
 }
 
+/// A rollback to lineage commit `commit` of the stack's own environment: every version as
+/// recorded then, resources created since planned as deletes. Returns the plan and the recorded
+/// resources that have left the spec since (a rollback cannot recreate what the spec no longer
+/// declares: the caller says so).
+pub fn rollback(
+    stack: &Stack,
+    lineage: &Lineage,
+    state: &State,
+    rt: &tokio::runtime::Runtime,
+    commit: &str,
+    parallelism: usize,
+) -> Result<(Plan, Vec<mlops_provider_core::Address>), OpError> {
+    let pins = pins(stack, &stack.environment, commit)?;
+    let left_spec = pins.keys().filter(|a| stack.spec.resource(a).is_none()).cloned().collect();
+    let stack = rollback_stack(stack, &pins)?;
+    let promotion = Promotion { from: stack.environment.clone(), lineage_commit: commit.to_string(), rollback: true };
+    let request = PlanRequest { targets: vec![], parallelism, promotion: Some((promotion, pins)) };
+    Ok((plan(&stack, lineage, state, rt, &request)?, left_spec))
+}
+
+/// The stack a rollback works on: the spec without the resources that did not exist yet.
+fn rollback_stack(stack: &Stack, pins: &Pins) -> Result<Stack, OpError> {
+    let later: BTreeSet<_> =
+        stack.spec.resources.iter().map(|r| &r.config.address).filter(|a| !pins.contains_key(*a)).cloned().collect();
+    for r in stack.spec.resources.iter().filter(|r| !later.contains(&r.config.address)) {
+        if let Some(dep) = r.config.dependencies.iter().find(|d| later.contains(*d)) {
+            return Err(OpError::refused(
+                format!(
+                    "{} now depends on {dep}, which did not exist at the rollback's point: the rollback would delete {dep} and keep {}",
+                    r.config.address, r.config.address
+                ),
+                format!(
+                    "point {} back at what it used then in the spec, or roll back to a later point",
+                    r.config.address
+                ),
+            ));
+        }
+    }
+    Ok(stack.without(&later))
+}
+
 /// The promotion a saved plan carries, as pins for its staleness check.
 pub fn pins_of(stack: &Stack, plan: &Plan) -> Result<Pins, OpError> {
     match &plan.promotion {
@@ -215,6 +257,24 @@ fn refusals(plan: &Plan, allow_data_loss: bool, force_conflicts: bool) -> Result
     Ok(())
 }
 
+/// The trailers an apply records besides its own: the CI context and, when the spec has
+/// policies, their verdict on the applied plan (`mlops check` is where they block).
+fn record_context(stack: &Stack, plan: &Plan) -> Vec<(String, String)> {
+    let mut out = crate::lineage::ci_context(&|k| std::env::var(k).ok());
+    if let Some(policies) = &stack.spec.spec.policies {
+        let rules = policies.clone().for_environment(&plan.environment);
+        let violations = crate::policy::evaluate(plan, &rules, &stack.spec.json);
+        let verdict = if violations.is_empty() {
+            "passed".to_string()
+        } else {
+            let codes: BTreeSet<&str> = violations.iter().map(|v| v.code).collect();
+            format!("{} violation(s): {}", violations.len(), codes.into_iter().collect::<Vec<_>>().join(", "))
+        };
+        out.push(("Policy".into(), verdict));
+    }
+    out
+}
+
 /// The apply transaction: lock (breaking a dead holder's) → record an interrupted apply → plan,
 /// or check the saved plan fresh → refusals → confirmation → journal → apply → record.
 pub fn apply(
@@ -231,6 +291,12 @@ pub fn apply(
     recover(lineage, &lock, &|n| hooks.notice(n))?;
     let state = lineage.state()?;
     let parallelism = request.parallelism;
+    // A saved rollback works on the spec as its plan did: without what did not exist then.
+    let rolled_back = match saved.as_ref().and_then(|p| p.promotion.as_ref()).filter(|p| p.rollback) {
+        Some(p) => Some(rollback_stack(stack, &pins(stack, &p.from, &p.lineage_commit)?)?),
+        None => None,
+    };
+    let stack = rolled_back.as_ref().unwrap_or(stack);
 
     let fresh = saved.is_none();
     let plan = match saved {
@@ -274,6 +340,7 @@ pub fn apply(
                 resources: &report.records,
                 partial: report.partial(),
                 interrupted: false,
+                context: record_context(stack, &plan),
             },
         )?)
     } else {

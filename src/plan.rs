@@ -54,6 +54,22 @@ pub struct Promotion {
     pub from: String,
     /// Its lineage commit the versions were read at.
     pub lineage_commit: String,
+    /// Set by `mlops rollback`: the versions are this environment's own, recorded at
+    /// `lineage_commit`; resources created after it are deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rollback: bool,
+}
+
+impl Promotion {
+    /// One line for the top of a rendered plan.
+    pub fn describe(&self) -> String {
+        let at = &self.lineage_commit[..12.min(self.lineage_commit.len())];
+        if self.rollback {
+            format!("Rollback: every version back to lineage {at}, as recorded then")
+        } else {
+            format!("Promotion: the versions environment `{}` recorded at lineage {at}", self.from)
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -104,6 +120,16 @@ impl Action {
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
+        }
+    }
+    /// The JSON name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NoOp => "no-op",
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
         }
     }
     pub fn verb(self) -> &'static str {
@@ -231,6 +257,8 @@ pub enum ChangeTag {
     /// The change takes a field another owner holds (a Kubernetes field manager), or adopts an
     /// object this tool did not create; `apply` refuses it without `--force-conflicts`.
     Conflict { detail: String },
+    /// Part of a rollback to the versions recorded at this lineage commit.
+    Rollback { to_commit: String },
 }
 
 impl ChangeTag {
@@ -241,6 +269,7 @@ impl ChangeTag {
             ChangeTag::ModelVersionChange { .. } => "model-version-change",
             ChangeTag::LongRunning { .. } => "long-running",
             ChangeTag::Conflict { .. } => "conflict",
+            ChangeTag::Rollback { .. } => "rollback",
         }
     }
 
@@ -263,6 +292,7 @@ impl ChangeTag {
                 format!("expect about {} min", expected_wait_secs.div_ceil(60))
             }
             ChangeTag::Conflict { detail } => detail.clone(),
+            ChangeTag::Rollback { to_commit } => format!("back to lineage {}", &to_commit[..12.min(to_commit.len())]),
         }
     }
 }

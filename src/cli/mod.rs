@@ -52,6 +52,19 @@ pub enum Command {
     Show(commands::show::ShowArgs),
     /// The apply history of this stack (newest first), optionally of one resource.
     Log(commands::log::LogArgs),
+    /// Every resource as it stood at a point in history (default: now), with its versions and
+    /// who applied it from which source commit.
+    State(commands::state::StateArgs),
+    /// The lineage graph (datasets → models → endpoints, with versions) at a point in history.
+    Graph(commands::graph::GraphArgs),
+    /// Plan the stack back to the versions recorded at a point in its history: a plan like any
+    /// other, reviewed, saved and applied with `mlops apply FILE`.
+    Rollback(commands::rollback::RollbackArgs),
+    /// Check the lineage chain (digests, records, linear history); with --live, that the live
+    /// state still matches it (exit 2 on drift).
+    Verify(commands::verify::VerifyArgs),
+    /// Audit records: `mlops audit export` writes every change as JSON lines or CSV.
+    Audit(commands::audit::AuditArgs),
     /// Evaluate the policy gates of the spec's `policies:` on a plan. Exit 3 when one blocks it.
     Check(commands::check::CheckArgs),
     /// Plan environment TO at the versions (dataset manifests, model digests, generations) recorded
@@ -107,6 +120,9 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     PlanFile(#[from] crate::plan::PlanFileError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error("{message}")]
     #[diagnostic(code(cli::usage))]
     User {
@@ -290,6 +306,11 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Unlock(a) => commands::unlock::run(&ctx, a),
         Command::Import(a) => commands::import::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
+        Command::State(a) => commands::state::run(&ctx, a),
+        Command::Graph(a) => commands::graph::run(&ctx, a),
+        Command::Rollback(a) => commands::rollback::run(&ctx, a),
+        Command::Verify(a) => commands::verify::run(&ctx, a),
+        Command::Audit(a) => commands::audit::run(&ctx, a),
         Command::Promote(a) => commands::promote::run(&ctx, a),
         Command::Schema(a) => commands::schema::run(&ctx, a),
         Command::Completions(a) => commands::completions::run(&ctx, a),

@@ -79,7 +79,14 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
     )]);
     let commit = lineage.record(
         state.tip.as_deref(),
-        Record { plan: &plan, outcomes: &outcomes, resources: &resources, partial: false, interrupted: false },
+        Record {
+            plan: &plan,
+            outcomes: &outcomes,
+            resources: &resources,
+            partial: false,
+            interrupted: false,
+            context: crate::lineage::ci_context(&|k| std::env::var(k).ok()),
+        },
     )?;
     println!("Imported {address} from `{}`; recorded in {} as {}.", args.id, lineage.ref_name, &commit[..12]);
     let pending = plan.changes.iter().find(|c| c.address == address).map(|c| c.action).unwrap_or(Action::NoOp);

@@ -49,7 +49,10 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
     let request = PlanRequest {
         targets: vec![],
         parallelism: args.parallelism,
-        promotion: Some((Promotion { from: args.from.clone(), lineage_commit: tip.to_string() }, pins)),
+        promotion: Some((
+            Promotion { from: args.from.clone(), lineage_commit: tip.to_string(), rollback: false },
+            pins,
+        )),
     };
     let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &request)?;
     args.output.print(&ctx_to, &plan)?;

@@ -9,6 +9,8 @@ pub enum SchemaKind {
     Spec,
     /// A saved plan, `mlops plan --out FILE` / `plan --json`.
     Plan,
+    /// One line of `mlops audit export` (JSON lines).
+    Audit,
 }
 
 #[derive(clap::Args, Debug)]
@@ -26,6 +28,7 @@ pub fn text(kind: SchemaKind) -> String {
     let schema = match kind {
         SchemaKind::Spec => crate::spec::model::json_schema(),
         SchemaKind::Plan => crate::plan::json_schema(),
+        SchemaKind::Audit => crate::audit::audit_schema(),
     };
     serde_json::to_string_pretty(&schema).expect("a schema serializes") + "\n"
 }

@@ -159,7 +159,8 @@ pub async fn check_fresh(
         // Same spec bytes can still give other values (a source file edited, an env var changed).
         let selected: BTreeSet<Address> =
             plan.changes.iter().filter(|c| c.desired.is_some()).map(|c| c.address.clone()).collect();
-        let fresh = desired_states(stack, &selected, parallelism, pins).await?;
+        let restore = plan.promotion.as_ref().is_some_and(|p| p.rollback);
+        let fresh = desired_states(stack, &selected, parallelism, pins, restore).await?;
         for c in &touched {
             if let Some(want) = &c.desired {
                 if fresh.get(&c.address).map(|d| &d.attributes) != Some(want) {

@@ -23,6 +23,12 @@ pub enum EngineError {
     #[error("could not read the live state of {} resource(s):\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(code(engine::refresh), help("nothing was changed; fix the cause and run the command again"))]
     Refresh(Vec<(Address, ProviderError)>),
+    #[error("cannot roll back {} resource(s): the recorded versions cannot be produced any more:\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
+    #[diagnostic(
+        code(engine::unrestorable),
+        help("nothing was changed; restore what is named above, or roll back to a point whose versions still exist")
+    )]
+    Unrestorable(Vec<(Address, ProviderError)>),
     #[error("`{0}` is not a resource of this stack")]
     #[diagnostic(code(engine::unknown_target))]
     UnknownTarget(String, #[help] Option<String>),
@@ -68,6 +74,16 @@ impl Stack {
 
     pub fn project(&self) -> &str {
         &self.spec.spec.project
+    }
+
+    /// The same stack, its spec without `drop` (see [`LoadedSpec::without`]).
+    pub fn without(&self, drop: &BTreeSet<Address>) -> Stack {
+        Stack {
+            spec: self.spec.without(drop),
+            registry: self.registry.clone(),
+            environment: self.environment.clone(),
+            providers: self.providers.clone(),
+        }
     }
 
     pub fn provider_block(&self, name: &str) -> Value {
@@ -188,25 +204,37 @@ pub const VERSION_ATTRIBUTES: [&str; 8] =
 /// Versions pinned by a promotion: address → attributes recorded in the source environment.
 pub type Pins = BTreeMap<Address, mlops_provider_core::Attributes>;
 
-fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>) {
-    let Some(pinned) = pinned else { return };
+/// Pins the version attributes of `desired` to `pinned`'s; true when that changed any.
+fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>) -> bool {
+    let Some(pinned) = pinned else { return false };
+    let mut changed = false;
     for key in VERSION_ATTRIBUTES {
         if let (Some(slot), Some(v)) = (desired.attributes.get_mut(key), pinned.get(key)) {
-            *slot = v.clone();
+            if slot != v {
+                *slot = v.clone();
+                changed = true;
+            }
         }
     }
+    changed
 }
+
+/// Why a desired state is missing: `true` when the provider cannot restore a rollback's pin.
+type DesiredError = (bool, ProviderError);
 
 pub async fn desired_states(
     stack: &Stack,
     selected: &BTreeSet<Address>,
     parallelism: usize,
     pins: &Pins,
+    // A rollback: each provider confirms it can still produce the pinned versions.
+    restore: bool,
 ) -> Result<BTreeMap<Address, Desired>, EngineError> {
     let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
     let mut errors = Vec::new();
+    let mut unrestorable = Vec::new();
     for wave in waves(stack, selected) {
-        let results: Vec<(Address, Result<Desired, ProviderError>)> = stream::iter(wave)
+        let results: Vec<(Address, Result<Desired, DesiredError>)> = stream::iter(wave)
             .map(|a| {
                 let out = &out;
                 async move {
@@ -222,8 +250,18 @@ pub async fn desired_states(
                         })
                         .collect();
                     let res = match stack.provider(&r.config.provider) {
-                        Ok(p) => p.desired(&r.config, &deps).await,
-                        Err(e) => Err(ProviderError::invalid(e.to_string())),
+                        // Pinned before dependents see it: an endpoint follows its promoted model.
+                        Ok(p) => match p.desired(&r.config, &deps).await {
+                            Ok(mut d) => {
+                                if pin(&mut d, pins.get(&a)) && restore {
+                                    p.restorable(&r.config, &d).await.map(|_| d).map_err(|e| (true, e))
+                                } else {
+                                    Ok(d)
+                                }
+                            }
+                            Err(e) => Err((false, e)),
+                        },
+                        Err(e) => Err((false, ProviderError::invalid(e.to_string()))),
                     };
                     (a, res)
                 }
@@ -233,19 +271,25 @@ pub async fn desired_states(
             .await;
         for (a, r) in results {
             match r {
-                Ok(mut d) => {
-                    // Pinned before dependents see it: an endpoint follows its promoted model.
-                    pin(&mut d, pins.get(&a));
+                Ok(d) => {
                     out.insert(a, d);
                 }
-                Err(e) => errors.push((a, e)),
+                Err((true, e)) => unrestorable.push((a, e)),
+                Err((false, e)) => errors.push((a, e)),
             }
         }
         if !errors.is_empty() {
             break;
         }
     }
-    if errors.is_empty() { Ok(out) } else { Err(EngineError::Refresh(errors)) }
+    if !errors.is_empty() {
+        return Err(EngineError::Refresh(errors));
+    }
+    // Every resource is checked before refusing: the refusal names all that cannot be restored.
+    if !unrestorable.is_empty() {
+        return Err(EngineError::Unrestorable(unrestorable));
+    }
+    Ok(out)
 }
 
 /// Live states of `addresses`, read concurrently.
@@ -322,7 +366,8 @@ pub async fn plan(
     let selected = select(stack, state, &request.targets)?;
     let no_pins = Pins::new();
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
-    let desired = desired_states(stack, &selected, request.parallelism, pins).await?;
+    let restore = request.promotion.as_ref().is_some_and(|(p, _)| p.rollback);
+    let desired = desired_states(stack, &selected, request.parallelism, pins, restore).await?;
     let live = refresh(stack, state, selected.iter().cloned(), &desired, request.parallelism).await?;
     Ok(assemble(stack, state, source, request, &selected, desired, live))
 }
@@ -403,6 +448,11 @@ pub fn assemble(
             change.subset = w.subset.clone();
         }
         change.tags = tags::tags(&change, want.as_ref());
+        if let Some((p, _)) = request.promotion.as_ref().filter(|(p, _)| p.rollback) {
+            if change.action != Action::NoOp {
+                change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone() });
+            }
+        }
         changes.push(change);
     }
     let summary = Plan::summarize(&changes, &drift);

@@ -91,6 +91,9 @@ fn short(id: &Option<String>) -> String {
 fn header(p: &Plan) -> String {
     let s = &p.summary;
     let mut out = format!("## mlops plan · `{}` / `{}`\n\n", p.project, p.environment);
+    if let Some(promotion) = &p.promotion {
+        let _ = writeln!(out, "> **{}**\n", promotion.describe());
+    }
     if !p.has_changes() {
         let _ = writeln!(out, "**No changes.** The live state matches the spec.\n");
     } else {

@@ -81,6 +81,9 @@ fn action_symbol(style: &Style, a: Action) -> String {
 
 pub fn plan(p: &Plan, style: &Style) -> String {
     let mut out = String::new();
+    if let Some(promotion) = &p.promotion {
+        let _ = writeln!(out, "{}\n", style.bold(&style.magenta(&promotion.describe())));
+    }
     if !p.drift.is_empty() {
         let _ = writeln!(
             out,

@@ -58,6 +58,14 @@ impl LoadedSpec {
     pub fn resource(&self, address: &Address) -> Option<&Resource> {
         self.index.get(address).map(|i| &self.resources[*i])
     }
+
+    /// The spec without some resources (a rollback plans those that did not exist yet as gone).
+    pub fn without(&self, drop: &std::collections::BTreeSet<Address>) -> LoadedSpec {
+        let resources: Vec<Resource> =
+            self.resources.iter().filter(|r| !drop.contains(&r.config.address)).cloned().collect();
+        let index = resources.iter().enumerate().map(|(i, r)| (r.config.address.clone(), i)).collect();
+        LoadedSpec { resources, index, ..self.clone() }
+    }
 }
 
 /// Loads a spec file; `display` is the name diagnostics show for it.

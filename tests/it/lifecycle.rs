@@ -255,7 +255,8 @@ fn model_change_moves_the_endpoint_with_a_canary_split() {
     );
     let registry: serde_json::Value =
         serde_json::from_str(&env.read(".mlops/local/models/churn-clf/registry.json")).unwrap();
-    assert_eq!(registry["versions"].as_array().unwrap().len(), 2);
+    assert_eq!((registry["current"].clone(), registry["latest"].clone()), (2.into(), 2.into()));
+    assert!(env.join(".mlops/local/models/churn-clf/v1/version.json").is_file(), "version 1 is kept");
 }
 
 #[test]
@@ -550,7 +551,7 @@ fn unlock_force_refuses_a_live_holder_and_clears_an_unreadable_lock() {
 
 /// Plans and applies the quickstart in this process, leaving a journal and no lineage commit, as
 /// an apply killed right before it records would.
-fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
+pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
     use mlops::engine::apply::{self, Event};
     use mlops::lineage::JournalEntry;
     let nothing = |_: &str| None;

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, a shared `TestEnv`.
 
+mod audit;
 #[cfg(all(feature = "aws", feature = "gcp"))]
 mod aws;
 mod ci;
@@ -12,7 +13,7 @@ mod environments;
 mod gcp;
 #[cfg(all(feature = "kubernetes", feature = "gcp"))]
 mod kubernetes;
-mod lifecycle;
+pub mod lifecycle;
 mod markdown;
 mod policy;
 mod properties;

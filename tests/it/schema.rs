@@ -24,6 +24,11 @@ fn plan_schema_is_current() {
 }
 
 #[test]
+fn audit_schema_is_current() {
+    check("audit.schema.json", mlops::audit::audit_schema());
+}
+
+#[test]
 fn examples_validate_against_the_committed_schema() {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/mlops.schema.json")).unwrap(),

@@ -63,7 +63,7 @@ fn a_secret_reaches_the_backend_and_no_output_plan_lineage_or_journal() {
     let replan = &outputs.iter().rev().find(|(w, _)| w == "plan").unwrap().1;
     assert!(replan.contains("No changes."), "re-plan is a no-op: {replan}");
     // The backend holds the values.
-    let registry = env.read(".mlops/local/models/churn-clf/registry.json");
+    let registry = env.read(".mlops/local/models/churn-clf/v1/version.json");
     assert!(registry.contains(VALUE) && registry.contains("postgres://app:s3cr3t"), "{registry}");
     assert!(registry.contains("file-held-Key-9876"), "{registry}");
 

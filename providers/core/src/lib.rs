@@ -403,6 +403,19 @@ pub trait Provider: Send + Sync {
         Ok(state.clone())
     }
 
+    /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
+    /// produced: the recorded bytes are still there (a registry version, a source file, an
+    /// object version). Asked at plan time, so a rollback that cannot restore is refused before
+    /// anything changes; a provider that cannot tell says so, which refuses the rollback.
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        let _ = desired;
+        Err(ProviderError::invalid(format!(
+            "the {} provider cannot yet roll a {} back to a recorded version",
+            self.name(),
+            config.address.kind
+        )))
+    }
+
     /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
     /// URI), to adopt it as the resource `config` declares (`mlops import`).
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {

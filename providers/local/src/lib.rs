@@ -373,17 +373,13 @@ impl LocalProvider {
             }
             Kind::Model => {
                 let dir = self.model_dir(name);
-                let Some(registry) = read_json(&dir.join("registry.json"))? else {
+                let Some(registry) = Registry::read(&dir)? else {
                     return Ok(None);
                 };
-                let current = registry.get("current").and_then(Value::as_u64).unwrap_or(0);
-                let Some(entry) = registry
-                    .get("versions")
-                    .and_then(Value::as_array)
-                    .and_then(|vs| vs.iter().find(|v| v.get("version").and_then(Value::as_u64) == Some(current)))
-                else {
+                let current = registry.current;
+                let Some(entry) = registry.version(current)? else {
                     return Err(ProviderError::failed(format!(
-                        "{} names current version {current}, which it does not list",
+                        "{} names current version {current}, which it does not hold",
                         dir.join("registry.json").display()
                     )));
                 };
@@ -491,19 +487,8 @@ impl LocalProvider {
                 if operation == Operation::Replace {
                     remove_dir_if_exists(&dir)?;
                 }
-                let reg_path = dir.join("registry.json");
-                let mut registry = read_json(&reg_path)?.unwrap_or_else(|| json!({"current": 0, "versions": []}));
-                let current = registry.get("current").and_then(Value::as_u64).unwrap_or(0);
-                let versions = registry.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut registry = Registry::read(&dir)?.unwrap_or_else(|| Registry::empty(&dir));
                 let digest = attrs.get("artifact_digest").and_then(Value::as_str).unwrap_or_default().to_string();
-                let current_digest = versions
-                    .iter()
-                    .find(|v| v.get("version").and_then(Value::as_u64) == Some(current))
-                    .and_then(|v| v.get("digest"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let stored = dir.join(format!("v{current}")).join("artifact");
-                let stored_ok = current > 0 && stored.is_file() && sha256_file(&stored)? == digest;
                 let mut meta: Attributes = attrs.clone();
                 meta.remove("artifact_digest");
                 let trained_on: BTreeMap<String, Value> = config
@@ -520,42 +505,52 @@ impl LocalProvider {
                         (a.to_string(), v)
                     })
                     .collect();
-                let mut versions = versions;
-                let version = if current_digest.as_deref() == Some(digest.as_str()) && stored_ok {
-                    // Same bytes: metadata (approval, labels...) changes in place on the current version.
-                    for v in versions.iter_mut() {
-                        if v.get("version").and_then(Value::as_u64) == Some(current) {
-                            v["attributes"] = json!(meta);
+                // The bytes are registered already (the current version, or an earlier one a
+                // rollback or a revert asks for): point at that version, register nothing new.
+                let version = match registry.holding(&digest)? {
+                    Some(v) => {
+                        if v != registry.current {
+                            progress.report(&format!("pointing at registered version {v}"));
                         }
+                        let mut entry = registry.version(v)?.unwrap_or_else(|| json!({"version": v}));
+                        // Same bytes: metadata (approval, labels...) changes in place.
+                        entry["attributes"] = json!(meta);
+                        registry.write_version(v, &entry)?;
+                        v
                     }
-                    current
-                } else {
-                    let from = config
-                        .local_path("artifact")
-                        .ok_or_else(|| ProviderError::invalid("a local model needs an `artifact` file"))?;
-                    let now = sha256_file(&from)?;
-                    if now != digest {
-                        return Err(ProviderError::new(
-                            ErrorKind::Conflict,
-                            format!("{} changed since the plan was made (plan {digest}, now {now})", from.display()),
-                        ));
+                    None => {
+                        let from = config
+                            .local_path("artifact")
+                            .ok_or_else(|| ProviderError::invalid("a local model needs an `artifact` file"))?;
+                        let now = sha256_file(&from)?;
+                        if now != digest {
+                            return Err(ProviderError::new(
+                                ErrorKind::Conflict,
+                                format!(
+                                    "{} changed since the plan was made (plan {digest}, now {now})",
+                                    from.display()
+                                ),
+                            ));
+                        }
+                        let next = registry.latest + 1;
+                        progress.report(&format!("registering version {next}"));
+                        copy_atomic(&from, &dir.join(format!("v{next}")).join("artifact"))?;
+                        registry.write_version(
+                            next,
+                            &json!({
+                                "version": next,
+                                "digest": digest,
+                                "source": from.display().to_string(),
+                                "attributes": meta,
+                                "trained_on": trained_on,
+                            }),
+                        )?;
+                        registry.latest = next;
+                        next
                     }
-                    let next =
-                        versions.iter().filter_map(|v| v.get("version").and_then(Value::as_u64)).max().unwrap_or(0) + 1;
-                    progress.report(&format!("registering version {next}"));
-                    copy_atomic(&from, &dir.join(format!("v{next}")).join("artifact"))?;
-                    versions.push(json!({
-                        "version": next,
-                        "digest": digest,
-                        "source": from.display().to_string(),
-                        "attributes": meta,
-                        "trained_on": trained_on,
-                    }));
-                    next
                 };
-                registry["current"] = json!(version);
-                registry["versions"] = json!(versions);
-                write_json(&reg_path, &registry)?;
+                registry.current = version;
+                registry.write()?;
             }
             Kind::FeatureStore => {
                 let dir = self.contained(&self.feature_store_dir(name))?;
@@ -650,6 +645,90 @@ fn remove_file_if_exists(p: &Path) -> Result<(), ProviderError> {
     match fs::remove_file(p) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("cannot remove", p, e)),
         _ => Ok(()),
+    }
+}
+
+/// A model's local registry: `registry.json` names the current and the latest version; each
+/// version keeps its artifact and `version.json` in `v<N>/`, and `digests/<hex>` names the
+/// version holding those bytes. An apply touches one version, whatever the history holds.
+/// (Registries written before kept every version in `registry.json`'s `versions`: still read,
+/// and moved out on the next write.)
+struct Registry {
+    dir: PathBuf,
+    current: u64,
+    latest: u64,
+    /// The old single-file form's versions, until the next write moves them out.
+    legacy: Vec<Value>,
+}
+
+impl Registry {
+    fn empty(dir: &Path) -> Registry {
+        Registry { dir: dir.to_path_buf(), current: 0, latest: 0, legacy: vec![] }
+    }
+
+    fn read(dir: &Path) -> Result<Option<Registry>, ProviderError> {
+        let Some(v) = read_json(&dir.join("registry.json"))? else { return Ok(None) };
+        let legacy = v.get("versions").and_then(Value::as_array).cloned().unwrap_or_default();
+        let number = |v: &Value| v.get("version").and_then(Value::as_u64);
+        let latest = v
+            .get("latest")
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| legacy.iter().filter_map(number).max().unwrap_or(0));
+        Ok(Some(Registry {
+            dir: dir.to_path_buf(),
+            current: v.get("current").and_then(Value::as_u64).unwrap_or(0),
+            latest,
+            legacy,
+        }))
+    }
+
+    fn version(&self, n: u64) -> Result<Option<Value>, ProviderError> {
+        if let Some(v) = read_json(&self.dir.join(format!("v{n}")).join("version.json"))? {
+            return Ok(Some(v));
+        }
+        Ok(self.legacy.iter().find(|v| v.get("version").and_then(Value::as_u64) == Some(n)).cloned())
+    }
+
+    /// The registered version whose stored artifact has `digest`, if any.
+    fn holding(&self, digest: &str) -> Result<Option<u64>, ProviderError> {
+        let hex = digest.trim_start_matches("sha256:");
+        let named = fs::read_to_string(self.dir.join("digests").join(hex)).ok().and_then(|s| s.trim().parse().ok());
+        let legacy = self
+            .legacy
+            .iter()
+            .filter(|v| v.get("digest").and_then(Value::as_str) == Some(digest))
+            .filter_map(|v| v.get("version").and_then(Value::as_u64))
+            .next_back();
+        for n in named.into_iter().chain(legacy) {
+            let stored = self.dir.join(format!("v{n}")).join("artifact");
+            // What is stored, not what was recorded: a tampered copy is not those bytes.
+            if stored.is_file() && sha256_file(&stored)? == digest {
+                return Ok(Some(n));
+            }
+        }
+        Ok(None)
+    }
+
+    fn write_version(&mut self, n: u64, entry: &Value) -> Result<(), ProviderError> {
+        write_json(&self.dir.join(format!("v{n}")).join("version.json"), entry)?;
+        if let Some(d) = entry.get("digest").and_then(Value::as_str) {
+            let path = self.dir.join("digests").join(d.trim_start_matches("sha256:"));
+            if fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok()) != Some(n) {
+                write_atomic(&path, n.to_string().as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self) -> Result<(), ProviderError> {
+        for v in std::mem::take(&mut self.legacy) {
+            if let Some(n) = v.get("version").and_then(Value::as_u64)
+                && read_json(&self.dir.join(format!("v{n}")).join("version.json"))?.is_none()
+            {
+                self.write_version(n, &v)?;
+            }
+        }
+        write_json(&self.dir.join("registry.json"), &json!({"current": self.current, "latest": self.latest}))
     }
 }
 
@@ -789,6 +868,48 @@ impl Provider for LocalProvider {
                 }
                 Some(r) = rx.recv() => forward(progress, r),
             }
+        }
+    }
+
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        let name = &config.address.name;
+        match config.address.kind {
+            Kind::Dataset => {
+                // The dataset folder holds today's files: the recorded ones must still be in the source.
+                let want: BTreeMap<String, String> =
+                    serde_json::from_value(desired.attributes.get("files").cloned().unwrap_or_default())
+                        .unwrap_or_default();
+                let have = match config.local_path("source") {
+                    Some(src) if src.is_dir() => manifest(&src)?,
+                    _ => BTreeMap::new(),
+                };
+                let differ: Vec<&String> = want.keys().filter(|rel| have.get(*rel) != want.get(*rel)).collect();
+                if differ.is_empty() {
+                    return Ok(());
+                }
+                Err(ProviderError::invalid(format!(
+                    "the recorded files cannot be produced any more: the source no longer holds {} of them as recorded ({}); restore them in the source (e.g. `git checkout <source commit> -- <source folder>`) and plan again",
+                    differ.len(),
+                    differ.iter().take(5).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+            Kind::Model => {
+                let digest = desired.attributes.get("artifact_digest").and_then(Value::as_str).unwrap_or_default();
+                let dir = self.model_dir(name);
+                if Registry::read(&dir)?.map(|r| r.holding(digest)).transpose()?.flatten().is_some() {
+                    return Ok(());
+                }
+                let artifact = config.local_path("artifact");
+                if artifact.as_ref().is_some_and(|a| a.is_file() && sha256_file(a).ok().as_deref() == Some(digest)) {
+                    return Ok(());
+                }
+                Err(ProviderError::invalid(format!(
+                    "the recorded artifact {digest} cannot be produced any more: the registry under {} no longer holds it and the artifact file has other bytes",
+                    dir.display()
+                )))
+            }
+            // Feature stores and endpoints carry no bytes of their own: nothing to restore.
+            Kind::FeatureStore | Kind::Endpoint => Ok(()),
         }
     }
 

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Action, Outcomes, Plan};
 
+mod index;
+pub use index::Index;
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LineageError {
     #[error("{0} is not inside a Git repository")]
@@ -83,11 +86,17 @@ pub struct State {
     pub resources: BTreeMap<Address, ResourceRecord>,
 }
 
-/// One apply, as `mlops log` shows it.
-#[derive(Clone, Debug, Serialize)]
+/// One apply, as `mlops log` shows it (and as the index keeps it: the first four fields lead
+/// each index line, so a scan reads them without parsing the rest).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Entry {
     pub commit: String,
+    /// The previous lineage commit; `None` for the first apply.
+    pub parent: Option<String>,
+    /// RFC 3339, UTC.
     pub time: String,
+    /// The same time in Unix seconds.
+    pub seconds: i64,
     pub applied_by: String,
     pub summary: String,
     pub trailers: BTreeMap<String, String>,
@@ -95,7 +104,7 @@ pub struct Entry {
     pub changes: Vec<EntryChange>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EntryChange {
     pub address: String,
     pub action: Action,
@@ -128,6 +137,59 @@ pub struct Record<'a> {
     pub partial: bool,
     /// Recovered from the journal of an apply that was killed before it could record.
     pub interrupted: bool,
+    /// More trailers: the CI run and pull request ([`ci_context`]), the policy verdict.
+    pub context: Vec<(String, String)>,
+}
+
+/// What the CI that runs this apply says about it, as commit trailers: `CI-Run` (a URL),
+/// `Pull-Request`, `Approved-By`. GitHub Actions and GitLab CI are read from their environment
+/// variables; `MLOPS_CI_RUN`, `MLOPS_PULL_REQUEST` and `MLOPS_APPROVED_BY` set or override them
+/// (e.g. an approver's name a workflow looked up).
+pub fn ci_context(env: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+    let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let (mut run, mut pr, mut approved) = (None, None, None);
+    if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+        if let (Some(server), Some(repo), Some(id)) =
+            (var("GITHUB_SERVER_URL"), var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID"))
+        {
+            run = Some(format!("{server}/{repo}/actions/runs/{id}"));
+        }
+        // `refs/pull/N/merge` on pull_request events; the event payload otherwise.
+        pr = var("GITHUB_REF")
+            .and_then(|r| r.strip_prefix("refs/pull/").and_then(|r| r.split('/').next()).map(|n| format!("#{n}")));
+        let event: Option<Value> =
+            var("GITHUB_EVENT_PATH").and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(event) = &event {
+            if pr.is_none() {
+                pr = event.pointer("/pull_request/number").and_then(Value::as_u64).map(|n| format!("#{n}"));
+            }
+            if event.pointer("/review/state").and_then(Value::as_str) == Some("approved") {
+                approved = event.pointer("/review/user/login").and_then(Value::as_str).map(str::to_string);
+            }
+            // A merge commit pushed to the main branch names its pull request.
+            if pr.is_none() {
+                let message = event.pointer("/head_commit/message").and_then(Value::as_str).unwrap_or_default();
+                pr = message
+                    .strip_prefix("Merge pull request #")
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(|n| format!("#{n}"));
+            }
+        }
+    } else if var("GITLAB_CI").as_deref() == Some("true") {
+        run = var("CI_PIPELINE_URL").or_else(|| var("CI_JOB_URL"));
+        pr = var("CI_MERGE_REQUEST_IID").map(|n| format!("!{n}"));
+        if var("CI_MERGE_REQUEST_APPROVED").as_deref() == Some("true") {
+            approved = Some("approved (GitLab does not name the approvers to jobs)".into());
+        }
+    }
+    run = var("MLOPS_CI_RUN").or(run);
+    pr = var("MLOPS_PULL_REQUEST").or(pr);
+    approved = var("MLOPS_APPROVED_BY").or(approved);
+    let one_line = |s: String| s.replace(['\n', '\r'], " ").trim().to_string();
+    [("CI-Run", run), ("Pull-Request", pr), ("Approved-By", approved)]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_string(), one_line(v))))
+        .collect()
 }
 
 impl Lineage {
@@ -239,6 +301,8 @@ impl Lineage {
             }
             return Err(git(e));
         }
+        // The index is a cache: when it cannot be written, the next read rebuilds it.
+        let _ = self.index_append(expected_tip, id);
         Ok(id.to_string())
     }
 
@@ -463,7 +527,33 @@ impl Lineage {
             changes.push(EntryChange { outputs, address, action: o.action, status: o.status, error: o.error });
         }
         let when = chrono::DateTime::from_timestamp(time.seconds, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
-        Ok(Entry { commit: id.to_string(), time: when, applied_by, summary, trailers, changes })
+        let parent = commit.parent_ids().next().map(|p| p.to_string());
+        Ok(Entry {
+            commit: id.to_string(),
+            parent,
+            time: when,
+            seconds: time.seconds,
+            applied_by,
+            summary,
+            trailers,
+            changes,
+        })
+    }
+
+    /// The lineage tip on a Git remote (`git ls-remote`), if it has the ref.
+    pub fn remote_tip(&self, remote: &str) -> Result<Option<String>, LineageError> {
+        let out = git_cli(self.repo.common_dir(), &["ls-remote", remote, &self.ref_name]).map_err(LineageError::Git)?;
+        Ok(out.split_whitespace().next().map(str::to_string))
+    }
+
+    /// A commit's parents, as recorded.
+    pub fn parents(&self, id: gix::ObjectId) -> Result<Vec<gix::ObjectId>, LineageError> {
+        Ok(self.repo.find_commit(id).map_err(git)?.parent_ids().map(|p| p.detach()).collect())
+    }
+
+    /// Whether this repository has the object (a shallow history lacks the oldest parents).
+    pub fn has(&self, id: gix::ObjectId) -> bool {
+        self.repo.has_object(id)
     }
 
     /// The applied plan stored in a lineage commit.
@@ -489,32 +579,31 @@ impl Lineage {
     }
 
     /// Like [`Lineage::log_to_end`], only the applies that touched `address` (each entry cut down
-    /// to it); stops walking once `limit` entries are found.
+    /// to it); read from the index, newest first, stopping once `limit` entries are found.
     pub fn log_of(
         &self,
         address: Option<&str>,
         limit: Option<usize>,
     ) -> Result<(Vec<Entry>, Option<String>), LineageError> {
+        let index = self.index()?;
         let mut out = Vec::new();
-        let mut next = self.tip()?;
-        while let Some(id) = next {
+        for i in (0..index.len()).rev() {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            let mut entry = self.entry(id)?;
+            if address.is_some_and(|a| !index.mentions(i, a)) {
+                continue;
+            }
+            let mut entry = index.entry(i)?;
             if let Some(a) = address {
                 entry.changes.retain(|c| c.address == a);
+                if entry.changes.is_empty() {
+                    continue;
+                }
             }
-            if address.is_none() || !entry.changes.is_empty() {
-                out.push(entry);
-            }
-            let commit = self.repo.find_commit(id).map_err(git)?;
-            next = commit.parent_ids().next().map(|p| p.detach());
-            if next.is_some_and(|p| !self.repo.has_object(p)) {
-                return Ok((out, Some(id.to_string())));
-            }
+            out.push(entry);
         }
-        Ok((out, None))
+        Ok((out, index.shallow_end))
     }
 }
 
@@ -567,8 +656,9 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
             }
         }
     }
+    let context: String = rec.context.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     format!(
-        "{summary}\n\n{body}\nSource-Commit: {}\nSource-Dirty: {}\nPlan-Digest: {}\nApplied-By: {applied_by}\nResult: {}\n",
+        "{summary}\n\n{body}\nSource-Commit: {}\nSource-Dirty: {}\nPlan-Digest: {}\nApplied-By: {applied_by}\n{context}Result: {}\n",
         rec.plan.source.commit.as_deref().unwrap_or("none"),
         rec.plan.source.dirty,
         rec.plan.digest(),
@@ -980,7 +1070,14 @@ impl Lineage {
         }
         let id = self.record(
             state.tip.as_deref(),
-            Record { plan: &plan, outcomes: &outcomes, resources: &resources, partial: true, interrupted: true },
+            Record {
+                plan: &plan,
+                outcomes: &outcomes,
+                resources: &resources,
+                partial: true,
+                interrupted: true,
+                context: vec![],
+            },
         )?;
         journal.finish().map_err(git)?;
         Ok(Recovery::Recorded(id))

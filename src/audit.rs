@@ -1,0 +1,503 @@
+//! Questions an audit asks of lineage: the stack at a point in time, the lineage graph, the
+//! change log as a table, and whether the chain is intact. Reads only; never changes anything.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mlops_provider_core::{Address, Value};
+use serde::Serialize;
+
+use crate::lineage::{Entry, Index, Lineage, LineageError, ResourceRecord};
+use crate::plan::{Action, OutcomeStatus};
+
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum AuditError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lineage(#[from] LineageError),
+    #[error("{message}")]
+    #[diagnostic(code(audit::when))]
+    When {
+        message: String,
+        #[help]
+        help: String,
+    },
+}
+
+/// A point in history, as a person names it.
+fn when_error(message: impl Into<String>, lineage: &Lineage) -> AuditError {
+    AuditError::When {
+        message: message.into(),
+        help: format!(
+            "WHEN is `now`, a time (RFC 3339, e.g. 2026-05-01T12:00:00Z, or a date, meaning its end in UTC), a lineage revision (`lineage~3`, a commit of `git log {}`), or a source commit an apply was made from",
+            lineage.ref_name
+        ),
+    }
+}
+
+/// A time: RFC 3339, or `YYYY-MM-DD` (the end of that day, UTC).
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(23, 59, 59)?.and_utc().timestamp())
+}
+
+/// The index position of the lineage commit that stood at `when`.
+pub fn locate(lineage: &Lineage, index: &Index, when: &str) -> Result<usize, AuditError> {
+    let last = index
+        .len()
+        .checked_sub(1)
+        .ok_or_else(|| when_error(format!("{} has no applies recorded", lineage.ref_name), lineage))?;
+    if when == "now" {
+        return Ok(last);
+    }
+    if let Some(t) = parse_time(when) {
+        return (0..index.len()).rev().find(|&i| index.seconds(i) <= t).ok_or_else(|| {
+            let first =
+                chrono::DateTime::from_timestamp(index.seconds(0), 0).map(|t| t.to_rfc3339()).unwrap_or_default();
+            when_error(format!("nothing was applied at or before {when}: the first apply is from {first}"), lineage)
+        });
+    }
+    let id =
+        lineage.resolve(when).map_err(|_| when_error(format!("`{when}` is neither a time nor a revision"), lineage))?;
+    let id = id.to_string();
+    if let Some(i) = index.position(&id) {
+        return Ok(i);
+    }
+    // A source commit: the last apply made from it.
+    let needle = format!("\"Source-Commit\":\"{id}\"");
+    (0..index.len()).rev().find(|&i| index.line(i).contains(&needle)).ok_or_else(|| {
+        when_error(
+            format!("`{when}` ({}) is not in this stack's lineage, and no apply was made from it", &id[..12]),
+            lineage,
+        )
+    })
+}
+
+/// Who last changed a resource, as of some point.
+#[derive(Clone, Debug, Serialize)]
+pub struct LastApplied {
+    pub lineage_commit: String,
+    pub time: String,
+    pub applied_by: String,
+    pub source_commit: Option<String>,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ResourceAt {
+    pub address: String,
+    pub provider: String,
+    /// The version it had: registry version, manifest digest, generation...
+    pub version: Option<String>,
+    pub last_applied: Option<LastApplied>,
+    pub record: ResourceRecord,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StateAt {
+    pub lineage_ref: String,
+    pub lineage_commit: String,
+    pub time: String,
+    pub applied_by: String,
+    pub source_commit: Option<String>,
+    pub resources: Vec<ResourceAt>,
+}
+
+fn source_of(e: &Entry) -> Option<String> {
+    e.trailers.get("Source-Commit").filter(|s| *s != "none").cloned()
+}
+
+/// Every resource as it stood at `when`, each with the apply that last changed it.
+pub fn state_at(lineage: &Lineage, when: &str) -> Result<StateAt, AuditError> {
+    let index = lineage.index()?;
+    let at = locate(lineage, &index, when)?;
+    let head = index.entry(at)?;
+    let id = gix::ObjectId::from_hex(head.commit.as_bytes()).map_err(|e| LineageError::Git(e.to_string()))?;
+    let records = lineage.resources_at(id)?;
+    // Walk back until every resource has its last apply: as far as the oldest change needs.
+    let mut pending: BTreeSet<String> = records.keys().map(|a| a.to_string()).collect();
+    let mut last: BTreeMap<String, LastApplied> = BTreeMap::new();
+    for i in (0..=at).rev() {
+        if pending.is_empty() {
+            break;
+        }
+        if !pending.iter().any(|a| index.mentions(i, a)) {
+            continue;
+        }
+        let e = index.entry(i)?;
+        for c in &e.changes {
+            if c.status == OutcomeStatus::Applied && pending.remove(&c.address) {
+                last.insert(
+                    c.address.clone(),
+                    LastApplied {
+                        lineage_commit: e.commit.clone(),
+                        time: e.time.clone(),
+                        applied_by: e.applied_by.clone(),
+                        source_commit: source_of(&e),
+                        action: c.action,
+                    },
+                );
+            }
+        }
+    }
+    let resources = records
+        .into_values()
+        .map(|r| ResourceAt {
+            address: r.address.to_string(),
+            provider: r.provider.clone(),
+            version: crate::plan::version_text(&r.outputs),
+            last_applied: last.remove(&r.address.to_string()),
+            record: r,
+        })
+        .collect();
+    Ok(StateAt {
+        lineage_ref: lineage.ref_name.clone(),
+        lineage_commit: head.commit.clone(),
+        time: head.time.clone(),
+        applied_by: head.applied_by.clone(),
+        source_commit: source_of(&head),
+        resources,
+    })
+}
+
+/// The lineage graph: resources as nodes (with versions), dependencies as edges labelled with the
+/// version of the input recorded when the dependent was applied.
+#[derive(Clone, Debug, Serialize)]
+pub struct Graph {
+    pub lineage_commit: String,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    pub address: String,
+    pub kind: String,
+    pub version: Option<String>,
+    /// For endpoints: the traffic split as recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    /// `trained_on` (dataset → model), `serves` (model → endpoint) or `depends_on`.
+    pub relation: String,
+    /// The input's version when `to` was applied.
+    pub version: Option<String>,
+}
+
+pub fn graph(state: &StateAt) -> Graph {
+    let nodes = state
+        .resources
+        .iter()
+        .map(|r| Node {
+            address: r.address.clone(),
+            kind: r.record.address.kind.section().to_string(),
+            version: r.version.clone(),
+            traffic: r.record.outputs.get("traffic").cloned(),
+        })
+        .collect();
+    let mut edges = Vec::new();
+    for r in &state.resources {
+        for dep in &r.record.depends_on {
+            let relation = match (dep.kind, r.record.address.kind) {
+                (mlops_provider_core::Kind::Dataset, mlops_provider_core::Kind::Model) => "trained_on",
+                (mlops_provider_core::Kind::Model, mlops_provider_core::Kind::Endpoint) => "serves",
+                _ => "depends_on",
+            };
+            let version = r.record.inputs.get(&dep.to_string()).filter(|v| !v.is_null()).map(value_text);
+            edges.push(Edge { from: dep.to_string(), to: r.address.clone(), relation: relation.into(), version });
+        }
+    }
+    Graph { lineage_commit: state.lineage_commit.clone(), nodes, edges }
+}
+
+fn value_text(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
+}
+
+/// A digest shortened for a label: `sha256:4d22e7946cf4`.
+fn short(v: &str) -> String {
+    match v.split_once(':') {
+        Some((alg, hex)) if hex.len() > 12 => format!("{alg}:{}", &hex[..12]),
+        _ => v.to_string(),
+    }
+}
+
+fn traffic_text(t: &Value) -> Option<String> {
+    let parts: Vec<String> = t
+        .as_array()?
+        .iter()
+        .map(|s| {
+            let version = s.get("model_version").or_else(|| s.get("version")).map(value_text).unwrap_or_default();
+            let pct = s.get("percent").or_else(|| s.get("weight")).map(value_text).unwrap_or_default();
+            format!("v{version} {pct}%")
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn node_label(n: &Node) -> String {
+    let mut label = n.address.clone();
+    if let Some(v) = &n.version {
+        label.push_str(&format!("<br/>version {}", short(v)));
+    }
+    if let Some(t) = n.traffic.as_ref().and_then(traffic_text) {
+        label.push_str(&format!("<br/>traffic {t}"));
+    }
+    label
+}
+
+/// Mermaid (renders in GitHub and GitLab comments).
+pub fn mermaid(g: &Graph) -> String {
+    let id = |a: &str| a.replace(['.', '-'], "_");
+    let mut out = String::from("graph LR\n");
+    for n in &g.nodes {
+        out.push_str(&format!("  {}[\"{}\"]\n", id(&n.address), node_label(n).replace('"', "'")));
+    }
+    for e in &g.edges {
+        let label = match &e.version {
+            Some(v) => format!("{} @ {}", e.relation, short(v)),
+            None => e.relation.clone(),
+        };
+        out.push_str(&format!("  {} -->|\"{}\"| {}\n", id(&e.from), label, id(&e.to)));
+    }
+    out
+}
+
+/// Graphviz.
+pub fn dot(g: &Graph) -> String {
+    let mut out = String::from("digraph lineage {\n  rankdir=LR;\n");
+    for n in &g.nodes {
+        out.push_str(&format!("  \"{}\" [label=\"{}\"];\n", n.address, node_label(n).replace("<br/>", "\\n")));
+    }
+    for e in &g.edges {
+        let label = match &e.version {
+            Some(v) => format!("{} @ {}", e.relation, short(v)),
+            None => e.relation.clone(),
+        };
+        out.push_str(&format!("  \"{}\" -> \"{}\" [label=\"{label}\"];\n", e.from, e.to));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// One line of `mlops audit export`: one change of one apply (schemas/audit.schema.json).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+#[schemars(title = "mlops audit export line")]
+pub struct AuditLine {
+    /// RFC 3339.
+    pub time: String,
+    pub applied_by: String,
+    /// The CI run that applied it, when recorded.
+    pub ci_run: Option<String>,
+    /// The pull or merge request, when recorded.
+    pub pull_request: Option<String>,
+    /// Who approved it, when the CI exposes it.
+    pub approved_by: Option<String>,
+    pub source_commit: Option<String>,
+    pub environment: String,
+    pub address: String,
+    /// create, update, replace, delete.
+    pub action: String,
+    /// applied, failed, skipped.
+    pub result: String,
+    pub error: Option<String>,
+    pub version_before: Option<String>,
+    pub version_after: Option<String>,
+    /// The change tags the plan gave it (model-version-change, data-destroying, ...).
+    pub tags: Vec<String>,
+    /// The policy gates' verdict, when the plan was checked.
+    pub policy: Option<String>,
+    /// The lineage commit this line comes from: `git cat-file -p <id>` shows it.
+    pub lineage_commit: String,
+}
+
+/// The changes between `since` and `until` (times), oldest first. The versions before come from
+/// the plan each apply carried (its prior state), so no older commit is read.
+pub fn export(
+    lineage: &Lineage,
+    environment: &str,
+    since: Option<i64>,
+    until: Option<i64>,
+) -> Result<Vec<AuditLine>, AuditError> {
+    let index = lineage.index()?;
+    let mut out = Vec::new();
+    for i in 0..index.len() {
+        let t = index.seconds(i);
+        if since.is_some_and(|s| t < s) || until.is_some_and(|u| t > u) {
+            continue;
+        }
+        let e = index.entry(i)?;
+        let id = gix::ObjectId::from_hex(e.commit.as_bytes()).map_err(|e| LineageError::Git(e.to_string()))?;
+        let plan = lineage.plan_at(id)?;
+        for c in &e.changes {
+            let planned = plan.as_ref().and_then(|p| p.changes.iter().find(|pc| pc.address.to_string() == c.address));
+            let before = planned.and_then(|pc| pc.prior.as_ref()).and_then(|p| crate::plan::version_text(&p.outputs));
+            let tags = planned.map(|pc| pc.tags.iter().map(|t| t.name().to_string()).collect()).unwrap_or_default();
+            let status = match c.status {
+                OutcomeStatus::Applied => "applied",
+                OutcomeStatus::Failed => "failed",
+                OutcomeStatus::Skipped => "skipped",
+            };
+            out.push(AuditLine {
+                time: e.time.clone(),
+                applied_by: e.applied_by.clone(),
+                ci_run: e.trailers.get("CI-Run").cloned(),
+                pull_request: e.trailers.get("Pull-Request").cloned(),
+                approved_by: e.trailers.get("Approved-By").cloned(),
+                source_commit: source_of(&e),
+                environment: environment.to_string(),
+                address: c.address.clone(),
+                action: c.action.name().to_string(),
+                result: status.to_string(),
+                error: c.error.clone(),
+                version_before: before,
+                version_after: c.outputs.as_ref().and_then(crate::plan::version_text),
+                tags,
+                policy: e.trailers.get("Policy").cloned(),
+                lineage_commit: e.commit.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn audit_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(AuditLine)).expect("schema serializes")
+}
+
+/// CSV with a header row; fields quoted when they need it.
+pub fn csv(lines: &[AuditLine]) -> String {
+    const COLUMNS: [&str; 17] = [
+        "time",
+        "applied_by",
+        "ci_run",
+        "pull_request",
+        "approved_by",
+        "source_commit",
+        "environment",
+        "address",
+        "action",
+        "result",
+        "error",
+        "version_before",
+        "version_after",
+        "tags",
+        "policy",
+        "lineage_commit",
+        "",
+    ];
+    let cell = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    };
+    let mut out = COLUMNS[..16].join(",");
+    out.push('\n');
+    for l in lines {
+        let o = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
+        let row = [
+            cell(&l.time),
+            cell(&l.applied_by),
+            o(&l.ci_run),
+            o(&l.pull_request),
+            o(&l.approved_by),
+            o(&l.source_commit),
+            cell(&l.environment),
+            cell(&l.address),
+            cell(&l.action),
+            cell(&l.result),
+            o(&l.error),
+            o(&l.version_before),
+            o(&l.version_after),
+            cell(&l.tags.join(" ")),
+            o(&l.policy),
+            cell(&l.lineage_commit),
+        ];
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// What `mlops verify` found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Verification {
+    pub commits: usize,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    pub commit: String,
+    pub problem: String,
+}
+
+/// Checks the chain from the tip, straight from Git (never from the index): every commit parses,
+/// its Plan-Digest matches its plan, its records agree with its results, it has at most one
+/// parent. With `remote_tip`, that the local history contains the remote's (nothing rewritten).
+pub fn verify(lineage: &Lineage, remote_tip: Option<&str>) -> Result<Verification, AuditError> {
+    let mut v = Verification::default();
+    let mut next = lineage.tip()?;
+    let mut seen_remote = remote_tip.is_none();
+    while let Some(id) = next {
+        v.commits += 1;
+        let commit = id.to_string();
+        let mut problem = |p: String| v.problems.push(Problem { commit: commit.clone(), problem: p });
+        if remote_tip == Some(commit.as_str()) {
+            seen_remote = true;
+        }
+        let parents = lineage.parents(id)?;
+        if parents.len() > 1 {
+            problem(format!("has {} parents: lineage is a single line of applies", parents.len()));
+        }
+        match lineage.entry(id) {
+            Err(e) => problem(format!("cannot be read: {e}")),
+            Ok(entry) => {
+                match lineage.plan_at(id) {
+                    Ok(Some(plan)) => {
+                        if entry.trailers.get("Plan-Digest") != Some(&plan.digest()) {
+                            problem(format!(
+                                "Plan-Digest {} does not match its plan.json ({})",
+                                entry.trailers.get("Plan-Digest").map(String::as_str).unwrap_or("missing"),
+                                plan.digest()
+                            ));
+                        }
+                    }
+                    Ok(None) => problem("has no plan.json".into()),
+                    Err(e) => problem(format!("its plan.json cannot be read: {e}")),
+                }
+                match lineage.resources_at(id) {
+                    Err(e) => problem(format!("its resource records cannot be read: {e}")),
+                    Ok(records) => {
+                        for c in entry.changes.iter().filter(|c| c.status == OutcomeStatus::Applied) {
+                            let Ok(a) = c.address.parse::<Address>() else {
+                                problem(format!("its result names `{}`, which is no address", c.address));
+                                continue;
+                            };
+                            let held = records.contains_key(&a);
+                            if c.action == Action::Delete && held {
+                                problem(format!("{} was deleted, but its record is still there", c.address));
+                            }
+                            if c.action != Action::Delete && !held {
+                                problem(format!("{} was applied, but has no record", c.address));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        next = parents.first().copied().filter(|p| lineage.has(*p));
+    }
+    if !seen_remote {
+        v.problems.push(Problem {
+            commit: remote_tip.unwrap_or_default().to_string(),
+            problem: "the remote's lineage tip is not in the local history: one of them was rewritten".into(),
+        });
+    }
+    Ok(v)
+}

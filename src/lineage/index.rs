@@ -1,0 +1,223 @@
+//! The lineage index: every lineage commit's [`Entry`], one JSON line each, oldest first, in
+//! `<git dir>/mlops/index/<project>/<environment>.jsonl`.
+//!
+//! A cache, never committed and never trusted over Git: each read checks that its last line is
+//! the ref's tip and catches up by walking back from the tip to it (a full rebuild when the walk
+//! does not meet it: a rewritten ref, a fresh clone). An apply appends its line after moving the
+//! ref, so reading history costs what the question asks for, not what the history holds.
+
+use std::io::Write;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use super::{Entry, Lineage, LineageError, git};
+
+const HEADER: &str = "mlops-lineage-index 1";
+
+/// The index of one stack's lineage, as read: lines are parsed only when asked for.
+pub struct Index {
+    text: String,
+    lines: Vec<Range<usize>>,
+    /// The oldest commit held, when its parent is not in this repository (a shallow fetch).
+    pub shallow_end: Option<String>,
+}
+
+/// The raw value of `"key":` among the leading fields of an index line (commit, parent, time, seconds).
+fn leading_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let head = &line[..line.len().min(256)];
+    let at = head.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(s) => s.split('"').next(),
+        None => rest.split([',', '}']).next(),
+    }
+}
+
+impl Index {
+    fn parse(text: String) -> Index {
+        let mut lines = Vec::new();
+        let ok = text.starts_with(HEADER);
+        if ok {
+            let mut start = HEADER.len() + 1;
+            while start < text.len() {
+                // A line without its newline is torn (a writer was killed): it ends the index.
+                let Some(end) = text[start..].find('\n').map(|e| start + e) else { break };
+                lines.push(start..end);
+                start = end + 1;
+            }
+        }
+        let mut index = Index { text: if ok { text } else { String::new() }, lines, shallow_end: None };
+        // Two writers racing (an apply appending, a reader catching up) can repeat the last lines:
+        // the chain must link, or its tail is dropped and caught up again.
+        while index.len() >= 2 {
+            let n = index.len();
+            if index.parent(n - 1) == Some(index.commit(n - 2)) {
+                break;
+            }
+            index.lines.pop();
+        }
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    pub fn line(&self, i: usize) -> &str {
+        &self.text[self.lines[i].clone()]
+    }
+
+    pub fn commit(&self, i: usize) -> &str {
+        leading_field(self.line(i), "commit").unwrap_or_default()
+    }
+
+    fn parent(&self, i: usize) -> Option<&str> {
+        leading_field(self.line(i), "parent").filter(|p| *p != "null")
+    }
+
+    /// The apply's time, Unix seconds.
+    pub fn seconds(&self, i: usize) -> i64 {
+        leading_field(self.line(i), "seconds").and_then(|s| s.parse().ok()).unwrap_or_default()
+    }
+
+    pub fn entry(&self, i: usize) -> Result<Entry, LineageError> {
+        serde_json::from_str(self.line(i))
+            .map_err(|e| LineageError::Corrupt(self.commit(i).to_string(), format!("lineage index line: {e}")))
+    }
+
+    /// The position of `commit` (a full id).
+    pub fn position(&self, commit: &str) -> Option<usize> {
+        (0..self.len()).rev().find(|&i| self.commit(i) == commit)
+    }
+
+    /// Whether line `i` may mention `address` (a cheap text test; parse to be sure).
+    pub fn mentions(&self, i: usize, address: &str) -> bool {
+        self.line(i).contains(&format!("\"address\":\"{address}\""))
+    }
+
+    fn last_commit(&self) -> Option<&str> {
+        self.len().checked_sub(1).map(|i| self.commit(i))
+    }
+}
+
+fn line_of(entry: &Entry) -> String {
+    let mut line = serde_json::to_string(entry).expect("entries serialize");
+    line.push('\n');
+    line
+}
+
+impl Lineage {
+    fn index_path(&self) -> PathBuf {
+        let rel = self.ref_name.trim_start_matches("refs/mlops/lineage/");
+        self.repo.common_dir().join("mlops").join("index").join(format!("{rel}.jsonl"))
+    }
+
+    /// The index, caught up with the ref's tip (and saved, when it had to catch up).
+    pub fn index(&self) -> Result<Index, LineageError> {
+        let path = self.index_path();
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut index = Index::parse(text);
+        let Some(tip) = self.tip()? else { return Ok(Index::parse(String::new())) };
+        let tip = tip.to_string();
+        if index.last_commit() != Some(tip.as_str()) {
+            // Walk back from the tip to the last indexed commit; not meeting it means the ref was
+            // rewritten (or there is no index yet): the walk is then the whole history.
+            let mut newer = Vec::new();
+            let mut next = Some(gix::ObjectId::from_hex(tip.as_bytes()).map_err(git)?);
+            let mut met = false;
+            while let Some(id) = next {
+                if index.last_commit() == Some(id.to_string().as_str()) {
+                    met = true;
+                    break;
+                }
+                let entry = self.entry(id)?;
+                next = entry
+                    .parent
+                    .as_deref()
+                    .map(|p| gix::ObjectId::from_hex(p.as_bytes()).map_err(git))
+                    .transpose()?
+                    .filter(|p| self.repo.has_object(*p));
+                newer.push(entry);
+            }
+            let mut text = if met {
+                index.text[..index.lines.last().map_or(0, |l| l.end + 1)].to_string()
+            } else {
+                format!("{HEADER}\n")
+            };
+            if text.is_empty() {
+                text = format!("{HEADER}\n");
+            }
+            for e in newer.iter().rev() {
+                text.push_str(&line_of(e));
+            }
+            // Atomically replaced: concurrent readers write the same content.
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            if std::fs::write(&tmp, &text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            index = Index::parse(text);
+        }
+        if let Some(parent) = (!index.is_empty()).then(|| index.parent(0)).flatten() {
+            let missing = gix::ObjectId::from_hex(parent.as_bytes()).map_or(true, |p| !self.repo.has_object(p));
+            if missing {
+                index.shallow_end = Some(index.commit(0).to_string());
+            }
+        }
+        Ok(index)
+    }
+
+    /// Appends the entry of `commit`, just recorded on top of `parent`, when the index is at
+    /// `parent` (otherwise the next read catches up). Costs one entry, whatever the history holds.
+    pub(super) fn index_append(&self, parent: Option<&str>, commit: gix::ObjectId) -> Result<(), LineageError> {
+        let path = self.index_path();
+        let last = last_line(&path);
+        let at_parent = match (parent, &last) {
+            (None, _) => false,
+            (Some(p), Some(line)) => leading_field(line, "commit") == Some(p),
+            (Some(_), None) => false,
+        };
+        let entry = self.entry(commit)?;
+        if parent.is_none() {
+            // The first apply: the index starts here.
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(git)?;
+            }
+            let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry))).map_err(git)?;
+            return std::fs::rename(&tmp, &path).map_err(git);
+        }
+        if !at_parent {
+            return Ok(());
+        }
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).map_err(git)?;
+        f.write_all(line_of(&entry).as_bytes()).map_err(git)
+    }
+}
+
+/// The last complete line of a file, read from its end.
+fn last_line(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut take = 4096u64;
+    loop {
+        let start = len.saturating_sub(take);
+        f.seek(SeekFrom::Start(start)).ok()?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf);
+        let body = text.strip_suffix('\n')?;
+        match body.rfind('\n') {
+            Some(i) => return Some(body[i + 1..].to_string()),
+            None if start == 0 => return Some(body.to_string()),
+            None => take *= 4,
+        }
+    }
+}

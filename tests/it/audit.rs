@@ -1,0 +1,398 @@
+//! Audit from lineage on the local provider: `log`, `state --at`, `graph`, `audit export`,
+//! `verify` and `rollback` over a history with replaces, deletes, partial and interrupted applies.
+
+use serde_json::Value;
+
+use crate::common::{NOW, TestEnv};
+
+const REF: &str = "refs/mlops/lineage/quickstart/default";
+
+fn at(offset: i64) -> String {
+    (NOW.parse::<i64>().unwrap() + offset).to_string()
+}
+
+fn rfc3339(offset: i64) -> String {
+    chrono::DateTime::from_timestamp(NOW.parse::<i64>().unwrap() + offset, 0).unwrap().to_rfc3339()
+}
+
+fn apply_at(env: &TestEnv, offset: i64, extra: &[&str]) -> crate::common::Run {
+    let mut args = vec!["apply", "--auto-approve"];
+    args.extend_from_slice(extra);
+    env.mlops_env(&args, &[("MLOPS_NOW", &at(offset))])
+}
+
+fn json(run: crate::common::Run) -> Value {
+    serde_json::from_str(&run.ok().stdout).unwrap()
+}
+
+fn resource<'a>(state: &'a Value, address: &str) -> Option<&'a Value> {
+    state["resources"].as_array().unwrap().iter().find(|r| r["address"] == address)
+}
+
+/// The history: interrupted (t+0), model v2 and a feature store replace (t+100), the endpoint
+/// deleted (t+200), a partial apply (t+300).
+fn history() -> (TestEnv, Vec<String>) {
+    let env = TestEnv::quickstart();
+    let lineage = mlops::lineage::Lineage::open(env.path(), "quickstart", "default").unwrap();
+    crate::lifecycle::write_interrupted_apply(&env, &lineage);
+    env.mlops(&["plan"]).ok(); // records the interrupted apply (its commit has the fixed test time)
+
+    env.write("model/churn-clf.json", "{\"weights\": [2]}\n");
+    let spec = env.read("mlops.yaml").replace("record_identifier: customer_id", "record_identifier: tenure_months");
+    env.write("mlops.yaml", &spec);
+    env.commit("model v2, new store key");
+    let v2_source = env.git(&["rev-parse", "HEAD"]).trim().to_string();
+    apply_at(&env, 100, &["--allow-data-loss"]).ok();
+
+    let spec = env.read("mlops.yaml");
+    let cut = spec.find("endpoints:").unwrap();
+    env.write("mlops.yaml", &spec[..cut]);
+    env.commit("retire the endpoint");
+    apply_at(&env, 200, &[]).ok();
+
+    // A partial apply: the dataset changes, a new endpoint fails (a file in the way of its folder).
+    env.write("data/train/2026-12.csv", "id,churned\n9,1\n");
+    env.write(
+        "mlops.yaml",
+        &format!("{}endpoints:\n  shadow-api:\n    model: models.churn-clf\n", env.read("mlops.yaml")),
+    );
+    env.commit("december, a shadow endpoint");
+    let _ = std::fs::remove_dir_all(env.join(".mlops/local/endpoints"));
+    env.write(".mlops/local/endpoints", "in the way");
+    let partial = apply_at(&env, 300, &[]);
+    assert_eq!(partial.status, 1, "{}{}", partial.stdout, partial.stderr);
+    std::fs::remove_file(env.join(".mlops/local/endpoints")).unwrap();
+    (env, vec![v2_source])
+}
+
+#[test]
+fn state_at_answers_what_stood_at_a_time_a_revision_or_a_source_commit() {
+    let (env, sources) = history();
+    let commits = env.lineage("quickstart");
+    assert_eq!(commits.len(), 4, "interrupted, v2, delete, partial");
+
+    // A time between the second and third apply: model v2, the endpoint still there.
+    let s = json(env.mlops(&["state", "--at", &rfc3339(150), "--json"]));
+    assert_eq!(s["lineage_commit"], commits[2]);
+    assert_eq!(resource(&s, "models.churn-clf").unwrap()["version"], "2");
+    assert_eq!(resource(&s, "endpoints.churn-api").unwrap()["record"]["outputs"]["model_version"], 2);
+    let applied = &resource(&s, "models.churn-clf").unwrap()["last_applied"];
+    assert_eq!(applied["lineage_commit"], commits[2]);
+    assert_eq!(applied["applied_by"], "Test User <test@example.com>");
+    assert_eq!(applied["action"], "update");
+    // The feature store was replaced then.
+    assert_eq!(resource(&s, "feature_stores.customer").unwrap()["last_applied"]["action"], "replace");
+
+    // After the delete: no endpoint. A date means the end of that day.
+    let s = json(env.mlops(&["state", "--at", &rfc3339(250), "--json"]));
+    assert!(resource(&s, "endpoints.churn-api").is_none());
+    let day = rfc3339(300)[..10].to_string();
+    let s = json(env.mlops(&["state", "--at", &day, "--json"]));
+    assert_eq!(s["lineage_commit"], commits[0]);
+
+    // A source commit (abbreviated): the apply made from it.
+    let s = json(env.mlops(&["state", "--at", &sources[0][..10], "--json"]));
+    assert_eq!(s["lineage_commit"], commits[2]);
+    assert_eq!(s["source_commit"], sources[0]);
+    assert_eq!(resource(&s, "models.churn-clf").unwrap()["version"], "2");
+    // The first apply (interrupted, recovered from its journal): model v1.
+    let s = json(env.mlops(&["state", "--at", "lineage~3", "--json"]));
+    assert_eq!(resource(&s, "models.churn-clf").unwrap()["version"], "1");
+    // A lineage revision, and the text form.
+    let text = env.mlops(&["state", "--at", "lineage~2"]).ok().stdout;
+    assert!(text.contains(&format!("as of lineage {}", &commits[2][..12])), "{text}");
+    assert!(text.contains("models.churn-clf  version 2"), "{text}");
+    assert!(text.contains("input:    datasets.churn-train at sha256:"), "{text}");
+
+    // Before anything was applied, and nonsense: clear errors.
+    let before = env.mlops(&["state", "--at", "2001-01-01"]);
+    assert_eq!(before.status, 1);
+    assert!(before.stderr.contains("nothing was applied at or before 2001-01-01"), "{}", before.stderr);
+    let bad = env.mlops(&["state", "--at", "yesterday-ish"]);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("is neither a time nor a revision"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("RFC 3339"), "{}", bad.stderr);
+}
+
+#[test]
+fn log_of_a_resource_reads_the_index_and_survives_its_loss_or_damage() {
+    let (env, _) = history();
+    let commits = env.lineage("quickstart");
+    let log = |args: &[&str]| -> Vec<Value> {
+        let mut a = vec!["log", "--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&env.mlops(&a).ok().stdout).unwrap()
+    };
+    let endpoint = log(&["endpoints.churn-api"]);
+    assert_eq!(endpoint.len(), 3, "created (interrupted), moved to v2, deleted");
+    assert_eq!(endpoint[0]["changes"][0]["action"], "delete");
+    assert_eq!(endpoint[2]["commit"], commits[3]);
+    let shadow = log(&["endpoints.shadow-api", "-n", "1"]);
+    assert_eq!(shadow[0]["changes"][0]["status"], "failed", "the partial apply");
+    assert_eq!(shadow[0]["trailers"]["Result"], "partial");
+    assert_eq!(log(&[]).len(), 4);
+
+    let index = env.join(".git/mlops/index/quickstart/default.jsonl");
+    let whole = std::fs::read_to_string(&index).unwrap();
+    assert_eq!(whole.lines().count(), 5, "a header and one line per apply");
+    // Lost: rebuilt from Git.
+    std::fs::remove_file(&index).unwrap();
+    assert_eq!(log(&["endpoints.churn-api"]).len(), 3);
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), whole);
+    // A torn last line and a repeated one (two writers racing): both dropped and caught up.
+    let lines: Vec<&str> = whole.lines().collect();
+    std::fs::write(&index, format!("{}\n{}\n{}", lines.join("\n"), lines[4], &lines[4][..40])).unwrap();
+    assert_eq!(log(&[]).len(), 4);
+    // Behind the ref (an apply elsewhere, then fetched): caught up.
+    std::fs::write(&index, format!("{}\n", lines[..3].join("\n"))).unwrap();
+    assert_eq!(log(&[]).len(), 4);
+    assert_eq!(std::fs::read_to_string(&index).unwrap(), whole);
+    // A ref rewritten behind its back (reset to the first apply, then a new apply on top).
+    env.git(&["update-ref", REF, &commits[3]]);
+    env.git(&["checkout", "-q", "HEAD~3"]);
+    apply_at(&env, 400, &["--allow-data-loss"]).ok();
+    let rewritten = log(&[]);
+    assert_eq!(rewritten.len(), 2, "{rewritten:#?}");
+    assert_eq!(rewritten[1]["commit"], commits[3]);
+}
+
+#[test]
+fn graph_export_and_verify_read_the_same_history() {
+    let (env, _) = history();
+    let commits = env.lineage("quickstart");
+
+    let mermaid = env.mlops(&["graph", "--at", "lineage~2"]).ok().stdout;
+    assert!(mermaid.starts_with("graph LR\n"), "{mermaid}");
+    assert!(mermaid.contains("models_churn_clf[\"models.churn-clf<br/>version 2\"]"), "{mermaid}");
+    assert!(mermaid.contains("datasets_churn_train -->|\"trained_on @ sha256:"), "{mermaid}");
+    assert!(mermaid.contains("models_churn_clf -->|\"serves @ 2\"| endpoints_churn_api"), "{mermaid}");
+    let dot = env.mlops(&["graph", "--format", "dot"]).ok().stdout;
+    assert!(dot.starts_with("digraph lineage {"), "{dot}");
+    assert!(!dot.contains("endpoints.churn-api"), "deleted by then: {dot}");
+    let g = json(env.mlops(&["graph", "--format", "json", "--at", "lineage~2"]));
+    assert_eq!(g["edges"].as_array().unwrap().len(), 2, "{g:#}");
+
+    // One line per change, oldest first, each naming its lineage commit.
+    let jsonl = env.mlops(&["audit", "export"]).ok().stdout;
+    let lines: Vec<Value> = jsonl.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let changes: usize = commits
+        .iter()
+        .map(|c| {
+            let result = env.git(&["show", &format!("{c}:result.json")]);
+            serde_json::from_str::<serde_json::Map<String, Value>>(&result).unwrap().len()
+        })
+        .sum();
+    assert_eq!(lines.len(), changes);
+    let v2 = lines.iter().find(|l| l["address"] == "models.churn-clf" && l["version_after"] == "2").unwrap();
+    assert_eq!(v2["version_before"], "1");
+    assert_eq!(v2["lineage_commit"], commits[2]);
+    assert_eq!(v2["environment"], "default");
+    assert!(v2["tags"].as_array().unwrap().contains(&Value::from("model-version-change")), "{v2}");
+    let failed = lines.iter().find(|l| l["result"] == "failed").unwrap();
+    assert_eq!(failed["address"], "endpoints.shadow-api");
+    // --since / --until, and CSV with a header.
+    let since = env.mlops(&["audit", "export", "--since", &rfc3339(150)]).ok().stdout;
+    assert!(since.lines().all(|l| !l.contains(&commits[2])), "{since}");
+    assert!(since.lines().any(|l| l.contains(&commits[1])), "{since}");
+    let csv = env.mlops(&["audit", "export", "--format", "csv", "--until", &rfc3339(0)]).ok().stdout;
+    assert!(csv.starts_with("time,applied_by,ci_run,pull_request,approved_by,source_commit,"), "{csv}");
+    assert_eq!(csv.lines().count(), 1 + 4, "the header and the interrupted apply's 4 changes: {csv}");
+    let bad = env.mlops(&["audit", "export", "--since", "last week"]);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("expected RFC 3339"), "{}", bad.stderr);
+
+    // An intact chain; then a commit whose Plan-Digest does not match its plan.
+    let ok = env.mlops(&["verify"]).ok();
+    assert!(ok.stdout.contains("4 commit(s), every one intact"), "{}", ok.stdout);
+    let tip = &commits[0];
+    let message = env.git(&["log", "-1", "--format=%B", tip]).replace("Plan-Digest: sha256:", "Plan-Digest: sha256:0");
+    env.write("msg.txt", &message);
+    let tree = env.git(&["rev-parse", &format!("{tip}^{{tree}}")]);
+    let forged = env.git(&["commit-tree", tree.trim(), "-p", &commits[1], "-F", "msg.txt"]);
+    env.git(&["update-ref", REF, forged.trim()]);
+    let broken = env.mlops(&["verify"]);
+    assert_eq!(broken.status, 1, "{}", broken.stdout);
+    assert!(broken.stdout.contains("Plan-Digest sha256:0"), "{}", broken.stdout);
+    assert!(broken.stdout.contains("does not match its plan.json"), "{}", broken.stdout);
+}
+
+#[test]
+fn verify_live_reports_drift_with_exit_2_and_checks_a_remote() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.mlops(&["verify", "--live"]).ok();
+    env.write(".mlops/local/endpoints/churn-api.json", "{\"spec\": {\"replicas\": 9}}");
+    let drift = env.mlops(&["verify", "--live"]);
+    assert_eq!(drift.status, 2, "{}", drift.stdout);
+    assert!(drift.stdout.contains("drift 1 resource(s) changed outside mlops"), "{}", drift.stdout);
+    assert!(drift.stdout.contains("endpoints.churn-api"), "{}", drift.stdout);
+    // Nothing was changed by looking.
+    assert!(env.read(".mlops/local/endpoints/churn-api.json").contains("\"replicas\": 9"));
+
+    // A remote whose lineage is the local one's ancestor is fine; a rewritten one is not.
+    let remote = tempfile::tempdir().unwrap();
+    let remote_path = remote.path().to_str().unwrap();
+    env.git(&["init", "-q", "--bare", remote_path]);
+    env.git(&["push", "-q", remote_path, &format!("{REF}:{REF}")]);
+    env.mlops(&["verify", "--remote", remote_path]).ok();
+    let other = env.git(&["commit-tree", "HEAD^{tree}", "-m", "not lineage"]);
+    env.git(&["push", "-q", "--force", remote_path, &format!("{}:{REF}", other.trim())]);
+    let rewritten = env.mlops(&["verify", "--remote", remote_path]);
+    assert_eq!(rewritten.status, 1, "{}", rewritten.stdout);
+    assert!(rewritten.stdout.contains("one of them was rewritten"), "{}", rewritten.stdout);
+}
+
+#[test]
+fn ci_context_and_policy_verdict_are_recorded_and_exported() {
+    let env = TestEnv::quickstart();
+    env.write("event.json", r#"{"review": {"state": "approved", "user": {"login": "alice"}}}"#);
+    let event = env.join("event.json");
+    let gh = [
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_REPOSITORY", "acme/ml"),
+        ("GITHUB_RUN_ID", "4242"),
+        ("GITHUB_REF", "refs/pull/17/merge"),
+        ("GITHUB_EVENT_PATH", event.to_str().unwrap()),
+    ];
+    env.mlops_env(&["apply", "--auto-approve"], &gh).ok();
+    let msg = env.git(&["log", "-1", "--format=%B", REF]);
+    assert!(msg.contains("CI-Run: https://github.com/acme/ml/actions/runs/4242\n"), "{msg}");
+    assert!(msg.contains("Pull-Request: #17\n"), "{msg}");
+    assert!(msg.contains("Approved-By: alice\n"), "{msg}");
+
+    env.write("model/churn-clf.json", "{\"weights\": [3]}\n");
+    env.commit("v2");
+    let gl = [
+        ("GITLAB_CI", "true"),
+        ("CI_PIPELINE_URL", "https://gitlab.example/acme/ml/-/pipelines/9"),
+        ("CI_MERGE_REQUEST_IID", "5"),
+        ("MLOPS_APPROVED_BY", "bob"),
+    ];
+    env.mlops_env(&["apply", "--auto-approve"], &gl).ok();
+    let lines: Vec<Value> =
+        env.mlops(&["audit", "export"]).ok().stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["ci_run"], "https://gitlab.example/acme/ml/-/pipelines/9");
+    assert_eq!(last["pull_request"], "!5");
+    assert_eq!(last["approved_by"], "bob");
+    assert_eq!(lines[0]["pull_request"], "#17");
+    // The quickstart has no policies: no verdict recorded.
+    assert!(lines.iter().all(|l| l["policy"].is_null()));
+}
+
+fn registry_current(env: &TestEnv) -> Value {
+    serde_json::from_str::<Value>(&env.read(".mlops/local/models/churn-clf/registry.json")).unwrap()["current"].clone()
+}
+
+#[test]
+fn rollback_plans_exactly_the_versions_back_and_refuses_bytes_that_are_gone() {
+    let env = TestEnv::quickstart();
+    apply_at(&env, 0, &[]).ok();
+    let v1 = env.lineage("quickstart")[0].clone();
+    let original = env.read("data/train/2026-11.csv");
+    for (i, w) in ["2", "3"].iter().enumerate() {
+        env.write("model/churn-clf.json", &format!("{{\"weights\": [{w}]}}\n"));
+        env.write("data/train/2026-11.csv", &format!("{original}{w}00,0\n"));
+        env.commit(&format!("v{w}"));
+        apply_at(&env, 100 * (i as i64 + 1), &[]).ok();
+    }
+    assert_eq!(registry_current(&env), 3);
+    // A resource created after v1: planned as a delete.
+    env.write("mlops.yaml", &format!("{}  shadow:\n    model: models.churn-clf\n", env.read("mlops.yaml")));
+    env.commit("shadow endpoint");
+    apply_at(&env, 300, &[]).ok();
+
+    // The dataset's v1 bytes are gone from the source: refused, naming the file, nothing changed.
+    let lineage_before = env.lineage("quickstart");
+    let refused = env.mlops(&["rollback", &v1]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("cannot roll back 1 resource(s)"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("datasets.churn-train"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("2026-11.csv"), "{}", refused.stderr);
+    assert_eq!(env.lineage("quickstart"), lineage_before);
+
+    // Put them back (as `git checkout` would): the rollback plans the versions back, tagged.
+    env.write("data/train/2026-11.csv", &original);
+    let run = env.mlops(&["rollback", &v1, "--out", "rollback.json"]).ok();
+    assert!(run.stdout.contains(&format!("Rollback: every version back to lineage {}", &v1[..12])), "{}", run.stdout);
+    let plan: Value = serde_json::from_str(&env.read("rollback.json")).unwrap();
+    assert_eq!(plan["promotion"]["rollback"], true);
+    let acting: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] != "no-op")
+        .map(|c| (c["address"].as_str().unwrap().to_string(), c["action"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        acting,
+        [
+            ("datasets.churn-train".into(), "update".into()),
+            ("models.churn-clf".into(), "update".into()),
+            ("endpoints.churn-api".into(), "update".into()),
+            ("endpoints.shadow".into(), "delete".into()),
+        ]
+    );
+    for c in plan["changes"].as_array().unwrap().iter().filter(|c| c["action"] != "no-op") {
+        assert!(c["tags"].as_array().unwrap().iter().any(|t| t["tag"] == "rollback"), "{c}");
+    }
+    let md = env.mlops(&["show", "rollback.json", "--format", "markdown"]).ok().stdout;
+    assert!(md.contains("> **Rollback: every version back to lineage"), "{md}");
+
+    env.mlops_env(&["apply", "rollback.json"], &[("MLOPS_NOW", &at(400))]).ok();
+    // The registry points at version 1 again: no new version was registered.
+    assert_eq!(registry_current(&env), 1);
+    let now = json(env.mlops(&["state", "--json"]));
+    let then = json(env.mlops(&["state", "--at", &v1, "--json"]));
+    for a in ["datasets.churn-train", "models.churn-clf", "endpoints.churn-api"] {
+        let pick = |s: &Value| {
+            let r = resource(s, a).unwrap();
+            (r["version"].clone(), r["record"]["attributes"].clone())
+        };
+        assert_eq!(pick(&now), pick(&then), "{a}");
+    }
+    assert!(resource(&now, "endpoints.shadow").is_none());
+    let tip = env.git(&["log", "-1", "--format=%B", REF]);
+    assert!(tip.contains("~ models.churn-clf (version 1)"), "{tip}");
+
+    // A version the registry no longer holds, with other bytes in the artifact file: refused.
+    std::fs::remove_dir_all(env.join(".mlops/local/models/churn-clf/v2")).unwrap();
+    let v2 = env.lineage("quickstart")[3].clone();
+    let refused = env.mlops(&["rollback", &v2]);
+    assert_eq!(refused.status, 1);
+    assert!(refused.stderr.contains("models.churn-clf: the recorded artifact"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("no longer holds it"), "{}", refused.stderr);
+}
+
+#[test]
+fn rollback_is_per_environment_and_a_saved_one_goes_stale() {
+    let env = TestEnv::quickstart();
+    let spec = env.read("mlops.yaml");
+    env.write(
+        "mlops.yaml",
+        &format!("{spec}\nenvironments:\n  staging:\n    providers: {{ local: {{ root: .mlops/staging }} }}\n"),
+    );
+    env.commit("staging");
+    apply_at(&env, 0, &[]).ok();
+    env.mlops_env(&["--env", "staging", "apply", "--auto-approve"], &[("MLOPS_NOW", &at(0))]).ok();
+    let v1 = env.lineage("quickstart")[0].clone();
+    env.write("model/churn-clf.json", "{\"weights\": [2]}\n");
+    env.commit("v2");
+    apply_at(&env, 100, &[]).ok();
+    // staging's lineage never saw v2: its rollback to its own first apply changes nothing.
+    let staging = env.mlops(&["--env", "staging", "rollback", "lineage"]).ok();
+    assert!(staging.stdout.contains("No changes."), "{}", staging.stdout);
+    // Another environment's commit is not a point of this one's history.
+    let foreign = env.mlops(&["--env", "staging", "rollback", &v1]);
+    assert_eq!(foreign.status, 1);
+
+    env.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    apply_at(&env, 200, &[]).ok(); // nothing to do, but lineage does not move...
+    env.write("model/churn-clf.json", "{\"weights\": [4]}\n");
+    env.commit("v4");
+    apply_at(&env, 300, &[]).ok(); // ...this one moves it
+    let stale = env.mlops(&["apply", "rb.json"]);
+    assert_eq!(stale.status, 1);
+    assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
+}
