@@ -341,6 +341,7 @@ pub fn apply(
                 partial: report.partial(),
                 interrupted: false,
                 context: record_context(stack, &plan),
+                time: None,
             },
         )?)
     } else {

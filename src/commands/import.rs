@@ -86,6 +86,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
             partial: false,
             interrupted: false,
             context: crate::lineage::ci_context(&|k| std::env::var(k).ok()),
+            time: None,
         },
     )?;
     println!("Imported {address} from `{}`; recorded in {} as {}.", args.id, lineage.ref_name, &commit[..12]);

@@ -139,6 +139,8 @@ pub struct Record<'a> {
     pub interrupted: bool,
     /// More trailers: the CI run and pull request ([`ci_context`]), the policy verdict.
     pub context: Vec<(String, String)>,
+    /// When it happened, Unix seconds; `None`: now (or `MLOPS_NOW`).
+    pub time: Option<i64>,
 }
 
 /// What the CI that runs this apply says about it, as commit trailers: `CI-Run` (a URL),
@@ -271,7 +273,10 @@ impl Lineage {
         let tree = self.write_tree(&files)?;
 
         let message = commit_message(&rec, &self.applied_by());
-        let sig = self.signature();
+        let mut sig = self.signature();
+        if let Some(t) = rec.time {
+            sig.time = gix::date::Time::new(t, 0);
+        }
         let parents: Vec<gix::ObjectId> = match expected_tip {
             Some(t) => vec![gix::ObjectId::from_hex(t.as_bytes()).map_err(git)?],
             None => vec![],
@@ -1077,6 +1082,7 @@ impl Lineage {
                 partial: true,
                 interrupted: true,
                 context: vec![],
+                time: None,
             },
         )?;
         journal.finish().map_err(git)?;
