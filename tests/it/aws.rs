@@ -785,3 +785,70 @@ fn a_file_uri_source_syncs_like_a_path() {
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["churn/train/a.csv", "churn/train/b.csv"]);
 }
+
+/// Rollback of an S3 dataset: bytes the source moved on from come back from the object versions
+/// the bucket kept (checked through the SDK); a deleted version refuses the rollback.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn rollback_restores_s3_object_versions_and_refuses_deleted_ones() {
+    let a = Aws::new();
+    let bucket = format!("data-{}", a.sfx);
+    a.env.write(
+        "mlops.yaml",
+        &format!(
+            "version: 1\nproject: sm\nproviders:\n  aws: {{ region: us-east-1 }}\ndatasets:\n  train:\n    uri: s3://{bucket}/churn/train/\n    source: ./data\n"
+        ),
+    );
+    a.env.commit("dataset only");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let v1 = a.env.lineage("sm")[0].clone();
+    a.env.write("data/a.csv", "id,x\n1,2\n5,6\n");
+    a.env.commit("a.csv v2");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let get = |key: &str| -> String {
+        let out = a.sdk.rt.block_on(a.sdk.s3.get_object().bucket(&bucket).key(key).send()).unwrap();
+        String::from_utf8(a.sdk.rt.block_on(out.body.collect()).unwrap().into_bytes().to_vec()).unwrap()
+    };
+    assert_eq!(get("churn/train/a.csv"), "id,x\n1,2\n5,6\n");
+
+    // The source holds v2; the rollback copies v1 back from its kept version.
+    let run = a.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    assert!(run.stdout.contains("~ datasets.train # will be updated in place [rollback]"), "{}", run.stdout);
+    a.mlops(&["apply", "rb.json"]).ok();
+    assert_eq!(get("churn/train/a.csv"), "id,x\n1,2\n", "v1's bytes are the latest version again");
+    let files = |at: &str| {
+        let s: Value = serde_json::from_str(&a.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap();
+        s["resources"][0]["record"]["attributes"]["files"].clone()
+    };
+    assert_eq!(files("now"), files(&v1));
+
+    // Move on again, then delete every kept version holding v1's bytes: refused, nothing changes.
+    a.env.write("data/a.csv", "id,x\n7,8\n");
+    a.env.commit("a.csv v3");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let versions =
+        a.sdk.rt.block_on(a.sdk.s3.list_object_versions().bucket(&bucket).prefix("churn/train/a.csv").send()).unwrap();
+    let v1_files = files(&v1);
+    let v1_etag = v1_files["a.csv"]["etag"].as_str().unwrap();
+    for v in versions.versions().iter().filter(|v| v.e_tag().map(|e| e.trim_matches('"')) == Some(v1_etag)) {
+        a.sdk
+            .rt
+            .block_on(
+                a.sdk
+                    .s3
+                    .delete_object()
+                    .bucket(&bucket)
+                    .key("churn/train/a.csv")
+                    .version_id(v.version_id().unwrap())
+                    .send(),
+            )
+            .unwrap();
+    }
+    let before = a.env.lineage("sm");
+    let refused = a.mlops(&["rollback", &v1]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("cannot roll back 1 resource(s)"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("a.csv"), "{}", refused.stderr);
+    assert_eq!(a.env.lineage("sm"), before);
+    assert_eq!(get("churn/train/a.csv"), "id,x\n7,8\n");
+}

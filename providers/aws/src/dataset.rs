@@ -157,6 +157,84 @@ pub(crate) async fn read_uri(p: &AwsProvider, uri: &str) -> Result<Option<LiveSt
     Ok(Some(LiveState { attributes, outputs }))
 }
 
+/// A version of `key` whose bytes have this ETag (an earlier upload the bucket's versioning
+/// keeps), newest first: what a rollback copies back when the source no longer has those bytes.
+async fn version_with_etag(
+    p: &AwsProvider,
+    bucket: &str,
+    key: &str,
+    etag: &str,
+) -> Result<Option<String>, ProviderError> {
+    let c = p.clients().await?;
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let out =
+            c.s3.list_object_versions()
+                .bucket(bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.clone())
+                .set_version_id_marker(version_marker.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("list the versions of s3://{bucket}/{key}"), e))?;
+        let found = out
+            .versions()
+            .iter()
+            .find(|v| v.key() == Some(key) && v.e_tag().map(|e| e.trim_matches('"')) == Some(etag))
+            .and_then(|v| v.version_id().map(str::to_string));
+        if found.is_some() {
+            return Ok(found);
+        }
+        if out.is_truncated() != Some(true) || out.next_key_marker().is_none() {
+            return Ok(None);
+        }
+        key_marker = out.next_key_marker().map(str::to_string);
+        version_marker = out.next_version_id_marker().map(str::to_string);
+    }
+}
+
+/// The pinned files the source cannot produce (its bytes differ), by relative path.
+fn not_in_source(config: &ResourceConfig, want: &serde_json::Map<String, Value>) -> Result<Vec<String>, ProviderError> {
+    let src = config.local_path("source");
+    let mut out = Vec::new();
+    for (rel, entry) in want {
+        let have = match &src {
+            Some(s) if s.join(rel).is_file() => Some(md5_of(&s.join(rel))?.0),
+            _ => None,
+        };
+        if have.as_deref() != entry.get("etag").and_then(Value::as_str) {
+            out.push(rel.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// A rollback's files come from the source when it still has their bytes, otherwise from the
+/// object version S3 kept: each must be one or the other.
+pub(crate) async fn restorable(
+    p: &AwsProvider,
+    config: &ResourceConfig,
+    desired: &Desired,
+) -> Result<(), ProviderError> {
+    let (bucket, prefix) = location(config.str("uri").unwrap_or_default())?;
+    let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut gone = Vec::new();
+    for rel in not_in_source(config, &want)? {
+        let etag = want[&rel].get("etag").and_then(Value::as_str).unwrap_or_default();
+        if version_with_etag(p, &bucket, &format!("{prefix}{rel}"), etag).await?.is_none() {
+            gone.push(rel);
+        }
+    }
+    if gone.is_empty() {
+        return Ok(());
+    }
+    Err(ProviderError::invalid(format!(
+        "the recorded bytes of {} object(s) are in neither the source nor s3://{bucket}/{prefix}'s kept versions ({}): an object version was deleted",
+        gone.len(),
+        gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+    )))
+}
+
 pub(crate) async fn apply(
     p: &AwsProvider,
     req: &ApplyRequest<'_>,
@@ -222,21 +300,37 @@ pub(crate) async fn apply(
     let size = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
     let total: u64 = todo.iter().map(|(rel, _)| size(rel)).sum();
     let mut done = 0u64;
+    let mut restored = 0usize;
     for (rel, entry) in todo {
         let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
         let path = src.join(rel);
-        let (md5, _) = md5_of(&path)?;
-        if entry.get("etag").and_then(Value::as_str) != Some(md5.as_str()) {
-            return Err(ProviderError::new(
-                mlops_provider_core::ErrorKind::Conflict,
-                format!("{} changed since the plan was made; plan again", path.display()),
-            ));
+        let md5 = if path.is_file() { Some(md5_of(&path)?.0) } else { None };
+        let etag = entry.get("etag").and_then(Value::as_str).unwrap_or_default();
+        let key = format!("{prefix}{rel}");
+        if md5.as_deref() != Some(etag) {
+            // A rollback (or promotion) to bytes the source has moved on from: S3 kept them.
+            let Some(version) = version_with_etag(p, &bucket, &key, etag).await? else {
+                return Err(ProviderError::new(
+                    mlops_provider_core::ErrorKind::Conflict,
+                    format!("{} changed since the plan was made; plan again", path.display()),
+                ));
+            };
+            c.s3.copy_object()
+                .bucket(&bucket)
+                .key(&key)
+                .copy_source(format!("{bucket}/{key}?versionId={version}"))
+                .send()
+                .await
+                .map_err(|e| sdk_error(&format!("restore s3://{bucket}/{key} from version {version}"), e))?;
+            progress.report(&format!("restored s3://{bucket}/{key} from version {version}"));
+            restored += 1;
+            continue;
         }
+        let md5 = md5.unwrap_or_default();
         let body = ByteStream::from_path(&path)
             .await
             .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
         let md5_b64 = base64::engine::general_purpose::STANDARD.encode(hex::decode(&md5).unwrap_or_default());
-        let key = format!("{prefix}{rel}");
         c.s3.put_object()
             .bucket(&bucket)
             .key(&key)
@@ -261,7 +355,9 @@ pub(crate) async fn apply(
             deleted += 1;
         }
     }
-    progress.report(&format!("{uploaded} object(s) uploaded, {deleted} deleted (earlier versions are kept)"));
+    progress.report(&format!(
+        "{uploaded} object(s) uploaded, {restored} restored from kept versions, {deleted} deleted (earlier versions are kept)"
+    ));
     read_uri(p, uri).await?.ok_or_else(|| ProviderError::failed(format!("{uri} is missing right after it was written")))
 }
 

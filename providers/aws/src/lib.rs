@@ -399,6 +399,15 @@ impl Provider for AwsProvider {
         }
     }
 
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        match config.address.kind {
+            Kind::Dataset => dataset::restorable(self, config, desired).await,
+            kind => Err(ProviderError::invalid(format!(
+                "the aws provider cannot yet roll a {kind} back to a recorded version"
+            ))),
+        }
+    }
+
     async fn finish(
         &self,
         address: &Address,

@@ -28,6 +28,7 @@ use gcloud_storage::http::buckets::get::GetBucketRequest;
 use gcloud_storage::http::buckets::insert::{BucketCreationConfig, InsertBucketParam, InsertBucketRequest};
 use gcloud_storage::http::buckets::patch::{BucketPatchConfig, PatchBucketRequest};
 use gcloud_storage::http::objects::Object;
+use gcloud_storage::http::objects::copy::CopyObjectRequest;
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
@@ -233,6 +234,62 @@ impl GcpProvider {
         Ok(out)
     }
 
+    /// The newest kept generation of `name` whose checksums are `entry`'s, if the bucket still has one.
+    async fn generation_with(&self, bucket: &str, name: &str, entry: &Value) -> Result<Option<i64>, ProviderError> {
+        let client = self.client().await?;
+        let mut best: Option<i64> = None;
+        let mut page_token = None;
+        loop {
+            let req = ListObjectsRequest {
+                bucket: bucket.to_string(),
+                prefix: Some(name.to_string()),
+                versions: Some(true),
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let resp = self
+                .call(&format!("list the generations of gs://{bucket}/{name}"), || client.list_objects(&req))
+                .await
+                .map_err(|e| e.error)?;
+            for o in resp.items.unwrap_or_default() {
+                let same = file_entry(
+                    o.md5_hash.as_deref().unwrap_or_default(),
+                    o.crc32c.as_deref().unwrap_or_default(),
+                    o.size.max(0) as u64,
+                ) == *entry;
+                if o.name == name && same && best.is_none_or(|b| o.generation > b) {
+                    best = Some(o.generation);
+                }
+            }
+            match resp.next_page_token {
+                Some(t) if !t.is_empty() => page_token = Some(t),
+                _ => return Ok(best),
+            }
+        }
+    }
+
+    /// The pinned files of a dataset the source cannot produce (other bytes, or missing).
+    fn not_in_source(
+        config: &ResourceConfig,
+        want: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<String>, ProviderError> {
+        let src = config.local_path("source");
+        let mut out = Vec::new();
+        for (rel, entry) in want {
+            let have = match &src {
+                Some(s) if s.join(rel).is_file() => {
+                    let (md5, crc, size) = checksums(&s.join(rel))?;
+                    Some(file_entry(&md5, &crc, size))
+                }
+                _ => None,
+            };
+            if have.as_ref() != Some(entry) {
+                out.push(rel.clone());
+            }
+        }
+        Ok(out)
+    }
+
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, ProviderError> {
         let client = self.client().await?;
         let req = GetBucketRequest { bucket: bucket.to_string(), ..Default::default() };
@@ -380,11 +437,47 @@ impl GcpProvider {
         let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
         let total: u64 = todo.iter().map(|(rel, _)| size_of(rel)).sum();
         let mut done = 0u64;
+        let restore = Self::not_in_source(req.config, &want)?;
+        let mut restored = 0usize;
         for (rel, entry) in todo {
             let path = src
                 .as_ref()
                 .map(|s| s.join(rel))
                 .ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+            let name = format!("{prefix}{rel}");
+            if restore.contains(rel) {
+                // A rollback (or promotion) to bytes the source moved on from: GCS kept them.
+                let Some(generation) = self.generation_with(&bucket, &name, entry).await? else {
+                    return Err(ProviderError::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "{} changed since the plan was made, and gs://{bucket}/{name} keeps no generation with the planned bytes",
+                            path.display()
+                        ),
+                    ));
+                };
+                let copy = CopyObjectRequest {
+                    source_bucket: bucket.clone(),
+                    source_object: name.clone(),
+                    source_generation: Some(generation),
+                    destination_bucket: bucket.clone(),
+                    destination_object: name.clone(),
+                    if_generation_match: Some(live_gens.get(rel).and_then(Value::as_i64).unwrap_or(0)),
+                    ..Default::default()
+                };
+                let o = self
+                    .call(&format!("restore gs://{bucket}/{name} from generation {generation}"), || {
+                        client.copy_object(&copy)
+                    })
+                    .await
+                    .map_err(|e| e.error)?;
+                progress.report(&format!(
+                    "restored gs://{bucket}/{name} from generation {generation} (now {})",
+                    o.generation
+                ));
+                restored += 1;
+                continue;
+            }
             let bytes = tokio::fs::read(&path)
                 .await
                 .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
@@ -398,7 +491,6 @@ impl GcpProvider {
                     ),
                 ));
             }
-            let name = format!("{prefix}{rel}");
             // 0 means "must not exist yet": a concurrent writer makes the upload fail, not vanish.
             let expected = live_gens.get(rel).and_then(Value::as_i64).unwrap_or(0);
             let upload = UploadObjectRequest {
@@ -449,7 +541,9 @@ impl GcpProvider {
                 }
             }
         }
-        progress.report(&format!("{uploaded} object(s) uploaded, {deleted} deleted"));
+        progress.report(&format!(
+            "{uploaded} object(s) uploaded, {restored} restored from kept generations, {deleted} deleted"
+        ));
         self.dataset_read(req.config.str("uri").unwrap_or_default()).await?.ok_or_else(|| {
             ProviderError::failed(format!("gs://{bucket}/{prefix} is missing right after it was written"))
         })
@@ -626,12 +720,16 @@ impl Provider for GcpProvider {
                     .artifact(uri, None)
                     .await?
                     .ok_or_else(|| ProviderError::failed(format!("the model artifact {uri} no longer exists")))?;
-                if Some(o.generation) != want {
-                    return Err(ProviderError::new(
-                        ErrorKind::Conflict,
-                        format!("{uri} changed since the plan (planned generation {want:?}, now {})", o.generation),
-                    ));
-                }
+                // A rollback pins a generation GCS kept; otherwise the object moved since the plan.
+                let o = match want {
+                    Some(g) if g != o.generation => self.artifact(uri, Some(g)).await?.ok_or_else(|| {
+                        ProviderError::new(
+                            ErrorKind::Conflict,
+                            format!("{uri} changed since the plan (planned generation {g}, now {}), and GCS no longer keeps generation {g}", o.generation),
+                        )
+                    })?,
+                    _ => o,
+                };
                 progress.report(&format!("pinned {uri} at generation {}", o.generation));
                 let mut attributes = Self::model_attributes(uri, &o);
                 for key in ["framework", "image"] {
@@ -642,6 +740,40 @@ impl Provider for GcpProvider {
                 Ok(LiveState { attributes, outputs: Self::model_outputs(uri, &o) })
             }
             _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", request.address.kind))),
+        }
+    }
+
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        match config.address.kind {
+            Kind::Dataset => {
+                let (bucket, prefix) = Self::dataset_location(config)?;
+                let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
+                let mut gone = Vec::new();
+                for rel in Self::not_in_source(config, &want)? {
+                    if self.generation_with(&bucket, &format!("{prefix}{rel}"), &want[&rel]).await?.is_none() {
+                        gone.push(rel);
+                    }
+                }
+                if gone.is_empty() {
+                    return Ok(());
+                }
+                Err(ProviderError::invalid(format!(
+                    "the recorded bytes of {} object(s) are in neither the source nor gs://{bucket}/{prefix}'s kept generations ({}): a generation was deleted",
+                    gone.len(),
+                    gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                )))
+            }
+            Kind::Model => {
+                let uri = config.str("artifact").unwrap_or_default();
+                let Some(g) = desired.attributes.get("generation").and_then(Value::as_i64) else { return Ok(()) };
+                match self.artifact(uri, Some(g)).await? {
+                    Some(_) => Ok(()),
+                    None => Err(ProviderError::invalid(format!(
+                        "the recorded generation {g} of {uri} is gone: GCS no longer keeps it"
+                    ))),
+                }
+            }
+            kind => Err(ProviderError::invalid(format!("the gcp provider does not manage {kind}"))),
         }
     }
 
