@@ -141,7 +141,8 @@ impl Lineage {
                     .map(|p| gix::ObjectId::from_hex(p.as_bytes()).map_err(git))
                     .transpose()?
                     .filter(|p| self.repo.has_object(*p));
-                newer.push(entry);
+                // Kept as its line, not as a value: a rebuild of 100,000 applies holds text only.
+                newer.push(line_of(&entry));
             }
             let mut text = if met {
                 index.text[..index.lines.last().map_or(0, |l| l.end + 1)].to_string()
@@ -151,8 +152,8 @@ impl Lineage {
             if text.is_empty() {
                 text = format!("{HEADER}\n");
             }
-            for e in newer.iter().rev() {
-                text.push_str(&line_of(e));
+            for line in newer.iter().rev() {
+                text.push_str(line);
             }
             // Atomically replaced: concurrent readers write the same content.
             if let Some(dir) = path.parent() {
