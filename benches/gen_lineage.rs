@@ -50,18 +50,7 @@ fn main() {
             .map(|a| (a.to_string(), Outcome { action: Action::Update, status: OutcomeStatus::Applied, error: None }))
             .collect();
         expected = lineage
-            .record(
-                Some(&expected),
-                Record {
-                    plan: &plan,
-                    outcomes: &outcomes,
-                    resources: &resources,
-                    partial: false,
-                    interrupted: false,
-                    context: vec![],
-                    time: Some(now),
-                },
-            )
+            .record(Some(&expected), Record { time: Some(now), ..Record::new(&plan, &outcomes, &resources) })
             .expect("records");
         if i % 5000 == 0 {
             let packed = std::process::Command::new("git")

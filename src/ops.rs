@@ -335,13 +335,9 @@ pub fn apply(
         Some(lineage.record(
             state.tip.as_deref(),
             Record {
-                plan: &plan,
-                outcomes: &report.outcomes,
-                resources: &report.records,
                 partial: report.partial(),
-                interrupted: false,
                 context: record_context(stack, &plan),
-                time: None,
+                ..Record::new(&plan, &report.outcomes, &report.records)
             },
         )?)
     } else {

@@ -80,13 +80,8 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
     let commit = lineage.record(
         state.tip.as_deref(),
         Record {
-            plan: &plan,
-            outcomes: &outcomes,
-            resources: &resources,
-            partial: false,
-            interrupted: false,
             context: crate::lineage::ci_context(&|k| std::env::var(k).ok()),
-            time: None,
+            ..Record::new(&plan, &outcomes, &resources)
         },
     )?;
     println!("Imported {address} from `{}`; recorded in {} as {}.", args.id, lineage.ref_name, &commit[..12]);

@@ -89,6 +89,37 @@ impl ScopeArgs {
     }
 }
 
+/// How a plan made from recorded versions (`promote`, `rollback`) is shown and saved.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PinnedPlanArgs {
+    /// Save the plan to FILE, for `mlops apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// How many provider calls run at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+}
+
+impl PinnedPlanArgs {
+    /// Prints the plan; saves it with `--out`, saying how to apply it (`apply_with`, e.g. `mlops apply`).
+    pub fn finish(&self, ctx: &Context, plan: &Plan, what: &str, apply_with: &str) -> Result<(), CommandError> {
+        self.output.print(ctx, plan)?;
+        if let Some(out) = &self.out {
+            save(&ctx.cwd.join(out), plan)?;
+            if self.output.format() == Format::Text {
+                println!(
+                    "\nSaved the {what} to {}. Review it, then apply exactly this plan with:\n    {apply_with} {}",
+                    out.display(),
+                    out.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
     std::fs::write(path, plan.to_json()).map_err(|e| CommandError::Io(format!("cannot write {}: {e}", path.display())))
 }

@@ -1,12 +1,9 @@
-use std::path::PathBuf;
-
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::{OutputArgs, save};
+use crate::commands::plan::PinnedPlanArgs;
 use crate::engine::PlanRequest;
 use crate::lineage::Lineage;
 use crate::ops;
 use crate::plan::Promotion;
-use crate::render::Format;
 
 #[derive(clap::Args, Debug)]
 pub struct PromoteArgs {
@@ -16,14 +13,8 @@ pub struct PromoteArgs {
     /// The environment to plan, e.g. `prod`.
     #[arg(value_parser = crate::cli::environment_name)]
     pub to: String,
-    /// Save the plan to FILE; apply it with `mlops --env TO apply FILE`.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
     #[command(flatten)]
-    pub output: OutputArgs,
-    /// How many provider calls run at once.
-    #[arg(long, default_value_t = 10)]
-    pub parallelism: usize,
+    pub plan: PinnedPlanArgs,
 }
 
 pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError> {
@@ -48,24 +39,13 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
     let state = ctx_to.lineage_state(&lineage)?;
     let request = PlanRequest {
         targets: vec![],
-        parallelism: args.parallelism,
+        parallelism: args.plan.parallelism,
         promotion: Some((
             Promotion { from: args.from.clone(), lineage_commit: tip.to_string(), rollback: false },
             pins,
         )),
     };
     let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &request)?;
-    args.output.print(&ctx_to, &plan)?;
-    if let Some(out) = &args.out {
-        save(&ctx.cwd.join(out), &plan)?;
-        if args.output.format() == Format::Text {
-            println!(
-                "\nSaved the promotion plan to {}. Apply it with:\n    mlops --env {} apply {}",
-                out.display(),
-                args.to,
-                out.display()
-            );
-        }
-    }
+    args.plan.finish(&ctx_to, &plan, "promotion plan", &format!("mlops --env {} apply", args.to))?;
     Ok(ExitStatus::Success)
 }

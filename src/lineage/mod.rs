@@ -143,6 +143,13 @@ pub struct Record<'a> {
     pub time: Option<i64>,
 }
 
+impl<'a> Record<'a> {
+    /// A complete apply, now, with no more trailers: change what differs with struct update.
+    pub fn new(plan: &'a Plan, outcomes: &'a Outcomes, resources: &'a BTreeMap<Address, ResourceRecord>) -> Self {
+        Record { plan, outcomes, resources, partial: false, interrupted: false, context: vec![], time: None }
+    }
+}
+
 /// What the CI that runs this apply says about it, as commit trailers: `CI-Run` (a URL),
 /// `Pull-Request`, `Approved-By`. GitHub Actions and GitLab CI are read from their environment
 /// variables; `MLOPS_CI_RUN`, `MLOPS_PULL_REQUEST` and `MLOPS_APPROVED_BY` set or override them
@@ -1075,15 +1082,7 @@ impl Lineage {
         }
         let id = self.record(
             state.tip.as_deref(),
-            Record {
-                plan: &plan,
-                outcomes: &outcomes,
-                resources: &resources,
-                partial: true,
-                interrupted: true,
-                context: vec![],
-                time: None,
-            },
+            Record { partial: true, interrupted: true, ..Record::new(&plan, &outcomes, &resources) },
         )?;
         journal.finish().map_err(git)?;
         Ok(Recovery::Recorded(id))

@@ -58,8 +58,7 @@ pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result
             }
             let mut m = serde_json::Map::new();
             for (rel, path) in mlops_provider_core::source_files(&src)? {
-                let (md5, size) = md5_of(&path)?;
-                m.insert(rel, json!({ "etag": md5, "size": size }));
+                m.insert(rel, entry_of(&path)?);
             }
             Ok(Value::Object(m))
         })
@@ -193,20 +192,10 @@ async fn version_with_etag(
     }
 }
 
-/// The pinned files the source cannot produce (its bytes differ), by relative path.
-fn not_in_source(config: &ResourceConfig, want: &serde_json::Map<String, Value>) -> Result<Vec<String>, ProviderError> {
-    let src = config.local_path("source");
-    let mut out = Vec::new();
-    for (rel, entry) in want {
-        let have = match &src {
-            Some(s) if s.join(rel).is_file() => Some(md5_of(&s.join(rel))?.0),
-            _ => None,
-        };
-        if have.as_deref() != entry.get("etag").and_then(Value::as_str) {
-            out.push(rel.clone());
-        }
-    }
-    Ok(out)
+/// A source file's manifest entry, as `desired` writes it.
+fn entry_of(path: &std::path::Path) -> Result<Value, ProviderError> {
+    let (md5, size) = md5_of(path)?;
+    Ok(json!({ "etag": md5, "size": size }))
 }
 
 /// A rollback's files come from the source when it still has their bytes, otherwise from the
@@ -219,7 +208,7 @@ pub(crate) async fn restorable(
     let (bucket, prefix) = location(config.str("uri").unwrap_or_default())?;
     let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut gone = Vec::new();
-    for rel in not_in_source(config, &want)? {
+    for rel in mlops_provider_core::not_in_source(config, &want, entry_of)? {
         let etag = want[&rel].get("etag").and_then(Value::as_str).unwrap_or_default();
         if version_with_etag(p, &bucket, &format!("{prefix}{rel}"), etag).await?.is_none() {
             gone.push(rel);
@@ -228,11 +217,7 @@ pub(crate) async fn restorable(
     if gone.is_empty() {
         return Ok(());
     }
-    Err(ProviderError::invalid(format!(
-        "the recorded bytes of {} object(s) are in neither the source nor s3://{bucket}/{prefix}'s kept versions ({}): an object version was deleted",
-        gone.len(),
-        gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-    )))
+    Err(mlops_provider_core::unrestorable_files(&gone, &format!("s3://{bucket}/{prefix}"), "object versions"))
 }
 
 pub(crate) async fn apply(

@@ -448,6 +448,38 @@ pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, 
     Ok(out)
 }
 
+/// The files of a pinned dataset manifest (`rel → entry`) that its `source` folder cannot produce:
+/// missing there, or with another entry (`entry_of` computes a file's: its checksums). What a
+/// rollback must find elsewhere (an object version, a generation the bucket kept).
+pub fn not_in_source(
+    config: &ResourceConfig,
+    want: &serde_json::Map<String, Value>,
+    entry_of: impl Fn(&std::path::Path) -> Result<Value, ProviderError>,
+) -> Result<Vec<String>, ProviderError> {
+    let src = config.local_path("source");
+    let mut out = Vec::new();
+    for (rel, entry) in want {
+        let have = match &src {
+            Some(s) if s.join(rel).is_file() => Some(entry_of(&s.join(rel))?),
+            _ => None,
+        };
+        if have.as_ref() != Some(entry) {
+            out.push(rel.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The refusal of a rollback whose recorded files are in neither the source nor `kept` (the
+/// object versions or generations the store keeps at `place`).
+pub fn unrestorable_files(gone: &[String], place: &str, kept: &str) -> ProviderError {
+    ProviderError::invalid(format!(
+        "the recorded bytes of {} object(s) are in neither the source nor {place}'s kept {kept} ({}): one was deleted",
+        gone.len(),
+        gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// A duration as the spec writes it: `90s`, `10m`, `1h`, or a number of seconds.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();

@@ -152,6 +152,12 @@ fn file_entry(md5: &str, crc32c: &str, size: u64) -> Value {
     json!({ "md5": md5, "crc32c": crc32c, "size": size })
 }
 
+/// A source file's manifest entry, as `desired` writes it.
+fn entry_of(path: &Path) -> Result<Value, ProviderError> {
+    let (md5, crc, size) = checksums(path)?;
+    Ok(file_entry(&md5, &crc, size))
+}
+
 impl GcpProvider {
     async fn client(&self) -> Result<&Client, ProviderError> {
         self.client
@@ -268,28 +274,6 @@ impl GcpProvider {
         }
     }
 
-    /// The pinned files of a dataset the source cannot produce (other bytes, or missing).
-    fn not_in_source(
-        config: &ResourceConfig,
-        want: &serde_json::Map<String, Value>,
-    ) -> Result<Vec<String>, ProviderError> {
-        let src = config.local_path("source");
-        let mut out = Vec::new();
-        for (rel, entry) in want {
-            let have = match &src {
-                Some(s) if s.join(rel).is_file() => {
-                    let (md5, crc, size) = checksums(&s.join(rel))?;
-                    Some(file_entry(&md5, &crc, size))
-                }
-                _ => None,
-            };
-            if have.as_ref() != Some(entry) {
-                out.push(rel.clone());
-            }
-        }
-        Ok(out)
-    }
-
     async fn bucket_exists(&self, bucket: &str) -> Result<bool, ProviderError> {
         let client = self.client().await?;
         let req = GetBucketRequest { bucket: bucket.to_string(), ..Default::default() };
@@ -371,8 +355,7 @@ impl GcpProvider {
                 }
                 let mut m = serde_json::Map::new();
                 for (rel, path) in mlops_provider_core::source_files(&src)? {
-                    let (md5, crc, size) = checksums(&path)?;
-                    m.insert(rel, file_entry(&md5, &crc, size));
+                    m.insert(rel, entry_of(&path)?);
                 }
                 Ok(Value::Object(m))
             })
@@ -437,7 +420,7 @@ impl GcpProvider {
         let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
         let total: u64 = todo.iter().map(|(rel, _)| size_of(rel)).sum();
         let mut done = 0u64;
-        let restore = Self::not_in_source(req.config, &want)?;
+        let restore = mlops_provider_core::not_in_source(req.config, &want, entry_of)?;
         let mut restored = 0usize;
         for (rel, entry) in todo {
             let path = src
@@ -749,7 +732,7 @@ impl Provider for GcpProvider {
                 let (bucket, prefix) = Self::dataset_location(config)?;
                 let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
                 let mut gone = Vec::new();
-                for rel in Self::not_in_source(config, &want)? {
+                for rel in mlops_provider_core::not_in_source(config, &want, entry_of)? {
                     if self.generation_with(&bucket, &format!("{prefix}{rel}"), &want[&rel]).await?.is_none() {
                         gone.push(rel);
                     }
@@ -757,11 +740,7 @@ impl Provider for GcpProvider {
                 if gone.is_empty() {
                     return Ok(());
                 }
-                Err(ProviderError::invalid(format!(
-                    "the recorded bytes of {} object(s) are in neither the source nor gs://{bucket}/{prefix}'s kept generations ({}): a generation was deleted",
-                    gone.len(),
-                    gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                )))
+                Err(mlops_provider_core::unrestorable_files(&gone, &format!("gs://{bucket}/{prefix}"), "generations"))
             }
             Kind::Model => {
                 let uri = config.str("artifact").unwrap_or_default();
