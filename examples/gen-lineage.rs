@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use mlops::lineage::{Lineage, Record};
-use mlops::plan::{Action, Outcome, OutcomeStatus, Outcomes};
+use mlops::plan::{Action, Outcome, Outcomes};
 use mlops::provider::{Address, Kind};
 use serde_json::json;
 
@@ -45,10 +45,8 @@ fn main() {
         let now = start + 60 * (i as i64 - 1);
         plan.created_at = chrono::DateTime::from_timestamp(now, 0).expect("a time").to_rfc3339();
         plan.lineage.base = Some(expected.clone());
-        let outcomes: Outcomes = [&model, &endpoint]
-            .iter()
-            .map(|a| (a.to_string(), Outcome { action: Action::Update, status: OutcomeStatus::Applied, error: None }))
-            .collect();
+        let outcomes: Outcomes =
+            [&model, &endpoint].iter().map(|a| (a.to_string(), Outcome::applied(Action::Update))).collect();
         expected = lineage
             .record(Some(&expected), Record { time: Some(now), ..Record::new(&plan, &outcomes, &resources) })
             .expect("records");

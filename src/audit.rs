@@ -308,6 +308,8 @@ pub struct AuditLine {
     /// applied, failed, skipped.
     pub result: String,
     pub error: Option<String>,
+    /// For a failure: `invalid`, `unavailable`, `conflict`, `timeout` or `failed`.
+    pub error_kind: Option<String>,
     pub version_before: Option<String>,
     pub version_after: Option<String>,
     /// The change tags the plan gave it (model-version-change, data-destroying, ...).
@@ -357,6 +359,10 @@ pub fn export(
                 action: c.action.name().to_string(),
                 result: status.to_string(),
                 error: c.error.clone(),
+                error_kind: c
+                    .error_kind
+                    .and_then(|k| serde_json::to_value(k).ok())
+                    .and_then(|v| v.as_str().map(str::to_string)),
                 version_before: before,
                 version_after: c.outputs.as_ref().and_then(crate::plan::version_text),
                 tags,
@@ -374,7 +380,7 @@ pub fn audit_schema() -> Value {
 
 /// CSV with a header row; fields quoted when they need it.
 pub fn csv(lines: &[AuditLine]) -> String {
-    const COLUMNS: [&str; 17] = [
+    const COLUMNS: [&str; 18] = [
         "time",
         "applied_by",
         "ci_run",
@@ -386,6 +392,7 @@ pub fn csv(lines: &[AuditLine]) -> String {
         "action",
         "result",
         "error",
+        "error_kind",
         "version_before",
         "version_after",
         "tags",
@@ -396,7 +403,7 @@ pub fn csv(lines: &[AuditLine]) -> String {
     let cell = |s: &str| {
         if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
     };
-    let mut out = COLUMNS[..16].join(",");
+    let mut out = COLUMNS[..17].join(",");
     out.push('\n');
     for l in lines {
         let o = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
@@ -412,6 +419,7 @@ pub fn csv(lines: &[AuditLine]) -> String {
             cell(&l.action),
             cell(&l.result),
             o(&l.error),
+            o(&l.error_kind),
             o(&l.version_before),
             o(&l.version_after),
             cell(&l.tags.join(" ")),

@@ -412,6 +412,16 @@ pub struct Outcome {
     pub status: OutcomeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a failure: what kind (`invalid`, `unavailable`, `conflict`, `timeout`, `failed`), so
+    /// lineage tells an unreachable backend from a bad configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<mlops_provider_core::ErrorKind>,
+}
+
+impl Outcome {
+    pub fn applied(action: Action) -> Self {
+        Outcome { action, status: OutcomeStatus::Applied, error: None, kind: None }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

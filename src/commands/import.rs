@@ -75,6 +75,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
             action: Action::NoOp,
             status: OutcomeStatus::Applied,
             error: Some(format!("imported from `{}`", args.id)),
+            kind: None,
         },
     )]);
     let commit = lineage.record(

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use mlops_provider_core::{
-    Address, ApplyOptions, ApplyRequest, Attributes, Dependencies, DependencyView, LiveState, Operation, PriorState,
-    Progress, Value,
+    Address, ApplyOptions, ApplyRequest, Attributes, Dependencies, DependencyView, ErrorKind, LiveState, Operation,
+    PriorState, Progress, Value,
 };
 
 use super::{EngineError, Stack, desired_states, refresh};
@@ -301,7 +301,7 @@ pub async fn apply(
                         ready.push_back(*next);
                     }
                 }
-                let outcome = Outcome { action: change.action, status: OutcomeStatus::Applied, error: None };
+                let outcome = Outcome::applied(change.action);
                 outcomes.insert(address.to_string(), outcome.clone());
                 let record = match live {
                     None => {
@@ -317,10 +317,14 @@ pub async fn apply(
                 };
                 sink.event(Event::Outcome { address: address.clone(), outcome, record });
             }
-            Err((error, left)) => {
+            Err(Failure { message, kind, left }) => {
                 failed += 1;
-                let outcome =
-                    Outcome { action: change.action, status: OutcomeStatus::Failed, error: Some(error.clone()) };
+                let outcome = Outcome {
+                    action: change.action,
+                    status: OutcomeStatus::Failed,
+                    error: Some(message),
+                    kind: Some(kind),
+                };
                 outcomes.insert(address.to_string(), outcome.clone());
                 // Something changed before the failure (e.g. created, never ready): record what is live.
                 let record = left.map(|live| {
@@ -349,7 +353,12 @@ pub async fn apply(
         sink.event(Event::Skipped { address: (*a).clone(), action: c.action, because: because.clone() });
         outcomes.insert(
             a.to_string(),
-            Outcome { action: c.action, status: OutcomeStatus::Skipped, error: Some(format!("{because} failed")) },
+            Outcome {
+                action: c.action,
+                status: OutcomeStatus::Skipped,
+                error: Some(format!("{because} failed")),
+                kind: None,
+            },
         );
     }
     changed_anyway += finish_deposed(stack, plan, &outcomes, &mut records, sink).await;
@@ -433,6 +442,19 @@ fn record_of(
 }
 
 /// Applies one change; `Ok(None)` for a delete.
+/// A change that did not apply: why, what kind of failure, and what is live if it changed anything.
+struct Failure {
+    message: String,
+    kind: ErrorKind,
+    left: Option<plan::RecordedState>,
+}
+
+impl Failure {
+    fn new(message: String, kind: ErrorKind) -> Self {
+        Failure { message, kind, left: None }
+    }
+}
+
 async fn run_one<'a>(
     stack: &'a Stack,
     state: &'a State,
@@ -441,7 +463,7 @@ async fn run_one<'a>(
     outputs: &'a Mutex<BTreeMap<Address, Attributes>>,
     options: &'a ApplyOptions,
     sink: &'a dyn EventSink,
-) -> (Address, Result<Option<plan::RecordedState>, (String, Option<plan::RecordedState>)>) {
+) -> (Address, Result<Option<plan::RecordedState>, Failure>) {
     let address = change.address.clone();
     sink.event(Event::Started { address: address.clone(), action: change.action });
     let started = Instant::now();
@@ -462,7 +484,7 @@ async fn run_one<'a>(
             Some(r) => stack.provider(&r.config.provider),
             None => stack.provider(&change.provider),
         }
-        .map_err(|e| (e.to_string(), None))?;
+        .map_err(|e| Failure::new(e.to_string(), ErrorKind::Invalid))?;
         let prior = recorded
             .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
             .or_else(|| {
@@ -478,10 +500,13 @@ async fn run_one<'a>(
             provider
                 .delete(&address, &prior.unwrap_or_default(), &progress)
                 .await
-                .map_err(|e| (e.to_string(), None))?;
+                .map_err(|e| Failure::new(e.to_string(), e.kind))?;
             return Ok(None);
         }
-        let resource = stack.spec.resource(&address).ok_or_else(|| (format!("{address} is not in the spec"), None))?;
+        let resource = stack
+            .spec
+            .resource(&address)
+            .ok_or_else(|| Failure::new(format!("{address} is not in the spec"), ErrorKind::Invalid))?;
         let deps: Dependencies = {
             let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
             resource
@@ -526,8 +551,12 @@ async fn run_one<'a>(
             options,
         };
         let recorded = |l: LiveState| plan::RecordedState { attributes: l.attributes, outputs: l.outputs };
-        let live = provider.apply(req, &progress).await.map_err(|e| (e.message, e.state.map(|s| recorded(*s))))?;
-        Ok::<_, (String, Option<plan::RecordedState>)>(Some(recorded(live)))
+        let live = provider.apply(req, &progress).await.map_err(|e| Failure {
+            message: e.message,
+            kind: e.kind,
+            left: e.state.map(|s| recorded(*s)),
+        })?;
+        Ok::<_, Failure>(Some(recorded(live)))
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STILL_RUNNING_EVERY, STILL_RUNNING_EVERY);
@@ -541,7 +570,7 @@ async fn run_one<'a>(
     match &mut result {
         Ok(Some(state)) => mask_state(secrets, state, &known),
         Ok(None) => {}
-        Err((message, left)) => {
+        Err(Failure { message, left, .. }) => {
             *message = secrets.mask_str(message);
             if let Some(state) = left {
                 mask_state(secrets, state, &known);
@@ -552,7 +581,9 @@ async fn run_one<'a>(
         Ok(_) => {
             sink.event(Event::Finished { address: address.clone(), action: change.action, elapsed: started.elapsed() })
         }
-        Err((e, _)) => sink.event(Event::Failed { address: address.clone(), action: change.action, error: e.clone() }),
+        Err(f) => {
+            sink.event(Event::Failed { address: address.clone(), action: change.action, error: f.message.clone() })
+        }
     }
     (change.address.clone(), result)
 }

@@ -111,6 +111,9 @@ pub struct EntryChange {
     pub status: crate::plan::OutcomeStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// For a failure, its kind (`unavailable`, `invalid`, `conflict`, `timeout`, `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<mlops_provider_core::ErrorKind>,
     /// The resource's outputs after this apply (versions, digests); absent for a delete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Attributes>,
@@ -536,7 +539,14 @@ impl Lineage {
                     None => None,
                 },
             };
-            changes.push(EntryChange { outputs, address, action: o.action, status: o.status, error: o.error });
+            changes.push(EntryChange {
+                outputs,
+                address,
+                action: o.action,
+                status: o.status,
+                error: o.error,
+                error_kind: o.kind,
+            });
         }
         let when = chrono::DateTime::from_timestamp(time.seconds, 0).map(|t| t.to_rfc3339()).unwrap_or_default();
         let parent = commit.parent_ids().next().map(|p| p.to_string());
@@ -661,7 +671,12 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
                 body.push_str(&format!("{sym} {addr}{version}\n"));
             }
             S::Failed => {
-                body.push_str(&format!("! {addr}: failed: {}\n", o.error.as_deref().unwrap_or("unknown error")))
+                let kind = o
+                    .kind
+                    .and_then(|k| serde_json::to_value(k).ok())
+                    .and_then(|v| v.as_str().map(|k| format!(" ({k})")))
+                    .unwrap_or_default();
+                body.push_str(&format!("! {addr}: failed{kind}: {}\n", o.error.as_deref().unwrap_or("unknown error")))
             }
             S::Skipped => {
                 body.push_str(&format!("! {addr}: skipped: {}\n", o.error.as_deref().unwrap_or("a dependency failed")))

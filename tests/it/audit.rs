@@ -190,6 +190,7 @@ fn graph_export_and_verify_read_the_same_history() {
     assert!(v2["tags"].as_array().unwrap().contains(&Value::from("model-version-change")), "{v2}");
     let failed = lines.iter().find(|l| l["result"] == "failed").unwrap();
     assert_eq!(failed["address"], "endpoints.shadow-api");
+    assert_eq!(failed["error_kind"], "failed", "a write that failed, not a bad configuration: {failed}");
     // --since / --until, and CSV with a header.
     let since = env.mlops(&["audit", "export", "--since", &rfc3339(150)]).ok().stdout;
     assert!(since.lines().all(|l| !l.contains(&commits[2])), "{since}");

@@ -363,7 +363,7 @@ fn an_endpoint_that_fails_reports_the_reason_records_partial_and_the_next_plan_s
     assert!(out.contains("is Failed: Unable to provision requested ML compute capacity"), "{out}");
     let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
     assert!(log.contains("Result: partial"), "{log}");
-    assert!(log.contains(&format!("! endpoints.{}: failed", a.endpoint())), "{log}");
+    assert!(log.contains(&format!("! endpoints.{}: failed (failed)", a.endpoint())), "{log}");
     let rec = a.record(&format!("endpoints.{}", a.endpoint()));
     assert_eq!(rec["attributes"]["status"], "Failed");
     assert!(rec["outputs"]["failure_reason"].as_str().unwrap().contains("capacity"), "{rec}");
@@ -394,6 +394,7 @@ fn a_wait_longer_than_its_timeout_is_a_clear_error_recorded() {
     assert_eq!(rec["attributes"]["status"], "Creating", "recorded as it was");
     let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
     assert!(log.contains("Result: partial"), "{log}");
+    assert!(log.contains(&format!("! endpoints.{}: failed (timeout)", a.endpoint())), "{log}");
     // SageMaker goes on; once InService, nothing is left to do and the plan says it got there.
     a.sdk.wait_in_service(&a.endpoint());
     let plan = a.mlops(&["plan", "--detailed-exitcode"]);
@@ -582,7 +583,10 @@ fn the_emulator_stopped_mid_run_is_a_clear_error_within_seconds_and_only_what_ha
     assert!(text.to_lowercase().contains("connection refused"), "the cause chain is shown:\n{text}");
     let log = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
     assert!(log.contains("Result: partial"), "{log}");
-    assert!(log.contains(&format!("! endpoints.{}: failed", a.endpoint())), "{log}");
+    assert!(log.contains(&format!("! endpoints.{}: failed (unavailable)", a.endpoint())), "{log}");
+    let result: Value =
+        serde_json::from_str(&a.env.git(&["show", "refs/mlops/lineage/sm/default:result.json"])).unwrap();
+    assert_eq!(result[format!("endpoints.{}", a.endpoint())]["kind"], "unavailable", "{result:#}");
     let recorded = a.env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/sm/default", "resources/"]);
     assert!(recorded.contains("resources/models/churn.json"), "{recorded}");
     assert!(!recorded.contains("resources/endpoints/"), "the endpoint was not applied:\n{recorded}");
