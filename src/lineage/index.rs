@@ -10,7 +10,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use super::{Entry, Lineage, LineageError, git};
+use super::{Entry, Lineage, LineageError, git, io};
 
 const HEADER: &str = "mlops-lineage-index 1";
 
@@ -188,17 +188,19 @@ impl Lineage {
         if parent.is_none() {
             // The first apply: the index starts here.
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(git)?;
+                std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
             }
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry))).map_err(git)?;
-            return std::fs::rename(&tmp, &path).map_err(git);
+            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry)))
+                .map_err(io(format!("write {}", tmp.display())))?;
+            return std::fs::rename(&tmp, &path).map_err(io(format!("rename {}", tmp.display())));
         }
         if !at_parent {
             return Ok(());
         }
-        let mut f = std::fs::OpenOptions::new().append(true).open(&path).map_err(git)?;
-        f.write_all(line_of(&entry).as_bytes()).map_err(git)
+        let mut f =
+            std::fs::OpenOptions::new().append(true).open(&path).map_err(io(format!("open {}", path.display())))?;
+        f.write_all(line_of(&entry).as_bytes()).map_err(io(format!("append to {}", path.display())))
     }
 }
 

@@ -27,6 +27,14 @@ pub enum LineageError {
     #[error("Git: {0}")]
     #[diagnostic(code(lineage::git))]
     Git(String),
+    /// A file mlops keeps in the Git directory (journal, index) could not be written or moved.
+    #[error("cannot {what}")]
+    #[diagnostic(code(lineage::io))]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the lineage ref {ref_name} moved while this apply ran (expected {expected}, found {found})")]
     #[diagnostic(code(lineage::conflict), help("another apply ran at the same time; run `mlops plan` again"))]
     Conflict { ref_name: String, expected: String, found: String },
@@ -58,6 +66,12 @@ pub enum LineageError {
 
 fn git(e: impl std::fmt::Display) -> LineageError {
     LineageError::Git(e.to_string())
+}
+
+/// An I/O error on a file in the Git directory, saying what was being done to which file.
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LineageError {
+    let what = what.into();
+    move |source| LineageError::Io { what, source }
 }
 
 /// What lineage remembers of one managed resource.
@@ -1064,7 +1078,9 @@ impl Lineage {
         let journal = self.journal();
         let Some((plan, entries)) = journal.pending() else {
             if journal.is_pending() {
-                return Ok(Recovery::MovedAside(journal.move_aside().map_err(git)?));
+                return Ok(Recovery::MovedAside(
+                    journal.move_aside().map_err(io("move the unreadable apply journal aside"))?,
+                ));
             }
             return Ok(Recovery::Nothing);
         };
@@ -1078,7 +1094,7 @@ impl Lineage {
             None => false,
         };
         if entries.is_empty() || recorded {
-            journal.finish().map_err(git)?;
+            journal.finish().map_err(io("remove the recorded apply journal"))?;
             return Ok(Recovery::Nothing);
         }
         let mut resources = state.resources.clone();
@@ -1099,7 +1115,7 @@ impl Lineage {
             state.tip.as_deref(),
             Record { partial: true, interrupted: true, ..Record::new(&plan, &outcomes, &resources) },
         )?;
-        journal.finish().map_err(git)?;
+        journal.finish().map_err(io("remove the recorded apply journal"))?;
         Ok(Recovery::Recorded(id))
     }
 }

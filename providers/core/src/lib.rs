@@ -448,6 +448,22 @@ pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, 
     Ok(out)
 }
 
+/// An error and its whole chain of causes on one line (`outer: cause: root cause`), skipping a
+/// cause whose text the line already holds: never just the outermost "service error".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
+}
+
 /// The files of a pinned dataset manifest (`rel → entry`) that its `source` folder cannot produce:
 /// missing there, or with another entry (`entry_of` computes a file's: its checksums). What a
 /// rollback must find elsewhere (an object version, a generation the bucket kept).

@@ -96,19 +96,7 @@ pub fn parse_gs(uri: &str, folder: bool) -> Option<(String, String)> {
     Some((bucket.to_string(), path))
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let more = c.to_string();
-        if !s.contains(&more) {
-            s.push_str(": ");
-            s.push_str(&more);
-        }
-        cur = c.source();
-    }
-    s
-}
+use mlops_provider_core::error_chain as chain;
 
 fn status(e: &GcsError) -> Option<u16> {
     match e {

@@ -108,20 +108,7 @@ impl Part {
     }
 }
 
-/// The whole chain of causes, never just the outermost "service error".
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
-}
+use mlops_provider_core::error_chain as chain;
 
 /// A Kubernetes API error, classified.
 fn kube_error(what: &str, e: kube::Error) -> ProviderError {
