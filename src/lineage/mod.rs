@@ -255,7 +255,7 @@ impl Lineage {
     }
 
     fn blob_at(&self, tree: &gix::Tree<'_>, path: &str) -> Result<Option<Vec<u8>>, LineageError> {
-        let entry = tree.clone().peel_to_entry_by_path(path).map_err(git)?;
+        let entry = tree.lookup_entry_by_path(path).map_err(git)?;
         match entry {
             None => Ok(None),
             Some(e) => Ok(Some(self.repo.find_blob(e.object_id()).map_err(git)?.data.clone())),
@@ -267,7 +267,7 @@ impl Lineage {
         let mut out = BTreeMap::new();
         for kind in Kind::ALL {
             let Some(entry) =
-                tree.clone().peel_to_entry_by_path(format!("resources/{}", kind.section())).map_err(git)?
+                tree.lookup_entry_by_path(format!("resources/{}", kind.section())).map_err(git)?
             else {
                 continue;
             };
