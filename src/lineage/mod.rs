@@ -266,9 +266,7 @@ impl Lineage {
         let tree = self.tree_of(commit)?;
         let mut out = BTreeMap::new();
         for kind in Kind::ALL {
-            let Some(entry) =
-                tree.lookup_entry_by_path(format!("resources/{}", kind.section())).map_err(git)?
-            else {
+            let Some(entry) = tree.lookup_entry_by_path(format!("resources/{}", kind.section())).map_err(git)? else {
                 continue;
             };
             let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
