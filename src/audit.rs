@@ -205,16 +205,69 @@ pub fn graph(state: &StateAt) -> Graph {
     let mut edges = Vec::new();
     for r in &state.resources {
         for dep in &r.record.depends_on {
-            let relation = match (dep.kind, r.record.address.kind) {
-                (mlops_provider_core::Kind::Dataset, mlops_provider_core::Kind::Model) => "trained_on",
-                (mlops_provider_core::Kind::Model, mlops_provider_core::Kind::Endpoint) => "serves",
-                _ => "depends_on",
-            };
+            let relation = relation(dep.kind, r.record.address.kind);
             let version = r.record.inputs.get(&dep.to_string()).filter(|v| !v.is_null()).map(value_text);
             edges.push(Edge { from: dep.to_string(), to: r.address.clone(), relation: relation.into(), version });
         }
     }
     Graph { lineage_commit: state.lineage_commit.clone(), nodes, edges }
+}
+
+/// The part of the lineage graph a plan changes: its changed resources and what they depend on or
+/// feed, each node labelled with its action, for the pull-request comment.
+pub fn plan_graph(plan: &crate::plan::Plan) -> Graph {
+    use crate::plan::ChangeTag;
+    let changed: BTreeSet<&Address> =
+        plan.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| &c.address).collect();
+    let mut keep: BTreeSet<&Address> = changed.clone();
+    for c in &plan.changes {
+        for d in &c.depends_on {
+            if changed.contains(&c.address) || changed.contains(d) {
+                keep.insert(&c.address);
+                keep.insert(d);
+            }
+        }
+    }
+    let nodes = plan
+        .changes
+        .iter()
+        .filter(|c| keep.contains(&c.address))
+        .map(|c| {
+            let to = c.tags.iter().find_map(|t| match t {
+                ChangeTag::ModelVersionChange { to_digest: Some(d), .. } => Some(value_text(d)),
+                _ => None,
+            });
+            let version = match (c.action, to) {
+                (Action::NoOp, _) => None,
+                (a, Some(d)) => Some(format!("{} {} → {}", a.symbol(), a.name(), short(&d))),
+                (a, None) => Some(format!("{} {}", a.symbol(), a.name())),
+            };
+            Node { address: c.address.to_string(), kind: c.address.kind.section().to_string(), version, traffic: None }
+        })
+        .collect();
+    let edges = plan
+        .changes
+        .iter()
+        .filter(|c| keep.contains(&c.address))
+        .flat_map(|c| {
+            c.depends_on.iter().filter(|d| keep.contains(d)).map(move |d| Edge {
+                from: d.to_string(),
+                to: c.address.to_string(),
+                relation: relation(d.kind, c.address.kind).into(),
+                version: None,
+            })
+        })
+        .collect();
+    Graph { lineage_commit: plan.lineage.base.clone().unwrap_or_default(), nodes, edges }
+}
+
+fn relation(from: mlops_provider_core::Kind, to: mlops_provider_core::Kind) -> &'static str {
+    use mlops_provider_core::Kind;
+    match (from, to) {
+        (Kind::Dataset, Kind::Model) => "trained_on",
+        (Kind::Model, Kind::Endpoint) => "serves",
+        _ => "depends_on",
+    }
 }
 
 fn value_text(v: &Value) -> String {
@@ -244,8 +297,9 @@ fn traffic_text(t: &Value) -> Option<String> {
 
 fn node_label(n: &Node) -> String {
     let mut label = n.address.clone();
+    // A recorded version has no spaces; a plan's node says what happens to it (`~ update`).
     if let Some(v) = &n.version {
-        label.push_str(&format!("<br/>version {}", short(v)));
+        label.push_str(&format!("<br/>{}", if v.contains(' ') { v.clone() } else { format!("version {}", short(v)) }));
     }
     if let Some(t) = n.traffic.as_ref().and_then(traffic_text) {
         label.push_str(&format!("<br/>traffic {t}"));

@@ -132,6 +132,15 @@ fn header(p: &Plan) -> String {
         }
         out.push('\n');
     }
+    let graph = crate::audit::plan_graph(p);
+    // Small enough to read: a large change is better read as the list below.
+    if !graph.edges.is_empty() && graph.nodes.len() <= 40 {
+        let _ = write!(
+            out,
+            "<details><summary>Lineage of the changes</summary>\n\n```mermaid\n{}```\n</details>\n\n",
+            crate::audit::mermaid(&graph)
+        );
+    }
     if !p.drift.is_empty() {
         let _ = writeln!(out, "### Drift: changed outside mlops since the last apply\n");
         for d in &p.drift {
