@@ -79,9 +79,12 @@ fn bench(c: &mut Criterion) {
     let state = State::default();
     let request = PlanRequest::default();
     g.bench_function("diff", |b| {
-        b.iter(|| engine::assemble(&stack, &state, source.clone(), &request, &selected, desired.clone(), live.clone()))
+        b.iter(|| {
+            engine::assemble(&stack, state.clone(), source.clone(), &request, &selected, desired.clone(), live.clone())
+        })
     });
-    let plan = engine::assemble(&stack, &state, source.clone(), &request, &selected, desired.clone(), live.clone());
+    let plan =
+        engine::assemble(&stack, state.clone(), source.clone(), &request, &selected, desired.clone(), live.clone());
     assert_eq!(plan.summary.update, N / 100);
     g.bench_function("render_text", |b| b.iter(|| text::plan(&plan, &Style::PLAIN)));
     g.bench_function("render_json", |b| b.iter(|| plan.to_json()));

@@ -104,11 +104,12 @@ pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
     }
 }
 
-/// Plans the stack against `state`.
+/// Plans the stack against `state`, which moves into the plan (its records become the changes'
+/// prior states): clone it to keep using it.
 pub fn plan(
     stack: &Stack,
     lineage: &Lineage,
-    state: &State,
+    state: State,
     rt: &tokio::runtime::Runtime,
     request: &PlanRequest,
 ) -> Result<Plan, OpError> {
@@ -139,7 +140,7 @@ pub fn pins(stack: &Stack, from: &str, commit: &str) -> Result<Pins, OpError> {
 pub fn rollback(
     stack: &Stack,
     lineage: &Lineage,
-    state: &State,
+    state: State,
     rt: &tokio::runtime::Runtime,
     commit: &str,
     parallelism: usize,
@@ -305,7 +306,7 @@ pub fn apply(
             rt.block_on(apply::check_fresh(stack, &state, &saved, parallelism, &pins))?;
             saved
         }
-        None => plan(stack, lineage, &state, rt, &request)?,
+        None => plan(stack, lineage, state.clone(), rt, &request)?,
     };
     hooks.planned(&plan);
     refusals(&plan, allow_data_loss, options.force_conflicts)?;

@@ -42,7 +42,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
         None => {
             let lineage = ctx.lineage(&stack)?;
             let state = ctx.lineage_state(&lineage)?;
-            crate::ops::plan(&stack, &lineage, &state, ctx.runtime()?, &args.scope.request()?)?
+            crate::ops::plan(&stack, &lineage, state, ctx.runtime()?, &args.scope.request()?)?
         }
     };
     let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);

@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
     state_after.resources = resources.clone();
     let source = crate::ops::source_info(&stack, &lineage);
     let request = PlanRequest { targets: vec![address.clone()], ..Default::default() };
-    let plan = rt.block_on(engine::plan(&stack, &state_after, source, &request))?;
+    let plan = rt.block_on(engine::plan(&stack, state_after, source, &request))?;
     let outcomes = BTreeMap::from([(
         address.to_string(),
         Outcome {

@@ -128,7 +128,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let state = ctx.lineage_state(&lineage)?;
-    let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &args.scope.request()?)?;
+    let plan = ops::plan(&stack, &lineage, state, ctx.runtime()?, &args.scope.request()?)?;
     args.output.print(ctx, &plan)?;
     if let Some(out) = &args.out {
         let path = ctx.cwd.join(out);

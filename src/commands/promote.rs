@@ -45,7 +45,7 @@ pub fn run(ctx: &Context, args: &PromoteArgs) -> Result<ExitStatus, CommandError
             pins,
         )),
     };
-    let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &request)?;
+    let plan = ops::plan(&stack, &lineage, state, ctx.runtime()?, &request)?;
     args.plan.finish(&ctx_to, &plan, "promotion plan", &format!("mlops --env {} apply", args.to))?;
     Ok(ExitStatus::Success)
 }

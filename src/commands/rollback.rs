@@ -18,7 +18,7 @@ pub fn run(ctx: &Context, args: &RollbackArgs) -> Result<ExitStatus, CommandErro
     let index = lineage.index()?;
     let at = audit::locate(&lineage, &index, &args.when)?;
     let commit = index.commit(at).to_string();
-    let (plan, left_spec) = ops::rollback(&stack, &lineage, &state, ctx.runtime()?, &commit, args.plan.parallelism)?;
+    let (plan, left_spec) = ops::rollback(&stack, &lineage, state, ctx.runtime()?, &commit, args.plan.parallelism)?;
     for a in &left_spec {
         eprintln!(
             "{} {a} existed at lineage {} but is no longer in the spec: a rollback does not recreate it (put its entry back in {} to have it planned).",

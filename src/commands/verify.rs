@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
     let drift = if args.live {
         // Read-only: the state as recorded (an interrupted apply's journal is left for the next apply).
         let state = lineage.state()?;
-        let plan = ops::plan(&stack, &lineage, &state, ctx.runtime()?, &PlanRequest::default())?;
+        let plan = ops::plan(&stack, &lineage, state, ctx.runtime()?, &PlanRequest::default())?;
         Some(plan)
     } else {
         None

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt};
 use mlops_provider_core::{Address, Dependencies, DependencyView, Desired, Provider, ProviderError, Value};
 
-use crate::lineage::{LineageError, State};
+use crate::lineage::{LineageError, ResourceRecord, State};
 use crate::plan::{self, Action, Drift, DriftKind, LineageBase, Plan, RecordedState, ResourceChange, SourceInfo};
 use crate::registry::Registry;
 use crate::spec::{LoadedSpec, closest};
@@ -357,25 +357,23 @@ pub async fn refresh(
 }
 
 /// Builds the plan: desired (spec) vs live (refresh) vs last applied (lineage).
-pub async fn plan(
-    stack: &Stack,
-    state: &State,
-    source: SourceInfo,
-    request: &PlanRequest,
-) -> Result<Plan, EngineError> {
-    let selected = select(stack, state, &request.targets)?;
+/// The state is taken by value: each recorded resource moves into its change as the prior state
+/// (a caller that needs the state afterwards passes a clone).
+pub async fn plan(stack: &Stack, state: State, source: SourceInfo, request: &PlanRequest) -> Result<Plan, EngineError> {
+    let selected = select(stack, &state, &request.targets)?;
     let no_pins = Pins::new();
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
     let restore = request.promotion.as_ref().is_some_and(|(p, _)| p.rollback);
     let desired = desired_states(stack, &selected, request.parallelism, pins, restore).await?;
-    let live = refresh(stack, state, selected.iter().cloned(), &desired, request.parallelism).await?;
+    let live = refresh(stack, &state, selected.iter().cloned(), &desired, request.parallelism).await?;
     Ok(assemble(stack, state, source, request, &selected, desired, live))
 }
 
 /// The pure part of planning: from desired, live and prior states to a plan.
 pub fn assemble(
     stack: &Stack,
-    state: &State,
+    // Taken by value: each recorded resource moves into its change as the prior, never copied.
+    mut state: State,
     source: SourceInfo,
     request: &PlanRequest,
     selected: &BTreeSet<Address>,
@@ -386,14 +384,21 @@ pub fn assemble(
     let mut changes = Vec::new();
     let mut drift = Vec::new();
     let spec_order = stack.spec.resources.iter().map(|r| &r.config.address).filter(|a| selected.contains(*a));
-    let leaving = state.resources.keys().filter(|a| selected.contains(*a) && stack.spec.resource(a).is_none());
-    for address in spec_order.chain(leaving) {
+    let leaving: Vec<Address> =
+        state.resources.keys().filter(|a| selected.contains(*a) && stack.spec.resource(a).is_none()).cloned().collect();
+    for address in spec_order.chain(leaving.iter()) {
         let spec_res = stack.spec.resource(address);
-        let prior = state.resources.get(address);
+        let prior = state.resources.remove(address);
         let live_state = live.remove(address).flatten();
         let want = desired.remove(address);
         let decision = diff::decide(want.as_ref(), live_state.as_ref());
-        let prior_state = prior.map(|p| RecordedState { attributes: p.attributes.clone(), outputs: p.outputs.clone() });
+        let (prior_state, prior) = match prior {
+            Some(p) => {
+                let ResourceRecord { attributes, outputs, provider, provider_config, depends_on, .. } = p;
+                (Some(RecordedState { attributes, outputs }), Some((provider, provider_config, depends_on)))
+            }
+            None => (None, None),
+        };
         if let Some(p) = &prior_state {
             match &live_state {
                 None => drift.push(Drift { address: address.clone(), kind: DriftKind::Deleted, attributes: vec![] }),
@@ -414,10 +419,7 @@ pub fn assemble(
             Some(r) => {
                 (r.config.provider.clone(), stack.provider_block(&r.config.provider), r.config.dependencies.clone())
             }
-            None => {
-                let p = prior.expect("leaving resources come from lineage");
-                (p.provider.clone(), p.provider_config.clone(), p.depends_on.clone())
-            }
+            None => prior.expect("leaving resources come from lineage"),
         };
         let data_destroying = decision.data_destroying
             || (decision.action == Action::Delete

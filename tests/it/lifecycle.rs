@@ -559,7 +559,8 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
     let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let state = lineage.state().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let plan = rt.block_on(mlops::engine::plan(&stack, &state, Default::default(), &Default::default())).unwrap();
+    let plan =
+        rt.block_on(mlops::engine::plan(&stack, state.clone(), Default::default(), &Default::default())).unwrap();
     let journal = lineage.journal();
     journal.begin(&plan).unwrap();
     let sink = |e: Event| {
@@ -581,7 +582,8 @@ fn a_dataset_copy_reports_bytes_transferred() {
     let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let state = mlops::lineage::State::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let plan = rt.block_on(mlops::engine::plan(&stack, &state, Default::default(), &Default::default())).unwrap();
+    let plan =
+        rt.block_on(mlops::engine::plan(&stack, state.clone(), Default::default(), &Default::default())).unwrap();
     let seen = std::sync::Mutex::new(Vec::new());
     let sink = |e: Event| {
         if let Event::Transfer { address, done, total } = e {

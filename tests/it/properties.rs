@@ -103,13 +103,13 @@ proptest! {
         let lineage = Lineage::open(dir.path(), "prop", "default").unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let state = lineage.state().unwrap();
-        let plan = rt.block_on(engine::plan(&stack, &state, source(), &PlanRequest::default())).unwrap();
+        let plan = rt.block_on(engine::plan(&stack, state.clone(), source(), &PlanRequest::default())).unwrap();
         prop_assert!(plan.changes.iter().all(|c| c.action == Action::Create));
         let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &|_e| {}));
         prop_assert_eq!(report.failed, 0, "{:?}", report.outcomes);
         lineage.record(state.tip.as_deref(), Record::new(&plan, &report.outcomes, &report.records)).unwrap();
         let state = lineage.state().unwrap();
-        let again = rt.block_on(engine::plan(&stack, &state, source(), &PlanRequest::default())).unwrap();
+        let again = rt.block_on(engine::plan(&stack, state.clone(), source(), &PlanRequest::default())).unwrap();
         let not_noop: Vec<_> = again.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (&c.address, &c.attributes)).collect();
         prop_assert!(not_noop.is_empty(), "{:?}\n{}", not_noop, yaml);
         prop_assert!(again.drift.is_empty(), "{:?}", again.drift);

@@ -93,7 +93,8 @@ fn the_journal_holds_no_secret_value() {
     let stack = mlops::engine::Stack::new(spec, registry).unwrap();
     let state = mlops::lineage::State::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let plan = rt.block_on(mlops::engine::plan(&stack, &state, Default::default(), &Default::default())).unwrap();
+    let plan =
+        rt.block_on(mlops::engine::plan(&stack, state.clone(), Default::default(), &Default::default())).unwrap();
     let entries = std::sync::Mutex::new(String::new());
     let sink = |e: Event| {
         let line = match e {
