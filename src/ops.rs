@@ -264,7 +264,7 @@ fn record_context(stack: &Stack, plan: &Plan) -> Vec<(String, String)> {
     let mut out = crate::lineage::ci_context(&|k| std::env::var(k).ok());
     if let Some(policies) = &stack.spec.spec.policies {
         let rules = policies.clone().for_environment(&plan.environment);
-        let violations = crate::policy::evaluate(plan, &rules, &stack.spec.json);
+        let violations = crate::policy::evaluate(plan, &rules, &|a| stack.spec.resource(a).map(|r| &r.config.body));
         let verdict = if violations.is_empty() {
             "passed".to_string()
         } else {

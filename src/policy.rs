@@ -27,9 +27,9 @@ fn desired<'a>(c: &'a ResourceChange, key: &str) -> Option<&'a Value> {
 }
 
 /// Every violation of `rules` by the resources the plan leaves in place (deletes excepted).
-pub fn evaluate(plan: &Plan, rules: &PolicyRules, spec: &Value) -> Vec<Violation> {
+/// `body` gives a resource's body as the spec declares it.
+pub fn evaluate<'a>(plan: &Plan, rules: &PolicyRules, body: &dyn Fn(&Address) -> Option<&'a Value>) -> Vec<Violation> {
     let mut out = Vec::new();
-    let body = |a: &Address| spec.get(a.kind.section()).and_then(|s| s.get(&a.name));
     for c in plan.changes.iter().filter(|c| c.action != Action::Delete) {
         let a = &c.address;
         let v = |code, message: String, field: Option<&str>| Violation {

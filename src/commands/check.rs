@@ -46,7 +46,7 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
         }
     };
     let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
-    let violations = policy::evaluate(&plan, &rules, &stack.spec.json);
+    let violations = policy::evaluate(&plan, &rules, &|a| stack.spec.resource(a).map(|r| &r.config.body));
     let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec)).collect();
     if args.json {
         let list: Vec<_> = violations

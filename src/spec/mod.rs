@@ -35,7 +35,8 @@ pub struct LoadedSpec {
     /// sha256 of the file's bytes: a saved plan is stale when it changes.
     pub digest: String,
     pub spec: Spec,
-    /// The spec as JSON after interpolation.
+    /// The spec as JSON after interpolation, without the resource sections (each resource's body
+    /// is its `config.body`): providers, project, policies, environments.
     pub json: Value,
     /// In spec order: datasets, models, feature stores, endpoints, each sorted by name.
     pub resources: Vec<Resource>,
@@ -207,6 +208,13 @@ pub fn load_bytes(
     }
     let index = resources.iter().enumerate().map(|(i, r)| (r.config.address.clone(), i)).collect();
     let warnings = interp.warnings.into_iter().map(|d| d.with_source(&source)).collect();
+    // Each resource's body lives in its `config`: not held twice (a large spec's biggest part).
+    let mut json = json;
+    if let Some(top) = json.as_object_mut() {
+        for kind in Kind::ALL {
+            top.remove(kind.section());
+        }
+    }
     Ok(LoadedSpec {
         path: path.to_path_buf(),
         source,

@@ -181,7 +181,8 @@ fn env_interpolation_and_defaults_work() {
     let env = |k: &str| (k == "PRESENT").then(|| "value".to_string());
     let dir = tempfile::tempdir().unwrap();
     let s = spec::load_bytes(&dir.path().join("m.yaml"), "m.yaml", src.as_bytes(), &env, &Registry::builtin()).unwrap();
-    assert_eq!(s.json["datasets"]["a"]["description"], "value-fallback-${literal}");
+    let a: mlops::provider::Address = "datasets.a".parse().unwrap();
+    assert_eq!(s.resource(&a).unwrap().config.body["description"], "value-fallback-${literal}");
 }
 
 #[test]
