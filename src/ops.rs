@@ -292,18 +292,19 @@ pub fn apply(
     recover(lineage, &lock, &|n| hooks.notice(n))?;
     let state = lineage.state()?;
     let parallelism = request.parallelism;
-    // A saved rollback works on the spec as its plan did: without what did not exist then.
-    let rolled_back = match saved.as_ref().and_then(|p| p.promotion.as_ref()).filter(|p| p.rollback) {
-        Some(p) => Some(rollback_stack(stack, &pins(stack, &p.from, &p.lineage_commit)?)?),
-        None => None,
+    // A saved plan's pins, read once: its staleness check needs them, and a saved rollback works
+    // on the spec as its plan did (without what did not exist then).
+    let saved_pins = saved.as_ref().map(|p| pins_of(stack, p)).transpose()?.unwrap_or_default();
+    let rolled_back = match saved.as_ref().and_then(|p| p.promotion.as_ref()) {
+        Some(p) if p.rollback => Some(rollback_stack(stack, &saved_pins)?),
+        _ => None,
     };
     let stack = rolled_back.as_ref().unwrap_or(stack);
 
     let fresh = saved.is_none();
     let plan = match saved {
         Some(saved) => {
-            let pins = pins_of(stack, &saved)?;
-            rt.block_on(apply::check_fresh(stack, &state, &saved, parallelism, &pins))?;
+            rt.block_on(apply::check_fresh(stack, &state, &saved, parallelism, &saved_pins))?;
             saved
         }
         None => plan(stack, lineage, state.clone(), rt, &request)?,
