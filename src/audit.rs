@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use mlops_provider_core::{Address, Value};
 use serde::Serialize;
 
-use crate::lineage::{Entry, Index, Lineage, LineageError, ResourceRecord};
+use crate::lineage::{Entry, Index, Lineage, LineageError, Needle, ResourceRecord};
 use crate::plan::{Action, OutcomeStatus};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -117,18 +117,19 @@ pub fn state_at(lineage: &Lineage, when: &str) -> Result<StateAt, AuditError> {
     let id = gix::ObjectId::from_hex(head.commit.as_bytes()).map_err(|e| LineageError::Git(e.to_string()))?;
     let records = lineage.resources_at(id)?;
     // Walk back until every resource has its last apply: as far as the oldest change needs.
-    let mut pending: BTreeSet<String> = records.keys().map(|a| a.to_string()).collect();
+    let mut pending: BTreeMap<String, Needle> =
+        records.keys().map(|a| (a.to_string(), Needle::new(&a.to_string()))).collect();
     let mut last: BTreeMap<String, LastApplied> = BTreeMap::new();
     for i in (0..=at).rev() {
         if pending.is_empty() {
             break;
         }
-        if !pending.iter().any(|a| index.mentions(i, a)) {
+        if !pending.values().any(|n| index.mentions(i, n)) {
             continue;
         }
         let e = index.entry(i)?;
         for c in &e.changes {
-            if c.status == OutcomeStatus::Applied && pending.remove(&c.address) {
+            if c.status == OutcomeStatus::Applied && pending.remove(&c.address).is_some() {
                 last.insert(
                     c.address.clone(),
                     LastApplied {

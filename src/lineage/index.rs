@@ -22,10 +22,11 @@ pub struct Index {
     pub shallow_end: Option<String>,
 }
 
-/// The raw value of `"key":` among the leading fields of an index line (commit, parent, time, seconds).
-fn leading_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+/// The raw value after `field` (`"commit":`, `"parent":`, `"seconds":`) among the leading
+/// fields of an index line.
+fn leading_field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
     let head = &line[..line.len().min(256)];
-    let at = head.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let at = head.find(field)? + field.len();
     let rest = &line[at..];
     match rest.strip_prefix('"') {
         Some(s) => s.split('"').next(),
@@ -72,16 +73,16 @@ impl Index {
     }
 
     pub fn commit(&self, i: usize) -> &str {
-        leading_field(self.line(i), "commit").unwrap_or_default()
+        leading_field(self.line(i), "\"commit\":").unwrap_or_default()
     }
 
     fn parent(&self, i: usize) -> Option<&str> {
-        leading_field(self.line(i), "parent").filter(|p| *p != "null")
+        leading_field(self.line(i), "\"parent\":").filter(|p| *p != "null")
     }
 
     /// The apply's time, Unix seconds.
     pub fn seconds(&self, i: usize) -> i64 {
-        leading_field(self.line(i), "seconds").and_then(|s| s.parse().ok()).unwrap_or_default()
+        leading_field(self.line(i), "\"seconds\":").and_then(|s| s.parse().ok()).unwrap_or_default()
     }
 
     pub fn entry(&self, i: usize) -> Result<Entry, LineageError> {
@@ -94,13 +95,23 @@ impl Index {
         (0..self.len()).rev().find(|&i| self.commit(i) == commit)
     }
 
-    /// Whether line `i` may mention `address` (a cheap text test; parse to be sure).
-    pub fn mentions(&self, i: usize, address: &str) -> bool {
-        self.line(i).contains(&format!("\"address\":\"{address}\""))
+    /// Whether line `i` may mention the address `needle` was made for (a cheap text test; parse
+    /// to be sure).
+    pub fn mentions(&self, i: usize, needle: &Needle) -> bool {
+        self.line(i).contains(needle.0.as_str())
     }
 
     fn last_commit(&self) -> Option<&str> {
         self.len().checked_sub(1).map(|i| self.commit(i))
+    }
+}
+
+/// What an index line holds when it names an address, built once per question, not per line.
+pub struct Needle(String);
+
+impl Needle {
+    pub fn new(address: &str) -> Needle {
+        Needle(format!("\"address\":\"{address}\""))
     }
 }
 
@@ -144,14 +155,11 @@ impl Lineage {
                 // Kept as its line, not as a value: a rebuild of 100,000 applies holds text only.
                 newer.push(line_of(&entry));
             }
-            let mut text = if met {
-                index.text[..index.lines.last().map_or(0, |l| l.end + 1)].to_string()
-            } else {
-                format!("{HEADER}\n")
+            // Met: the index up to its last line (the header included); not met: a new one.
+            let mut text = match index.lines.last() {
+                Some(last) if met => index.text[..last.end + 1].to_string(),
+                _ => format!("{HEADER}\n"),
             };
-            if text.is_empty() {
-                text = format!("{HEADER}\n");
-            }
             for line in newer.iter().rev() {
                 text.push_str(line);
             }
@@ -181,7 +189,7 @@ impl Lineage {
         let last = last_line(&path);
         let at_parent = match (parent, &last) {
             (None, _) => false,
-            (Some(p), Some(line)) => leading_field(line, "commit") == Some(p),
+            (Some(p), Some(line)) => leading_field(line, "\"commit\":") == Some(p),
             (Some(_), None) => false,
         };
         let entry = self.entry(commit)?;

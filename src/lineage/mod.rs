@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{Action, Outcomes, Plan};
 
 mod index;
-pub use index::Index;
+pub use index::{Index, Needle};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LineageError {
@@ -620,12 +620,13 @@ impl Lineage {
         limit: Option<usize>,
     ) -> Result<(Vec<Entry>, Option<String>), LineageError> {
         let index = self.index()?;
+        let needle = address.map(Needle::new);
         let mut out = Vec::new();
         for i in (0..index.len()).rev() {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            if address.is_some_and(|a| !index.mentions(i, a)) {
+            if needle.as_ref().is_some_and(|n| !index.mentions(i, n)) {
                 continue;
             }
             let mut entry = index.entry(i)?;
