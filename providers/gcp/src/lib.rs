@@ -408,7 +408,6 @@ impl GcpProvider {
         let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
         let total: u64 = todo.iter().map(|(rel, _)| size_of(rel)).sum();
         let mut done = 0u64;
-        let restore = mlops_provider_core::not_in_source(req.config, &want, entry_of)?;
         let mut restored = 0usize;
         for (rel, entry) in todo {
             let path = src
@@ -416,13 +415,24 @@ impl GcpProvider {
                 .map(|s| s.join(rel))
                 .ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
             let name = format!("{prefix}{rel}");
-            if restore.contains(rel) {
-                // A rollback (or promotion) to bytes the source moved on from: GCS kept them.
+            // Read, then checksummed: what is uploaded is what was compared with the plan.
+            let bytes = match path.is_file() {
+                true => Some(
+                    tokio::fs::read(&path)
+                        .await
+                        .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?,
+                ),
+                false => None,
+            };
+            let have = if bytes.is_some() { Some(entry_of(&path)?) } else { None };
+            let (Some(bytes), true) = (bytes, have.as_ref() == Some(entry)) else {
+                // Bytes the source moved on from (a rollback, a promotion, or an edit since the
+                // plan): GCS may have kept them; otherwise the plan cannot be applied as made.
                 let Some(generation) = self.generation_with(&bucket, &name, entry).await? else {
                     return Err(ProviderError::new(
                         ErrorKind::Conflict,
                         format!(
-                            "{} changed since the plan was made, and gs://{bucket}/{name} keeps no generation with the planned bytes",
+                            "{} changed since the plan was made, and gs://{bucket}/{name} keeps no generation with the planned bytes; uploaded {uploaded} object(s) before stopping",
                             path.display()
                         ),
                     ));
@@ -448,20 +458,8 @@ impl GcpProvider {
                 ));
                 restored += 1;
                 continue;
-            }
-            let bytes = tokio::fs::read(&path)
-                .await
-                .map_err(|e| ProviderError::invalid(format!("cannot read {}: {e}", path.display())))?;
-            let (md5, crc, size) = checksums(&path)?;
-            if &file_entry(&md5, &crc, size) != entry {
-                return Err(ProviderError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{} changed since the plan was made; uploaded {uploaded} object(s) before stopping",
-                        path.display()
-                    ),
-                ));
-            }
+            };
+            let size = entry.get("size").and_then(Value::as_u64).unwrap_or(bytes.len() as u64);
             // 0 means "must not exist yet": a concurrent writer makes the upload fail, not vanish.
             let expected = live_gens.get(rel).and_then(Value::as_i64).unwrap_or(0);
             let upload = UploadObjectRequest {
