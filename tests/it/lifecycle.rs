@@ -504,15 +504,7 @@ fn a_lock_left_by_a_dead_process_is_broken_and_its_journal_recorded() {
         child.wait().unwrap();
         pid
     };
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let holder = serde_json::json!({
-        "who": "Killed Apply <ci@example.com>", "host": host, "pid": dead,
-        "since": "2026-11-29T00:00:00Z", "operation": "mlops apply (killed)"
-    });
-    env.write("holder.json", &holder.to_string());
-    let blob = env.git(&["hash-object", "-w", "holder.json"]);
-    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", blob.trim()]);
-    std::fs::remove_file(env.join("holder.json")).unwrap();
+    hold_lock_as_killed_apply(&env, dead);
     let run = env.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stderr.contains("removed the lock left by Killed Apply"), "{}", run.stderr);
     assert!(run.stderr.contains("an earlier apply was interrupted"), "{}", run.stderr);
@@ -551,6 +543,19 @@ fn unlock_force_refuses_a_live_holder_and_clears_an_unreadable_lock() {
 
 /// Plans and applies the quickstart in this process, leaving a journal and no lineage commit, as
 /// an apply killed right before it records would.
+/// The stack's lock, held (as its record says) by process `pid` on this host.
+fn hold_lock_as_killed_apply(env: &TestEnv, pid: u32) {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+    let holder = serde_json::json!({
+        "who": "Killed Apply <ci@example.com>", "host": host, "pid": pid,
+        "since": "2026-11-29T00:00:00Z", "operation": "mlops apply (killed)"
+    });
+    env.write("holder.json", &holder.to_string());
+    let blob = env.git(&["hash-object", "-w", "holder.json"]);
+    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", blob.trim()]);
+    std::fs::remove_file(env.join("holder.json")).unwrap();
+}
+
 pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
     use mlops::engine::apply::{self, Event};
     use mlops::lineage::JournalEntry;
@@ -765,15 +770,7 @@ fn a_lock_held_by_a_zombie_is_broken() {
         assert!(std::time::Instant::now() < deadline, "the child never became a zombie");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    let holder = serde_json::json!({
-        "who": "Killed Apply <ci@example.com>", "host": host, "pid": pid,
-        "since": "2026-11-29T00:00:00Z", "operation": "mlops apply (killed)"
-    });
-    env.write("holder.json", &holder.to_string());
-    let blob = env.git(&["hash-object", "-w", "holder.json"]);
-    env.git(&["update-ref", "refs/mlops/lock/quickstart/default", blob.trim()]);
-    std::fs::remove_file(env.join("holder.json")).unwrap();
+    hold_lock_as_killed_apply(&env, pid);
     let run = env.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stderr.contains("removed the lock left by Killed Apply"), "{}", run.stderr);
     let _ = zombie.wait();
