@@ -254,7 +254,7 @@ pub enum ChangeTag {
     },
     /// The change usually takes long (an endpoint deployment): the expected wait in seconds.
     LongRunning { expected_wait_secs: u64 },
-    /// The change takes a field another owner holds (a Kubernetes field manager), or adopts an
+    /// The change takes a field another owner holds (another field manager of the object), or adopts an
     /// object this tool did not create; `apply` refuses it without `--force-conflicts`.
     Conflict { detail: String },
     /// Part of a rollback to the versions recorded at this lineage commit.

@@ -1,18 +1,21 @@
-//! The providers compiled into this build, by the name used under `providers:`.
+//! The providers compiled into this build, by the name used under `providers:`. The only place
+//! in the engine that names a provider.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use mlops_provider_core::{Provider, ProviderContext, ProviderFactory, Value};
+use mlops_provider_core::{Kind, Provider, ProviderContext, ProviderEntry, ProviderError, Value};
 
-/// Provider types the spec knows about but this build does not (yet) include.
+/// Provider types a build may include, by cargo feature (named when one is missing).
 const KNOWN: [&str; 4] = ["local", "aws", "gcp", "kubernetes"];
 
 #[derive(Clone)]
 pub struct Registry {
-    factories: BTreeMap<&'static str, ProviderFactory>,
+    entries: BTreeMap<&'static str, ProviderEntry>,
     pub environment: String,
+    /// The spec's JSON Schema for these providers, and its validator: built on first use.
+    schema: Arc<OnceLock<(Value, jsonschema::Validator)>>,
 }
 
 impl Default for Registry {
@@ -23,7 +26,7 @@ impl Default for Registry {
 
 impl Registry {
     pub fn empty() -> Self {
-        Registry { factories: BTreeMap::new(), environment: "default".into() }
+        Registry { entries: BTreeMap::new(), environment: "default".into(), schema: Default::default() }
     }
 
     /// Every provider enabled by cargo features.
@@ -31,13 +34,13 @@ impl Registry {
         #[allow(unused_mut)]
         let mut r = Self::empty();
         #[cfg(feature = "local")]
-        r.register("local", mlops_provider_local::factory);
+        r.register(mlops_provider_local::entry());
         #[cfg(feature = "aws")]
-        r.register("aws", mlops_provider_aws::factory);
+        r.register(mlops_provider_aws::entry());
         #[cfg(feature = "gcp")]
-        r.register("gcp", mlops_provider_gcp::factory);
+        r.register(mlops_provider_gcp::entry());
         #[cfg(feature = "kubernetes")]
-        r.register("kubernetes", mlops_provider_kubernetes::factory);
+        r.register(mlops_provider_kubernetes::entry());
         r
     }
 
@@ -47,12 +50,36 @@ impl Registry {
         self
     }
 
-    pub fn register(&mut self, name: &'static str, factory: ProviderFactory) {
-        self.factories.insert(name, factory);
+    pub fn register(&mut self, entry: ProviderEntry) {
+        self.entries.insert(entry.name, entry);
+        self.schema = Default::default();
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        self.factories.keys().copied().collect()
+        self.entries.keys().copied().collect()
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &ProviderEntry> {
+        self.entries.values()
+    }
+
+    /// Provider types a build may include but this one does not.
+    pub fn missing(&self) -> impl Iterator<Item = &'static str> + '_ {
+        KNOWN.into_iter().filter(|n| !self.entries.contains_key(n))
+    }
+
+    /// The provider that claims a resource naming none (by its URI scheme, ...), if one does.
+    pub fn claimant(&self, kind: Kind, body: &Value) -> Option<&'static str> {
+        self.entries.values().find(|e| (e.claims)(kind, body)).map(|e| e.name)
+    }
+
+    /// The spec's JSON Schema with these providers' blocks and settings, and its validator.
+    pub fn schema(&self) -> &(Value, jsonschema::Validator) {
+        self.schema.get_or_init(|| {
+            let schema = crate::spec::model::assemble_schema(self);
+            let validator = jsonschema::validator_for(&schema).expect("the assembled schema is valid");
+            (schema, validator)
+        })
     }
 
     pub fn instantiate(
@@ -61,19 +88,19 @@ impl Registry {
         block: &Value,
         base_dir: &Path,
         project: &str,
-    ) -> Result<Arc<dyn Provider>, String> {
-        let Some(factory) = self.factories.get(name) else {
-            return Err(if KNOWN.contains(&name) {
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        let Some(entry) = self.entries.get(name) else {
+            return Err(ProviderError::invalid(if KNOWN.contains(&name) {
                 format!("the `{name}` provider is not part of this build (cargo feature `{name}`)")
             } else {
                 format!("there is no provider called `{name}`")
-            });
+            }));
         };
         let ctx = ProviderContext {
             base_dir: base_dir.to_path_buf(),
             project: project.to_string(),
             environment: self.environment.clone(),
         };
-        factory(block, &ctx).map_err(|e| e.message)
+        (entry.factory)(block, &ctx)
     }
 }

@@ -70,8 +70,8 @@ pub enum Command {
     /// Plan environment TO at the versions (dataset manifests, model digests, generations) recorded
     /// in FROM's lineage; other per-environment values stay TO's.
     Promote(commands::promote::PromoteArgs),
-    /// Adopt an object that already exists (a SageMaker model, endpoint or feature group, an S3
-    /// dataset) into lineage as a spec resource, so the next plan compares against it.
+    /// Adopt an object that already exists in a provider's backend (a model, endpoint, feature
+    /// store or dataset) into lineage as a spec resource, so the next plan compares against it.
     Import(commands::import::ImportArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),

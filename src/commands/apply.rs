@@ -26,7 +26,7 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub allow_data_loss: bool,
     /// Take fields other owners hold, and adopt same-named objects mlops did not create (changes
-    /// tagged `conflict`, e.g. a Kubernetes field another field manager owns).
+    /// tagged `conflict`, e.g. a field another field manager owns).
     #[arg(long)]
     pub force_conflicts: bool,
     /// Do not wait for deployments to become ready; the next plan shows any that are not.

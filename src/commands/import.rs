@@ -14,8 +14,8 @@ use crate::plan::{Action, Outcome, OutcomeStatus};
 pub struct ImportArgs {
     /// The spec resource to adopt it as, e.g. `models.churn-xgb`.
     pub address: String,
-    /// The object's identifier in its backend: a SageMaker model, endpoint or feature group name,
-    /// or an s3:// URI for a dataset.
+    /// The object's identifier in its backend, as its provider names it: a model, endpoint or
+    /// feature store name, or a dataset's URI (each provider's README section says which).
     pub id: String,
 }
 

@@ -65,7 +65,7 @@ impl Stack {
             let block = spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null);
             let p = registry
                 .instantiate(name, &block, spec.base_dir(), &spec.spec.project)
-                .map_err(|e| EngineError::ProviderUnavailable(name.clone(), e))?;
+                .map_err(|e| EngineError::ProviderUnavailable(name.clone(), e.message))?;
             providers.insert(name.clone(), p);
         }
         let environment = registry.environment.clone();
@@ -110,7 +110,7 @@ impl Stack {
         let block = self.provider_block(name);
         self.registry
             .instantiate(name, &block, self.spec.base_dir(), self.project())
-            .map_err(|e| EngineError::ProviderUnavailable(name.to_string(), e))
+            .map_err(|e| EngineError::ProviderUnavailable(name.to_string(), e.message))
     }
 }
 
@@ -196,19 +196,16 @@ pub fn waves(stack: &Stack, selected: &BTreeSet<Address>) -> Vec<Vec<Address>> {
 }
 
 /// Desired states of the selected spec resources, dependencies first.
-/// Attributes that identify a version of bytes: what `promote` carries from one environment to
-/// another (instance counts and other per-environment values stay as they are).
-pub const VERSION_ATTRIBUTES: [&str; 8] =
-    ["files", "digest", "artifact_digest", "artifact_version", "generation", "crc32c", "md5", "size"];
-
 /// Versions pinned by a promotion: address → attributes recorded in the source environment.
 pub type Pins = BTreeMap<Address, mlops_provider_core::Attributes>;
 
-/// Pins the version attributes of `desired` to `pinned`'s; true when that changed any.
-fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>) -> bool {
+/// Pins the version attributes of `desired` (the provider's `version_attributes`: what `promote`
+/// carries from one environment to another; instance counts and other per-environment values stay
+/// as they are) to `pinned`'s; true when that changed any.
+fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>, versions: &[&str]) -> bool {
     let Some(pinned) = pinned else { return false };
     let mut changed = false;
-    for key in VERSION_ATTRIBUTES {
+    for &key in versions {
         if let (Some(slot), Some(v)) = (desired.attributes.get_mut(key), pinned.get(key)) {
             if slot != v {
                 *slot = v.clone();
@@ -253,7 +250,7 @@ pub async fn desired_states(
                         // Pinned before dependents see it: an endpoint follows its promoted model.
                         Ok(p) => match p.desired(&r.config, &deps).await {
                             Ok(mut d) => {
-                                if pin(&mut d, pins.get(&a)) && restore {
+                                if pin(&mut d, pins.get(&a), p.version_attributes()) && restore {
                                     p.restorable(&r.config, &d).await.map(|_| d).map_err(|e| (true, e))
                                 } else {
                                     Ok(d)
@@ -449,7 +446,8 @@ pub fn assemble(
             change.force_new = w.force_new.clone();
             change.subset = w.subset.clone();
         }
-        change.tags = tags::tags(&change, want.as_ref());
+        let traffic = stack.providers.get(&change.provider).map(|p| p.traffic_attributes()).unwrap_or_default();
+        change.tags = tags::tags(&change, want.as_ref(), traffic);
         if let Some((p, _)) = request.promotion.as_ref().filter(|(p, _)| p.rollback) {
             if change.action != Action::NoOp {
                 change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone() });

@@ -5,19 +5,6 @@ use mlops_provider_core::{Desired, Kind, Value};
 use crate::engine::diff::top_attribute;
 use crate::plan::{Action, ChangeTag, ResourceChange};
 
-/// Attributes whose change moves serving traffic (also as the last segment of a path, as in a
-/// Kubernetes object's `spec.predictor.canaryTrafficPercent`).
-const TRAFFIC: [&str; 8] = [
-    "canary_percent",
-    "replicas",
-    "traffic",
-    "weights",
-    "capacity",
-    "canaryTrafficPercent",
-    "minReplicas",
-    "maxReplicas",
-];
-
 /// The last segment of an attribute path: `deployment.spec.replicas` → `replicas`.
 fn last_segment(path: &str) -> &str {
     path.rsplit(['.', '[']).next().unwrap_or(path).trim_end_matches(']').trim_matches('"')
@@ -26,7 +13,9 @@ fn last_segment(path: &str) -> &str {
 /// Attributes that identify the model bytes.
 const MODEL_BYTES: [&str; 3] = ["artifact_digest", "model_digest", "generation"];
 
-pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag> {
+/// The tags of a change. `traffic`: the attributes (or last segments of attribute paths) whose
+/// change moves serving traffic, as the change's provider names them.
+pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]) -> Vec<ChangeTag> {
     let mut out = Vec::new();
     if change.action == Action::NoOp {
         return out;
@@ -43,7 +32,7 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag
         out.push(ChangeTag::DataDestroying { reason });
     }
     if change.address.kind == Kind::Endpoint && change.action != Action::Create {
-        let moves_traffic = |p: &str| TRAFFIC.contains(&top_attribute(p)) || TRAFFIC.contains(&last_segment(p));
+        let moves_traffic = |p: &str| traffic.contains(&top_attribute(p)) || traffic.contains(&last_segment(p));
         for a in change.attributes.iter().filter(|a| moves_traffic(&a.path)) {
             out.push(ChangeTag::TrafficShift {
                 attribute: a.path.clone(),
@@ -82,6 +71,11 @@ mod tests {
 
     use super::*;
     use crate::plan::AttributeChange;
+
+    /// The tags with a provider's traffic attributes.
+    fn tags(change: &ResourceChange, desired: Option<&Desired>) -> Vec<ChangeTag> {
+        super::tags(change, desired, &["canary_percent", "replicas", "canaryTrafficPercent"])
+    }
 
     fn change(address: &str, action: Action, attributes: Vec<AttributeChange>) -> ResourceChange {
         ResourceChange {

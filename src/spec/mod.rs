@@ -7,7 +7,6 @@ pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use mlops_provider_core::{Address, Kind, ResourceConfig, Value};
 use serde_json::Map;
@@ -167,14 +166,14 @@ pub fn load_bytes(
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
 
-    schema_check(&json, &root, &source, &mut diags);
+    schema_check(&json, &root, &source, registry, &mut diags);
     if !diags.is_empty() {
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
     let json = match apply_environment(&json, &root, &registry.environment) {
         Ok(Some(merged)) => {
             // The merged values are checked again; their spans point at the base declarations.
-            schema_check(&merged, &root, &source, &mut diags);
+            schema_check(&merged, &root, &source, registry, &mut diags);
             if !diags.is_empty() {
                 return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
             }
@@ -510,15 +509,10 @@ fn resolve_secret(
     Some(interp.secrets.marker(what, value))
 }
 
-fn validator() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| jsonschema::validator_for(&model::json_schema()).expect("the generated schema is valid"))
-}
-
-fn schema_check(json: &Value, root: &Node, source: &SourceFile, diags: &mut Vec<SpecDiagnostic>) {
-    let schema = model::json_schema();
-    for err in validator().iter_errors(json) {
-        schema_error(&err, &[], &schema, root, source, diags);
+fn schema_check(json: &Value, root: &Node, source: &SourceFile, registry: &Registry, diags: &mut Vec<SpecDiagnostic>) {
+    let (schema, validator) = registry.schema();
+    for err in validator.iter_errors(json) {
+        schema_error(&err, &[], schema, root, source, diags);
     }
 }
 
@@ -871,17 +865,8 @@ fn semantic_check(
         if let Some(p) = body.get("provider").and_then(Value::as_str) {
             return Ok(p.to_string());
         }
-        let location = body.get("uri").or_else(|| body.get("artifact")).and_then(Value::as_str);
-        if let Some(uri) = location {
-            if uri.starts_with("s3://") {
-                return Ok("aws".into());
-            }
-            if uri.starts_with("gs://") {
-                return Ok("gcp".into());
-            }
-        }
-        if addr.kind == Kind::Endpoint && body.get("runtime").is_some() {
-            return Ok("kubernetes".into());
+        if let Some(p) = registry.claimant(addr.kind, body) {
+            return Ok(p.into());
         }
         if addr.kind == Kind::Endpoint {
             if let Some(m) = body.get("model").and_then(Value::as_str).and_then(|m| m.parse::<Address>().ok()) {
@@ -944,11 +929,27 @@ fn semantic_check(
             instances.insert(provider.clone(), registry.instantiate(&provider, &block, base_dir, &spec.project));
         }
         match &instances[&provider] {
-            Err(msg) => diags.push(
-                SpecDiagnostic::new("spec::provider_unavailable", format!("`{address}`: {msg}"))
-                    .label(provider_span, format!("provider `{provider}`"))
-                    .help(format!("available in this build: {}", registry.names().join(", "))),
-            ),
+            Err(e) => {
+                // A block the provider refuses is marked at its value; a missing provider at the
+                // resource that asks for it.
+                let at = e.path.as_ref().map(|p| {
+                    let mut at = vec!["providers".to_string(), provider.clone()];
+                    at.extend(p.0.iter().cloned());
+                    at
+                });
+                let d = match at.as_deref().and_then(|at| lookup(root, at)) {
+                    Some((_, v)) => {
+                        SpecDiagnostic::new("spec::invalid_value", format!("provider `{provider}`: {}", e.message))
+                            .label(v.span, "here")
+                    }
+                    None => SpecDiagnostic::new("spec::provider_unavailable", format!("`{address}`: {}", e.message))
+                        .label(provider_span, format!("provider `{provider}`"))
+                        .help(format!("available in this build: {}", registry.names().join(", "))),
+                };
+                if !diags.iter().any(|x| x.message == d.message) {
+                    diags.push(d);
+                }
+            }
             Ok(instance) => {
                 for cd in instance.check(&config) {
                     let span = if cd.path.0.is_empty() {

@@ -19,10 +19,10 @@ pub struct Spec {
     /// The stack's name: part of the lineage ref `refs/mlops/lineage/<project>/<environment>`.
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$"))]
     pub project: String,
-    /// Where resources live. A resource names its provider with `provider:`; when only one is
-    /// configured, it is the default.
+    /// Where resources live, one block per provider (each provider owns its block's schema). A
+    /// resource names its provider with `provider:`; when only one is configured, it is the default.
     #[serde(default)]
-    pub providers: Providers,
+    pub providers: BTreeMap<String, serde_json::Value>,
     /// Datasets: folders of files, versioned by content.
     #[serde(default)]
     #[schemars(extend("propertyNames" = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}))]
@@ -127,74 +127,13 @@ pub struct ReplicaBounds {
     pub max: Option<u32>,
 }
 
-/// Provider blocks, one per backend.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Providers {
-    /// The embedded provider: everything on the local disk, nothing to install.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalProvider>,
-    /// AWS: SageMaker and S3. Credentials from the standard AWS chain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aws: Option<AwsProvider>,
-    /// GCP: GCS. Credentials from Application Default Credentials.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcp: Option<GcpProvider>,
-    /// Kubernetes: KServe InferenceServices and Deployments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubernetes: Option<KubernetesProvider>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalProvider {
-    /// Folder holding the live state, relative to the spec file. Default `.mlops/local`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AwsProvider {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint_url: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GcpProvider {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub project: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesProvider {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kubeconfig: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    /// Namespace of KServe's `inferenceservice-config` ConfigMap, read to refuse a canary the
-    /// cluster's deployment mode would ignore. Default `kserve`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kserve_namespace: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Dataset {
     /// The provider block that manages it; default: from `uri`'s scheme, else the only provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
-    /// Where the dataset lives: `s3://bucket/prefix/` or `gs://bucket/prefix/`. Not used by `local`.
+    /// Where the dataset lives, as a URI of its provider's scheme (a bucket and prefix). Not used
+    /// by `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// A local folder (relative to the spec file) whose files are synced up.
@@ -213,14 +152,14 @@ pub struct Dataset {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Model {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// The serving image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// The trained artifact: a local path (relative to the spec file), `s3://` or `gs://` URI.
+    /// The trained artifact: a local path (relative to the spec file) or a URI of a provider's
+    /// scheme (a bucket object or prefix).
     pub artifact: String,
     /// Framework name, e.g. `xgboost`, `sklearn`, `pytorch`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,9 +173,6 @@ pub struct Model {
     /// Environment variables for the serving container.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
-    /// IAM role the model runs as (AWS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub execution_role: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -261,7 +197,6 @@ pub enum Approval {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct FeatureStore {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
@@ -278,12 +213,6 @@ pub struct FeatureStore {
     /// Keep an offline store (history). Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offline: Option<bool>,
-    /// Where the offline store writes (AWS): `s3://bucket/prefix`. Needed when `offline` is on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offline_uri: Option<String>,
-    /// IAM role the feature group writes its offline store as (AWS).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub execution_role: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -299,101 +228,33 @@ pub enum FeatureType {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// The model served, e.g. `models.churn-xgb`.
     pub model: Reference,
-    /// Instance type (`ml.m5.large` on AWS; free-form on `local`).
+    /// Instance type: the provider's machine type name (e.g. `ml.m5.large`); free-form on `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     /// Replicas. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub instance_count: Option<u32>,
-    /// Serving runtime on Kubernetes: `kserve` (an InferenceService) or `deployment` (a
-    /// Deployment + Service running `image`). Setting it makes `kubernetes` the default provider.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<Runtime>,
-    /// Upper bound of replicas when autoscaling (`kserve`: `maxReplicas`). Default: `instance_count`.
+    /// Upper bound of replicas when autoscaling. Default: `instance_count`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: Option<u32>,
-    /// Serving image (`runtime: deployment`); default: the model's `image`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Container arguments (`runtime: deployment`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub args: Vec<String>,
-    /// The port the server listens on (`runtime: deployment`). Default 8080.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: Option<u32>,
-    /// Environment variables for the serving container, over the model's `environment`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
-    /// Compute per replica (Kubernetes requests and limits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
     /// How long apply waits for the endpoint to be ready: `90s`, `10m`, `1h`.
-    /// Default 10m on Kubernetes, 60m on AWS.
+    /// Default: the provider's (10m for containers, 60m for managed endpoints).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
     pub wait_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
-    /// Production variants sharing the endpoint's traffic by weight (AWS), for canaries and
-    /// blue/green: e.g. `[{name: blue, weight: 90}, {name: green, model: models.v2, weight: 10}]`.
-    /// Without it the endpoint has one variant, `primary`, serving `model`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub variants: Vec<Variant>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
-}
-
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Variant {
-    /// The variant's name, unique within the endpoint.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9](-*[A-Za-z0-9]){0,62}$"))]
-    pub name: String,
-    /// The model it serves; default: the endpoint's `model`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<Reference>,
-    /// Default: the endpoint's `instance_type`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_type: Option<String>,
-    /// Default: the endpoint's `instance_count`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub instance_count: Option<u32>,
-    /// Relative share of traffic. Default 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub weight: Option<f64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Runtime {
-    Kserve,
-    Deployment,
-}
-
-/// Kubernetes quantities, e.g. `cpu: "500m"`, `memory: 1Gi`, `gpu: 1`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Resources {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
-    /// NVIDIA GPUs (`nvidia.com/gpu`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gpu: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -405,8 +266,64 @@ pub struct Traffic {
     pub canary_percent: Option<u32>,
 }
 
-/// The JSON Schema of the spec, as committed in `schemas/mlops.schema.json`.
+/// The JSON Schema of the spec with the builtin providers, as committed in
+/// `schemas/mlops.schema.json`.
 pub fn json_schema() -> serde_json::Value {
-    let schema = schemars::schema_for!(Spec);
-    serde_json::to_value(schema).expect("schema serializes")
+    crate::registry::Registry::builtin().schema().0.clone()
+}
+
+/// The portable schema (the typed model above) completed by `registry`'s providers: each one's
+/// block under `providers`, and the settings each adds to a kind's resources. A resource accepts
+/// the portable fields and every compiled-in provider's settings; whether its own provider
+/// honours a setting is that provider's `check`.
+pub fn assemble_schema(registry: &crate::registry::Registry) -> serde_json::Value {
+    use serde_json::{Value, json};
+    let mut schema = serde_json::to_value(schemars::schema_for!(Spec)).expect("schema serializes");
+    let mut blocks = serde_json::Map::new();
+    for e in registry.entries() {
+        let mut block = (e.block)();
+        if let Some(o) = block.as_object_mut() {
+            o.insert("description".into(), Value::String(e.about.into()));
+        }
+        blocks.insert(e.name.into(), block);
+    }
+    for name in registry.missing() {
+        blocks.insert(
+            name.into(),
+            json!({"type": "object", "description": format!("Not part of this build (cargo feature `{name}`).")}),
+        );
+    }
+    schema["properties"]["providers"] = json!({
+        "description": schema["properties"]["providers"]["description"].clone(),
+        "type": "object",
+        "properties": blocks,
+        "additionalProperties": false,
+    });
+    for kind in mlops_provider_core::Kind::ALL {
+        let def = match kind {
+            mlops_provider_core::Kind::Dataset => "Dataset",
+            mlops_provider_core::Kind::Model => "Model",
+            mlops_provider_core::Kind::FeatureStore => "FeatureStore",
+            mlops_provider_core::Kind::Endpoint => "Endpoint",
+        };
+        let Some(target) = schema.pointer_mut(&format!("/$defs/{def}")).and_then(Value::as_object_mut) else {
+            continue;
+        };
+        let mut props = target.remove("properties").and_then(|p| p.as_object().cloned()).unwrap_or_default();
+        for e in registry.entries() {
+            for (key, mut sub) in (e.settings)(kind) {
+                if props.contains_key(&key) {
+                    continue; // A portable field; the provider only reads it.
+                }
+                if let Some(o) = sub.as_object_mut() {
+                    let text = o.get("description").and_then(Value::as_str).unwrap_or_default().to_string();
+                    o.insert("description".into(), Value::String(format!("{text} (provider `{}`)", e.name)));
+                }
+                props.insert(key, sub);
+            }
+        }
+        target.insert("properties".into(), Value::Object(props));
+        target.insert("additionalProperties".into(), Value::Bool(false));
+    }
+    schema
 }

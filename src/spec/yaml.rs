@@ -138,11 +138,11 @@ fn spanned(s: Spanned<NodeValue>, src: &str) -> Node {
 }
 
 /// serde-saphyr hands out spans only through `Spanned`.
-struct RawSpanned(Spanned<NodeValue>);
+struct AnySpanned(Spanned<NodeValue>);
 
-impl<'de> Deserialize<'de> for RawSpanned {
+impl<'de> Deserialize<'de> for AnySpanned {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Spanned::<NodeValue>::deserialize(d).map(RawSpanned)
+        Spanned::<NodeValue>::deserialize(d).map(AnySpanned)
     }
 }
 
@@ -211,15 +211,15 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NodeValue, A::Error> {
         let mut out = Vec::new();
-        while let Some(RawSpanned(el)) = seq.next_element::<RawSpanned>()? {
+        while let Some(AnySpanned(el)) = seq.next_element::<AnySpanned>()? {
             out.push(child(el));
         }
         Ok(NodeValue::Seq(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NodeValue, A::Error> {
         let mut out = Vec::new();
-        while let Some(RawSpanned(k)) = map.next_key::<RawSpanned>()? {
-            let RawSpanned(v) = map.next_value::<RawSpanned>()?;
+        while let Some(AnySpanned(k)) = map.next_key::<AnySpanned>()? {
+            let AnySpanned(v) = map.next_value::<AnySpanned>()?;
             out.push((child(k), child(v)));
         }
         Ok(NodeValue::Map(out))

@@ -56,3 +56,40 @@ fn saved_plans_validate_against_the_plan_schema() {
     let errors: Vec<String> = validator.iter_errors(&plan).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// Provider knowledge lives in provider crates: the engine's sources name no provider, no
+/// provider's service and no provider's URI scheme, except the registry's list of compiled-in
+/// providers. (Tests and docs may.)
+#[test]
+fn the_engine_names_no_provider() {
+    let pattern = ["sagemaker", "kserve", "s3://", "gs://", "aws", "gcp", "kubernetes"];
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut stack = vec![src.clone()];
+    let mut found = Vec::new();
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.ends_with("src/registry.rs") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(&path).unwrap().to_lowercase();
+            for (n, line) in text.lines().enumerate() {
+                if let Some(word) = pattern.iter().find(|w| line.contains(*w)) {
+                    found.push(format!("{}:{}: `{word}`", path.strip_prefix(&src).unwrap().display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(files > 20, "the walk found the sources ({files} files)");
+    assert!(
+        found.is_empty(),
+        "provider names in the engine (move them into the provider crate):\n{}",
+        found.join("\n")
+    );
+}

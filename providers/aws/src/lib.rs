@@ -18,6 +18,9 @@ mod endpoint;
 mod feature_group;
 mod model;
 
+mod schema;
+pub use schema::entry;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,6 +304,14 @@ pub(crate) fn diag(path: ValuePath, message: String, help: &str) -> ConfigDiagno
 impl Provider for AwsProvider {
     fn name(&self) -> &str {
         "aws"
+    }
+
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &["files", "artifact_digest", "artifact_version", "size"]
+    }
+
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &["traffic", "weights", "capacity", "canary_percent"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {

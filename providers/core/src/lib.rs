@@ -369,6 +369,18 @@ pub trait Provider: Send + Sync {
     /// The provider type, as written under `providers:` (`local`, `aws`, ...).
     fn name(&self) -> &str;
 
+    /// Attributes that identify a version of what a resource holds (bytes, generations, digests):
+    /// what a promotion pins and a rollback restores. Per-environment values (replicas) are not.
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
+    /// a change to one is tagged `traffic-shift`.
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Checks only this provider can make (names, values it cannot honour). No I/O.
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic>;
 
@@ -515,6 +527,59 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
 
 /// Builds a provider from its block under `providers:`.
 pub type ProviderFactory = fn(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError>;
+
+/// What the engine knows of a provider before any block configures it: how to build it, the
+/// settings it owns in the spec, and which resources are its own when they name no provider.
+/// Each provider crate exports one (`pub fn entry() -> ProviderEntry`); the registry lists them.
+#[derive(Clone, Copy)]
+pub struct ProviderEntry {
+    /// The name used under `providers:` and in `provider:`.
+    pub name: &'static str,
+    /// One line: what it manages and where its credentials come from (the block's description).
+    pub about: &'static str,
+    pub factory: ProviderFactory,
+    /// JSON Schema of its block under `providers:` (see [`schema_of`]).
+    pub block: fn() -> Value,
+    /// JSON Schema properties it adds to a resource of a kind, beyond the portable fields
+    /// (see [`properties_of`]); an empty map when it adds none.
+    pub settings: fn(Kind) -> serde_json::Map<String, Value>,
+    /// Whether a resource that names no provider is its own (by its location's URI scheme, ...).
+    pub claims: fn(Kind, &Value) -> bool,
+}
+
+/// A `claims` for providers that claim nothing (they are used when named or when alone).
+pub fn claims_nothing(_: Kind, _: &Value) -> bool {
+    false
+}
+
+/// A `settings` for providers that add no settings to the portable fields.
+pub fn no_settings(_: Kind) -> serde_json::Map<String, Value> {
+    serde_json::Map::new()
+}
+
+/// Whether a resource's location (`uri`, else `artifact`) starts with `scheme` (e.g. `xy://`).
+pub fn location_has_scheme(body: &Value, scheme: &str) -> bool {
+    body.get("uri").or_else(|| body.get("artifact")).and_then(Value::as_str).is_some_and(|u| u.starts_with(scheme))
+}
+
+/// The JSON Schema of `T` with every subschema inlined (a fragment that can be placed anywhere).
+pub fn schema_of<T: schemars::JsonSchema>() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| s.inline_subschemas = true);
+    let mut schema = serde_json::to_value(settings.into_generator().into_root_schema_for::<T>()).unwrap_or_default();
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    schema
+}
+
+/// The properties of `T`'s schema: the settings a struct adds to a resource.
+pub fn properties_of<T: schemars::JsonSchema>() -> serde_json::Map<String, Value> {
+    match schema_of::<T>().get_mut("properties").map(Value::take) {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    }
+}
 
 /// What a provider factory may know about where it runs.
 #[derive(Clone, Debug)]

@@ -11,6 +11,9 @@
 //! Google with Application Default Credentials. Calls are retried at most 3 times on transient
 //! errors, with a 3 s connect timeout, so an unreachable endpoint fails within seconds.
 
+mod schema;
+pub use schema::entry;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
@@ -573,6 +576,10 @@ struct CallError {
 impl Provider for GcpProvider {
     fn name(&self) -> &str {
         "gcp"
+    }
+
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &["files", "artifact_digest", "generation", "crc32c", "md5", "size"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {

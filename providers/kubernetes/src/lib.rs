@@ -12,6 +12,9 @@
 //! A dry run that collides with another field manager puts the conflict in the plan, and apply
 //! refuses it unless forced.
 
+mod schema;
+pub use schema::entry;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -715,6 +718,14 @@ impl KubernetesProvider {
 impl Provider for KubernetesProvider {
     fn name(&self) -> &str {
         "kubernetes"
+    }
+
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &["artifact_digest", "generation"]
+    }
+
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {

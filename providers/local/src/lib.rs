@@ -7,6 +7,9 @@
 //!
 //! Live state is read from disk every time, so a file edited under the root is drift.
 
+mod schema;
+pub use schema::entry;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
@@ -758,6 +761,14 @@ fn forward(progress: &dyn Progress, report: Report) {
 impl Provider for LocalProvider {
     fn name(&self) -> &str {
         "local"
+    }
+
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &["files", "digest", "artifact_digest"]
+    }
+
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &["canary_percent", "replicas", "traffic"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
