@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use mlops_provider_core::{Kind, Provider, ProviderContext, ProviderEntry, ProviderError, Value};
 
 /// Provider types a build may include, by cargo feature (named when one is missing).
-const KNOWN: [&str; 4] = ["local", "aws", "gcp", "kubernetes"];
+const KNOWN: [&str; 5] = ["local", "aws", "gcp", "kubernetes", "mlflow"];
 
 #[derive(Clone)]
 pub struct Registry {
@@ -16,6 +16,8 @@ pub struct Registry {
     pub environment: String,
     /// The spec's JSON Schema for these providers, and its validator: built on first use.
     schema: Arc<OnceLock<(Value, jsonschema::Validator)>>,
+    /// Per kind, each provider setting and the providers that own it: built on first use.
+    owners: Arc<OnceLock<BTreeMap<Kind, BTreeMap<String, Vec<&'static str>>>>>,
 }
 
 impl Default for Registry {
@@ -26,7 +28,12 @@ impl Default for Registry {
 
 impl Registry {
     pub fn empty() -> Self {
-        Registry { entries: BTreeMap::new(), environment: "default".into(), schema: Default::default() }
+        Registry {
+            entries: BTreeMap::new(),
+            environment: "default".into(),
+            schema: Default::default(),
+            owners: Default::default(),
+        }
     }
 
     /// Every provider enabled by cargo features.
@@ -41,6 +48,8 @@ impl Registry {
         r.register(mlops_provider_gcp::entry());
         #[cfg(feature = "kubernetes")]
         r.register(mlops_provider_kubernetes::entry());
+        #[cfg(feature = "mlflow")]
+        r.register(mlops_provider_mlflow::entry());
         r
     }
 
@@ -53,6 +62,7 @@ impl Registry {
     pub fn register(&mut self, entry: ProviderEntry) {
         self.entries.insert(entry.name, entry);
         self.schema = Default::default();
+        self.owners = Default::default();
     }
 
     pub fn names(&self) -> Vec<&'static str> {
@@ -71,6 +81,25 @@ impl Registry {
     /// The provider that claims a resource naming none (by its URI scheme, ...), if one does.
     pub fn claimant(&self, kind: Kind, body: &Value) -> Option<&'static str> {
         self.entries.values().find(|e| (e.claims)(kind, body)).map(|e| e.name)
+    }
+
+    /// The providers that own a setting `key` of a resource of `kind` (empty for portable fields).
+    pub fn setting_owners(&self, kind: Kind, key: &str) -> &[&'static str] {
+        let owners = self.owners.get_or_init(|| {
+            Kind::ALL
+                .into_iter()
+                .map(|k| {
+                    let mut by_key: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+                    for e in self.entries.values() {
+                        for (key, _) in (e.settings)(k) {
+                            by_key.entry(key).or_default().push(e.name);
+                        }
+                    }
+                    (k, by_key)
+                })
+                .collect()
+        });
+        owners.get(&kind).and_then(|m| m.get(key)).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// The spec's JSON Schema with these providers' blocks and settings, and its validator.

@@ -163,7 +163,22 @@ pub async fn check_fresh(
         let fresh = desired_states(stack, &selected, parallelism, pins, restore).await?;
         for c in &touched {
             if let Some(want) = &c.desired {
-                if fresh.get(&c.address).map(|d| &d.attributes) != Some(want) {
+                let now = fresh.get(&c.address).map(|d| &d.attributes);
+                let reference =
+                    |a: Option<&mlops_provider_core::Attributes>| a.and_then(|a| a.get(super::ARTIFACT_REF)).cloned();
+                if let (Some(then), Some(moved)) = (reference(Some(want)), reference(now)) {
+                    if then.get("version") != moved.get("version") {
+                        reasons.push(format!(
+                            "{} now names version {} of the model, not version {} as planned ({})",
+                            then["reference"].as_str().unwrap_or_default(),
+                            moved["version"].as_str().unwrap_or_default(),
+                            then["version"].as_str().unwrap_or_default(),
+                            c.address
+                        ));
+                        continue;
+                    }
+                }
+                if now != Some(want) {
                     reasons.push(format!(
                         "the inputs of {} (source files, artifacts or environment variables) changed since the plan was made",
                         c.address
@@ -529,10 +544,14 @@ async fn run_one<'a>(
         // Secrets are put back only into what the provider gets to apply.
         let mut desired = super::desired_of(change, None);
         desired.attributes = reveal(secrets, &desired.attributes);
-        let config = mlops_provider_core::ResourceConfig {
+        let mut config = mlops_provider_core::ResourceConfig {
             body: secrets.reveal(&resource.config.body),
             ..resource.config.clone()
         };
+        // A resolved artifact reference: the provider applies what the plan resolved it to.
+        if let Some(uri) = desired.attributes.get(super::ARTIFACT_REF).and_then(|r| r.get("uri")) {
+            config.body["artifact"] = uri.clone();
+        }
         let live =
             change.live.as_ref().map(|l| LiveState { attributes: l.attributes.clone(), outputs: l.outputs.clone() });
         let op = match change.action {

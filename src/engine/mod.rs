@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
-use mlops_provider_core::{Address, Dependencies, DependencyView, Desired, Provider, ProviderError, Value};
+use mlops_provider_core::{
+    Address, Dependencies, DependencyView, Desired, Provider, ProviderError, ResourceConfig, Value, ValuePath,
+};
 
 use crate::lineage::{LineageError, ResourceRecord, State};
 use crate::plan::{self, Action, Drift, DriftKind, LineageBase, Plan, RecordedState, ResourceChange, SourceInfo};
@@ -219,6 +221,38 @@ fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>, 
 /// Why a desired state is missing: `true` when the provider cannot restore a rollback's pin.
 type DesiredError = (bool, ProviderError);
 
+/// The attribute recording what a model's `artifact` reference resolved to at plan time.
+pub const ARTIFACT_REF: &str = "artifact_ref";
+
+/// A resource whose `artifact` is a reference another provider resolves (`models:/…`): its
+/// config with the artifact resolved, and the resolution, recorded as [`ARTIFACT_REF`]. Under a
+/// promotion or rollback, the recorded resolution is used instead of asking again.
+async fn resolve_artifact(
+    stack: &Stack,
+    config: &ResourceConfig,
+    pinned: Option<&mlops_provider_core::Attributes>,
+) -> Result<Option<(ResourceConfig, Value)>, ProviderError> {
+    let Some(reference) = config.str("artifact") else { return Ok(None) };
+    let Some(entry) = stack.registry.entries().find(|e| e.references.iter().any(|s| reference.starts_with(s))) else {
+        return Ok(None);
+    };
+    let recorded = pinned
+        .and_then(|p| p.get(ARTIFACT_REF))
+        .filter(|r| r.get("reference").and_then(Value::as_str) == Some(reference));
+    let value = match recorded {
+        Some(r) => r.clone(),
+        None => {
+            let resolver = stack.provider(entry.name).map_err(|e| ProviderError::invalid(e.to_string()))?;
+            let r = resolver.resolve(reference).await.map_err(|e| e.at(ValuePath::key("artifact")))?;
+            serde_json::json!({ "reference": reference, "version": r.version, "uri": r.uri, "digest": r.digest })
+        }
+    };
+    let uri = value.get("uri").and_then(Value::as_str).unwrap_or_default();
+    let mut config = config.clone();
+    config.body["artifact"] = Value::String(uri.to_string());
+    Ok(Some((config, value)))
+}
+
 pub async fn desired_states(
     stack: &Stack,
     selected: &BTreeSet<Address>,
@@ -246,10 +280,21 @@ pub async fn desired_states(
                             })
                         })
                         .collect();
+                    let resolved = match resolve_artifact(stack, &r.config, pins.get(&a)).await {
+                        Ok(r) => r,
+                        Err(e) => return (a, Err((false, e))),
+                    };
+                    let (config, reference) = match &resolved {
+                        Some((config, reference)) => (config, Some(reference)),
+                        None => (&r.config, None),
+                    };
                     let res = match stack.provider(&r.config.provider) {
                         // Pinned before dependents see it: an endpoint follows its promoted model.
-                        Ok(p) => match p.desired(&r.config, &deps).await {
+                        Ok(p) => match p.desired(config, &deps).await {
                             Ok(mut d) => {
+                                if let Some(reference) = reference {
+                                    d.attributes.insert(ARTIFACT_REF.into(), reference.clone());
+                                }
                                 if pin(&mut d, pins.get(&a), p.version_attributes()) && restore {
                                     p.restorable(&r.config, &d).await.map(|_| d).map_err(|e| (true, e))
                                 } else {
@@ -316,6 +361,11 @@ pub async fn refresh(
                 Ok(p) => p.read(&a, prior_state.as_ref(), desired.get(&a)).await.map(|live| {
                     live.map(|l| {
                         let mut state = RecordedState { attributes: l.attributes, outputs: l.outputs };
+                        // What a reference resolved to is known only to lineage: the live object
+                        // holds the bytes, not the name they were resolved from.
+                        if let Some(r) = prior.and_then(|p| p.attributes.get(ARTIFACT_REF)) {
+                            state.attributes.insert(ARTIFACT_REF.into(), r.clone());
+                        }
                         // Values read back are masked as the markers the spec and lineage hold.
                         let known = crate::secrets::markers_of(
                             [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)]

@@ -951,7 +951,32 @@ fn semantic_check(
                 }
             }
             Ok(instance) => {
-                for cd in instance.check(&config) {
+                // A setting another provider owns would be ignored by this one: refused at its line.
+                let mut foreign = BTreeSet::new();
+                for key in body.as_object().into_iter().flat_map(|m| m.keys()) {
+                    let owners = registry.setting_owners(address.kind, key);
+                    if !owners.is_empty() && !owners.contains(&provider.as_str()) {
+                        let span =
+                            lookup(node, std::slice::from_ref(key)).map(|(k, _)| k.map_or(name_span, |k| k.span));
+                        diags.push(
+                            SpecDiagnostic::new(
+                                "spec::unsupported_value",
+                                format!(
+                                    "`{key}` is a setting of the {} provider; `{address}` is on `{provider}`, which would ignore it",
+                                    owners.join(" and ")
+                                ),
+                            )
+                            .label(span.unwrap_or(name_span), "not a setting of this provider")
+                            .help(format!("remove it, or put this resource on `{}`", owners[0])),
+                        );
+                        foreign.insert(key.clone());
+                    }
+                }
+                for cd in instance
+                    .check(&config)
+                    .into_iter()
+                    .filter(|cd| !cd.path.0.first().is_some_and(|k| foreign.contains(k)))
+                {
                     let span = if cd.path.0.is_empty() {
                         name_span
                     } else {

@@ -15,6 +15,8 @@ mod gcp;
 mod kubernetes;
 pub mod lifecycle;
 mod markdown;
+#[cfg(all(feature = "mlflow", feature = "gcp"))]
+mod mlflow;
 mod policy;
 mod properties;
 mod schema;

@@ -35,14 +35,15 @@ fn weight(w: f64) -> Value {
 pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
     let b = &config.body;
     let mut out = Vec::new();
-    for key in ["runtime", "image", "args", "port", "resources", "max_replicas", "env"] {
-        if b.get(key).is_some() {
-            out.push(diag(
-                ValuePath::key(key),
-                format!("`{key}` is a Kubernetes setting; a SageMaker endpoint would ignore it"),
-                "remove it, or serve this endpoint with `provider: kubernetes`",
-            ));
-        }
+    // Other providers' settings are refused by the engine; `max_replicas` is portable but has no
+    // SageMaker meaning without autoscaling.
+    if b.get("max_replicas").is_some() {
+        out.push(diag(
+            ValuePath::key("max_replicas"),
+            "`max_replicas` bounds autoscaling, which a SageMaker endpoint here does not set up; it would be ignored"
+                .into(),
+            "remove it, or serve this endpoint with `provider: kubernetes`",
+        ));
     }
     if b.pointer("/traffic/canary_percent").is_some() {
         out.push(diag(

@@ -77,5 +77,6 @@ pub fn entry() -> ProviderEntry {
         block: schema_of::<Block>,
         settings,
         claims: |_: Kind, body: &Value| location_has_scheme(body, "s3://"),
+        references: &[],
     }
 }

@@ -428,6 +428,12 @@ pub trait Provider: Send + Sync {
         )))
     }
 
+    /// What `reference` (one of the schemes its entry's `references` lists) names now. Called at
+    /// plan time for other providers' resources, and again before a saved plan is applied.
+    async fn resolve(&self, reference: &str) -> Result<Resolved, ProviderError> {
+        Err(ProviderError::invalid(format!("the {} provider does not resolve `{reference}`", self.name())))
+    }
+
     /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
     /// URI), to adopt it as the resource `config` declares (`mlops import`).
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
@@ -545,6 +551,20 @@ pub struct ProviderEntry {
     pub settings: fn(Kind) -> serde_json::Map<String, Value>,
     /// Whether a resource that names no provider is its own (by its location's URI scheme, ...).
     pub claims: fn(Kind, &Value) -> bool,
+    /// Reference schemes it resolves for other providers (see [`Provider::resolve`]), e.g. a
+    /// registry's `models:/`: a model `artifact` written so is resolved by it at plan time.
+    pub references: &'static [&'static str],
+}
+
+/// A reference (`models:/churn@champion`) as resolved at plan time: what it names now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// Where the bytes are, for the provider that uses them (e.g. `s3://…`, `gs://…`).
+    pub uri: String,
+    /// The version the reference names now (a registry version number).
+    pub version: String,
+    /// The bytes' digest, when the registry knows it.
+    pub digest: Option<String>,
 }
 
 /// A `claims` for providers that claim nothing (they are used when named or when alone).

@@ -21,5 +21,6 @@ pub fn entry() -> ProviderEntry {
         block: schema_of::<Block>,
         settings: mlops_provider_core::no_settings,
         claims: |_: Kind, body: &Value| location_has_scheme(body, "gs://"),
+        references: &[],
     }
 }

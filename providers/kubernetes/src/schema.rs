@@ -74,5 +74,6 @@ pub fn entry() -> ProviderEntry {
         block: schema_of::<Block>,
         settings,
         claims: |kind: Kind, body: &Value| kind == Kind::Endpoint && body.get("runtime").is_some(),
+        references: &[],
     }
 }

@@ -812,22 +812,6 @@ impl Provider for LocalProvider {
                 help: Some("remove `uri`, or use an s3:// or gs:// URI with the aws or gcp provider".into()),
             });
         }
-        let aws_only: &[&str] = match config.address.kind {
-            Kind::Endpoint => &["variants"],
-            Kind::FeatureStore => &["offline_uri", "execution_role"],
-            _ => &[],
-        };
-        for key in aws_only.iter().filter(|k| config.body.get(**k).is_some()) {
-            out.push(ConfigDiagnostic {
-                path: ValuePath::key(*key),
-                code: "spec::unsupported_value".into(),
-                message: format!("`{key}` is an AWS setting; the local provider would ignore it"),
-                help: Some(match *key {
-                    "variants" => "on local, split traffic with `traffic: { canary_percent: N }`".into(),
-                    _ => "remove it, or put this resource on the aws provider".into(),
-                }),
-            });
-        }
         if config.address.kind == Kind::Model
             && config.str("artifact").is_some_and(|a| a.contains("://") && !a.starts_with("file://"))
         {

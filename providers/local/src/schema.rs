@@ -20,5 +20,6 @@ pub fn entry() -> ProviderEntry {
         block: schema_of::<Block>,
         settings: mlops_provider_core::no_settings,
         claims: |_: Kind, _: &Value| false,
+        references: &[],
     }
 }

@@ -1,0 +1,222 @@
+//! The MLflow provider against a real MLflow tracking server (`scripts/services up mlflow`, which
+//! exports MLFLOW_TRACKING_URI). Every check goes through MLflow's own Python client
+//! (`mlflow.MlflowClient`), never through mlops's reads.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::TestEnv;
+use crate::gcp::unique;
+
+const IGNORE: &str =
+    "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`";
+
+/// Runs `code` with MlflowClient as `c` against the test server; its last line printed is JSON.
+fn mlflow(code: &str) -> Value {
+    let python = crate::common::service("MLOPS_TEST_MLFLOW_PYTHON", None, "mlflow");
+    let uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+    let script = format!(
+        "import json, mlflow\nfrom mlflow import MlflowClient\nc = MlflowClient(tracking_uri={uri:?}, registry_uri={uri:?})\n{code}"
+    );
+    let out =
+        Command::new(python).args(["-c", &script]).env("MLFLOW_TRACKING_URI", &uri).output().expect("python runs");
+    assert!(out.status.success(), "python failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// The registered model as MLflow's client sees it: description, tags, aliases and versions.
+fn registered(name: &str) -> Value {
+    mlflow(&format!(
+        "from mlflow.exceptions import MlflowException\n\
+         try:\n    m = c.get_registered_model({name:?})\n\
+         except MlflowException:\n    print('null'); raise SystemExit\n\
+         vs = c.search_model_versions(\"name='{name}'\")\n\
+         print(json.dumps({{'description': m.description, 'tags': m.tags, 'aliases': m.aliases,\n\
+           'versions': {{v.version: {{'source': v.source, 'tags': v.tags}} for v in vs}}}}))"
+    ))
+}
+
+struct Registry {
+    env: TestEnv,
+    name: String,
+    uri: String,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        let env = TestEnv::new();
+        let name = unique("churn");
+        let uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+        env.write("model/model.pkl", "weights v1");
+        env.write(
+            "mlops.yaml",
+            &format!(
+                "version: 1\nproject: reg\nproviders:\n  mlflow: {{ tracking_uri: {uri} }}\n\
+                 models:\n  churn:\n    provider: mlflow\n    registered_model: {name}\n    artifact: ./model/model.pkl\n\
+                 \x20   description: churn classifier\n    aliases: [champion]\n    labels: {{ team: growth }}\n\
+                 \x20   version_tags: {{ framework: xgboost }}\n"
+            ),
+        );
+        env.commit("spec");
+        Registry { env, name, uri }
+    }
+
+    fn mlops(&self, args: &[&str]) -> crate::common::Run {
+        self.env.mlops(args)
+    }
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn registers_a_model_version_and_alias_then_new_bytes_add_a_version() {
+    let _ = IGNORE;
+    let r = Registry::new();
+    let run = r.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 1 added"), "{}", run.stdout);
+    let m = registered(&r.name);
+    assert_eq!(m["description"], "churn classifier");
+    assert_eq!(m["tags"]["team"], "growth");
+    assert_eq!(m["tags"]["mlops.project"], "reg", "marked as this stack's");
+    assert_eq!(m["aliases"], serde_json::json!({"champion": "1"}));
+    assert_eq!(m["versions"]["1"]["tags"]["framework"], "xgboost");
+    // The version's bytes, downloaded by MLflow's own client from its source.
+    let source = m["versions"]["1"]["source"].as_str().unwrap().to_string();
+    assert!(source.starts_with("mlflow-artifacts:/mlops/reg/"), "{source}");
+    let bytes = mlflow(&format!(
+        "import os, tempfile\nd = mlflow.artifacts.download_artifacts(artifact_uri={source:?}, dst_path=tempfile.mkdtemp())\n\
+         print(json.dumps(open(os.path.join(d, 'model.pkl')).read()))"
+    ));
+    assert_eq!(bytes, "weights v1");
+    let record: Value =
+        serde_json::from_str(&r.env.git(&["show", "refs/mlops/lineage/reg/default:resources/models/churn.json"]))
+            .unwrap();
+    assert_eq!(record["outputs"]["version"], 1, "{record}");
+    assert!(record["attributes"]["artifact_digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let plan = r.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "no changes after apply: {}{}", plan.stdout, plan.stderr);
+
+    // New bytes: a new version, the alias moves to it, the old version stays.
+    r.env.write("model/model.pkl", "weights v2");
+    r.env.commit("v2");
+    let plan = r.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("~ models.churn # will be updated in place"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("model-version-change"), "{}", plan.stdout);
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    let m = registered(&r.name);
+    assert_eq!(m["aliases"], serde_json::json!({"champion": "2"}));
+    assert_eq!(m["versions"].as_object().unwrap().len(), 2, "version 1 is kept: {m}");
+    assert_eq!(r.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn an_alias_moved_by_hand_is_drift_and_makes_a_saved_plan_stale() {
+    let r = Registry::new();
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    r.env.write("model/model.pkl", "weights v2");
+    r.env.commit("v2");
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    r.env.write("model/model.pkl", "weights v3");
+    r.env.commit("v3");
+    r.mlops(&["plan", "--out", "saved.json"]).ok();
+
+    // Someone points champion back at version 1 and edits a version tag.
+    mlflow(&format!(
+        "c.set_registered_model_alias({0:?}, 'champion', '1')\nc.set_model_version_tag({0:?}, '2', 'framework', 'sklearn')\nprint('null')",
+        r.name
+    ));
+    let stale = r.mlops(&["apply", "saved.json"]);
+    assert_eq!(stale.status, 1, "{}{}", stale.stdout, stale.stderr);
+    assert!(stale.stderr.contains("stale"), "{}", stale.stderr);
+    assert_eq!(registered(&r.name)["versions"].as_object().unwrap().len(), 2, "nothing registered");
+
+    r.env.write("model/model.pkl", "weights v2");
+    let plan = r.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let change = crate::common::change(&plan, "models.churn");
+    assert_eq!(change["action"], "update", "{change}");
+    let paths = crate::common::paths(change);
+    assert!(paths.iter().any(|p| p.starts_with("aliases")), "{paths:?}");
+    assert!(paths.iter().any(|p| p.starts_with("version_tags")), "{paths:?}");
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    let m = registered(&r.name);
+    assert_eq!(m["aliases"]["champion"], "2");
+    assert_eq!(m["versions"]["2"]["tags"]["framework"], "xgboost");
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn rollback_points_the_alias_back_without_registering_again() {
+    let r = Registry::new();
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    let first = r.env.lineage("reg")[0].clone();
+    r.env.write("model/model.pkl", "weights v2");
+    r.env.commit("v2");
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(registered(&r.name)["aliases"]["champion"], "2");
+
+    let run = r.mlops(&["rollback", &first, "--out", "rb.json"]).ok();
+    assert!(run.stdout.contains("[rollback]"), "{}", run.stdout);
+    r.mlops(&["apply", "rb.json"]).ok();
+    let m = registered(&r.name);
+    assert_eq!(m["aliases"]["champion"], "1", "{m}");
+    assert_eq!(m["versions"].as_object().unwrap().len(), 2, "no version registered for the rollback: {m}");
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn someone_elses_model_is_not_adopted_but_can_be_imported_and_deletes_are_ours_only() {
+    let r = Registry::new();
+    // A registered model of the same name, made by hand with MLflow's client.
+    mlflow(&format!(
+        "c.create_registered_model({0:?}, description='by hand')\n\
+         v = c.create_model_version({0:?}, 's3://elsewhere/model', tags={{'framework': 'xgboost'}})\n\
+         c.set_registered_model_alias({0:?}, 'champion', v.version)\nprint('null')",
+        r.name
+    ));
+    let refused = r.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(refused.status, 0);
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(text.contains("not created by this stack"), "{text}");
+    let m = registered(&r.name);
+    assert_eq!(m["versions"].as_object().unwrap().len(), 1, "nothing registered: {m}");
+    assert_eq!(m["description"], "by hand");
+
+    let run = r.mlops(&["import", "models.churn", &r.name]).ok();
+    assert!(run.stdout.contains("models.churn"), "{}", run.stdout);
+    let plan = r.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let change = crate::common::change(&plan, "models.churn");
+    assert_eq!(change["action"], "update", "an imported model is updated, not created: {change}");
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    let m = registered(&r.name);
+    assert_eq!(m["description"], "churn classifier");
+    assert_eq!(m["aliases"]["champion"], "2", "{m}");
+
+    // Removed from the spec: deleted, now that it is marked as this stack's.
+    r.env.write(
+        "mlops.yaml",
+        &format!("version: 1\nproject: reg\nproviders:\n  mlflow: {{ tracking_uri: {} }}\n", r.uri),
+    );
+    r.env.commit("remove");
+    r.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(registered(&r.name), Value::Null, "deleted");
+}
+
+#[test]
+fn a_bad_tracking_uri_or_alias_is_refused_at_its_line() {
+    let env = TestEnv::new();
+    env.write("model.pkl", "x");
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: reg\nproviders:\n  mlflow: { tracking_uri: mlflow.internal:5000 }\n\
+         models:\n  m:\n    provider: mlflow\n    artifact: ./model.pkl\n    aliases: [v2]\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("`tracking_uri` must be an http:// or https://"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:4:"), "{}", run.stderr);
+}
