@@ -251,6 +251,12 @@ pub enum ChangeTag {
         from_version: Option<Value>,
         from_digest: Option<Value>,
         to_digest: Option<Value>,
+        /// The model reference (`models:/churn@champion`) that now names another version, when
+        /// the model's artifact is one; with the version it names now.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_version: Option<Value>,
     },
     /// The change usually takes long (an endpoint deployment): the expected wait in seconds.
     LongRunning { expected_wait_secs: u64 },
@@ -285,7 +291,10 @@ impl ChangeTag {
             ChangeTag::TrafficShift { attribute, before, after } => {
                 format!("{attribute} {} → {}", show(before), show(after))
             }
-            ChangeTag::ModelVersionChange { from_version, from_digest, to_digest } => {
+            ChangeTag::ModelVersionChange { reference: Some(r), from_version, to_version, .. } => {
+                format!("{r} moved from version {} to {}", show(from_version), show(to_version))
+            }
+            ChangeTag::ModelVersionChange { from_version, from_digest, to_digest, .. } => {
                 format!("from version {} ({}) to {}", show(from_version), show(from_digest), show(to_digest))
             }
             ChangeTag::LongRunning { expected_wait_secs } => {

@@ -10,6 +10,9 @@ use mlops_provider_core::{Kind, Provider, ProviderContext, ProviderEntry, Provid
 /// Provider types a build may include, by cargo feature (named when one is missing).
 const KNOWN: [&str; 5] = ["local", "aws", "gcp", "kubernetes", "mlflow"];
 
+/// A kind's provider settings, each with the providers that own it.
+type SettingOwners = BTreeMap<String, Vec<&'static str>>;
+
 #[derive(Clone)]
 pub struct Registry {
     entries: BTreeMap<&'static str, ProviderEntry>,
@@ -17,7 +20,7 @@ pub struct Registry {
     /// The spec's JSON Schema for these providers, and its validator: built on first use.
     schema: Arc<OnceLock<(Value, jsonschema::Validator)>>,
     /// Per kind, each provider setting and the providers that own it: built on first use.
-    owners: Arc<OnceLock<BTreeMap<Kind, BTreeMap<String, Vec<&'static str>>>>>,
+    owners: Arc<OnceLock<BTreeMap<Kind, SettingOwners>>>,
 }
 
 impl Default for Registry {
@@ -89,7 +92,7 @@ impl Registry {
             Kind::ALL
                 .into_iter()
                 .map(|k| {
-                    let mut by_key: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+                    let mut by_key = SettingOwners::new();
                     for e in self.entries.values() {
                         for (key, _) in (e.settings)(k) {
                             by_key.entry(key).or_default().push(e.name);

@@ -575,7 +575,13 @@ async fn run_one<'a>(
             kind: e.kind,
             left: e.state.map(|s| recorded(*s)),
         })?;
-        Ok::<_, Failure>(Some(recorded(live)))
+        let mut applied = recorded(live);
+        // What the applied artifact was resolved from: recorded on success only (after a failure
+        // the next plan shows the reference still to apply).
+        if let Some(r) = desired.attributes.get(super::ARTIFACT_REF) {
+            applied.attributes.insert(super::ARTIFACT_REF.into(), r.clone());
+        }
+        Ok::<_, Failure>(Some(applied))
     };
     tokio::pin!(work);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + STILL_RUNNING_EVERY, STILL_RUNNING_EVERY);

@@ -224,6 +224,9 @@ type DesiredError = (bool, ProviderError);
 /// The attribute recording what a model's `artifact` reference resolved to at plan time.
 pub const ARTIFACT_REF: &str = "artifact_ref";
 
+/// A config with its artifact reference resolved, and the resolution to record.
+type Resolution = (ResourceConfig, Value);
+
 /// A resource whose `artifact` is a reference another provider resolves (`models:/…`): its
 /// config with the artifact resolved, and the resolution, recorded as [`ARTIFACT_REF`]. Under a
 /// promotion or rollback, the recorded resolution is used instead of asking again.
@@ -231,7 +234,7 @@ async fn resolve_artifact(
     stack: &Stack,
     config: &ResourceConfig,
     pinned: Option<&mlops_provider_core::Attributes>,
-) -> Result<Option<(ResourceConfig, Value)>, ProviderError> {
+) -> Result<Option<Resolution>, ProviderError> {
     let Some(reference) = config.str("artifact") else { return Ok(None) };
     let Some(entry) = stack.registry.entries().find(|e| e.references.iter().any(|s| reference.starts_with(s))) else {
         return Ok(None);

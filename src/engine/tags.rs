@@ -41,7 +41,22 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
             });
         }
     }
-    if matches!(change.address.kind, Kind::Model | Kind::Endpoint) {
+    // A model reference that names another version now: the versions it names, before and after.
+    let reference = change.attributes.iter().find(|a| top_attribute(&a.path) == crate::engine::ARTIFACT_REF);
+    let moved = reference.and_then(|_| change.desired.as_ref()?.get(crate::engine::ARTIFACT_REF)).filter(|now| {
+        let before = change.live.as_ref().and_then(|l| l.attributes.get(crate::engine::ARTIFACT_REF));
+        before.is_some_and(|b| b.get("version") != now.get("version"))
+    });
+    if let Some(now) = moved {
+        let before = change.live.as_ref().and_then(|l| l.attributes.get(crate::engine::ARTIFACT_REF));
+        out.push(ChangeTag::ModelVersionChange {
+            from_version: before.and_then(|b| b.get("version")).cloned(),
+            from_digest: before.and_then(|b| b.get("digest")).cloned().filter(|d| !d.is_null()),
+            to_digest: now.get("digest").cloned().filter(|d| !d.is_null()),
+            reference: now.get("reference").and_then(Value::as_str).map(str::to_string),
+            to_version: now.get("version").cloned(),
+        });
+    } else if matches!(change.address.kind, Kind::Model | Kind::Endpoint) {
         if let Some(a) = change.attributes.iter().find(|a| MODEL_BYTES.contains(&a.path.as_str()) && a.before.is_some())
         {
             let outputs = change.live.as_ref().map(|l| &l.outputs);
@@ -53,6 +68,8 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
                 from_version,
                 from_digest: digest(change.live.as_ref().map(|l| &l.attributes)).or_else(|| a.before.clone()),
                 to_digest: digest(change.desired.as_ref()).or_else(|| a.after.clone()),
+                reference: None,
+                to_version: None,
             });
         }
     }

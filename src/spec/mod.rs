@@ -972,6 +972,27 @@ fn semantic_check(
                         foreign.insert(key.clone());
                     }
                 }
+                // An artifact another provider resolves at plan time (`models:/…`): that provider
+                // must be configured; the serving provider checks the resolved URI then, not now.
+                let reference = config.str("artifact").and_then(|a| {
+                    registry.entries().find(|e| e.references.iter().any(|s| a.starts_with(s))).map(|e| e.name)
+                });
+                if let Some(resolver) = reference.filter(|r| !configured.contains(*r)) {
+                    let span = lookup(node, &["artifact".into()]).map(|(_, v)| v.span).unwrap_or(name_span);
+                    diags.push(
+                        SpecDiagnostic::new(
+                            "spec::provider_not_configured",
+                            format!(
+                                "`{address}`'s artifact is resolved by the {resolver} provider, which is not configured"
+                            ),
+                        )
+                        .label(span, format!("resolved by `{resolver}`"))
+                        .help(format!("add a `{resolver}:` block under `providers:`")),
+                    );
+                }
+                if reference.is_some() {
+                    foreign.insert("artifact".to_string());
+                }
                 for cd in instance
                     .check(&config)
                     .into_iter()

@@ -642,3 +642,85 @@ fn a_runtime_change_replaces_new_first_then_deletes_the_old_objects() {
     assert!(k.cluster.get(&k.ns, &isvc_ar(), "churn-api").is_some());
     k.wait_until_no_changes();
 }
+
+/// A model whose artifact is `models:/NAME@champion` in an MLflow registry mlops does not manage:
+/// resolved at plan time and pinned in the plan and lineage; an alias moved by hand is a reviewed
+/// change (`model-version-change` on the model, the InferenceService's storageUri follows in the
+/// same plan), and a saved plan made before the alias moved is refused as stale. The registry is
+/// driven through MLflow's own Python client, the cluster read through kube's client.
+#[cfg(feature = "mlflow")]
+#[test]
+#[ignore = "needs the test apiserver, fake-gcs-server and MLflow: `eval \"$(scripts/services up gcp kubernetes mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn a_models_alias_reference_is_pinned_at_plan_time_and_a_moved_alias_is_a_reviewed_change() {
+    let mlflow_uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+    let k = K8s::new(
+        "  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    instance_count: 1\n    wait_timeout: 30s\n",
+    );
+    let bucket = unique("registry");
+    versioned_bucket(&k.gcs, &bucket);
+    put_object(&k.gcs, &bucket, "churn/1/model.bst", "weights v1");
+    put_object(&k.gcs, &bucket, "churn/2/model.bst", "weights v2");
+    let name = unique("churn");
+    crate::mlflow::mlflow(&format!(
+        "c.create_registered_model({name:?})\n\
+         for n in (1, 2):\n    c.create_model_version({name:?}, f'gs://{bucket}/churn/{{n}}/model.bst')\n\
+         c.set_registered_model_alias({name:?}, 'champion', '1')\nprint('null')"
+    ));
+    let spec = k.env.read("mlops.yaml");
+    let spec = spec
+        .replace("providers:\n", &format!("providers:\n  mlflow: {{ tracking_uri: {mlflow_uri} }}\n"))
+        .replace("models:\n  churn:\n", "models:\n  churn:\n    provider: gcp\n");
+    let spec = regex_free_replace_artifact(&spec, &format!("models:/{name}@champion"));
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("serve the champion");
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let storage = || {
+        k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap()["spec"]["predictor"]["model"]["storageUri"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(storage(), format!("gs://{bucket}/churn/1/model.bst"));
+    let model = k.lineage_record("models.churn");
+    assert_eq!(model["attributes"]["artifact_ref"]["reference"], format!("models:/{name}@champion"));
+    assert_eq!(model["attributes"]["artifact_ref"]["version"], "1", "{model}");
+    k.wait_until_no_changes();
+
+    // The alias moves (a training pipeline promotes version 2): a reviewed change, not a silent one.
+    let set = |v: &str| {
+        crate::mlflow::mlflow(&format!("c.set_registered_model_alias({name:?}, 'champion', '{v}')\nprint('null')"));
+    };
+    set("2");
+    let plan = k.plan_json();
+    let m = change(&plan, "models.churn");
+    assert_eq!(m["action"], "update", "{m}");
+    let tag = m["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "model-version-change").expect("tagged");
+    assert_eq!(tag["from_version"], "1", "{tag}");
+    assert_eq!(tag["to_version"], "2", "{tag}");
+    let e = change(&plan, "endpoints.churn-isvc");
+    assert_eq!(e["action"], "update", "the endpoint follows in the same plan: {e}");
+    assert!(paths(e).iter().any(|p| p.contains("storageUri")), "{:?}", paths(e));
+    k.mlops(&["plan", "--out", "saved.json"]).ok();
+
+    // Moved again before the saved plan is applied: it is stale, and nothing changes.
+    set("1");
+    let stale = k.mlops(&["apply", "saved.json"]);
+    assert_eq!(stale.status, 1, "{}{}", stale.stdout, stale.stderr);
+    assert!(stale.stderr.contains("now names version 1 of the model, not version 2"), "{}", stale.stderr);
+    assert_eq!(storage(), format!("gs://{bucket}/churn/1/model.bst"));
+
+    set("2");
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(storage(), format!("gs://{bucket}/churn/2/model.bst"));
+    assert_eq!(k.lineage_record("models.churn")["attributes"]["artifact_ref"]["version"], "2");
+}
+
+/// The spec with the model's `artifact:` line pointing at `to`.
+fn regex_free_replace_artifact(spec: &str, to: &str) -> String {
+    spec.lines()
+        .map(|l| if l.trim_start().starts_with("artifact: ") { format!("    artifact: {to}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

@@ -16,7 +16,7 @@ mod kubernetes;
 pub mod lifecycle;
 mod markdown;
 #[cfg(all(feature = "mlflow", feature = "gcp"))]
-mod mlflow;
+pub mod mlflow;
 mod policy;
 mod properties;
 mod schema;

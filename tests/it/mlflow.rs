@@ -13,7 +13,7 @@ const IGNORE: &str =
     "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`";
 
 /// Runs `code` with MlflowClient as `c` against the test server; its last line printed is JSON.
-fn mlflow(code: &str) -> Value {
+pub(crate) fn mlflow(code: &str) -> Value {
     let python = crate::common::service("MLOPS_TEST_MLFLOW_PYTHON", None, "mlflow");
     let uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
     let script = format!(
