@@ -10,8 +10,9 @@ fn last_segment(path: &str) -> &str {
     path.rsplit(['.', '[']).next().unwrap_or(path).trim_end_matches(']').trim_matches('"')
 }
 
-/// Attributes that identify the model bytes.
-const MODEL_BYTES: [&str; 3] = ["artifact_digest", "model_digest", "generation"];
+/// Attributes that identify the model bytes (or where they are: a model whose artifact moved to
+/// another location is another version of it).
+const MODEL_BYTES: [&str; 4] = ["artifact_digest", "model_digest", "generation", "artifact"];
 
 /// The tags of a change. `traffic`: the attributes (or last segments of attribute paths) whose
 /// change moves serving traffic, as the change's provider names them.

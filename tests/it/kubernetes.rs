@@ -652,10 +652,7 @@ fn a_runtime_change_replaces_new_first_then_deletes_the_old_objects() {
 #[test]
 #[ignore = "needs the test apiserver, fake-gcs-server and MLflow: `eval \"$(scripts/services up gcp kubernetes mlflow)\"`, then `cargo test -- --include-ignored`"]
 fn a_models_alias_reference_is_pinned_at_plan_time_and_a_moved_alias_is_a_reviewed_change() {
-    let mlflow_uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
-    let k = K8s::new(
-        "  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    instance_count: 1\n    wait_timeout: 30s\n",
-    );
+    let (k, mlflow_uri) = kserve_beside_mlflow();
     let bucket = unique("registry");
     versioned_bucket(&k.gcs, &bucket);
     put_object(&k.gcs, &bucket, "churn/1/model.bst", "weights v1");
@@ -723,4 +720,66 @@ fn regex_free_replace_artifact(spec: &str, to: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The registry managed here: a model on `provider: mlflow` served by KServe. A new artifact
+/// registers a new version, moves the alias, and the InferenceService's storageUri follows in the
+/// same plan (tagged `model-version-change`); checked through MlflowClient and kube's client.
+#[cfg(feature = "mlflow")]
+#[test]
+#[ignore = "needs the test apiserver, fake-gcs-server and MLflow: `eval \"$(scripts/services up gcp kubernetes mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn an_mlflow_model_served_by_kserve_moves_to_a_new_version_in_one_plan() {
+    let (k, mlflow_uri) = kserve_beside_mlflow();
+    let name = unique("churn");
+    let spec = k
+        .env
+        .read("mlops.yaml")
+        .replace("providers:\n", &format!("providers:\n  mlflow: {{ tracking_uri: {mlflow_uri} }}\n"));
+    let spec = spec.replace(
+        "models:\n  churn:\n",
+        &format!("models:\n  churn:\n    provider: mlflow\n    registered_model: {name}\n    aliases: [champion]\n"),
+    );
+    let spec = regex_free_replace_artifact(&spec, "gs://registry/churn/v1/");
+    let spec = spec.replace("    image: ghcr.io/example/xgboost-server:1.7\n", "");
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("registry served by kserve");
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let storage = || {
+        k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap()["spec"]["predictor"]["model"]["storageUri"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(storage(), "gs://registry/churn/v1/");
+    let m = crate::mlflow::registered(&name);
+    assert_eq!(m["aliases"]["champion"], "1", "{m}");
+    k.wait_until_no_changes();
+
+    let spec = regex_free_replace_artifact(&k.env.read("mlops.yaml"), "gs://registry/churn/v2/");
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("v2");
+    let plan = k.plan_json();
+    let model = change(&plan, "models.churn");
+    assert_eq!(model["action"], "update", "{model}");
+    assert!(tag_names(model).contains(&"model-version-change".to_string()), "{model}");
+    let e = change(&plan, "endpoints.churn-isvc");
+    assert_eq!(e["action"], "update", "{e}");
+    assert!(paths(e).iter().any(|p| p.contains("storageUri")), "{:?}", paths(e));
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(storage(), "gs://registry/churn/v2/");
+    let m = crate::mlflow::registered(&name);
+    assert_eq!(m["aliases"]["champion"], "2", "{m}");
+    assert_eq!(m["versions"]["2"]["source"], "gs://registry/churn/v2/");
+    assert_eq!(m["versions"]["1"]["source"], "gs://registry/churn/v1/", "version 1 is kept");
+}
+
+/// One InferenceService serving `models.churn`, and the MLflow server's address.
+#[cfg(feature = "mlflow")]
+fn kserve_beside_mlflow() -> (K8s, String) {
+    let mlflow_uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+    let k = K8s::new(
+        "  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    instance_count: 1\n    wait_timeout: 30s\n",
+    );
+    (k, mlflow_uri)
 }

@@ -27,7 +27,7 @@ pub(crate) fn mlflow(code: &str) -> Value {
 }
 
 /// The registered model as MLflow's client sees it: description, tags, aliases and versions.
-fn registered(name: &str) -> Value {
+pub(crate) fn registered(name: &str) -> Value {
     mlflow(&format!(
         "from mlflow.exceptions import MlflowException\n\
          try:\n    m = c.get_registered_model({name:?})\n\

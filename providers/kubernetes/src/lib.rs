@@ -342,7 +342,15 @@ impl KubernetesProvider {
             ))
             .at(ValuePath::key("model"))
         })?;
-        let digest = model.get("artifact_digest").cloned().unwrap_or(Value::Null);
+        // What rolls the pods when the bytes change under the same URI: the model's digest, else
+        // its version (a registry version, a generation), else the URI itself (a model whose
+        // provider knows no digest: a registry source).
+        let digest = ["artifact_digest", "artifact_version", "generation"]
+            .iter()
+            .filter_map(|k| model.get(*k).filter(|v| !v.is_null()))
+            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+            .next()
+            .map_or_else(|| json!(uri), |d| json!(d));
 
         let mut labels = str_map(body.get("labels"));
         labels.insert(MANAGED_BY.into(), json!("mlops"));

@@ -32,6 +32,8 @@ use crate::client::Client;
 const OWNER: &str = "mlops.project";
 /// The tag holding the content digest of the artifact a version was registered from.
 const DIGEST: &str = "mlops.digest";
+/// The tag holding the model's `framework` (what a serving runtime loads it with).
+const FRAMEWORK: &str = "mlops.framework";
 
 pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
     let uri = block
@@ -81,6 +83,11 @@ fn tag_list(m: &BTreeMap<String, String>) -> Value {
 /// Tags that are the user's (not mlops's own markers).
 fn user_tags(m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     m.iter().filter(|(k, _)| !k.starts_with("mlops.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The strings of a list value (`aliases`).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array).into_iter().flatten().filter_map(|a| a.as_str().map(str::to_string)).collect()
 }
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
@@ -148,8 +155,9 @@ impl MlflowProvider {
         match version {
             Some((n, v)) => {
                 let tags = tag_map(v.get("tags"));
-                a.insert("source".into(), v.get("source").cloned().unwrap_or(Value::Null));
+                a.insert("artifact".into(), v.get("source").cloned().unwrap_or(Value::Null));
                 a.insert("artifact_digest".into(), json!(tags.get(DIGEST)));
+                a.insert("framework".into(), json!(tags.get(FRAMEWORK)));
                 a.insert("version_tags".into(), json!(user_tags(&tags)));
                 let mut aliases: Vec<&String> =
                     reg.aliases.iter().filter(|(_, v)| **v == n.to_string()).map(|(k, _)| k).collect();
@@ -160,7 +168,7 @@ impl MlflowProvider {
                 outputs.insert("artifact_version".into(), json!(n.to_string()));
             }
             None => {
-                for k in ["source", "artifact_digest"] {
+                for k in ["artifact", "artifact_digest", "framework"] {
                     a.insert(k.into(), Value::Null);
                 }
                 a.insert("version_tags".into(), json!({}));
@@ -181,7 +189,7 @@ impl MlflowProvider {
             let Some(d) = desired else { return false };
             match d.get("artifact_digest").and_then(Value::as_str) {
                 Some(digest) => tag_map(v.get("tags")).get(DIGEST).map(String::as_str) == Some(digest),
-                None => v.get("source") == d.get("source") && d.get("source").is_some_and(|s| !s.is_null()),
+                None => v.get("source") == d.get("artifact") && d.get("artifact").is_some_and(|s| !s.is_null()),
             }
         };
         versions
@@ -205,7 +213,7 @@ impl MlflowProvider {
         if let Some((n, v)) = Self::current(&versions, Some(want), None) {
             return Ok((n, v.clone()));
         }
-        let source = want.get("source").and_then(Value::as_str).unwrap_or_default().to_string();
+        let source = want.get("artifact").and_then(Value::as_str).unwrap_or_default().to_string();
         if let Some(local) = local_artifact(config) {
             let files = artifact_files(&local)?;
             progress.report(&format!("uploading {} file(s) to {source}", files.len()));
@@ -230,6 +238,9 @@ impl MlflowProvider {
         tags.insert(OWNER.into(), self.project.clone());
         if let Some(d) = want.get("artifact_digest").and_then(Value::as_str) {
             tags.insert(DIGEST.into(), d.to_string());
+        }
+        if let Some(f) = want.get("framework").and_then(Value::as_str) {
+            tags.insert(FRAMEWORK.into(), f.to_string());
         }
         progress.report(&format!("registering a new version of {name}"));
         let body = json!({"name": name, "source": source, "tags": tag_list(&tags)});
@@ -329,15 +340,25 @@ impl MlflowProvider {
             let body = json!({"name": name, "version": version_no, "key": k});
             self.client.call(Method::DELETE, "model-versions/delete-tag", &[], Some(&body)).await?;
         }
+        let framework = want.get("framework").and_then(Value::as_str);
+        if tag_map(version.get("tags")).get(FRAMEWORK).map(String::as_str) != framework {
+            let (method, path, body) = match framework {
+                Some(f) => (
+                    Method::POST,
+                    "model-versions/set-tag",
+                    json!({"name": name, "version": version_no, "key": FRAMEWORK, "value": f}),
+                ),
+                None => (
+                    Method::DELETE,
+                    "model-versions/delete-tag",
+                    json!({"name": name, "version": version_no, "key": FRAMEWORK}),
+                ),
+            };
+            self.client.call(method, path, &[], Some(&body)).await?;
+        }
         // Aliases: the spec's point at this version; others that pointed at a version of this
         // resource (the recorded one, or this one) are removed.
-        let aliases: Vec<String> = want
-            .get("aliases")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        let aliases = strings(want.get("aliases"));
         for a in &aliases {
             if reg.aliases.get(a) != Some(&version_no) {
                 progress.report(&format!("pointing alias {a} of {name} at version {n}"));
@@ -418,7 +439,7 @@ impl Provider for MlflowProvider {
     }
 
     fn version_attributes(&self) -> &'static [&'static str] {
-        &["artifact_digest", "source"]
+        &["artifact_digest", "artifact"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
@@ -482,22 +503,18 @@ impl Provider for MlflowProvider {
             }
             None => (artifact.to_string(), None),
         };
-        let mut aliases: Vec<String> = config
-            .body
-            .get("aliases")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
+        let mut aliases = strings(config.body.get("aliases"));
         aliases.sort();
         aliases.dedup();
         let mut a = Attributes::new();
         a.insert("registered_model".into(), json!(name));
         a.insert("description".into(), config.body.get("description").cloned().unwrap_or(Value::Null));
         a.insert("tags".into(), json!(string_map(config.body.get("labels"))));
-        a.insert("source".into(), json!(source));
+        // The version's source: where a serving provider pulls the bytes from (an endpoint on
+        // another provider serving this model reads it as the model's `artifact`).
+        a.insert("artifact".into(), json!(source));
         a.insert("artifact_digest".into(), json!(digest));
+        a.insert("framework".into(), config.body.get("framework").cloned().unwrap_or(Value::Null));
         a.insert("version_tags".into(), json!(string_map(config.body.get("version_tags"))));
         a.insert("aliases".into(), json!(aliases));
         Ok(Desired {
@@ -565,7 +582,7 @@ impl Provider for MlflowProvider {
             desired
                 .attributes
                 .get("artifact_digest")
-                .or_else(|| desired.attributes.get("source"))
+                .or_else(|| desired.attributes.get("artifact"))
                 .unwrap_or(&Value::Null)
         )))
     }
@@ -614,15 +631,8 @@ impl Provider for MlflowProvider {
         };
         let versions = self.versions(id).await?;
         // The version the spec's aliases point at, else the newest.
-        let aliased = config
-            .body
-            .get("aliases")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| reg.aliases.get(a.as_str()?))
-            .filter_map(|v| v.parse::<u64>().ok())
-            .next();
+        let aliased =
+            strings(config.body.get("aliases")).iter().filter_map(|a| reg.aliases.get(a)?.parse::<u64>().ok()).next();
         let current = aliased.and_then(|n| versions.get_key_value(&n)).or_else(|| versions.iter().next_back());
         Ok(self.state(id, &reg, current.map(|(n, v)| (*n, v))))
     }
