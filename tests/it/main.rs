@@ -9,6 +9,8 @@ mod common;
 mod containment;
 mod crash;
 mod environments;
+#[cfg(all(feature = "feast", feature = "gcp"))]
+mod feast;
 #[cfg(feature = "gcp")]
 mod gcp;
 #[cfg(all(feature = "kubernetes", feature = "gcp"))]

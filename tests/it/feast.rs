@@ -1,0 +1,212 @@
+//! The Feast provider against a real Feast registry server (`scripts/services up feast`: `feast
+//! serve_registry` over a file registry). Every check goes through Feast's own Python SDK
+//! (`FeatureStore(repo_path=…)` on the same registry), never through mlops's reads.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{TestEnv, change};
+use crate::gcp::unique;
+
+/// Runs `code` with `store = FeatureStore(repo_path=<the server's repo>)`; its last line is JSON.
+fn feast(code: &str) -> Value {
+    let python = crate::common::service("MLOPS_TEST_FEAST_PYTHON", None, "feast");
+    let repo = crate::common::service("MLOPS_TEST_FEAST_REPO", None, "feast");
+    let script = format!(
+        "import json, warnings\nwarnings.simplefilter('ignore')\nfrom datetime import timedelta\n\
+         from feast import FeatureStore, Entity, FeatureView, Field, FileSource, ValueType\n\
+         from feast.types import Float64, Int64, String\nstore = FeatureStore(repo_path={repo:?})\n{code}"
+    );
+    let out = Command::new(python).args(["-c", &script]).current_dir(&repo).output().expect("python runs");
+    assert!(out.status.success(), "python failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+/// A feature view as Feast's SDK sees it (with its entity), or null.
+fn view(name: &str) -> Value {
+    feast(&format!(
+        "fvs = [v for v in store.list_feature_views() if v.name == {name:?}]\n\
+         if not fvs:\n    print('null'); raise SystemExit\n\
+         v = fvs[0]\ne = store.get_entity(v.entities[0])\n\
+         print(json.dumps({{'features': {{f.name: str(f.dtype) for f in v.features}}, 'entity': e.name,\n\
+           'join_key': e.join_key, 'tags': v.tags, 'ttl': v.ttl.total_seconds(), 'path': v.batch_source.path,\n\
+           'timestamp_field': v.batch_source.timestamp_field, 'online': v.online}}))"
+    ))
+}
+
+struct Store {
+    env: TestEnv,
+    name: String,
+    registry: String,
+}
+
+impl Store {
+    fn new() -> Store {
+        let registry = crate::common::service("FEAST_REGISTRY", None, "feast");
+        let name = unique("churn");
+        let env = TestEnv::new();
+        let s = Store { env, name, registry };
+        s.write("customer_id: string, event_time: string, tenure: integral, spend: fractional", "customer_id");
+        s
+    }
+
+    fn write(&self, features: &str, key: &str) {
+        self.env.write(
+            "mlops.yaml",
+            &format!(
+                "version: 1\nproject: fs\nproviders:\n  feast: {{ registry: {}, project: mlops }}\n\
+                 feature_stores:\n  {}:\n    provider: feast\n    record_identifier: {key}\n    event_time: event_time\n\
+                 \x20   features: {{ {features} }}\n    source: {{ path: data/churn.parquet }}\n    ttl: 24h\n\
+                 \x20   labels: {{ team: growth }}\n",
+                self.registry, self.name
+            ),
+        );
+        self.env.commit("spec");
+    }
+
+    fn view_name(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    fn mlops(&self, args: &[&str]) -> crate::common::Run {
+        self.env.mlops(args)
+    }
+
+    fn plan(&self) -> Value {
+        serde_json::from_str(&self.mlops(&["plan", "--json"]).ok().stdout).unwrap()
+    }
+}
+
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn create_replan_add_a_feature_change_the_key_and_delete() {
+    let s = Store::new();
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 1 added"), "{}", run.stdout);
+    let v = view(&s.view_name());
+    assert_eq!(v["features"], serde_json::json!({"tenure": "Int64", "spend": "Float64"}), "{v}");
+    assert_eq!(v["join_key"], "customer_id");
+    assert_eq!(v["ttl"], 86400.0);
+    assert_eq!(v["path"], "data/churn.parquet");
+    assert_eq!(v["timestamp_field"], "event_time");
+    assert_eq!(v["tags"]["team"], "growth");
+    assert_eq!(v["tags"]["mlops.project"], "fs");
+    assert_eq!(s.mlops(&["plan", "--detailed-exitcode"]).status, 0, "no changes after apply");
+
+    // A new feature: in place.
+    s.write(
+        "customer_id: string, event_time: string, tenure: integral, spend: fractional, churn_score: fractional",
+        "customer_id",
+    );
+    let plan = s.plan();
+    let address = format!("feature_stores.{}", s.name);
+    assert_eq!(change(&plan, &address)["action"], "update");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(view(&s.view_name())["features"]["churn_score"], "Float64");
+
+    // Another entity key: the stored rows become unreachable, so it is refused without the flag.
+    s.write(
+        "account_id: string, event_time: string, tenure: integral, spend: fractional, churn_score: fractional",
+        "account_id",
+    );
+    let plan = s.plan();
+    let c = change(&plan, &address);
+    assert_eq!(c["action"], "replace", "{c}");
+    assert!(c["tags"].as_array().unwrap().iter().any(|t| t["tag"] == "data-destroying"), "{c}");
+    let refused = s.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(refused.status, 0, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(view(&s.view_name())["join_key"], "customer_id", "nothing changed");
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert_eq!(view(&s.view_name())["join_key"], "account_id");
+
+    // Left the spec: deleted (what `feast apply` does not do).
+    s.env.write(
+        "mlops.yaml",
+        &format!("version: 1\nproject: fs\nproviders:\n  feast: {{ registry: {}, project: mlops }}\n", s.registry),
+    );
+    s.env.commit("remove");
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert_eq!(view(&s.view_name()), Value::Null, "deleted");
+    let entities = feast("print(json.dumps([e.name for e in store.list_entities()]))");
+    assert!(!entities.as_array().unwrap().iter().any(|e| e == &Value::String(s.view_name())), "{entities}");
+}
+
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn a_feast_apply_from_a_python_repo_is_drift_and_apply_restores_the_spec() {
+    let s = Store::new();
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let name = s.view_name();
+    // Someone runs `feast apply` with their own definition of the view.
+    feast(&format!(
+        "e = store.get_entity({name:?})\n\
+         src = FileSource(name={name:?} + '_source', path='data/other.parquet', timestamp_field='event_time')\n\
+         fv = FeatureView(name={name:?}, entities=[e], ttl=timedelta(hours=1), source=src, online=True,\n\
+             schema=[Field(name='customer_id', dtype=String), Field(name='tenure', dtype=Int64)], tags={{'team': 'other', 'mlops.project': 'fs'}})\n\
+         store.apply([src, fv])\nprint('null')"
+    ));
+    assert_eq!(view(&name)["path"], "data/other.parquet");
+    let plan = s.plan();
+    let c = change(&plan, &format!("feature_stores.{}", s.name));
+    assert_eq!(c["action"], "update", "{c}");
+    let paths = crate::common::paths(c);
+    for p in ["features", "ttl_seconds", "labels", "source"] {
+        assert!(paths.iter().any(|x| x.starts_with(p)), "{p} drifted: {paths:?}");
+    }
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let v = view(&name);
+    assert_eq!(v["path"], "data/churn.parquet");
+    assert_eq!(v["features"], serde_json::json!({"tenure": "Int64", "spend": "Float64"}));
+    assert_eq!(v["tags"]["team"], "growth");
+    assert_eq!(s.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+}
+
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn a_view_made_elsewhere_is_not_adopted_but_can_be_imported() {
+    let s = Store::new();
+    let name = s.view_name();
+    feast(&format!(
+        "e = Entity(name={name:?}, join_keys=['customer_id'], value_type=ValueType.STRING)\n\
+         src = FileSource(name={name:?} + '_source', path='data/churn.parquet', timestamp_field='event_time')\n\
+         fv = FeatureView(name={name:?}, entities=[e], ttl=timedelta(days=1), source=src, online=True,\n\
+             schema=[Field(name='customer_id', dtype=String), Field(name='tenure', dtype=Int64), Field(name='spend', dtype=Float64)])\n\
+         store.apply([e, src, fv])\nprint('null')"
+    ));
+    let refused = s.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(refused.status, 0);
+    let text = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(text.contains("not created by this stack"), "{text}");
+    assert!(view(&name)["tags"].get("mlops.project").is_none(), "left as it was");
+
+    s.mlops(&["import", &format!("feature_stores.{}", s.name), &name]).ok();
+    let plan = s.plan();
+    let c = change(&plan, &format!("feature_stores.{}", s.name));
+    assert_eq!(c["action"], "update", "only the labels differ: {c}");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let v = view(&name);
+    assert_eq!(v["tags"]["mlops.project"], "fs", "now this stack's");
+    assert_eq!(v["tags"]["team"], "growth");
+}
+
+#[test]
+fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
+    let env = TestEnv::new();
+    let spec = |ttl: &str| {
+        format!(
+            "version: 1\nproject: fs\nproviders:\n  feast: {{ registry: 127.0.0.1:1 }}\n\
+             feature_stores:\n  churn:\n    provider: feast\n    record_identifier: id\n    event_time: ts\n\
+             \x20   features: {{ id: string, ts: string, x: integral }}\n    ttl: {ttl}\n"
+        )
+    };
+    env.write("mlops.yaml", &spec("1d"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:11:"), "the ttl is marked at its line: {}", run.stderr);
+    env.write("mlops.yaml", &spec("24h"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
+}
