@@ -210,3 +210,55 @@ fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
 }
+
+/// A registry server in TLS mode (as `feast serve_registry --key --cert` runs it), trusted through
+/// the block's `ca_cert`: the same objects arrive, checked through Feast's SDK.
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn a_tls_registry_server_is_reached_with_the_blocks_ca_certificate() {
+    let python = crate::common::service("MLOPS_TEST_FEAST_PYTHON", None, "feast");
+    let repo = crate::common::service("MLOPS_TEST_FEAST_REPO", None, "feast");
+    let s = Store::new();
+    let dir = s.env.path();
+    // A CA, and a server certificate it signs for 127.0.0.1.
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-ca -keyout ca-key.pem -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out server.csr",
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 1 -extfile ext.cnf -out cert.pem",
+    ] {
+        let out = Command::new("openssl").args(args.split(' ')).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let feast_bin = std::path::Path::new(&python).with_file_name("feast");
+    let mut server = Command::new(feast_bin)
+        .args(["serve_registry", "--port", &port.to_string()])
+        .args([
+            "--key",
+            &dir.join("key.pem").display().to_string(),
+            "--cert",
+            &dir.join("cert.pem").display().to_string(),
+        ])
+        .current_dir(&repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS registry server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let spec = s.env.read("mlops.yaml").replace(
+        &format!("feast: {{ registry: {}, project: mlops }}", s.registry),
+        &format!("feast: {{ registry: \"https://127.0.0.1:{port}\", ca_cert: ca.pem, project: mlops }}"),
+    );
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("tls");
+    let run = s.mlops(&["apply", "--auto-approve"]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(view(&s.view_name())["join_key"], "customer_id");
+}

@@ -50,25 +50,7 @@ pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result
     location(uri)?;
     let mut d = Desired::default();
     d.attributes.insert("uri".into(), json!(uri));
-    if let Some(src) = config.local_path("source") {
-        let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
-            if !src.is_dir() {
-                return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
-                    .at(ValuePath::key("source")));
-            }
-            let mut m = serde_json::Map::new();
-            for (rel, path) in mlops_provider_core::source_files(&src)? {
-                m.insert(rel, entry_of(&path)?);
-            }
-            Ok(Value::Object(m))
-        })
-        .await
-        .map_err(|e| ProviderError::failed(format!("digest task failed: {e}")))??;
-        d.attributes.insert("files".into(), files);
-        if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
-            d.subset.insert("files".into());
-        }
-    }
+    mlops_provider_core::dataset_manifest(config, entry_of, &mut d).await?;
     Ok(d)
 }
 
@@ -279,17 +261,12 @@ pub(crate) async fn apply(
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let src = req.config.local_path("source");
     let (mut uploaded, mut deleted) = (0usize, 0usize);
-    let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| have.get(*rel) != Some(*e)).collect();
-    let size = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
-    let total: u64 = todo.iter().map(|(rel, _)| size(rel)).sum();
+    let mlops_provider_core::SyncPlan { writes, total_bytes: total } = mlops_provider_core::sync_plan(req)?;
     let mut done = 0u64;
     let mut restored = 0usize;
-    for (rel, entry) in todo {
-        let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
-        let path = src.join(rel);
-        let md5 = if path.is_file() { Some(md5_of(&path)?.0) } else { None };
+    for (rel, path, entry) in &writes {
+        let md5 = if path.is_file() { Some(md5_of(path)?.0) } else { None };
         let etag = entry.get("etag").and_then(Value::as_str).unwrap_or_default();
         let key = format!("{prefix}{rel}");
         if md5.as_deref() != Some(etag) {
@@ -325,7 +302,7 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| sdk_error(&format!("upload s3://{bucket}/{key}"), e))?;
         uploaded += 1;
-        done += size(rel);
+        done += std::fs::metadata(path).map_or(0, |m| m.len());
         progress.transfer(done, total);
     }
     if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {

@@ -466,6 +466,66 @@ pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, 
     Ok(out)
 }
 
+/// A per-file manifest entry of a provider (its checksums and size, as its store reports them).
+pub type EntryOf = fn(&std::path::Path) -> Result<Value, ProviderError>;
+
+/// A dataset's desired `files`: each file of its `source` with `entry_of`'s manifest entry
+/// (computed on a blocking thread). Without `prune`, `files` only constrains the files the source
+/// has (remote files it lacks are left alone). Nothing is added without a `source`.
+pub async fn dataset_manifest(
+    config: &ResourceConfig,
+    entry_of: EntryOf,
+    desired: &mut Desired,
+) -> Result<(), ProviderError> {
+    let Some(src) = config.local_path("source") else { return Ok(()) };
+    let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
+        if !src.is_dir() {
+            return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
+                .at(ValuePath::key("source")));
+        }
+        let mut m = serde_json::Map::new();
+        for (rel, path) in source_files(&src)? {
+            m.insert(rel, entry_of(&path)?);
+        }
+        Ok(Value::Object(m))
+    })
+    .await
+    .map_err(|e| ProviderError::failed(format!("checksum task failed: {e}")))??;
+    desired.attributes.insert("files".into(), files);
+    if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
+        desired.subset.insert("files".into());
+    }
+    Ok(())
+}
+
+/// What a dataset apply has to write: each file whose desired manifest entry is not the live one,
+/// with its path under the source, and their bytes in all (for the transfer bar).
+pub struct SyncPlan {
+    pub writes: Vec<(String, PathBuf, Value)>,
+    pub total_bytes: u64,
+}
+
+/// The writes of a dataset apply (see [`SyncPlan`]).
+pub fn sync_plan(req: &ApplyRequest<'_>) -> Result<SyncPlan, ProviderError> {
+    let files = |attrs: Option<&Attributes>| -> serde_json::Map<String, Value> {
+        attrs.and_then(|a| a.get("files")).and_then(Value::as_object).cloned().unwrap_or_default()
+    };
+    let (want, live) = (files(Some(&req.desired.attributes)), files(req.live.map(|l| &l.attributes)));
+    let src = req.config.local_path("source");
+    let mut writes = Vec::new();
+    let mut total_bytes = 0;
+    for (rel, entry) in want {
+        if live.get(&rel) == Some(&entry) {
+            continue;
+        }
+        let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+        let path = src.join(&rel);
+        total_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        writes.push((rel, path, entry));
+    }
+    Ok(SyncPlan { writes, total_bytes })
+}
+
 /// An error and its whole chain of causes on one line (`outer: cause: root cause`), skipping a
 /// cause whose text the line already holds: never just the outermost "service error".
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -30,7 +30,7 @@ use mlops_provider_core::{
     PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, parse_duration,
 };
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use proto::core::{self as fc, data_source, file_format};
 use proto::registry::{self as fr, registry_server_client::RegistryServerClient};
@@ -54,16 +54,41 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
             .at(ValuePath::key("registry"))
         })?;
     let url = if address.contains("://") { address.clone() } else { format!("http://{address}") };
-    let endpoint = Endpoint::from_shared(url.clone())
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|e| {
             ProviderError::invalid(format!("`{address}` is not a registry server address: {e}"))
                 .at(ValuePath::key("registry"))
         })?
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60));
+    if url.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = block.get("ca_cert").and_then(Value::as_str) {
+            let pem = std::fs::read(ctx.base_dir.join(ca)).map_err(|e| {
+                ProviderError::invalid(format!("cannot read the CA certificate {ca}: {e}"))
+                    .at(ValuePath::key("ca_cert"))
+            })?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls).map_err(|e| {
+            ProviderError::invalid(format!("TLS for {url}: {}", mlops_provider_core::error_chain(&e)))
+                .at(ValuePath::key("registry"))
+        })?;
+    }
+    let auth = block.get("auth").and_then(Value::as_str).unwrap_or("no_auth").to_string();
     let project = block.get("project").and_then(Value::as_str).unwrap_or(&ctx.project).to_string();
-    Ok(Arc::new(FeastProvider { endpoint, url, project, stack: ctx.project.clone(), channel: Default::default() }))
+    Ok(Arc::new(FeastProvider {
+        endpoint,
+        url,
+        project,
+        stack: ctx.project.clone(),
+        auth,
+        channel: Default::default(),
+    }))
 }
+
+/// Where a pod finds its service-account token (Feast's `kubernetes` auth).
+const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
 pub struct FeastProvider {
     endpoint: Endpoint,
@@ -72,6 +97,8 @@ pub struct FeastProvider {
     project: String,
     /// The mlops project, for ownership tags.
     stack: String,
+    /// Feast's `auth.type`: `no_auth`, `kubernetes` or `oidc`.
+    auth: String,
     channel: tokio::sync::OnceCell<Channel>,
 }
 
@@ -123,6 +150,25 @@ struct Names {
 }
 
 impl FeastProvider {
+    /// A request with the bearer token Feast's clients would send, if the server wants one.
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ProviderError> {
+        let mut req = tonic::Request::new(message);
+        let token = match self.auth.as_str() {
+            "kubernetes" => std::fs::read_to_string(SERVICE_ACCOUNT_TOKEN)
+                .ok()
+                .or_else(|| std::env::var("LOCAL_K8S_TOKEN").ok())
+                .ok_or("no service-account token (and LOCAL_K8S_TOKEN is not set)"),
+            "oidc" => std::env::var("FEAST_OIDC_TOKEN").map_err(|_| "FEAST_OIDC_TOKEN is not set"),
+            _ => return Ok(req),
+        };
+        let token = token.map_err(|e| ProviderError::invalid(format!("Feast `{}` auth: {e}", self.auth)))?;
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| ProviderError::invalid("the Feast auth token is not a valid header value"))?;
+        req.metadata_mut().insert("authorization", value);
+        Ok(req)
+    }
+
     async fn client(&self) -> Result<RegistryServerClient<Channel>, ProviderError> {
         let channel = self
             .channel
@@ -156,7 +202,8 @@ impl FeastProvider {
     async fn live(&self, view: &str, require_owned: bool) -> Result<Option<LiveState>, ProviderError> {
         let mut c = self.client().await?;
         let req = fr::GetFeatureViewRequest { name: view.into(), project: self.project.clone(), allow_cache: false };
-        let Some(fv) = status(c.get_feature_view(req).await, &format!("get feature view {view}"))? else {
+        let Some(fv) = status(c.get_feature_view(self.request(req)?).await, &format!("get feature view {view}"))?
+        else {
             return Ok(None);
         };
         let spec = fv.spec.unwrap_or_default();
@@ -165,7 +212,7 @@ impl FeastProvider {
         }
         let entity_name = spec.entities.first().cloned().unwrap_or_default();
         let req = fr::GetEntityRequest { name: entity_name.clone(), project: self.project.clone(), allow_cache: false };
-        let entity = status(c.get_entity(req).await, &format!("get entity {entity_name}"))?
+        let entity = status(c.get_entity(self.request(req)?).await, &format!("get entity {entity_name}"))?
             .and_then(|e| e.spec)
             .unwrap_or_default();
         let source = spec.batch_source.clone().unwrap_or_default();
@@ -200,7 +247,7 @@ impl FeastProvider {
         let mut c = self.client().await?;
         let project = self.project.clone();
         let req = fr::GetFeatureViewRequest { name: names.view.clone(), project: project.clone(), allow_cache: false };
-        if let Some(fv) = status(c.get_feature_view(req).await, "get feature view")? {
+        if let Some(fv) = status(c.get_feature_view(self.request(req)?).await, "get feature view")? {
             if !self.owned(&fv.spec.unwrap_or_default().tags) {
                 return Err(ProviderError::new(
                     ErrorKind::Conflict,
@@ -212,19 +259,20 @@ impl FeastProvider {
             }
             progress.report(&format!("deleting feature view {}", names.view));
             let req = fr::DeleteFeatureViewRequest { name: names.view.clone(), project: project.clone(), commit: true };
-            status(c.delete_feature_view(req).await, "delete feature view")?;
+            status(c.delete_feature_view(self.request(req)?).await, "delete feature view")?;
         }
         let req = fr::GetDataSourceRequest { name: names.source.clone(), project: project.clone(), allow_cache: false };
-        if status(c.get_data_source(req).await, "get data source")?.is_some_and(|s| self.owned(&s.tags)) {
+        if status(c.get_data_source(self.request(req)?).await, "get data source")?.is_some_and(|s| self.owned(&s.tags))
+        {
             let req =
                 fr::DeleteDataSourceRequest { name: names.source.clone(), project: project.clone(), commit: true };
-            status(c.delete_data_source(req).await, "delete data source")?;
+            status(c.delete_data_source(self.request(req)?).await, "delete data source")?;
         }
         let req = fr::GetEntityRequest { name: names.entity.clone(), project: project.clone(), allow_cache: false };
-        let entity = status(c.get_entity(req).await, "get entity")?.and_then(|e| e.spec);
+        let entity = status(c.get_entity(self.request(req)?).await, "get entity")?.and_then(|e| e.spec);
         if entity.is_some_and(|e| self.owned(&e.tags)) {
             let req = fr::DeleteEntityRequest { name: names.entity.clone(), project, commit: true };
-            status(c.delete_entity(req).await, "delete entity")?;
+            status(c.delete_entity(self.request(req)?).await, "delete entity")?;
         }
         Ok(())
     }
@@ -326,7 +374,7 @@ impl Provider for FeastProvider {
         if request.operation == Operation::Create && !request.options.force_conflicts {
             let req =
                 fr::GetFeatureViewRequest { name: names.view.clone(), project: project.clone(), allow_cache: false };
-            if let Some(fv) = status(c.get_feature_view(req).await, "get feature view")?
+            if let Some(fv) = status(c.get_feature_view(self.request(req)?).await, "get feature view")?
                 && !self.owned(&fv.spec.unwrap_or_default().tags)
             {
                 return Err(ProviderError::new(
@@ -373,7 +421,7 @@ impl Provider for FeastProvider {
             meta: Some(Default::default()),
         };
         let req = fr::ApplyEntityRequest { entity: Some(entity), project: project.clone(), commit: true };
-        status(c.apply_entity(req).await, "apply entity")?;
+        status(c.apply_entity(self.request(req)?).await, "apply entity")?;
 
         let source = fc::DataSource {
             name: names.source.clone(),
@@ -399,7 +447,7 @@ impl Provider for FeastProvider {
         progress.report(&format!("applying data source {}", names.source));
         let req =
             fr::ApplyDataSourceRequest { data_source: Some(source.clone()), project: project.clone(), commit: true };
-        status(c.apply_data_source(req).await, "apply data source")?;
+        status(c.apply_data_source(self.request(req)?).await, "apply data source")?;
 
         let features = want
             .get("features")
@@ -436,7 +484,7 @@ impl Provider for FeastProvider {
             commit: true,
             base_feature_view: Some(fr::apply_feature_view_request::BaseFeatureView::FeatureView(view)),
         };
-        status(c.apply_feature_view(req).await, "apply feature view")?;
+        status(c.apply_feature_view(self.request(req)?).await, "apply feature view")?;
         self.live(&names.view, false).await?.ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Conflict,

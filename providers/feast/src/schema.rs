@@ -13,6 +13,23 @@ struct Block {
     registry: Option<String>,
     /// The Feast project the objects belong to. Default: the mlops project's name.
     project: Option<String>,
+    /// A CA certificate (PEM, relative to the spec file) for an `https://` registry whose
+    /// certificate the system's roots do not sign.
+    ca_cert: Option<String>,
+    /// How the registry server authenticates clients, as Feast's `auth.type`: `no_auth` (default),
+    /// `kubernetes` (the pod's service-account token, else `LOCAL_K8S_TOKEN`) or `oidc` (a token in
+    /// `FEAST_OIDC_TOKEN`), sent as a bearer token.
+    auth: Option<Auth>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum Auth {
+    #[serde(rename = "no_auth")]
+    None,
+    Kubernetes,
+    Oidc,
 }
 
 #[derive(JsonSchema)]

@@ -338,25 +338,7 @@ impl GcpProvider {
         let mut d = Desired::default();
         Self::dataset_location(config)?;
         d.attributes.insert("uri".into(), json!(config.str("uri")));
-        if let Some(src) = config.local_path("source") {
-            let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
-                if !src.is_dir() {
-                    return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
-                        .at(ValuePath::key("source")));
-                }
-                let mut m = serde_json::Map::new();
-                for (rel, path) in mlops_provider_core::source_files(&src)? {
-                    m.insert(rel, entry_of(&path)?);
-                }
-                Ok(Value::Object(m))
-            })
-            .await
-            .map_err(|e| ProviderError::failed(format!("checksum task failed: {e}")))??;
-            d.attributes.insert("files".into(), files);
-            if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
-                d.subset.insert("files".into());
-            }
-        }
+        mlops_provider_core::dataset_manifest(config, entry_of, &mut d).await?;
         Ok(d)
     }
 
@@ -397,26 +379,17 @@ impl GcpProvider {
         self.ensure_bucket(&bucket, req.config.body.get("labels").unwrap_or(&Value::Null), progress).await?;
         let client = self.client().await?;
         let want = req.desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
-        let live_files =
-            req.live.and_then(|l| l.attributes.get("files")).and_then(Value::as_object).cloned().unwrap_or_default();
         let live_gens = req
             .live
             .and_then(|l| l.attributes.get("generations"))
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let src = req.config.local_path("source");
         let (mut uploaded, mut deleted) = (0usize, 0usize);
-        let todo: Vec<(&String, &Value)> = want.iter().filter(|(rel, e)| live_files.get(*rel) != Some(*e)).collect();
-        let size_of = |rel: &str| src.as_ref().and_then(|s| std::fs::metadata(s.join(rel)).ok()).map_or(0, |m| m.len());
-        let total: u64 = todo.iter().map(|(rel, _)| size_of(rel)).sum();
+        let mlops_provider_core::SyncPlan { writes, total_bytes: total } = mlops_provider_core::sync_plan(req)?;
         let mut done = 0u64;
         let mut restored = 0usize;
-        for (rel, entry) in todo {
-            let path = src
-                .as_ref()
-                .map(|s| s.join(rel))
-                .ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
+        for (rel, path, entry) in &writes {
             let name = format!("{prefix}{rel}");
             // Read, then checksummed: what is uploaded is what was compared with the plan.
             let bytes = match path.is_file() {
@@ -427,7 +400,7 @@ impl GcpProvider {
                 ),
                 false => None,
             };
-            let have = if bytes.is_some() { Some(entry_of(&path)?) } else { None };
+            let have = if bytes.is_some() { Some(entry_of(path)?) } else { None };
             let (Some(bytes), true) = (bytes, have.as_ref() == Some(entry)) else {
                 // Bytes the source moved on from (a rollback, a promotion, or an edit since the
                 // plan): GCS may have kept them; otherwise the plan cannot be applied as made.
@@ -500,7 +473,9 @@ impl GcpProvider {
                 Err(e) => return Err(e.error),
             }
         }
-        if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) && src.is_some() {
+        if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false)
+            && req.config.local_path("source").is_some()
+        {
             for (rel, generation) in &live_gens {
                 if want.contains_key(rel) {
                     continue;
