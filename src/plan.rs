@@ -162,6 +162,10 @@ pub struct ResourceChange {
     /// A replace or delete that destroys stored data (e.g. a feature store's records).
     #[serde(default)]
     pub data_destroying: bool,
+    /// A replace that creates the new object first and deletes the old one once everything that
+    /// depends on it has moved (the provider's `create_before_destroy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_destroy: bool,
     /// ML-aware flags a reviewer should not miss, computed by the engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<ChangeTag>,
@@ -306,13 +310,8 @@ impl ChangeTag {
     }
 }
 
-/// Attributes and outputs (identifiers, versions, digests) of a resource.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-pub struct RecordedState {
-    pub attributes: Attributes,
-    #[serde(default)]
-    pub outputs: Attributes,
-}
+/// A resource's state as a plan or lineage holds it: the one state type, in its recorded role.
+pub use mlops_provider_core::ResourceState as RecordedState;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AttributeChange {

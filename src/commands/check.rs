@@ -20,13 +20,14 @@ pub struct CheckArgs {
     pub scope: ScopeArgs,
 }
 
-fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec) -> SpecDiagnostic {
+fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec, root: Option<&spec::yaml::Node>) -> SpecDiagnostic {
     let mut path = vec![v.address.kind.section().to_string(), v.address.name.clone()];
-    let name_span = spec::lookup(&loaded.root, &path).and_then(|(k, _)| k.map(|k| k.span));
+    let lookup = |path: &[String]| root.and_then(|r| spec::lookup(r, path));
+    let name_span = lookup(&path).and_then(|(k, _)| k.map(|k| k.span));
     if let Some(f) = &v.field {
         path.extend(f.split('.').map(str::to_string));
     }
-    let span = spec::lookup(&loaded.root, &path).map(|(_, n)| n.span).filter(|_| v.field.is_some()).or(name_span);
+    let span = lookup(&path).map(|(_, n)| n.span).filter(|_| v.field.is_some()).or(name_span);
     let mut d = SpecDiagnostic::new(v.code, v.message.clone())
         .help("change the spec to meet the policy under `policies:`, or change the policy in review");
     if let Some(span) = span {
@@ -47,7 +48,8 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
     };
     let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
     let violations = policy::evaluate(&plan, &rules, &|a| stack.spec.resource(a).map(|r| &r.config.body));
-    let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec)).collect();
+    let root = if violations.is_empty() { None } else { stack.spec.root() };
+    let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
     if args.json {
         let list: Vec<_> = violations
             .iter()

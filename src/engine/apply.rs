@@ -502,12 +502,7 @@ async fn run_one<'a>(
         .map_err(|e| Failure::new(e.to_string(), ErrorKind::Invalid))?;
         let prior = recorded
             .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
-            .or_else(|| {
-                change
-                    .live
-                    .as_ref()
-                    .map(|l| PriorState { attributes: l.attributes.clone(), outputs: l.outputs.clone() })
-            });
+            .or_else(|| change.live.as_ref().cloned());
         if change.action == Action::Delete {
             if change.live.is_none() {
                 return Ok(None); // Already gone: only forget it.
@@ -552,8 +547,7 @@ async fn run_one<'a>(
         if let Some(uri) = desired.attributes.get(super::ARTIFACT_REF).and_then(|r| r.get("uri")) {
             config.body["artifact"] = uri.clone();
         }
-        let live =
-            change.live.as_ref().map(|l| LiveState { attributes: l.attributes.clone(), outputs: l.outputs.clone() });
+        let live = change.live.clone();
         let op = match change.action {
             Action::Create => Operation::Create,
             Action::Replace => Operation::Replace,
@@ -569,13 +563,12 @@ async fn run_one<'a>(
             dependencies: &deps,
             options,
         };
-        let recorded = |l: LiveState| plan::RecordedState { attributes: l.attributes, outputs: l.outputs };
         let live = provider.apply(req, &progress).await.map_err(|e| Failure {
             message: e.message,
             kind: e.kind,
-            left: e.state.map(|s| recorded(*s)),
+            left: e.state.map(|s| *s),
         })?;
-        let mut applied = recorded(live);
+        let mut applied = live;
         // What the applied artifact was resolved from: recorded on success only (after a failure
         // the next plan shows the reference still to apply).
         if let Some(r) = desired.attributes.get(super::ARTIFACT_REF) {

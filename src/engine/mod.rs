@@ -363,7 +363,7 @@ pub async fn refresh(
             let res = match provider {
                 Ok(p) => p.read(&a, prior_state.as_ref(), desired.get(&a)).await.map(|live| {
                     live.map(|l| {
-                        let mut state = RecordedState { attributes: l.attributes, outputs: l.outputs };
+                        let mut state = l;
                         // What a reference resolved to is known only to lineage: the live object
                         // holds the bytes, not the name they were resolved from.
                         if let Some(r) = prior.and_then(|p| p.attributes.get(ARTIFACT_REF)) {
@@ -483,6 +483,7 @@ pub fn assemble(
             attributes: decision.attributes,
             replace_reasons: decision.replace_reasons,
             data_destroying,
+            create_before_destroy: false,
             tags: Vec::new(),
             desired: None,
             force_new: Default::default(),
@@ -498,6 +499,7 @@ pub fn assemble(
         if let Some(w) = &want {
             change.force_new = w.force_new.clone();
             change.subset = w.subset.clone();
+            change.create_before_destroy = change.action == Action::Replace && w.create_before_destroy;
         }
         let traffic = stack.providers.get(&change.provider).map(|p| p.traffic_attributes()).unwrap_or_default();
         change.tags = tags::tags(&change, want.as_ref(), traffic);
@@ -545,6 +547,7 @@ pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
         attributes: change.desired.clone().unwrap_or_default(),
         force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_else(|| change.force_new.clone()),
         replace_destroys_data: change.data_destroying,
+        create_before_destroy: change.create_before_destroy,
         subset: fresh.map(|d| d.subset.clone()).unwrap_or_else(|| change.subset.clone()),
         expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
         conflicts: Vec::new(),

@@ -104,6 +104,7 @@ mod tests {
             attributes,
             replace_reasons: vec![],
             data_destroying: false,
+            create_before_destroy: false,
             tags: vec![],
             desired: None,
             force_new: Default::default(),

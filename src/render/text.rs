@@ -150,6 +150,10 @@ pub fn plan(p: &Plan, style: &Style) -> String {
     for c in changed {
         let mut head = format!("{} {}", action_symbol(style, c.action), style.bold(&c.address.to_string()));
         let why = match c.action {
+            Action::Replace if c.create_before_destroy => format!(
+                "will be replaced (forced by {}), the new one created before the old one is deleted",
+                c.replace_reasons.join(", ")
+            ),
             Action::Replace => format!("will be replaced (forced by {})", c.replace_reasons.join(", ")),
             Action::Delete if c.live.is_none() => "will be forgotten (already gone)".into(),
             Action::Delete => "will be deleted (removed from the spec)".into(),

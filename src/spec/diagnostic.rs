@@ -1,5 +1,6 @@
 //! Spec diagnostics: a stable code, a message, a help, and labels pointing into the YAML.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -45,7 +46,8 @@ pub struct Label {
 
 #[derive(Debug, Clone)]
 pub struct SpecDiagnostic {
-    pub code: &'static str,
+    /// `spec::…` for the engine's own checks; a provider's checks keep the provider's codes.
+    pub code: Cow<'static, str>,
     pub message: String,
     pub help: Option<String>,
     pub labels: Vec<Label>,
@@ -55,8 +57,15 @@ pub struct SpecDiagnostic {
 }
 
 impl SpecDiagnostic {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        SpecDiagnostic { code, message: message.into(), help: None, labels: Vec::new(), source: None, warning: false }
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        SpecDiagnostic {
+            code: code.into(),
+            message: message.into(),
+            help: None,
+            labels: Vec::new(),
+            source: None,
+            warning: false,
+        }
     }
     pub fn warning(mut self) -> Self {
         self.warning = true;
@@ -86,7 +95,7 @@ impl SpecDiagnostic {
     pub fn to_json(&self) -> DiagnosticJson {
         let loc = self.location();
         DiagnosticJson {
-            code: self.code,
+            code: self.code.clone(),
             severity: if self.warning { "warning" } else { "error" },
             message: self.message.clone(),
             help: self.help.clone(),
@@ -108,7 +117,7 @@ impl SpecDiagnostic {
 /// The `--json` form of a diagnostic; documented in the README.
 #[derive(Debug, Serialize)]
 pub struct DiagnosticJson {
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub severity: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,7 +147,7 @@ impl std::error::Error for SpecDiagnostic {}
 
 impl Diagnostic for SpecDiagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.code))
+        Some(Box::new(&self.code))
     }
     fn severity(&self) -> Option<Severity> {
         Some(if self.warning { Severity::Warning } else { Severity::Error })

@@ -39,7 +39,6 @@ pub struct LoadedSpec {
     pub json: Value,
     /// In spec order: datasets, models, feature stores, endpoints, each sorted by name.
     pub resources: Vec<Resource>,
-    pub root: Node,
     index: BTreeMap<Address, usize>,
     /// The `${secret:…}` values behind the markers the spec now holds.
     pub secrets: crate::secrets::Secrets,
@@ -48,6 +47,12 @@ pub struct LoadedSpec {
 }
 
 impl LoadedSpec {
+    /// The spec's YAML tree with spans, parsed again from its text: only a diagnostic made
+    /// after loading needs it (a policy violation at its line), so it is not kept in memory.
+    pub fn root(&self) -> Option<Node> {
+        yaml::parse(&self.source.text).ok()
+    }
+
     /// The directory of the spec file (`.` for a bare file name).
     pub fn base_dir(&self) -> &Path {
         match self.path.parent() {
@@ -202,6 +207,13 @@ pub fn load_bytes(
 
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resources = semantic_check(&spec, &json, &root, &base_dir, registry, &mut diags);
+    // The typed resources were checked; their bodies live on in each resource's `config`.
+    let mut spec = spec;
+    spec.datasets.clear();
+    spec.models.clear();
+    spec.feature_stores.clear();
+    spec.endpoints.clear();
+    drop(root);
     if !diags.is_empty() {
         return Err(diags.into_iter().map(|d| d.with_source(&source)).collect());
     }
@@ -221,7 +233,6 @@ pub fn load_bytes(
         spec,
         json,
         resources,
-        root,
         index,
         secrets: interp.secrets,
         warnings,
@@ -1003,11 +1014,8 @@ fn semantic_check(
                     } else {
                         lookup(node, &cd.path.0).map(|(_, v)| v.span).unwrap_or(name_span)
                     };
-                    let code: &'static str = match cd.code.as_str() {
-                        "spec::invalid_name" => "spec::invalid_name",
-                        _ => "spec::unsupported_value",
-                    };
-                    let mut d = SpecDiagnostic::new(code, cd.message).label(span, "here");
+                    // The provider's own code, kept (`spec::…` for the shared ones, `NAME::…` for its own).
+                    let mut d = SpecDiagnostic::new(cd.code, cd.message).label(span, "here");
                     if let Some(h) = cd.help {
                         d = d.help(h);
                     }

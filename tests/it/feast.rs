@@ -209,6 +209,7 @@ fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
     let run = env.mlops(&["validate"]);
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
+    assert!(run.stderr.contains("feast::no_source"), "the provider's own code is kept: {}", run.stderr);
 }
 
 /// A registry server in TLS mode (as `feast serve_registry --key --cert` runs it), trusted through

@@ -633,6 +633,13 @@ fn a_runtime_change_replaces_new_first_then_deletes_the_old_objects() {
     let c = change(&plan, "endpoints.churn-api");
     assert_eq!(c["action"], "replace");
     assert_eq!(c["replace_reasons"], json!(["runtime"]));
+    // Create-before-destroy is explicit in the plan, not only in what apply does.
+    assert_eq!(c["create_before_destroy"], true, "{c}");
+    let text = k.mlops(&["plan"]).ok().stdout;
+    assert!(
+        text.contains("will be replaced (forced by runtime), the new one created before the old one is deleted"),
+        "{text}"
+    );
     let run = k.mlops(&["apply", "--auto-approve"]).ok();
     let wait = run.stdout.find("churn-api: waiting").expect("waited");
     let delete = run.stdout.find("churn-api: deleting Deployment").expect("deleted the old Deployment");

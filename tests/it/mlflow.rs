@@ -219,4 +219,11 @@ fn a_bad_tracking_uri_or_alias_is_refused_at_its_line() {
     assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("`tracking_uri` must be an http:// or https://"), "{}", run.stderr);
     assert!(run.stderr.contains("mlops.yaml:4:"), "{}", run.stderr);
+    // With a good address, the alias `v2` (it names a version) is refused with the provider's code.
+    let spec = env.read("mlops.yaml").replace("mlflow.internal:5000", "http://mlflow.internal:5000");
+    env.write("mlops.yaml", &spec);
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("mlflow::invalid_alias"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:9:"), "{}", run.stderr);
 }

@@ -74,6 +74,7 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
     }
     d.force_new = IMMUTABLE.iter().map(|s| s.to_string()).collect();
     d.force_new.insert("size".into());
+    d.create_before_destroy = true;
     Ok(d)
 }
 

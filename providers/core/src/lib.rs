@@ -11,6 +11,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+mod state;
+pub use state::{LiveState, PriorState, ResourceState};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use serde_json::Value;
@@ -196,6 +199,11 @@ pub struct Desired {
     /// A Replace destroys stored data (e.g. a feature store's records).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace_destroys_data: bool,
+    /// A Replace creates the new object first and deletes the old one only once everything that
+    /// depends on it has moved (what the old object left is `outputs.deposed` until `finish`):
+    /// shown in the plan. Otherwise the old object is deleted first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_before_destroy: bool,
     /// Map attributes that only constrain the keys they list: live entries under other keys are
     /// not differences (e.g. remote objects a dataset without `prune` leaves alone).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -209,24 +217,6 @@ pub struct Desired {
     /// them without `--force-conflicts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
-}
-
-/// What is live, as read from the backend.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LiveState {
-    /// Comparable with [`Desired::attributes`].
-    pub attributes: Attributes,
-    /// Identifiers, versions and digests the backend assigned; recorded in lineage.
-    #[serde(default)]
-    pub outputs: Attributes,
-}
-
-/// The last applied state of a resource, from lineage.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PriorState {
-    pub attributes: Attributes,
-    #[serde(default)]
-    pub outputs: Attributes,
 }
 
 /// The operations a provider is asked to perform.

@@ -297,7 +297,7 @@ impl Provider for FeastProvider {
         if config.body.pointer("/source/path").and_then(Value::as_str).is_none() {
             out.push(ConfigDiagnostic {
                 path: ValuePath::root(),
-                code: "spec::invalid_value".into(),
+                code: "feast::no_source".into(),
                 message: format!("{} needs a data source on Feast: `source: {{ path: … }}`", config.address),
                 help: Some("add `source: { path: data/NAME.parquet }` (a Parquet file or folder)".into()),
             });

@@ -554,6 +554,7 @@ impl KubernetesProvider {
         // Another kind of object, or another namespace, is another object: created, then the old one deleted.
         d.force_new.insert("runtime".into());
         d.force_new.insert("namespace".into());
+        d.create_before_destroy = true;
         d.expected_wait_secs = Some(if runtime == "kserve" { 180 } else { 60 });
         Ok(d)
     }

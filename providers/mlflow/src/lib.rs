@@ -472,7 +472,7 @@ impl Provider for MlflowProvider {
             if !valid {
                 out.push(ConfigDiagnostic {
                     path: ValuePath(vec!["aliases".into(), i.to_string()]),
-                    code: "spec::invalid_value".into(),
+                    code: "mlflow::invalid_alias".into(),
                     message: format!("`{s}` is not an alias MLflow accepts"),
                     help: Some(
                         "letters, digits, `_` and `-`; not `latest` and not `v<number>` (those name versions)".into(),
