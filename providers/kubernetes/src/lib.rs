@@ -12,6 +12,9 @@
 //! A dry run that collides with another field manager puts the conflict in the plan, and apply
 //! refuses it unless forced.
 
+mod errors;
+mod manifests;
+mod readiness;
 mod schema;
 pub use schema::entry;
 
@@ -31,6 +34,10 @@ use mlops_provider_core::{
     Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
+
+use errors::*;
+use manifests::*;
+use readiness::*;
 
 /// The field manager every write uses.
 pub const FIELD_MANAGER: &str = "mlops";
@@ -113,62 +120,6 @@ impl Part {
 
 use mlops_provider_core::error_chain as chain;
 
-/// A Kubernetes API error, classified.
-fn kube_error(what: &str, e: kube::Error) -> ProviderError {
-    match e {
-        kube::Error::Api(status) => {
-            let kind = match status.code {
-                409 => ErrorKind::Conflict,
-                400 | 404 | 422 => ErrorKind::Invalid,
-                429 | 500..=599 => ErrorKind::Unavailable,
-                _ => ErrorKind::Failed,
-            };
-            ProviderError::new(kind, format!("{what}: {} ({} {})", status.message, status.code, status.reason))
-        }
-        other => ProviderError::new(
-            ErrorKind::Unavailable,
-            format!("{what}: cannot reach the Kubernetes API: {}", chain(&other)),
-        ),
-    }
-}
-
-fn api_status(e: &kube::Error) -> Option<&Status> {
-    match e {
-        kube::Error::Api(s) => Some(s),
-        _ => None,
-    }
-}
-
-/// Field-manager conflicts of a failed apply, one line each.
-fn conflicts_of(kind: &str, name: &str, status: &Status) -> Vec<String> {
-    let causes: Vec<String> = status
-        .details
-        .iter()
-        .flat_map(|d| d.causes.iter())
-        .filter(|c| c.reason == "FieldManagerConflict" || c.field.starts_with('.'))
-        .map(|c| format!("{kind}/{name} {}: {}", c.field, c.message))
-        .collect();
-    if causes.is_empty() { vec![format!("{kind}/{name}: {}", status.message)] } else { causes }
-}
-
-/// `value` cut down to the shape of `template`: objects keep the keys the template has, lists
-/// are cut element by element, scalars are kept as they are.
-pub fn prune(value: &Value, template: &Value) -> Value {
-    match (value, template) {
-        (Value::Object(v), Value::Object(t)) => {
-            Value::Object(t.keys().filter_map(|k| v.get(k).map(|x| (k.clone(), prune(x, &t[k])))).collect())
-        }
-        (Value::Array(v), Value::Array(t)) => Value::Array(
-            v.iter().enumerate().map(|(i, x)| t.get(i).map(|ti| prune(x, ti)).unwrap_or_else(|| x.clone())).collect(),
-        ),
-        _ => value.clone(),
-    }
-}
-
-fn str_map(v: Option<&Value>) -> serde_json::Map<String, Value> {
-    v.and_then(Value::as_object).cloned().unwrap_or_default()
-}
-
 /// A name Kubernetes accepts for a Service (and so for everything else): a DNS-1035 label.
 fn valid_k8s_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -181,51 +132,6 @@ fn valid_k8s_name(name: &str) -> bool {
 
 fn wait_timeout(config: &ResourceConfig) -> Duration {
     config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT)
-}
-
-/// Readiness of one object, and a line saying why not.
-fn readiness(part: Part, o: &Value) -> (bool, String) {
-    let generation = o.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
-    let status = o.get("status").cloned().unwrap_or(Value::Null);
-    let observed = status.get("observedGeneration").and_then(Value::as_i64);
-    match part {
-        Part::Service => (true, "ready".into()),
-        Part::Deployment => {
-            let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
-            let n = |k: &str| status.get(k).and_then(Value::as_i64).unwrap_or(0);
-            let (updated, available) = (n("updatedReplicas"), n("availableReplicas"));
-            let ok = observed.is_some_and(|g| g >= generation) && updated >= want && available >= want;
-            (ok, format!("{available}/{want} replicas available, {updated} updated"))
-        }
-        Part::InferenceService => {
-            let conditions = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-            let ready = conditions.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
-            let current = observed.is_none_or(|g| g >= generation);
-            match ready {
-                Some(c) if c.get("status").and_then(Value::as_str) == Some("True") && current => (true, "Ready".into()),
-                Some(c) => {
-                    let why = [c.get("reason"), c.get("message")]
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(": ");
-                    (false, if why.is_empty() { "not Ready yet".into() } else { format!("not Ready: {why}") })
-                }
-                None => (false, "no Ready condition yet".into()),
-            }
-        }
-    }
-}
-
-/// A Deployment whose rollout the controller gave up on.
-fn rollout_failed(o: &Value) -> Option<String> {
-    let conditions = o.pointer("/status/conditions").and_then(Value::as_array)?;
-    conditions.iter().find_map(|c| {
-        (c.get("type").and_then(Value::as_str) == Some("Progressing")
-            && c.get("reason").and_then(Value::as_str) == Some("ProgressDeadlineExceeded"))
-        .then(|| c.get("message").and_then(Value::as_str).unwrap_or("progress deadline exceeded").to_string())
-    })
 }
 
 impl KubernetesProvider {
@@ -321,145 +227,6 @@ impl KubernetesProvider {
             .and_then(|d| d.get("defaultDeploymentMode").and_then(Value::as_str).map(str::to_string)))
     }
 
-    /// The objects an endpoint is made of, as mlops would apply them.
-    fn manifests(
-        &self,
-        config: &ResourceConfig,
-        deps: &Dependencies,
-        namespace: &str,
-    ) -> Result<Vec<(Part, Value)>, ProviderError> {
-        let name = &config.address.name;
-        let body = &config.body;
-        let runtime = config.str("runtime").unwrap_or("kserve");
-        let model_addr: Option<Address> = config.str("model").and_then(|m| m.parse().ok());
-        let model = model_addr.as_ref().and_then(|a| deps.get(a)).map(|d| &d.attributes).ok_or_else(|| {
-            ProviderError::invalid("the endpoint's model is not part of this plan").at(ValuePath::key("model"))
-        })?;
-        let uri = model.get("artifact").and_then(Value::as_str).filter(|u| u.contains("://")).ok_or_else(|| {
-            ProviderError::invalid(format!(
-                "{} has no artifact URI the cluster can pull (a local file cannot be served on Kubernetes)",
-                model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default()
-            ))
-            .at(ValuePath::key("model"))
-        })?;
-        // What rolls the pods when the bytes change under the same URI: the model's digest, else
-        // its version (a registry version, a generation), else the URI itself (a model whose
-        // provider knows no digest: a registry source).
-        let digest = ["artifact_digest", "artifact_version", "generation"]
-            .iter()
-            .filter_map(|k| model.get(*k).filter(|v| !v.is_null()))
-            .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-            .next()
-            .map_or_else(|| json!(uri), |d| json!(d));
-
-        let mut labels = str_map(body.get("labels"));
-        labels.insert(MANAGED_BY.into(), json!("mlops"));
-        labels.insert(PROJECT_LABEL.into(), json!(self.project));
-        let metadata = |_: Part| {
-            json!({
-                "name": name,
-                "namespace": namespace,
-                "labels": labels,
-                "annotations": { ADDRESS_ANNOTATION: config.address.to_string() },
-            })
-        };
-        let mut env = str_map(model.get("environment"));
-        env.extend(str_map(body.get("env")));
-        let mut env: Vec<Value> = env.into_iter().map(|(k, v)| json!({"name": k, "value": v})).collect();
-        let mut resources = serde_json::Map::new();
-        if let Some(r) = body.get("resources") {
-            let mut q = serde_json::Map::new();
-            for (k, key) in [("cpu", "cpu"), ("memory", "memory"), ("gpu", "nvidia.com/gpu")] {
-                if let Some(v) = r.get(k) {
-                    q.insert(key.into(), json!(v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())));
-                }
-            }
-            if !q.is_empty() {
-                resources.insert("requests".into(), Value::Object(q.clone()));
-                resources.insert("limits".into(), Value::Object(q));
-            }
-        }
-        let replicas = body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
-
-        if runtime == "kserve" {
-            let framework = model.get("framework").and_then(Value::as_str).ok_or_else(|| {
-                ProviderError::invalid(format!(
-                    "KServe picks its serving runtime from the model's format: give {} a `framework` (e.g. sklearn, xgboost)",
-                    model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default()
-                ))
-                .at(ValuePath::key("model"))
-            })?;
-            let mut model_spec = json!({ "modelFormat": { "name": framework }, "storageUri": uri });
-            if !resources.is_empty() {
-                model_spec["resources"] = Value::Object(resources);
-            }
-            if !env.is_empty() {
-                model_spec["env"] = Value::Array(env);
-            }
-            let mut predictor = json!({
-                "minReplicas": replicas,
-                "maxReplicas": body.get("max_replicas").and_then(Value::as_u64).unwrap_or(replicas),
-                "annotations": { DIGEST_ANNOTATION: digest },
-                "model": model_spec,
-            });
-            if let Some(c) = body.pointer("/traffic/canary_percent") {
-                predictor["canaryTrafficPercent"] = c.clone();
-            }
-            let isvc = json!({
-                "apiVersion": "serving.kserve.io/v1beta1",
-                "kind": "InferenceService",
-                "metadata": metadata(Part::InferenceService),
-                "spec": { "predictor": predictor },
-            });
-            return Ok(vec![(Part::InferenceService, isvc)]);
-        }
-
-        let image = body.get("image").or_else(|| model.get("image")).and_then(Value::as_str).ok_or_else(|| {
-            ProviderError::invalid("`runtime: deployment` needs a serving image: set `image` here or on the model")
-                .at(ValuePath::key("image"))
-        })?;
-        let port = body.get("port").and_then(Value::as_u64).unwrap_or(8080);
-        env.push(json!({"name": "MODEL_URI", "value": uri}));
-        let mut container = json!({
-            "name": "server",
-            "image": image,
-            "ports": [{ "name": "http", "containerPort": port, "protocol": "TCP" }],
-            "env": env,
-        });
-        if let Some(args) = body.get("args").filter(|a| a.as_array().is_some_and(|a| !a.is_empty())) {
-            container["args"] = args.clone();
-        }
-        if !resources.is_empty() {
-            container["resources"] = Value::Object(resources);
-        }
-        let selector = json!({ SELECTOR_LABEL: name });
-        let mut pod_labels = labels.clone();
-        pod_labels.insert(SELECTOR_LABEL.into(), json!(name));
-        let deployment = json!({
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": metadata(Part::Deployment),
-            "spec": {
-                "replicas": replicas,
-                "selector": { "matchLabels": selector },
-                "template": {
-                    "metadata": { "labels": pod_labels, "annotations": { DIGEST_ANNOTATION: digest } },
-                    "spec": { "containers": [container] },
-                },
-            },
-        });
-        let service = json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": metadata(Part::Service),
-            "spec": {
-                "selector": selector,
-                "ports": [{ "name": "http", "port": 80, "targetPort": port, "protocol": "TCP" }],
-            },
-        });
-        Ok(vec![(Part::Deployment, deployment), (Part::Service, service)])
-    }
-
     /// Server-side apply of one object (a dry run when `dry_run`).
     async fn ssa(&self, manifest: &Value, part: Part, dry_run: bool, force: bool) -> Result<Value, kube::Error> {
         let (client, _, _) = self.client().await.map_err(|e| kube::Error::Service(e.message.into()))?;
@@ -470,30 +237,6 @@ impl KubernetesProvider {
         pp.force = force;
         let o = Self::api(client, namespace, part).patch(name, &pp, &Patch::Apply(manifest)).await?;
         Ok(serde_json::to_value(o).expect("objects serialize"))
-    }
-
-    /// What a manifest is compared by: everything but identity (kind, name, namespace).
-    fn template(manifest: &Value) -> Value {
-        let mut t = manifest.clone();
-        if let Some(m) = t.as_object_mut() {
-            m.remove("apiVersion");
-            m.remove("kind");
-        }
-        if let Some(meta) = t.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("name");
-            meta.remove("namespace");
-        }
-        t
-    }
-
-    fn identity(part: Part, name: &str, namespace: &str, attributes: &Value) -> Value {
-        let r = part.resource();
-        let mut m = attributes.clone();
-        m["apiVersion"] = json!(r.api_version);
-        m["kind"] = json!(r.kind);
-        m["metadata"]["name"] = json!(name);
-        m["metadata"]["namespace"] = json!(namespace);
-        m
     }
 
     async fn desired_endpoint(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
@@ -641,53 +384,6 @@ impl KubernetesProvider {
         attributes.insert("runtime".into(), json!(runtime));
         let outputs = attributes_of(json!({ "objects": objects, "url": url, "model_digest": digest }));
         Ok(Some(LiveState { attributes, outputs }))
-    }
-
-    /// Waits until every part is ready, reporting each new status line.
-    async fn wait_ready(
-        &self,
-        parts: &[Part],
-        namespace: &str,
-        name: &str,
-        timeout: Duration,
-        progress: &dyn Progress,
-    ) -> Result<(), ProviderError> {
-        let started = Instant::now();
-        let mut last = String::new();
-        loop {
-            let mut all = true;
-            let mut lines = Vec::new();
-            for part in parts {
-                let kind = part.resource().kind;
-                let Some(o) = self.get(namespace, *part, name).await? else {
-                    return Err(ProviderError::failed(format!("{kind} {namespace}/{name} disappeared while waiting")));
-                };
-                if let Some(why) = rollout_failed(&o) {
-                    return Err(ProviderError::failed(format!("{kind} {namespace}/{name} rollout failed: {why}")));
-                }
-                let (ok, line) = readiness(*part, &o);
-                all &= ok;
-                if *part != Part::Service {
-                    lines.push(format!("{kind} {line}"));
-                }
-            }
-            if all {
-                return Ok(());
-            }
-            let line = lines.join("; ");
-            if line != last {
-                progress.report(&line);
-                last = line.clone();
-            }
-            if started.elapsed() >= timeout {
-                return Err(ProviderError::new(
-                    ErrorKind::Timeout,
-                    format!("{namespace}/{name} was not ready after {}s (wait_timeout): {line}", timeout.as_secs()),
-                ));
-            }
-            tokio::time::sleep(POLL.min(timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(10))))
-                .await;
-        }
     }
 
     async fn delete_objects(&self, objects: &[Value], progress: &dyn Progress) -> Result<(), ProviderError> {
