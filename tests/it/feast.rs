@@ -191,6 +191,41 @@ fn a_view_made_elsewhere_is_not_adopted_but_can_be_imported() {
     assert_eq!(v["tags"]["team"], "growth");
 }
 
+/// Feature services serving the view: created with it, following its features, deleted when they
+/// leave the spec (checked through Feast's SDK).
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn feature_services_follow_the_view_and_leave_with_the_spec() {
+    let s = Store::new();
+    let service = format!("{}_online", s.view_name());
+    let with = |extra: &str| {
+        let spec = s.env.read("mlops.yaml");
+        let spec = spec.replace("    ttl: 24h\n", &format!("    ttl: 24h\n{extra}"));
+        s.env.write("mlops.yaml", &spec);
+        s.env.commit("services");
+    };
+    with(&format!("    feature_services: [{service}]\n"));
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let served = |name: &str| {
+        feast(&format!(
+            "svcs = [x for x in store.list_feature_services() if x.name == {name:?}]\n\
+             print(json.dumps([[p.name, sorted(f.name for f in p.features)] for p in svcs[0].feature_view_projections] if svcs else None))"
+        ))
+    };
+    assert_eq!(served(&service), serde_json::json!([[s.view_name(), ["spend", "tenure"]]]));
+    assert_eq!(s.mlops(&["plan", "--detailed-exitcode"]).status, 0, "no changes after apply");
+
+    // Out of the spec: the service goes, the view stays.
+    let spec = s.env.read("mlops.yaml").replace(&format!("    feature_services: [{service}]\n"), "");
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("no services");
+    let plan = s.plan();
+    assert_eq!(change(&plan, &format!("feature_stores.{}", s.name))["action"], "update");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(served(&service), Value::Null);
+    assert!(!view(&s.view_name()).is_null());
+}
+
 #[test]
 fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
     let env = TestEnv::new();

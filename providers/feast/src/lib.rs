@@ -38,6 +38,8 @@ use proto::types::value_type::Enum as ValueType;
 
 /// The tag that marks what mlops created, with the project's name.
 const OWNER: &str = "mlops.project";
+/// The tag naming the feature view a feature service mlops made serves.
+const VIEW_TAG: &str = "mlops.feature_view";
 /// What Feast's Python SDK reads to rebuild a file source from its proto.
 const FILE_SOURCE_CLASS: &str = "feast.infra.offline_stores.file_source.FileSource";
 
@@ -234,6 +236,7 @@ impl FeastProvider {
         a.insert("online".into(), json!(spec.online));
         a.insert("offline".into(), json!(spec.offline));
         a.insert("labels".into(), json!(tags_of(&spec.tags)));
+        a.insert("feature_services".into(), json!(self.services_of(view).await?.into_keys().collect::<Vec<_>>()));
         let outputs = Attributes::from([
             ("feature_view".to_string(), json!(spec.name)),
             ("entity".to_string(), json!(entity.name)),
@@ -243,9 +246,76 @@ impl FeastProvider {
         Ok(Some(LiveState { attributes: a, outputs }))
     }
 
+    /// The feature services mlops made for `view`, by name.
+    async fn services_of(&self, view: &str) -> Result<BTreeMap<String, fc::FeatureService>, ProviderError> {
+        let mut c = self.client().await?;
+        let req =
+            fr::ListFeatureServicesRequest { project: self.project.clone(), allow_cache: false, ..Default::default() };
+        let list =
+            status(c.list_feature_services(self.request(req)?).await, "list feature services")?.unwrap_or_default();
+        Ok(list
+            .feature_services
+            .into_iter()
+            .filter_map(|s| {
+                let spec = s.spec.as_ref()?;
+                (self.owned(&spec.tags) && spec.tags.get(VIEW_TAG).map(String::as_str) == Some(view))
+                    .then(|| (spec.name.clone(), s.clone()))
+            })
+            .collect())
+    }
+
+    /// Makes the feature services of `view` the `wanted` ones, each serving all of its features.
+    async fn sync_services(
+        &self,
+        view: &fc::FeatureViewSpec,
+        wanted: &[String],
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        let mut c = self.client().await?;
+        let project = self.project.clone();
+        for name in wanted {
+            let mut tags: HashMap<String, String> = view.tags.clone();
+            tags.insert(VIEW_TAG.into(), view.name.clone());
+            let service = fc::FeatureService {
+                spec: Some(fc::FeatureServiceSpec {
+                    name: name.clone(),
+                    project: project.clone(),
+                    features: vec![fc::FeatureViewProjection {
+                        feature_view_name: view.name.clone(),
+                        feature_columns: view.features.clone(),
+                        batch_source: view.batch_source.clone(),
+                        view_type: "featureView".into(),
+                        ..Default::default()
+                    }],
+                    tags,
+                    ..Default::default()
+                }),
+                meta: Some(Default::default()),
+            };
+            progress.report(&format!("applying feature service {name}"));
+            let req = fr::ApplyFeatureServiceRequest {
+                feature_service: Some(service),
+                project: project.clone(),
+                commit: true,
+            };
+            status(c.apply_feature_service(self.request(req)?).await, "apply feature service")?;
+        }
+        for name in self.services_of(&view.name).await?.into_keys().filter(|n| !wanted.contains(n)) {
+            progress.report(&format!("deleting feature service {name}"));
+            let req = fr::DeleteFeatureServiceRequest { name, project: project.clone(), commit: true };
+            status(c.delete_feature_service(self.request(req)?).await, "delete feature service")?;
+        }
+        Ok(())
+    }
+
     async fn delete_objects(&self, names: &Names, progress: &dyn Progress) -> Result<(), ProviderError> {
         let mut c = self.client().await?;
         let project = self.project.clone();
+        // Services first: they name the view.
+        for name in self.services_of(&names.view).await?.into_keys() {
+            let req = fr::DeleteFeatureServiceRequest { name, project: project.clone(), commit: true };
+            status(c.delete_feature_service(self.request(req)?).await, "delete feature service")?;
+        }
         let req = fr::GetFeatureViewRequest { name: names.view.clone(), project: project.clone(), allow_cache: false };
         if let Some(fv) = status(c.get_feature_view(self.request(req)?).await, "get feature view")? {
             if !self.owned(&fv.spec.unwrap_or_default().tags) {
@@ -343,6 +413,16 @@ impl Provider for FeastProvider {
         a.insert("online".into(), json!(b.get("online").and_then(Value::as_bool).unwrap_or(true)));
         a.insert("offline".into(), json!(b.get("offline").and_then(Value::as_bool).unwrap_or(true)));
         a.insert("labels".into(), b.get("labels").cloned().unwrap_or_else(|| json!({})));
+        let mut services: Vec<&str> = b
+            .get("feature_services")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        services.sort_unstable();
+        services.dedup();
+        a.insert("feature_services".into(), json!(services));
         Ok(Desired {
             attributes: a,
             // Another key (or entity) makes the stored rows unreachable: a replace that destroys data.
@@ -479,12 +559,21 @@ impl Provider for FeastProvider {
             meta: Some(Default::default()),
         };
         progress.report(&format!("applying feature view {}", names.view));
+        let view_spec = view.spec.clone().unwrap_or_default();
         let req = fr::ApplyFeatureViewRequest {
             project: project.clone(),
             commit: true,
             base_feature_view: Some(fr::apply_feature_view_request::BaseFeatureView::FeatureView(view)),
         };
         status(c.apply_feature_view(self.request(req)?).await, "apply feature view")?;
+        let services: Vec<String> = want
+            .get("feature_services")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        self.sync_services(&view_spec, &services, progress).await?;
         self.live(&names.view, false).await?.ok_or_else(|| {
             ProviderError::new(
                 ErrorKind::Conflict,

@@ -42,6 +42,8 @@ struct FeatureStoreSettings {
     ttl: Option<String>,
     /// The Feast entity's name (Feast). Default: the feature store's name.
     entity: Option<String>,
+    /// Feature services serving every feature of the view, by name (Feast).
+    feature_services: Option<Vec<String>>,
 }
 
 #[derive(JsonSchema)]
