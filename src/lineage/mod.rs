@@ -642,13 +642,18 @@ impl Lineage {
     }
 }
 
+/// The trailers of a commit message (its last paragraph's `Token: value` lines), as gix parses them.
 pub fn parse_trailers(message: &str) -> BTreeMap<String, String> {
-    let last = message.trim_end().rsplit("\n\n").next().unwrap_or_default();
-    last.lines()
-        .filter_map(|l| l.split_once(": "))
-        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
+    use gix::bstr::ByteSlice;
+    let message = gix::objs::commit::MessageRef::from_bytes(message.as_bytes());
+    message
+        .body()
+        .map(|body| {
+            body.trailers()
+                .map(|t| (t.token.to_str_lossy().into_owned(), t.value.to_str_lossy().trim().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
