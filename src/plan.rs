@@ -186,9 +186,11 @@ pub struct ResourceChange {
     pub live_fingerprint: String,
     /// The last applied state, from lineage.
     pub prior: Option<RecordedState>,
-    /// The provider block used, recorded so a later delete can find the resource.
+    /// The provider block used, recorded so a later delete can find the resource (shared between
+    /// the changes of one provider).
     #[serde(default)]
-    pub provider_config: Value,
+    #[schemars(with = "Value")]
+    pub provider_config: std::sync::Arc<Value>,
 }
 
 /// A saved plan that cannot be used.

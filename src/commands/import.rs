@@ -50,12 +50,7 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<ExitStatus, CommandError>
     let record = ResourceRecord {
         address: address.clone(),
         provider: resource.config.provider.clone(),
-        provider_config: stack
-            .spec
-            .json
-            .pointer(&format!("/providers/{}", resource.config.provider))
-            .cloned()
-            .unwrap_or_default(),
+        provider_config: stack.provider_block(&resource.config.provider),
         attributes: live.attributes,
         outputs: live.outputs,
         depends_on: resource.config.dependencies.clone(),

@@ -134,7 +134,7 @@ pub async fn check_fresh(
     // recorded configuration differs (edited, or the block changed since) is stale.
     for c in &plan.changes {
         let current = stack.provider_block(&c.provider);
-        if c.provider_config != current {
+        if *c.provider_config != *current {
             reasons.push(format!(
                 "the configuration of provider `{}` for {} is not the spec's (the plan file says {}, the spec {})",
                 c.provider, c.address, c.provider_config, current

@@ -54,6 +54,8 @@ pub struct Stack {
     pub registry: Registry,
     pub environment: String,
     providers: BTreeMap<String, Arc<dyn Provider>>,
+    /// The provider blocks of the spec, each held once.
+    blocks: BTreeMap<String, Arc<Value>>,
 }
 
 impl Stack {
@@ -71,7 +73,13 @@ impl Stack {
             providers.insert(name.clone(), p);
         }
         let environment = registry.environment.clone();
-        Ok(Stack { spec, registry, environment, providers })
+        let blocks = spec
+            .json
+            .get("providers")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect())
+            .unwrap_or_default();
+        Ok(Stack { spec, registry, environment, providers, blocks })
     }
 
     pub fn project(&self) -> &str {
@@ -85,11 +93,16 @@ impl Stack {
             registry: self.registry.clone(),
             environment: self.environment.clone(),
             providers: self.providers.clone(),
+            blocks: self.blocks.clone(),
         }
     }
 
-    pub fn provider_block(&self, name: &str) -> Value {
-        self.spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null)
+    /// A provider's block, shared: every change of the provider holds the same one.
+    pub fn provider_block(&self, name: &str) -> Arc<Value> {
+        if let Some(b) = self.blocks.get(name) {
+            return b.clone();
+        }
+        Arc::new(self.spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null))
     }
 
     /// The provider for a spec resource, or for a recorded one that left the spec. Always

@@ -112,7 +112,7 @@ mod tests {
             live: None,
             live_fingerprint: "absent".into(),
             prior: None,
-            provider_config: Value::Null,
+            provider_config: Default::default(),
         }
     }
 

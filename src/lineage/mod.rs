@@ -79,8 +79,9 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LineageError {
 pub struct ResourceRecord {
     pub address: Address,
     pub provider: String,
+    /// Shared between the records of one provider block (it is the same value for all of them).
     #[serde(default)]
-    pub provider_config: Value,
+    pub provider_config: std::sync::Arc<Value>,
     /// The attributes as applied (read back from the backend right after the apply).
     pub attributes: Attributes,
     /// Identifiers, versions, digests.
@@ -265,6 +266,8 @@ impl Lineage {
     pub fn resources_at(&self, commit: gix::ObjectId) -> Result<BTreeMap<Address, ResourceRecord>, LineageError> {
         let tree = self.tree_of(commit)?;
         let mut out = BTreeMap::new();
+        // Every record of a provider holds the same block: one copy, shared.
+        let mut blocks: Vec<std::sync::Arc<Value>> = Vec::new();
         for kind in Kind::ALL {
             let Some(entry) = tree.lookup_entry_by_path(format!("resources/{}", kind.section())).map_err(git)? else {
                 continue;
@@ -272,8 +275,12 @@ impl Lineage {
             let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
             for e in sub.decode().map_err(git)?.entries.iter() {
                 let blob = self.repo.find_blob(e.oid.to_owned()).map_err(git)?;
-                let rec: ResourceRecord = serde_json::from_slice(&blob.data)
+                let mut rec: ResourceRecord = serde_json::from_slice(&blob.data)
                     .map_err(|err| LineageError::Corrupt(commit.to_string(), format!("{}: {err}", e.filename)))?;
+                match blocks.iter().find(|b| **b == rec.provider_config) {
+                    Some(b) => rec.provider_config = b.clone(),
+                    None => blocks.push(rec.provider_config.clone()),
+                }
                 out.insert(rec.address.clone(), rec);
             }
         }
