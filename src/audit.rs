@@ -414,10 +414,7 @@ pub fn export(
                 action: c.action.name().to_string(),
                 result: status.to_string(),
                 error: c.error.clone(),
-                error_kind: c
-                    .error_kind
-                    .and_then(|k| serde_json::to_value(k).ok())
-                    .and_then(|v| v.as_str().map(str::to_string)),
+                error_kind: c.error_kind.map(|k| k.name().to_string()),
                 version_before: before,
                 version_after: c.outputs.as_ref().and_then(crate::plan::version_text),
                 tags,

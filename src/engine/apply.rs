@@ -164,9 +164,8 @@ pub async fn check_fresh(
         for c in &touched {
             if let Some(want) = &c.desired {
                 let now = fresh.get(&c.address).map(|d| &d.attributes);
-                let reference =
-                    |a: Option<&mlops_provider_core::Attributes>| a.and_then(|a| a.get(super::ARTIFACT_REF)).cloned();
-                if let (Some(then), Some(moved)) = (reference(Some(want)), reference(now)) {
+                let then = want.get(super::ARTIFACT_REF);
+                if let (Some(then), Some(moved)) = (then, now.and_then(|a| a.get(super::ARTIFACT_REF))) {
                     if then.get("version") != moved.get("version") {
                         reasons.push(format!(
                             "{} now names version {} of the model, not version {} as planned ({})",
@@ -544,8 +543,8 @@ async fn run_one<'a>(
             ..resource.config.clone()
         };
         // A resolved artifact reference: the provider applies what the plan resolved it to.
-        if let Some(uri) = desired.attributes.get(super::ARTIFACT_REF).and_then(|r| r.get("uri")) {
-            config.body["artifact"] = uri.clone();
+        if let Some(reference) = desired.attributes.get(super::ARTIFACT_REF) {
+            super::point_artifact(&mut config, reference);
         }
         let live = change.live.clone();
         let op = match change.action {
@@ -563,12 +562,11 @@ async fn run_one<'a>(
             dependencies: &deps,
             options,
         };
-        let live = provider.apply(req, &progress).await.map_err(|e| Failure {
+        let mut applied = provider.apply(req, &progress).await.map_err(|e| Failure {
             message: e.message,
             kind: e.kind,
             left: e.state.map(|s| *s),
         })?;
-        let mut applied = live;
         // What the applied artifact was resolved from: recorded on success only (after a failure
         // the next plan shows the reference still to apply).
         if let Some(r) = desired.attributes.get(super::ARTIFACT_REF) {

@@ -99,10 +99,7 @@ impl Stack {
 
     /// A provider's block, shared: every change of the provider holds the same one.
     pub fn provider_block(&self, name: &str) -> Arc<Value> {
-        if let Some(b) = self.blocks.get(name) {
-            return b.clone();
-        }
-        Arc::new(self.spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null))
+        self.blocks.get(name).cloned().unwrap_or_else(|| Arc::new(Value::Null))
     }
 
     /// The provider for a spec resource, or for a recorded one that left the spec. Always
@@ -263,10 +260,15 @@ async fn resolve_artifact(
             serde_json::json!({ "reference": reference, "version": r.version, "uri": r.uri, "digest": r.digest })
         }
     };
-    let uri = value.get("uri").and_then(Value::as_str).unwrap_or_default();
     let mut config = config.clone();
-    config.body["artifact"] = Value::String(uri.to_string());
+    point_artifact(&mut config, &value);
     Ok(Some((config, value)))
+}
+
+/// Points a resource's `artifact` at what its reference resolved to (an [`ARTIFACT_REF`] value).
+pub(crate) fn point_artifact(config: &mut ResourceConfig, reference: &Value) {
+    let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+    config.body["artifact"] = Value::String(uri.to_string());
 }
 
 pub async fn desired_states(

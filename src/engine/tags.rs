@@ -43,16 +43,17 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
         }
     }
     // A model reference that names another version now: the versions it names, before and after.
-    let reference = change.attributes.iter().find(|a| top_attribute(&a.path) == crate::engine::ARTIFACT_REF);
-    let moved = reference.and_then(|_| change.desired.as_ref()?.get(crate::engine::ARTIFACT_REF)).filter(|now| {
-        let before = change.live.as_ref().and_then(|l| l.attributes.get(crate::engine::ARTIFACT_REF));
-        before.is_some_and(|b| b.get("version") != now.get("version"))
-    });
-    if let Some(now) = moved {
-        let before = change.live.as_ref().and_then(|l| l.attributes.get(crate::engine::ARTIFACT_REF));
+    let reference_changed = change.attributes.iter().any(|a| top_attribute(&a.path) == crate::engine::ARTIFACT_REF);
+    let before = change.live.as_ref().and_then(|l| l.attributes.get(crate::engine::ARTIFACT_REF));
+    let now = change.desired.as_ref().and_then(|d| d.get(crate::engine::ARTIFACT_REF)).filter(|_| reference_changed);
+    let moved = match (before, now) {
+        (Some(b), Some(n)) if b.get("version") != n.get("version") => Some((b, n)),
+        _ => None,
+    };
+    if let Some((before, now)) = moved {
         out.push(ChangeTag::ModelVersionChange {
-            from_version: before.and_then(|b| b.get("version")).cloned(),
-            from_digest: before.and_then(|b| b.get("digest")).cloned().filter(|d| !d.is_null()),
+            from_version: before.get("version").cloned(),
+            from_digest: before.get("digest").cloned().filter(|d| !d.is_null()),
             to_digest: now.get("digest").cloned().filter(|d| !d.is_null()),
             reference: now.get("reference").and_then(Value::as_str).map(str::to_string),
             to_version: now.get("version").cloned(),

@@ -696,11 +696,7 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
                 body.push_str(&format!("{sym} {addr}{version}\n"));
             }
             S::Failed => {
-                let kind = o
-                    .kind
-                    .and_then(|k| serde_json::to_value(k).ok())
-                    .and_then(|v| v.as_str().map(|k| format!(" ({k})")))
-                    .unwrap_or_default();
+                let kind = o.kind.map(|k| format!(" ({})", k.name())).unwrap_or_default();
                 body.push_str(&format!("! {addr}: failed{kind}: {}\n", o.error.as_deref().unwrap_or("unknown error")))
             }
             S::Skipped => {

@@ -278,6 +278,13 @@ impl K8s {
         }
     }
 
+    /// The storageUri of an InferenceService's predictor, as the apiserver holds it.
+    #[cfg(feature = "mlflow")]
+    fn storage_uri(&self, name: &str) -> String {
+        let isvc = self.cluster.get(&self.ns, &isvc_ar(), name).expect("the InferenceService exists");
+        isvc["spec"]["predictor"]["model"]["storageUri"].as_str().unwrap().to_string()
+    }
+
     fn plan_json(&self) -> Value {
         let run = self.mlops(&["plan", "--json"]).ok();
         serde_json::from_str(&run.stdout).unwrap()
@@ -679,12 +686,7 @@ fn a_models_alias_reference_is_pinned_at_plan_time_and_a_moved_alias_is_a_review
     k.env.commit("serve the champion");
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
-    let storage = || {
-        k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap()["spec"]["predictor"]["model"]["storageUri"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let storage = || k.storage_uri("churn-isvc");
     assert_eq!(storage(), format!("gs://{bucket}/churn/1/model.bst"));
     let model = k.lineage_record("models.churn");
     assert_eq!(model["attributes"]["artifact_ref"]["reference"], format!("models:/{name}@champion"));
@@ -752,12 +754,7 @@ fn an_mlflow_model_served_by_kserve_moves_to_a_new_version_in_one_plan() {
     k.env.commit("registry served by kserve");
     let _controller = k.controller();
     k.mlops(&["apply", "--auto-approve"]).ok();
-    let storage = || {
-        k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap()["spec"]["predictor"]["model"]["storageUri"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let storage = || k.storage_uri("churn-isvc");
     assert_eq!(storage(), "gs://registry/churn/v1/");
     let m = crate::mlflow::registered(&name);
     assert_eq!(m["aliases"]["champion"], "1", "{m}");

@@ -266,7 +266,8 @@ pub(crate) async fn apply(
     let mut done = 0u64;
     let mut restored = 0usize;
     for (rel, path, entry) in &writes {
-        let md5 = if path.is_file() { Some(md5_of(path)?.0) } else { None };
+        // The bytes as they are now (checksummed once: their size moves the transfer bar).
+        let (md5, size) = if path.is_file() { md5_of(path).map(|(m, s)| (Some(m), s))? } else { (None, 0) };
         let etag = entry.get("etag").and_then(Value::as_str).unwrap_or_default();
         let key = format!("{prefix}{rel}");
         if md5.as_deref() != Some(etag) {
@@ -302,7 +303,7 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| sdk_error(&format!("upload s3://{bucket}/{key}"), e))?;
         uploaded += 1;
-        done += std::fs::metadata(path).map_or(0, |m| m.len());
+        done += size;
         progress.transfer(done, total);
     }
     if req.config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {

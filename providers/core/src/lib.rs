@@ -321,6 +321,19 @@ pub enum ErrorKind {
     Failed,
 }
 
+impl ErrorKind {
+    /// The kind as written in plans, lineage and exports (`invalid`, `unavailable`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ProviderError {
@@ -495,23 +508,26 @@ pub struct SyncPlan {
     pub total_bytes: u64,
 }
 
+/// A dataset state's `files` manifest.
+fn files_of(attributes: Option<&Attributes>) -> Option<&serde_json::Map<String, Value>> {
+    attributes.and_then(|a| a.get("files")).and_then(Value::as_object)
+}
+
 /// The writes of a dataset apply (see [`SyncPlan`]).
 pub fn sync_plan(req: &ApplyRequest<'_>) -> Result<SyncPlan, ProviderError> {
-    let files = |attrs: Option<&Attributes>| -> serde_json::Map<String, Value> {
-        attrs.and_then(|a| a.get("files")).and_then(Value::as_object).cloned().unwrap_or_default()
-    };
-    let (want, live) = (files(Some(&req.desired.attributes)), files(req.live.map(|l| &l.attributes)));
+    let want = files_of(Some(&req.desired.attributes)).into_iter().flatten();
+    let live = files_of(req.live.map(|l| &l.attributes));
     let src = req.config.local_path("source");
     let mut writes = Vec::new();
     let mut total_bytes = 0;
     for (rel, entry) in want {
-        if live.get(&rel) == Some(&entry) {
+        if live.and_then(|l| l.get(rel)) == Some(entry) {
             continue;
         }
         let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
-        let path = src.join(&rel);
+        let path = src.join(rel);
         total_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-        writes.push((rel, path, entry));
+        writes.push((rel.clone(), path, entry.clone()));
     }
     Ok(SyncPlan { writes, total_bytes })
 }

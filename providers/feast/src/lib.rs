@@ -151,6 +151,18 @@ struct Names {
     source: String,
 }
 
+impl Names {
+    /// The names a record holds in its outputs, each else `fallback`'s.
+    fn recorded(prior: &PriorState, fallback: &Names) -> Names {
+        let name = |key: &str, or: &str| prior.outputs.get(key).and_then(Value::as_str).unwrap_or(or).to_string();
+        Names {
+            view: name("feature_view", &fallback.view),
+            entity: name("entity", &fallback.entity),
+            source: name("data_source", &fallback.source),
+        }
+    }
+}
+
 impl FeastProvider {
     /// A request with the bearer token Feast's clients would send, if the server wants one.
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>, ProviderError> {
@@ -469,11 +481,7 @@ impl Provider for FeastProvider {
         if request.operation == Operation::Replace
             && let Some(prior) = request.prior
         {
-            let old = Names {
-                view: prior.outputs.get("feature_view").and_then(Value::as_str).unwrap_or(&names.view).into(),
-                entity: prior.outputs.get("entity").and_then(Value::as_str).unwrap_or(&names.entity).into(),
-                source: prior.outputs.get("data_source").and_then(Value::as_str).unwrap_or(&names.source).into(),
-            };
+            let old = Names::recorded(prior, &names);
             self.delete_objects(&old, progress).await?;
         }
         let mut tags: HashMap<String, String> = want
@@ -588,17 +596,8 @@ impl Provider for FeastProvider {
         prior: &PriorState,
         progress: &dyn Progress,
     ) -> Result<(), ProviderError> {
-        let names = Names {
-            view: prior
-                .outputs
-                .get("feature_view")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| address.name.replace('-', "_")),
-            entity: prior.outputs.get("entity").and_then(Value::as_str).unwrap_or_default().to_string(),
-            source: prior.outputs.get("data_source").and_then(Value::as_str).unwrap_or_default().to_string(),
-        };
-        self.delete_objects(&names, progress).await
+        let unknown = Names { view: address.name.replace('-', "_"), entity: String::new(), source: String::new() };
+        self.delete_objects(&Names::recorded(prior, &unknown), progress).await
     }
 
     async fn import(&self, _config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {

@@ -1,6 +1,6 @@
 //! What the local provider owns in the spec: its block. It adds no resource settings.
 
-use mlops_provider_core::{Kind, ProviderEntry, Value, schema_of};
+use mlops_provider_core::{ProviderEntry, schema_of};
 use schemars::JsonSchema;
 
 /// The embedded provider: everything on the local disk, nothing to install.
@@ -19,7 +19,7 @@ pub fn entry() -> ProviderEntry {
         factory: crate::factory,
         block: schema_of::<Block>,
         settings: mlops_provider_core::no_settings,
-        claims: |_: Kind, _: &Value| false,
+        claims: mlops_provider_core::claims_nothing,
         references: &[],
     }
 }
