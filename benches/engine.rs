@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
             if i % 100 == 0 {
                 attributes.insert("labels".into(), json!({"owner": "someone-else"}));
             }
-            (a.clone(), Some(RecordedState { attributes, outputs: Default::default() }))
+            (a.clone(), Some(std::sync::Arc::new(RecordedState { attributes, outputs: Default::default() })))
         })
         .collect();
     let source = SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: false };
@@ -80,11 +80,26 @@ fn bench(c: &mut Criterion) {
     let request = PlanRequest::default();
     g.bench_function("diff", |b| {
         b.iter(|| {
-            engine::assemble(&stack, state.clone(), source.clone(), &request, &selected, desired.clone(), live.clone())
+            engine::assemble(
+                &stack,
+                state.clone(),
+                source.clone(),
+                &request,
+                &selected,
+                desired.clone(),
+                engine::Observed { priors: Default::default(), live: live.clone() },
+            )
         })
     });
-    let plan =
-        engine::assemble(&stack, state.clone(), source.clone(), &request, &selected, desired.clone(), live.clone());
+    let plan = engine::assemble(
+        &stack,
+        state.clone(),
+        source.clone(),
+        &request,
+        &selected,
+        desired.clone(),
+        engine::Observed { priors: Default::default(), live: live.clone() },
+    );
     assert_eq!(plan.summary.update, N / 100);
     g.bench_function("render_text", |b| b.iter(|| text::plan(&plan, &Style::PLAIN)));
     g.bench_function("render_json", |b| b.iter(|| plan.to_json()));

@@ -179,13 +179,14 @@ pub struct ResourceChange {
     /// left alone).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub subset: std::collections::BTreeSet<String>,
-    /// The live state when planned; `null` if it did not exist.
-    pub live: Option<RecordedState>,
+    /// The live state when planned; `null` if it did not exist. Shared with `prior` when the
+    /// two are equal (the usual case: one copy per unchanged resource, not two).
+    pub live: Option<std::sync::Arc<RecordedState>>,
     /// sha256 of the live state when planned ("absent" if it did not exist): the apply
     /// refuses to go on when it changed.
     pub live_fingerprint: String,
     /// The last applied state, from lineage.
-    pub prior: Option<RecordedState>,
+    pub prior: Option<std::sync::Arc<RecordedState>>,
     /// The provider block used, recorded so a later delete can find the resource (shared between
     /// the changes of one provider).
     #[serde(default)]

@@ -148,9 +148,10 @@ pub async fn check_fresh(
         .filter(|c| c.desired.is_some())
         .map(|c| (c.address.clone(), super::desired_of(c, None)))
         .collect();
-    let live = refresh(stack, state, touched.iter().map(|c| c.address.clone()), &planned, parallelism).await?;
+    let priors = super::priors_of(state, touched.iter().map(|c| &c.address));
+    let live = refresh(stack, state, &priors, touched.iter().map(|c| c.address.clone()), &planned, parallelism).await?;
     for c in &touched {
-        let now = plan::fingerprint(live.get(&c.address).and_then(|l| l.as_ref()));
+        let now = plan::fingerprint(live.get(&c.address).and_then(|l| l.as_deref()));
         if now != c.live_fingerprint {
             reasons.push(format!("{} changed in the live world since the plan was made", c.address));
         }
@@ -283,7 +284,7 @@ pub async fn apply(
     let mut adopted = 0;
     for c in unrecorded {
         if let Some(live) = &c.live {
-            let r = record_of(c, live.clone(), &records, &outputs);
+            let r = record_of(c, (**live).clone(), &records, &outputs);
             records.insert(c.address.clone(), r);
             adopted += 1;
         }
@@ -501,7 +502,7 @@ async fn run_one<'a>(
         .map_err(|e| Failure::new(e.to_string(), ErrorKind::Invalid))?;
         let prior = recorded
             .map(|r| PriorState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })
-            .or_else(|| change.live.as_ref().cloned());
+            .or_else(|| change.live.as_deref().cloned());
         if change.action == Action::Delete {
             if change.live.is_none() {
                 return Ok(None); // Already gone: only forget it.
@@ -546,7 +547,7 @@ async fn run_one<'a>(
         if let Some(reference) = desired.attributes.get(super::ARTIFACT_REF) {
             super::point_artifact(&mut config, reference);
         }
-        let live = change.live.clone();
+        let live = change.live.as_deref().cloned();
         let op = match change.action {
             Action::Create => Operation::Create,
             Action::Replace => Operation::Replace,

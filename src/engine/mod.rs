@@ -352,31 +352,70 @@ pub async fn desired_states(
     Ok(out)
 }
 
-/// Live states of `addresses`, read concurrently.
+/// The recorded states of the lineage tip, shared: an unchanged resource's live state is the
+/// same value as its prior (see [`refresh`]).
+pub type Priors = BTreeMap<Address, Arc<RecordedState>>;
+
+/// Live states read by [`refresh`]; `None` for what does not exist.
+pub type LiveStates = BTreeMap<Address, Option<Arc<RecordedState>>>;
+
+/// What the planner compares the desired states with: the recorded and the live states.
+pub struct Observed {
+    pub priors: Priors,
+    pub live: LiveStates,
+}
+
+/// Moves the recorded attributes and outputs out of `state`'s records (which keep the rest:
+/// provider, dependencies, inputs) into shared priors.
+pub fn take_priors(state: &mut State) -> Priors {
+    state
+        .resources
+        .iter_mut()
+        .map(|(a, r)| {
+            let s = RecordedState {
+                attributes: std::mem::take(&mut r.attributes),
+                outputs: std::mem::take(&mut r.outputs),
+            };
+            (a.clone(), Arc::new(s))
+        })
+        .collect()
+}
+
+/// The priors of some addresses, copied from `state` (which keeps its records whole).
+pub fn priors_of<'a>(state: &State, addresses: impl IntoIterator<Item = &'a Address>) -> Priors {
+    addresses
+        .into_iter()
+        .filter_map(|a| {
+            let r = state.resources.get(a)?;
+            Some((a.clone(), Arc::new(RecordedState { attributes: r.attributes.clone(), outputs: r.outputs.clone() })))
+        })
+        .collect()
+}
+
+/// Live states of `addresses`, read concurrently. A live state equal to its prior is returned as
+/// the prior itself, so an unchanged resource is held once however large the stack.
 pub async fn refresh(
     stack: &Stack,
     state: &State,
+    priors: &Priors,
     addresses: impl IntoIterator<Item = Address>,
     desired: &BTreeMap<Address, Desired>,
     parallelism: usize,
-) -> Result<BTreeMap<Address, Option<RecordedState>>, EngineError> {
-    let results: Vec<(Address, Result<Option<RecordedState>, ProviderError>)> = stream::iter(addresses)
+) -> Result<LiveStates, EngineError> {
+    type Read = Result<Option<Arc<RecordedState>>, ProviderError>;
+    let results: Vec<(Address, Read)> = stream::iter(addresses)
         .map(|a| async move {
-            let prior = state.resources.get(&a);
+            let prior = priors.get(&a);
             let provider = match stack.spec.resource(&a) {
                 Some(r) => stack.provider(&r.config.provider),
-                None => match prior {
+                None => match state.resources.get(&a) {
                     Some(rec) => stack.provider(&rec.provider),
                     None => Err(EngineError::UnknownTarget(a.to_string(), None)),
                 },
             };
-            let prior_state = prior.map(|p| mlops_provider_core::PriorState {
-                attributes: p.attributes.clone(),
-                outputs: p.outputs.clone(),
-            });
             let secrets = &stack.spec.secrets;
             let res = match provider {
-                Ok(p) => p.read(&a, prior_state.as_ref(), desired.get(&a)).await.map(|live| {
+                Ok(p) => p.read(&a, prior.map(|p| &**p), desired.get(&a)).await.map(|live| {
                     live.map(|l| {
                         let mut state = l;
                         // What a reference resolved to is known only to lineage: the live object
@@ -393,7 +432,10 @@ pub async fn refresh(
                         if !secrets.is_empty() || !known.is_empty() {
                             apply::mask_state(secrets, &mut state, &known);
                         }
-                        state
+                        match prior {
+                            Some(p) if **p == state => p.clone(),
+                            _ => Arc::new(state),
+                        }
                     })
                 }),
                 Err(e) => Err(ProviderError::invalid(e.to_string())),
@@ -430,22 +472,25 @@ pub async fn plan(stack: &Stack, state: State, source: SourceInfo, request: &Pla
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
     let restore = request.promotion.as_ref().is_some_and(|(p, _)| p.rollback);
     let desired = desired_states(stack, &selected, request.parallelism, pins, restore).await?;
-    let live = refresh(stack, &state, selected.iter().cloned(), &desired, request.parallelism).await?;
-    Ok(assemble(stack, state, source, request, &selected, desired, live))
+    let mut state = state;
+    let priors = take_priors(&mut state);
+    let live = refresh(stack, &state, &priors, selected.iter().cloned(), &desired, request.parallelism).await?;
+    Ok(assemble(stack, state, source, request, &selected, desired, Observed { priors, live }))
 }
 
 /// The pure part of planning: from desired, live and prior states to a plan.
 pub fn assemble(
     stack: &Stack,
-    // Taken by value: each recorded resource moves into its change as the prior, never copied.
+    // Taken by value: each recorded resource moves into its change, never copied.
     mut state: State,
     source: SourceInfo,
     request: &PlanRequest,
     selected: &BTreeSet<Address>,
-    // Taken by value: each desired and live state moves into its change, never copied.
+    // Taken by value: each desired, recorded and live state moves into its change, never copied.
     mut desired: BTreeMap<Address, Desired>,
-    mut live: BTreeMap<Address, Option<RecordedState>>,
+    observed: Observed,
 ) -> Plan {
+    let Observed { mut priors, mut live } = observed;
     let mut changes = Vec::new();
     let mut drift = Vec::new();
     let spec_order = stack.spec.resources.iter().map(|r| &r.config.address).filter(|a| selected.contains(*a));
@@ -456,17 +501,16 @@ pub fn assemble(
         let prior = state.resources.remove(address);
         let live_state = live.remove(address).flatten();
         let want = desired.remove(address);
-        let decision = diff::decide(want.as_ref(), live_state.as_ref());
-        let (prior_state, prior) = match prior {
-            Some(p) => {
-                let ResourceRecord { attributes, outputs, provider, provider_config, depends_on, .. } = p;
-                (Some(RecordedState { attributes, outputs }), Some((provider, provider_config, depends_on)))
-            }
-            None => (None, None),
-        };
+        let decision = diff::decide(want.as_ref(), live_state.as_deref());
+        let prior_state = priors.remove(address);
+        let prior = prior.map(|p| {
+            let ResourceRecord { provider, provider_config, depends_on, .. } = p;
+            (provider, provider_config, depends_on)
+        });
         if let Some(p) = &prior_state {
             match &live_state {
                 None => drift.push(Drift { address: address.clone(), kind: DriftKind::Deleted, attributes: vec![] }),
+                Some(l) if Arc::ptr_eq(p, l) => {}
                 Some(l) => {
                     let d = diff::drift(p, l);
                     if !d.is_empty() {
@@ -503,7 +547,7 @@ pub fn assemble(
             desired: None,
             force_new: Default::default(),
             subset: Default::default(),
-            live_fingerprint: plan::fingerprint(live_state.as_ref()),
+            live_fingerprint: plan::fingerprint(live_state.as_deref()),
             live: live_state,
             prior: prior_state,
             provider_config,
