@@ -3,8 +3,11 @@
 Run with the venv's python: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
 
 Added, following the SageMaker API reference (action names, parameters, error codes, status names):
-- UpdateEndpoint; DeleteModelPackage; DeleteModelPackageGroup; ListFeatureGroups;
-  DeleteFeatureGroup; UpdateFeatureGroup (FeatureAdditions).
+- UpdateEndpoint (with RetainAllVariantProperties and ExcludeRetainedVariantProperties: a variant
+  of the same name keeps its instance count and weight, as an autoscaled endpoint needs);
+  DeleteModelPackage; DeleteModelPackageGroup; ListFeatureGroups; DeleteFeatureGroup;
+  UpdateFeatureGroup (FeatureAdditions). UpdateEndpointWeightsAndCapacities keeps the weight or
+  count a variant leaves out (moto clears it).
 - An endpoint lifecycle: CreateEndpoint leaves the endpoint `Creating`, UpdateEndpoint and
   UpdateEndpointWeightsAndCapacities leave it `Updating`; after MOTO_SAGEMAKER_ENDPOINT_DELAY seconds
   (default 2) it is `InService`, or, when a production variant asks for an instance type listed in
@@ -73,8 +76,24 @@ def _settle(endpoint):
             endpoint.failure_reason = CAPACITY_REASON
         else:
             config = backend.endpoint_configs[pending["config"]]
+            old = {v["VariantName"]: v for v in endpoint.production_variants}
             endpoint.endpoint_config_name = pending["config"]
             endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
+            # RetainAllVariantProperties: what a variant of the same name had (e.g. the instance
+            # count an autoscaler set) is kept, but for the properties the caller excluded.
+            if pending.get("retain"):
+                keep = {
+                    "DesiredInstanceCount": ("CurrentInstanceCount", "DesiredInstanceCount"),
+                    "DesiredWeight": ("CurrentWeight", "DesiredWeight"),
+                }
+                for v in endpoint.production_variants:
+                    before = old.get(v["VariantName"])
+                    for prop, keys in keep.items():
+                        if before is None or prop in pending.get("exclude", ()):
+                            continue
+                        for k in keys:
+                            if k in before:
+                                v[k] = before[k]
             endpoint.endpoint_status = "InService"
             endpoint.failure_reason = None
     else:  # weights and capacities
@@ -116,14 +135,21 @@ def _endpoint_in_service(backend, endpoint_name):
     return endpoint
 
 
-def update_endpoint(self, endpoint_name, endpoint_config_name):
+def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exclude=()):
     endpoint = _endpoint_in_service(self, endpoint_name)
     if endpoint_config_name not in self.endpoint_configs:
         arn = sm.FakeEndpointConfig.arn_formatter(endpoint_config_name, self.account_id, self.region_name)
         raise ValidationError(message=f"Could not find endpoint configuration \"{arn}\".")
     endpoint.endpoint_status = "Updating"
     endpoint.failure_reason = None
-    endpoint._mlops_pending = {"kind": "update", "at": time.monotonic() + DELAY, "config": endpoint_config_name, "backend": self}
+    endpoint._mlops_pending = {
+        "kind": "update",
+        "at": time.monotonic() + DELAY,
+        "config": endpoint_config_name,
+        "backend": self,
+        "retain": retain,
+        "exclude": tuple(exclude),
+    }
     return endpoint.arn
 
 
@@ -134,6 +160,12 @@ _original_weights = sm.SageMakerModelBackend.update_endpoint_weights_and_capacit
 
 def _update_weights(self, endpoint_name, desired_weights_and_capacities):
     endpoint = _endpoint_in_service(self, endpoint_name)
+    # A weight or a count left out keeps its current value, as on AWS (moto would clear it).
+    current = {v["VariantName"]: v for v in endpoint.production_variants}
+    for d in desired_weights_and_capacities:
+        now = current.get(d.get("VariantName"), {})
+        d.setdefault("DesiredWeight", now.get("CurrentWeight"))
+        d.setdefault("DesiredInstanceCount", now.get("CurrentInstanceCount"))
     arn = _original_weights(self, endpoint_name, desired_weights_and_capacities)
     endpoint.endpoint_status = "Updating"
     endpoint._mlops_pending = {"kind": "weights", "at": time.monotonic() + DELAY, "config": endpoint.endpoint_config_name, "backend": self}
@@ -144,9 +176,12 @@ sm.SageMakerModelBackend.update_endpoint_weights_and_capacities = _update_weight
 
 
 def _r_update_endpoint(self):
+    excluded = self._get_param("ExcludeRetainedVariantProperties") or []
     arn = self.sagemaker_backend.update_endpoint(
         endpoint_name=self._get_param("EndpointName"),
         endpoint_config_name=self._get_param("EndpointConfigName"),
+        retain=bool(self._get_param("RetainAllVariantProperties")),
+        exclude=[e.get("VariantPropertyType") for e in excluded],
     )
     return ActionResult({"EndpointArn": arn})
 

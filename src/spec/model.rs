@@ -251,10 +251,54 @@ pub struct Endpoint {
     pub wait_timeout: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Traffic>,
+    /// Replicas set by the provider's autoscaler between `min` and `max`, tracking one metric.
+    /// mlops then leaves the replica count to the autoscaler (never drift, never reset by apply).
+    /// A setting the provider cannot honour is refused at validate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaling {
+    /// Fewest replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub min: u32,
+    /// Most replicas.
+    #[schemars(range(min = 1, max = 1000))]
+    pub max: u32,
+    pub target: ScalingTarget,
+    /// How long after a scale-in before the next one: `300s`, `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
+    pub scale_in_cooldown: Option<String>,
+    /// How long after a scale-out before the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
+    pub scale_out_cooldown: Option<String>,
+}
+
+/// The metric the autoscaler holds at `value` per replica.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingTarget {
+    pub metric: ScalingMetric,
+    /// Per replica: requests a minute (`invocations_per_instance`), percent of the requested CPU
+    /// (`cpu`), requests in flight (`concurrency`).
+    #[schemars(range(min = 0.001))]
+    pub value: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScalingMetric {
+    InvocationsPerInstance,
+    Cpu,
+    Concurrency,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]

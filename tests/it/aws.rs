@@ -856,3 +856,99 @@ fn rollback_restores_s3_object_versions_and_refuses_deleted_ones() {
     assert_eq!(a.env.lineage("sm"), before);
     assert_eq!(get("churn/train/a.csv"), "id,x\n7,8\n");
 }
+
+/// Runs a boto3 script against the test server (moto's own Python, an independent client) and
+/// returns what it prints as JSON.
+fn boto3(url: &str, script: &str) -> Value {
+    let python = crate::common::service("MLOPS_TEST_MOTO_PYTHON", None, "aws");
+    let code = format!(
+        "import boto3, json, sys\nkw = dict(endpoint_url={url:?}, region_name='us-east-1', \
+         aws_access_key_id='test', aws_secret_access_key='test')\n{script}"
+    );
+    let out = std::process::Command::new(python).args(["-c", &code]).output().expect("python runs");
+    assert!(out.status.success(), "boto3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn an_autoscaled_endpoint_keeps_the_count_its_autoscaler_set_through_a_model_change() {
+    let a = Aws::new();
+    a.edit_spec(
+        "    wait_timeout: 30s\nfeature_stores:",
+        "    wait_timeout: 30s\n    autoscaling: { min: 1, max: 6, target: { metric: invocations_per_instance, value: 100 }, scale_in_cooldown: 10m }\nfeature_stores:",
+    );
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let ep = a.endpoint();
+    let scaling = |ep: &str| {
+        boto3(
+            &a.url,
+            &format!(
+                "c = boto3.client('application-autoscaling', **kw)\n\
+                 ids = ['endpoint/{ep}/variant/blue', 'endpoint/{ep}/variant/green']\n\
+                 t = c.describe_scalable_targets(ServiceNamespace='sagemaker', ResourceIds=ids)['ScalableTargets']\n\
+                 p = c.describe_scaling_policies(ServiceNamespace='sagemaker', ResourceId=ids[0])['ScalingPolicies']\n\
+                 print(json.dumps({{'targets': sorted([[x['ResourceId'].split('/')[-1], x['MinCapacity'], x['MaxCapacity']] for x in t]),\n\
+                   'policies': [[x['PolicyName'], x['PolicyType'], x['TargetTrackingScalingPolicyConfiguration']] for x in p]}}, default=str))"
+            ),
+        )
+    };
+    // Through boto3: a scalable target per variant, and the target-tracking policy.
+    let s = scaling(&ep);
+    assert_eq!(s["targets"], json!([["blue", 1, 6], ["green", 1, 6]]), "{s}");
+    let policy = &s["policies"][0];
+    assert_eq!(policy[0], format!("mlops-{ep}-blue"));
+    assert_eq!(policy[1], "TargetTrackingScaling");
+    assert_eq!(
+        policy[2]["PredefinedMetricSpecification"]["PredefinedMetricType"],
+        "SageMakerVariantInvocationsPerInstance"
+    );
+    assert_eq!((policy[2]["TargetValue"].as_f64(), policy[2]["ScaleInCooldown"].as_i64()), (Some(100.0), Some(600)));
+
+    // The autoscaler scales blue out to 5 (played here through boto3, as Application Auto Scaling
+    // does): not drift.
+    boto3(
+        &a.url,
+        &format!(
+            "boto3.client('sagemaker', **kw).update_endpoint_weights_and_capacities(EndpointName='{ep}', \
+             DesiredWeightsAndCapacities=[{{'VariantName': 'blue', 'DesiredInstanceCount': 5}}])"
+        ),
+    );
+    a.sdk.wait_in_service(&ep);
+    let plan = a.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "a scale by the autoscaler must not be drift:\n{}{}", plan.stdout, plan.stderr);
+
+    // Another model on the same variants: a new config, and blue keeps the 5 instances.
+    a.edit_spec("    model: models.churn\n    instance_type", "    model: models.churn-v2\n    instance_type");
+    let run = a.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("keeping the autoscaled instance counts"), "{}", run.stdout);
+    let now = a.sdk.endpoint(&ep);
+    let blue = now.production_variants().iter().find(|v| v.variant_name() == Some("blue")).unwrap();
+    assert_eq!(blue.current_instance_count(), Some(5), "the autoscaled count survives the model change");
+    assert_eq!(
+        a.sdk.config_models(now.endpoint_config_name().unwrap())[0],
+        a.record("models.churn-v2")["attributes"]["model_name"].as_str().unwrap()
+    );
+    let rec = a.record(&format!("endpoints.{ep}"));
+    assert_eq!(rec["outputs"]["instance_counts"]["blue"], 5, "{rec}");
+    assert_eq!(rec["attributes"]["autoscaling"]["blue"]["max"], 6, "{rec}");
+    assert!(rec["attributes"].get("capacity").is_none(), "the counts are the autoscaler's, not compared: {rec}");
+    assert_eq!(scaling(&ep)["targets"], json!([["blue", 1, 6], ["green", 1, 6]]));
+    let plan = a.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // Autoscaling removed: the targets are deregistered and the counts are the spec's again.
+    a.edit_spec(
+        "    autoscaling: { min: 1, max: 6, target: { metric: invocations_per_instance, value: 100 }, scale_in_cooldown: 10m }\n",
+        "",
+    );
+    let plan = a.plan_json();
+    let e = change(&plan, &format!("endpoints.{ep}"));
+    assert_eq!(e["action"], "update");
+    assert_eq!(paths(e), ["autoscaling.blue", "autoscaling.green", "capacity"]);
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(scaling(&ep)["targets"], json!([]));
+    let now = a.sdk.endpoint(&ep);
+    let blue = now.production_variants().iter().find(|v| v.variant_name() == Some("blue")).unwrap();
+    assert_eq!(blue.current_instance_count(), Some(2));
+}

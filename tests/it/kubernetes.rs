@@ -787,3 +787,89 @@ fn kserve_beside_mlflow() -> (K8s, String) {
     );
     (k, mlflow_uri)
 }
+
+/// The HorizontalPodAutoscaler API the test apiserver serves (v2 from Kubernetes 1.23, v2beta2 before).
+fn hpa_ar(c: &Cluster) -> ApiResource {
+    let v2 = c.rt.block_on(c.client.list_api_group_resources("autoscaling/v2")).is_ok();
+    ar("autoscaling", if v2 { "v2" } else { "v2beta2" }, "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+}
+
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn autoscaling_is_a_horizontal_pod_autoscaler_and_its_replica_changes_are_not_drift() {
+    let k = K8s::new(
+        r#"  churn-api:
+    runtime: deployment
+    model: models.churn
+    resources: { cpu: 500m }
+    autoscaling: { min: 2, max: 6, target: { metric: cpu, value: 70 }, scale_in_cooldown: 5m }
+    wait_timeout: 30s
+  churn-isvc:
+    runtime: kserve
+    model: models.churn
+    autoscaling: { min: 1, max: 4, target: { metric: concurrency, value: 10 } }
+    wait_timeout: 30s
+"#,
+    );
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+
+    // Checked through a plain client: the HPA targets the Deployment; the Deployment's replica
+    // count is not mlops's (its field manager does not own spec.replicas).
+    let hpa = k.cluster.get(&k.ns, &hpa_ar(&k.cluster), "churn-api").expect("the HorizontalPodAutoscaler exists");
+    assert_eq!(
+        hpa["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "churn-api"})
+    );
+    assert_eq!((hpa["spec"]["minReplicas"].as_i64(), hpa["spec"]["maxReplicas"].as_i64()), (Some(2), Some(6)));
+    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 70);
+    assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 300);
+    let dep = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap();
+    let owned_by_mlops = dep["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["manager"] == "mlops")
+        .any(|m| m["fieldsV1"]["f:spec"].get("f:replicas").is_some());
+    assert!(!owned_by_mlops, "mlops must not own spec.replicas of an autoscaled Deployment: {dep}");
+    let predictor = &k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap()["spec"]["predictor"];
+    assert_eq!((predictor["minReplicas"].as_i64(), predictor["maxReplicas"].as_i64()), (Some(1), Some(4)));
+    assert_eq!((predictor["scaleMetric"].as_str(), predictor["scaleTarget"].as_i64()), (Some("concurrency"), Some(10)));
+    let rec = k.lineage_record("endpoints.churn-api");
+    let kinds: Vec<&str> =
+        rec["outputs"]["objects"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service", "HorizontalPodAutoscaler"]);
+    k.wait_until_no_changes();
+
+    // The autoscaler scales the Deployment (as the HPA controller does, through the scale
+    // subresource's field manager): not drift, and the next apply leaves it alone.
+    k.cluster.merge(
+        &k.ns,
+        &deployment_ar(),
+        "churn-api",
+        "horizontal-pod-autoscaler",
+        json!({"spec": {"replicas": 5}}),
+    );
+    k.rolled_out("churn-api");
+    let plan = k.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "a scale by the autoscaler must not be drift:\n{}{}", plan.stdout, plan.stderr);
+    assert!(!plan.stdout.contains("drift"), "{}", plan.stdout);
+
+    // A change of bounds is an update of the HPA only; the replicas stay the autoscaler's.
+    k.edit_spec("min: 2, max: 6", "min: 3, max: 8");
+    let run = k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("1 changed"), "{}", run.stdout);
+    let hpa = k.cluster.get(&k.ns, &hpa_ar(&k.cluster), "churn-api").unwrap();
+    assert_eq!((hpa["spec"]["minReplicas"].as_i64(), hpa["spec"]["maxReplicas"].as_i64()), (Some(3), Some(8)));
+    assert_eq!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["spec"]["replicas"], 5);
+
+    // Autoscaling removed: the HPA mlops created is deleted and the count is mlops's again.
+    k.edit_spec(
+        "    autoscaling: { min: 3, max: 8, target: { metric: cpu, value: 70 }, scale_in_cooldown: 5m }\n",
+        "    instance_count: 2\n",
+    );
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(k.cluster.get(&k.ns, &hpa_ar(&k.cluster), "churn-api").is_none(), "the HPA must be deleted");
+    assert_eq!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["spec"]["replicas"], 2);
+    k.wait_until_no_changes();
+}

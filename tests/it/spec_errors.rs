@@ -290,3 +290,58 @@ fn fuzzed_bytes_never_panic() {
         })
         .unwrap();
 }
+
+#[cfg(all(feature = "kubernetes", feature = "gcp"))]
+#[test]
+fn autoscaling_a_provider_cannot_honour_is_refused_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: k8s\nproviders:\n  gcp: { project: test }\n  kubernetes: { namespace: default }\n\
+         models:\n  m: { artifact: gs://b/m.bst, framework: xgboost }\nendpoints:\n  api:\n    \
+         runtime: deployment\n    model: models.m\n    image: img:1\n    \
+         autoscaling: { min: 1, max: 3, target: { metric: concurrency, value: 10 } }\n  \
+         isvc:\n    runtime: kserve\n    model: models.m\n    \
+         autoscaling: { min: 4, max: 2, target: { metric: cpu, value: 50 }, scale_in_cooldown: 1m }\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    let err = &run.stderr;
+    assert!(err.contains("cannot track `concurrency`"), "{err}");
+    assert!(err.contains("mlops.yaml:13:"), "the metric is marked at its line: {err}");
+    assert!(err.contains("`autoscaling.max` (2) is below `autoscaling.min` (4)"), "{err}");
+    assert!(err.contains("KServe has no cooldowns"), "{err}");
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn sagemaker_refuses_a_cpu_target_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: sm\nproviders:\n  aws: { region: us-east-1 }\nmodels:\n  \
+         m: { artifact: s3://b/m.tar.gz, image: img, execution_role: arn:aws:iam::1:role/r }\nendpoints:\n  \
+         e:\n    model: models.m\n    instance_type: ml.m5.large\n    \
+         autoscaling: { min: 1, max: 2, target: { metric: cpu, value: 60 } }\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("SageMaker (Application Auto Scaling) cannot track `cpu`"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:11:"), "{}", run.stderr);
+    assert!(run.stderr.contains("invocations_per_instance"), "the help names what it tracks: {}", run.stderr);
+}
+
+#[test]
+fn autoscaling_on_the_local_provider_is_refused_not_ignored() {
+    let env = crate::common::TestEnv::new();
+    env.write("model.bin", "w");
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: p\nmodels:\n  m: { artifact: ./model.bin }\nendpoints:\n  e:\n    model: models.m\n    \
+         autoscaling: { min: 1, max: 2, target: { metric: cpu, value: 60 } }\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("the local provider has no autoscaler"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:8:"), "{}", run.stderr);
+}

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sagemaker::types::{DesiredWeightAndCapacity, ProductionVariant, ProductionVariantInstanceType};
+use aws_sdk_sagemaker::types::{
+    DesiredWeightAndCapacity, ProductionVariant, ProductionVariantInstanceType, VariantProperty, VariantPropertyType,
+};
 use mlops_provider_core::{
     Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, LiveState, Operation, PriorState,
     Progress, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
@@ -18,7 +20,7 @@ use serde_json::json;
 
 use crate::{
     AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, sagemaker_name,
-    sdk_error, short_hash, str_of,
+    scaling, sdk_error, short_hash, str_of,
 };
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
@@ -37,14 +39,14 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
     let mut out = Vec::new();
     // Other providers' settings are refused by the engine; `max_replicas` is portable but has no
     // SageMaker meaning without autoscaling.
-    if b.get("max_replicas").is_some() {
+    if b.get("max_replicas").is_some() && b.get("autoscaling").is_none() {
         out.push(diag(
             ValuePath::key("max_replicas"),
-            "`max_replicas` bounds autoscaling, which a SageMaker endpoint here does not set up; it would be ignored"
-                .into(),
-            "remove it, or serve this endpoint with `provider: kubernetes`",
+            "`max_replicas` alone sets up no autoscaling on SageMaker; it would be ignored".into(),
+            "write `autoscaling: { min, max, target: { metric: invocations_per_instance, value: N } }`",
         ));
     }
+    out.extend(mlops_provider_core::autoscaling::check(config, Some(&scaling::SUPPORT)));
     if b.pointer("/traffic/canary_percent").is_some() {
         out.push(diag(
             ValuePath(vec!["traffic".into(), "canary_percent".into()]),
@@ -151,16 +153,23 @@ pub(crate) async fn desired(
     a.insert("config_name".into(), json!(config_name));
     a.insert("variants".into(), identity.clone());
     a.insert("weights".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), weight(v.weight))).collect()));
-    a.insert("capacity".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), json!(v.count))).collect()));
+    let names: Vec<String> = vs.iter().map(|v| v.name.clone()).collect();
+    let autoscaling = scaling::desired(config, &names);
+    let scaled = scaling::is_on(Some(&autoscaling));
+    // An autoscaled endpoint's counts are the autoscaler's (see the `scaling` module).
+    if !scaled {
+        a.insert("capacity".into(), Value::Object(vs.iter().map(|v| (v.name.clone(), json!(v.count))).collect()));
+    }
+    a.insert("autoscaling".into(), autoscaling);
     a.insert("status".into(), json!("InService"));
     a.insert("labels".into(), json!(labels_of(config)));
     d.expected_wait_secs = Some(600);
     // A Failed endpoint cannot be updated, only deleted and created again.
-    let live = read_with(p, &name, Some((&config_name, &identity))).await?;
+    let live = read_with(p, &name, Some((&config_name, &identity)), scaled).await?;
     if live.as_ref().and_then(|l| l.attributes.get("status")).and_then(Value::as_str) == Some("Failed") {
         d.force_new.insert("status".into());
     }
-    p.reads.keep(config.address.to_string(), (name, live));
+    p.reads.keep(config.address.to_string(), (name, scaled, live));
     Ok(d)
 }
 
@@ -176,23 +185,29 @@ pub(crate) async fn read(
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| endpoint_name(address));
+    // Application Auto Scaling is asked only about an endpoint mlops scales, or scaled.
+    let scaled = scaling::is_on(desired.and_then(|d| d.attributes.get("autoscaling")))
+        || scaling::is_on(prior.and_then(|p| p.attributes.get("autoscaling")));
     match p.reads.take(&address.to_string()) {
-        Some((seen, live)) if seen == name => Ok(live),
-        _ => read_named(p, &name).await,
+        Some((seen, seen_scaled, live)) if seen == name && seen_scaled == scaled => Ok(live),
+        _ => read_named(p, &name, scaled).await,
     }
 }
 
-pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {
-    read_with(p, name, None).await
+pub(crate) async fn read_named(p: &AwsProvider, name: &str, scaled: bool) -> Result<Option<LiveState>, ProviderError> {
+    read_with(p, name, None, scaled).await
 }
 
 /// Reads the endpoint. `known`: a config name and the variants it was made from; SageMaker
 /// endpoint configs are immutable and mlops names them by a hash of their variants, so when the
 /// endpoint runs that config its variants are known without a DescribeEndpointConfig.
+/// With `scaled`, also what Application Auto Scaling holds for it, and the instance counts as
+/// outputs (the autoscaler's, not compared).
 async fn read_with(
     p: &AwsProvider,
     name: &str,
     known: Option<(&str, &Value)>,
+    scaled: bool,
 ) -> Result<Option<LiveState>, ProviderError> {
     let c = p.clients().await?;
     let e = match c.sm.describe_endpoint().endpoint_name(name).send().await {
@@ -249,23 +264,64 @@ async fn read_with(
         .unwrap_or_default();
     let arn = e.endpoint_arn().unwrap_or_default().to_string();
     let tags = p.sm_tags_of(&arn).await?;
-    let attributes = attributes_of(json!({
+    let autoscaling = if scaled {
+        let names: Vec<String> = weights.keys().cloned().collect();
+        scaling::read(p, name, &names).await?
+    } else {
+        json!({})
+    };
+    let mut attributes = attributes_of(json!({
         "endpoint_name": name,
         "config_name": config_name,
         "variants": identity,
         "weights": weights,
-        "capacity": capacity,
+        "autoscaling": autoscaling,
         "status": e.endpoint_status().map(|s| s.as_str()),
         "labels": labels_from_tags(&tags),
     }));
-    let outputs = attributes_of(json!({
+    let mut outputs = attributes_of(json!({
         "endpoint_arn": arn,
         "endpoint_name": name,
         "config_name": config_name,
         "model_names": model_names,
         "failure_reason": e.failure_reason(),
     }));
+    if scaled {
+        outputs.insert("instance_counts".into(), Value::Object(capacity));
+    } else {
+        attributes.insert("capacity".into(), Value::Object(capacity));
+    }
     Ok(Some(LiveState { attributes, outputs }))
+}
+
+/// The `instance_count` a variant of the spec sets itself.
+fn variant_count(config: &ResourceConfig, variant: &str) -> Option<i64> {
+    let variants = config.body.get("variants").and_then(Value::as_array)?;
+    let v = variants.iter().find(|v| v.get("name").and_then(Value::as_str) == Some(variant))?;
+    v.get("instance_count").and_then(Value::as_i64)
+}
+
+/// Each variant's name and instance type: what an autoscaled endpoint cannot change while scaled.
+fn variant_shapes(variants: Option<&Value>) -> Vec<(String, String)> {
+    variants
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| (str_of(v.get("name")), str_of(v.get("instance_type"))))
+        .collect()
+}
+
+/// Deregisters every variant `autoscaling` (an attribute as read) scales.
+async fn deregister_all(
+    p: &AwsProvider,
+    name: &str,
+    autoscaling: Option<&Value>,
+    progress: &dyn Progress,
+) -> Result<(), ProviderError> {
+    for variant in autoscaling.and_then(Value::as_object).into_iter().flat_map(|m| m.keys()) {
+        scaling::deregister(p, name, variant, progress).await?;
+    }
+    Ok(())
 }
 
 fn per_variant<'a>(want: &'a mlops_provider_core::Attributes, key: &str, variant: &str) -> Option<&'a Value> {
@@ -283,6 +339,10 @@ async fn create_config(
     if c.sm.describe_endpoint_config().endpoint_config_name(&config_name).send().await.is_ok() {
         return Ok(config_name);
     }
+    // An autoscaled variant starts at `instance_count`, else its minimum.
+    let initial = mlops_provider_core::autoscaling::Autoscaling::of(req.config)
+        .map(|a| a.initial(req.config) as i64)
+        .unwrap_or(1);
     let mut variants = Vec::new();
     for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
         let vname = str_of(v.get("name"));
@@ -292,7 +352,10 @@ async fn create_config(
                 .model_name(str_of(v.get("model_name")))
                 .instance_type(ProductionVariantInstanceType::from(str_of(v.get("instance_type")).as_str()))
                 .initial_instance_count(
-                    per_variant(want, "capacity", &vname).and_then(Value::as_i64).unwrap_or(1) as i32
+                    per_variant(want, "capacity", &vname)
+                        .and_then(Value::as_i64)
+                        .or_else(|| variant_count(req.config, &vname))
+                        .unwrap_or(initial) as i32,
                 )
                 .initial_variant_weight(
                     per_variant(want, "weights", &vname).and_then(Value::as_f64).unwrap_or(1.0) as f32
@@ -376,15 +439,21 @@ pub(crate) async fn apply(
     let name = str_of(want.get("endpoint_name"));
     let timeout = req.config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT);
     let mut live = req.live.cloned();
+    let scaled = scaling::is_on(want.get("autoscaling"));
+    // What Application Auto Scaling holds now (an endpoint replaced or switched to other
+    // variants is deregistered first, as AWS requires).
+    let mut live_scaling = live.as_ref().and_then(|l| l.attributes.get("autoscaling")).cloned();
+    let read_scaled = scaled || scaling::is_on(live_scaling.as_ref());
     // Anything that changed something records what is live if it then fails.
     let with_state = |e: ProviderError| async {
-        match read_named(p, &name).await {
+        match read_named(p, &name, read_scaled).await {
             Ok(Some(l)) => e.with_state(l),
             _ => e,
         }
     };
 
     if req.operation == Operation::Replace && live.is_some() {
+        deregister_all(p, &name, live_scaling.take().as_ref(), progress).await?;
         progress.report(&format!("deleting endpoint {name}, which cannot be updated in its state"));
         c.sm.delete_endpoint()
             .endpoint_name(&name)
@@ -392,7 +461,7 @@ pub(crate) async fn apply(
             .await
             .map_err(|e| sdk_error(&format!("delete endpoint {name}"), e))?;
         let deadline = Instant::now() + timeout;
-        while read_named(p, &name).await?.is_some() {
+        while read_named(p, &name, false).await?.is_some() {
             if Instant::now() > deadline {
                 return Err(ProviderError::new(ErrorKind::Timeout, format!("endpoint {name} was not deleted in time")));
             }
@@ -423,13 +492,25 @@ pub(crate) async fn apply(
             let live_config = str_of(l.attributes.get("config_name"));
             if live_config != str_of(want.get("config_name")) {
                 let config_name = create_config(p, req, progress).await?;
-                progress.report(&format!("switching endpoint {name} to {config_name}"));
-                c.sm.update_endpoint()
-                    .endpoint_name(&name)
-                    .endpoint_config_name(&config_name)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(&format!("update endpoint {name}"), e))?;
+                // Another model on the same variants keeps the counts the autoscaler set; other
+                // variants or instance types cannot be updated while autoscaled (AWS refuses).
+                let same_variants =
+                    variant_shapes(l.attributes.get("variants")) == variant_shapes(want.get("variants"));
+                if !same_variants {
+                    deregister_all(p, &name, live_scaling.take().as_ref(), progress).await?;
+                }
+                let retain = scaled && same_variants;
+                progress.report(&format!(
+                    "switching endpoint {name} to {config_name}{}",
+                    if retain { ", keeping the autoscaled instance counts" } else { "" }
+                ));
+                let mut update = c.sm.update_endpoint().endpoint_name(&name).endpoint_config_name(&config_name);
+                if retain {
+                    update = update.retain_all_variant_properties(true).exclude_retained_variant_properties(
+                        VariantProperty::builder().variant_property_type(VariantPropertyType::DesiredWeight).build(),
+                    );
+                }
+                update.send().await.map_err(|e| sdk_error(&format!("update endpoint {name}"), e))?;
                 old_config = Some(live_config);
             } else if l.attributes.get("weights") != want.get("weights")
                 || l.attributes.get("capacity") != want.get("capacity")
@@ -437,15 +518,15 @@ pub(crate) async fn apply(
                 let mut desired = Vec::new();
                 for v in want.get("variants").and_then(Value::as_array).into_iter().flatten() {
                     let vname = str_of(v.get("name"));
+                    // An autoscaled variant's count is left to the autoscaler.
+                    let count = per_variant(want, "capacity", &vname).and_then(Value::as_i64).map(|n| n as i32);
                     desired.push(
                         DesiredWeightAndCapacity::builder()
                             .variant_name(&vname)
                             .desired_weight(
                                 per_variant(want, "weights", &vname).and_then(Value::as_f64).unwrap_or(1.0) as f32
                             )
-                            .desired_instance_count(
-                                per_variant(want, "capacity", &vname).and_then(Value::as_i64).unwrap_or(1) as i32,
-                            )
+                            .set_desired_instance_count(count)
                             .build(),
                     );
                 }
@@ -471,7 +552,7 @@ pub(crate) async fn apply(
         }
         if let Some(old) = &old_config {
             // InService again: on the new config, or rolled back to the old one.
-            let now = read_named(p, &name).await?;
+            let now = read_named(p, &name, false).await?;
             let serving = now.as_ref().and_then(|l| l.attributes.get("config_name")).and_then(Value::as_str);
             if serving == Some(old.as_str()) {
                 let reason = now
@@ -490,7 +571,11 @@ pub(crate) async fn apply(
             delete_config(p, old, progress).await?;
         }
     }
-    read_named(p, &name)
+    // Scaling policies go on once the endpoint serves the variants they scale.
+    if let Err(e) = scaling::apply(p, &name, want.get("autoscaling"), live_scaling.as_ref(), progress).await {
+        return Err(with_state(e).await);
+    }
+    read_named(p, &name, scaled)
         .await?
         .ok_or_else(|| ProviderError::failed(format!("endpoint {name} is missing right after it was applied")))
 }
@@ -516,6 +601,7 @@ pub(crate) async fn delete(
                 && error_message(&e).contains("Could not find") => {}
         Err(e) => return Err(sdk_error(&format!("describe endpoint {name}"), e)),
     }
+    deregister_all(p, &name, prior.attributes.get("autoscaling"), progress).await?;
     match c.sm.delete_endpoint().endpoint_name(&name).send().await {
         Ok(_) => progress.report(&format!("deleted endpoint {name}")),
         Err(e)

@@ -82,7 +82,7 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
     // Features can be added in place; a removed or retyped one needs a new group.
     let name = group_name(&config.address);
     let live = read_named(p, &name).await?;
-    p.reads.keep(config.address.to_string(), (name, live.clone()));
+    p.reads.keep(config.address.to_string(), (name, false, live.clone()));
     if let Some(live) = live {
         let have = live.attributes.get("features").and_then(Value::as_object).cloned().unwrap_or_default();
         let want = b.get("features").and_then(Value::as_object).cloned().unwrap_or_default();
@@ -97,7 +97,7 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
 pub(crate) async fn read(p: &AwsProvider, address: &Address) -> Result<Option<LiveState>, ProviderError> {
     let name = group_name(address);
     match p.reads.take(&address.to_string()) {
-        Some((seen, live)) if seen == name => Ok(live),
+        Some((seen, _, live)) if seen == name => Ok(live),
         _ => read_named(p, &name).await,
     }
 }

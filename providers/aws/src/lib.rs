@@ -17,6 +17,7 @@ mod dataset;
 mod endpoint;
 mod feature_group;
 mod model;
+mod scaling;
 
 mod schema;
 pub use schema::entry;
@@ -58,14 +59,16 @@ pub struct AwsProvider {
     endpoint_url: Option<String>,
     project: String,
     clients: tokio::sync::OnceCell<Clients>,
-    /// Live objects `desired` read (by address: the object's name and what was live), for the
-    /// `read` of the same resource in this run.
-    pub(crate) reads: mlops_provider_core::ReadCache<(String, Option<LiveState>)>,
+    /// Live objects `desired` read (by address: the object's name, whether its autoscaling was
+    /// read too, and what was live), for the `read` of the same resource in this run.
+    pub(crate) reads: mlops_provider_core::ReadCache<(String, bool, Option<LiveState>)>,
 }
 
 pub(crate) struct Clients {
     pub s3: aws_sdk_s3::Client,
     pub sm: aws_sdk_sagemaker::Client,
+    /// Application Auto Scaling, for autoscaled endpoints.
+    pub aas: aws_sdk_applicationautoscaling::Client,
     pub region: String,
     /// Polling starts fast against an emulator, slow against AWS.
     pub emulated: bool,
@@ -206,6 +209,7 @@ impl AwsProvider {
                 Ok(Clients {
                     s3: aws_sdk_s3::Client::from_conf(s3_config),
                     sm: aws_sdk_sagemaker::Client::new(&config),
+                    aas: aws_sdk_applicationautoscaling::Client::new(&config),
                     region,
                     emulated,
                 })
@@ -434,7 +438,10 @@ impl Provider for AwsProvider {
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
         let found = match config.address.kind {
             Kind::Model => model::import(self, id).await?,
-            Kind::Endpoint => endpoint::read_named(self, id).await?,
+            Kind::Endpoint => {
+                endpoint::read_named(self, id, mlops_provider_core::autoscaling::Autoscaling::of(config).is_some())
+                    .await?
+            }
             Kind::FeatureStore => feature_group::read_named(self, id).await?,
             Kind::Dataset => dataset::read_uri(self, id).await?,
         };

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
+pub mod autoscaling;
 mod state;
 pub use state::{LiveState, PriorState, ResourceState};
 

@@ -62,6 +62,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         client: tokio::sync::OnceCell::new(),
         reads: Default::default(),
         kserve_served: tokio::sync::OnceCell::new(),
+        hpa_api: tokio::sync::OnceCell::new(),
     }))
 }
 
@@ -76,6 +77,9 @@ pub struct KubernetesProvider {
     reads: mlops_provider_core::ReadCache<BTreeMap<(String, &'static str), Option<Value>>>,
     /// KServe was found served, once per run (a missing one is asked again, and reported).
     kserve_served: tokio::sync::OnceCell<()>,
+    /// The HorizontalPodAutoscaler API the cluster serves (`autoscaling/v2`, or `v2beta2` before
+    /// Kubernetes 1.23), found once per run.
+    hpa_api: tokio::sync::OnceCell<&'static str>,
 }
 
 /// One kind of object an endpoint is made of, under the attribute that holds it.
@@ -84,16 +88,19 @@ enum Part {
     InferenceService,
     Deployment,
     Service,
+    /// The HorizontalPodAutoscaler of a Deployment with `autoscaling`.
+    Autoscaler,
 }
 
 impl Part {
-    const ALL: [Part; 3] = [Part::InferenceService, Part::Deployment, Part::Service];
+    const ALL: [Part; 4] = [Part::InferenceService, Part::Deployment, Part::Service, Part::Autoscaler];
 
     fn attribute(self) -> &'static str {
         match self {
             Part::InferenceService => "inference_service",
             Part::Deployment => "deployment",
             Part::Service => "service",
+            Part::Autoscaler => "autoscaler",
         }
     }
 
@@ -102,6 +109,7 @@ impl Part {
             Part::InferenceService => ("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices"),
             Part::Deployment => ("apps", "v1", "Deployment", "deployments"),
             Part::Service => ("", "v1", "Service", "services"),
+            Part::Autoscaler => ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         };
         let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         ApiResource {
@@ -119,6 +127,24 @@ impl Part {
 }
 
 use mlops_provider_core::error_chain as chain;
+
+use mlops_provider_core::autoscaling::{AutoscalingSupport, Metric};
+
+/// KServe's predictor autoscaling (`scaleMetric`/`scaleTarget`, Knative's or a HorizontalPodAutoscaler).
+const KSERVE_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
+    what: "KServe",
+    metrics: &[Metric::Cpu, Metric::Concurrency],
+    cooldowns: false,
+    instead: "`invocations_per_instance` is a SageMaker metric",
+};
+
+/// A HorizontalPodAutoscaler (autoscaling/v2) on resource metrics.
+const DEPLOYMENT_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
+    what: "a HorizontalPodAutoscaler on resource metrics",
+    metrics: &[Metric::Cpu],
+    cooldowns: true,
+    instead: "request metrics need a custom metrics adapter; use `runtime: kserve` for `concurrency`",
+};
 
 /// A name Kubernetes accepts for a Service (and so for everything else): a DNS-1035 label.
 fn valid_k8s_name(name: &str) -> bool {
@@ -170,14 +196,50 @@ impl KubernetesProvider {
             .await
     }
 
-    fn api(client: &Client, namespace: &str, part: Part) -> Api<DynamicObject> {
-        Api::namespaced_with(client.clone(), namespace, &part.resource())
+    fn api(&self, client: &Client, namespace: &str, part: Part) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), namespace, &self.resource_of(part))
+    }
+
+    /// A part's API, with the HorizontalPodAutoscaler version the cluster serves (once found).
+    fn resource_of(&self, part: Part) -> ApiResource {
+        let mut r = part.resource();
+        if let (Part::Autoscaler, Some(v)) = (part, self.hpa_api.get()) {
+            r.version = v.rsplit('/').next().unwrap_or(v).to_string();
+            r.api_version = v.to_string();
+        }
+        r
+    }
+
+    /// Finds the HorizontalPodAutoscaler API the cluster serves, when `part` is one.
+    async fn discover(&self, part: Part) -> Result<(), ProviderError> {
+        if part != Part::Autoscaler {
+            return Ok(());
+        }
+        self.hpa_api
+            .get_or_try_init(|| async {
+                let (client, _, url) = self.client().await?;
+                for v in ["autoscaling/v2", "autoscaling/v2beta2"] {
+                    match client.list_api_group_resources(v).await {
+                        Ok(l) if l.resources.iter().any(|r| r.name == "horizontalpodautoscalers") => return Ok(v),
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => return Err(kube_error(&format!("discover {v} on {url}"), e)),
+                    }
+                }
+                Err(ProviderError::invalid(format!(
+                    "the cluster at {url} serves no HorizontalPodAutoscaler (autoscaling/v2 or v2beta2)"
+                ))
+                .at(ValuePath::key("autoscaling")))
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn get(&self, namespace: &str, part: Part, name: &str) -> Result<Option<Value>, ProviderError> {
+        self.discover(part).await?;
         let (client, _, url) = self.client().await?;
         let kind = part.resource().kind;
-        match Self::api(client, namespace, part).get_opt(name).await {
+        match self.api(client, namespace, part).get_opt(name).await {
             Ok(o) => Ok(o.map(|o| serde_json::to_value(o).expect("objects serialize"))),
             // A kind the cluster does not serve has no objects.
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
@@ -230,12 +292,15 @@ impl KubernetesProvider {
     /// Server-side apply of one object (a dry run when `dry_run`).
     async fn ssa(&self, manifest: &Value, part: Part, dry_run: bool, force: bool) -> Result<Value, kube::Error> {
         let (client, _, _) = self.client().await.map_err(|e| kube::Error::Service(e.message.into()))?;
+        self.discover(part).await.map_err(|e| kube::Error::Service(e.message.into()))?;
+        let mut manifest = manifest.clone();
+        manifest["apiVersion"] = json!(self.resource_of(part).api_version);
         let name = manifest.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         let namespace = manifest.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
         let mut pp = PatchParams::apply(FIELD_MANAGER);
         pp.dry_run = dry_run;
         pp.force = force;
-        let o = Self::api(client, namespace, part).patch(name, &pp, &Patch::Apply(manifest)).await?;
+        let o = self.api(client, namespace, part).patch(name, &pp, &Patch::Apply(&manifest)).await?;
         Ok(serde_json::to_value(o).expect("objects serialize"))
     }
 
@@ -278,7 +343,12 @@ impl KubernetesProvider {
             let result = match self.ssa(&manifest, part, true, false).await {
                 Ok(o) => o,
                 Err(e) if api_status(&e).is_some_and(|s| s.code == 409) => {
-                    d.conflicts.extend(conflicts_of(&kind, name, api_status(&e).expect("checked")));
+                    let mut conflicts = conflicts_of(&kind, name, api_status(&e).expect("checked"));
+                    // The replica count the autoscaler mlops is removing held is mlops's again.
+                    if part == Part::Deployment && self.own_autoscaler(&namespace, &config.address).await? {
+                        conflicts.retain(|c| !c.contains(" .spec.replicas:"));
+                    }
+                    d.conflicts.extend(conflicts);
                     self.ssa(&manifest, part, true, true).await.map_err(|e| kube_error(&what, e))?
                 }
                 Err(e) if api_status(&e).is_some_and(|s| s.code == 404 && s.message.contains("namespace")) => {
@@ -300,6 +370,17 @@ impl KubernetesProvider {
         d.create_before_destroy = true;
         d.expected_wait_secs = Some(if runtime == "kserve" { 180 } else { 60 });
         Ok(d)
+    }
+
+    /// Whether the endpoint has a HorizontalPodAutoscaler mlops made for it.
+    async fn own_autoscaler(&self, namespace: &str, address: &Address) -> Result<bool, ProviderError> {
+        let hpa = self.get(namespace, Part::Autoscaler, &address.name).await?;
+        let owner = hpa.as_ref().and_then(|o| {
+            o.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")))?
+                .as_str()
+                .map(String::from)
+        });
+        Ok(owner.as_deref() == Some(&address.to_string()))
     }
 
     /// The parts an endpoint has, from what is wanted or what was recorded.
@@ -355,7 +436,7 @@ impl KubernetesProvider {
                 ready &= readiness(part, &o).0;
                 objects.push(json!({
                     "kind": part.resource().kind,
-                    "api_version": part.resource().api_version,
+                    "api_version": self.resource_of(part).api_version,
                     "namespace": ns,
                     "name": name,
                     "uid": o.pointer("/metadata/uid"),
@@ -373,6 +454,7 @@ impl KubernetesProvider {
                     }
                     Part::Deployment => digest = annotation("/spec/template/metadata/annotations"),
                     Part::Service => url = json!(format!("http://{name}.{ns}.svc.cluster.local")),
+                    Part::Autoscaler => {}
                 }
             }
         }
@@ -392,6 +474,7 @@ impl KubernetesProvider {
             let s = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             let (kind, namespace, name, uid) = (s("kind"), s("namespace"), s("name"), s("uid"));
             let Some(part) = Part::from_kind(&kind) else { continue };
+            // (`get` finds the API version a HorizontalPodAutoscaler is served at.)
             let Some(live) = self.get(&namespace, part, &name).await? else { continue };
             let live_uid = live.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
             let managed = live.pointer(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1")));
@@ -409,7 +492,7 @@ impl KubernetesProvider {
                 preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
                 ..DeleteParams::background()
             };
-            match Self::api(client, &namespace, part).delete(&name, &dp).await {
+            match self.api(client, &namespace, part).delete(&name, &dp).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(st)) if st.code == 404 => {}
                 Err(e) => return Err(kube_error(&format!("delete {kind} {namespace}/{name} on {url}"), e)),
@@ -485,14 +568,28 @@ impl Provider for KubernetesProvider {
                     "use `runtime: kserve` for canaries, or remove `traffic.canary_percent`",
                 ));
             }
-            if config.body.get("max_replicas").is_some() {
+            if config.body.get("max_replicas").is_some() && config.body.get("autoscaling").is_none() {
                 out.push(diag(
                     ValuePath::key("max_replicas"),
-                    "`runtime: deployment` has no autoscaler: `max_replicas` would be ignored".into(),
-                    "set the replica count with `instance_count`, or use `runtime: kserve`",
+                    "`runtime: deployment` scales only with `autoscaling`: `max_replicas` would be ignored".into(),
+                    "write `autoscaling: { min, max, target: { metric: cpu, value: 70 } }` (a HorizontalPodAutoscaler)",
+                ));
+            }
+            let cpu_target = config.body.pointer("/autoscaling/target/metric").and_then(Value::as_str) == Some("cpu");
+            if cpu_target && config.body.pointer("/resources/cpu").is_none() {
+                out.push(diag(
+                    ValuePath(vec!["autoscaling".into(), "target".into(), "metric".into()]),
+                    "a HorizontalPodAutoscaler measures CPU in percent of what the pods request, and these request none"
+                        .into(),
+                    "set `resources: { cpu: \"500m\" }` on the endpoint",
                 ));
             }
         }
+        let support = match runtime {
+            Some("deployment") => Some(&DEPLOYMENT_AUTOSCALING),
+            _ => Some(&KSERVE_AUTOSCALING),
+        };
+        out.extend(mlops_provider_core::autoscaling::check(config, support));
         if runtime == Some("kserve") {
             for key in ["image", "args", "port"] {
                 if config.body.get(key).is_some() {
@@ -551,9 +648,16 @@ impl Provider for KubernetesProvider {
         let (_, default_ns, url) = self.client().await?;
         let namespace = attrs.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
         let parts = Self::parts_of(attrs);
-        let force = request.options.force_conflicts;
+        // Autoscaling removed: the Deployment takes its replica count back from the autoscaler
+        // mlops made (its HorizontalPodAutoscaler is deleted below, once this is applied).
+        let had_autoscaler =
+            request.prior.and_then(|p| p.outputs.get("objects")).and_then(Value::as_array).is_some_and(|os| {
+                os.iter().any(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
+            });
+        let take_back = had_autoscaler && !parts.contains(&Part::Autoscaler);
         let mut changed = false;
         for part in &parts {
+            let force = request.options.force_conflicts || (take_back && *part == Part::Deployment);
             let kind = part.resource().kind;
             // Exactly what the plan showed: the planned fields, with the object's identity.
             let manifest = Self::identity(*part, name, &namespace, &attrs[part.attribute()]);

@@ -2,6 +2,7 @@
 //! Deployment and its Service), and what they are compared by.
 
 use super::*;
+use mlops_provider_core::autoscaling::Autoscaling;
 
 /// `value` cut down to the shape of `template`: objects keep the keys the template has, lists
 /// are cut element by element, scalars are kept as they are.
@@ -81,6 +82,7 @@ impl KubernetesProvider {
             }
         }
         let replicas = body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+        let autoscaling = Autoscaling::of(config);
 
         if runtime == "kserve" {
             let framework = model.get("framework").and_then(Value::as_str).ok_or_else(|| {
@@ -103,6 +105,12 @@ impl KubernetesProvider {
                 "annotations": { DIGEST_ANNOTATION: digest },
                 "model": model_spec,
             });
+            if let Some(a) = &autoscaling {
+                predictor["minReplicas"] = json!(a.min);
+                predictor["maxReplicas"] = json!(a.max);
+                predictor["scaleMetric"] = json!(if a.metric == Metric::Cpu { "cpu" } else { "concurrency" });
+                predictor["scaleTarget"] = json!(a.target.round() as u64);
+            }
             if let Some(c) = body.pointer("/traffic/canary_percent") {
                 predictor["canaryTrafficPercent"] = c.clone();
             }
@@ -136,7 +144,7 @@ impl KubernetesProvider {
         let selector = json!({ SELECTOR_LABEL: name });
         let mut pod_labels = labels.clone();
         pod_labels.insert(SELECTOR_LABEL.into(), json!(name));
-        let deployment = json!({
+        let mut deployment = json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": metadata(Part::Deployment),
@@ -158,7 +166,38 @@ impl KubernetesProvider {
                 "ports": [{ "name": "http", "port": 80, "targetPort": port, "protocol": "TCP" }],
             },
         });
-        Ok(vec![(Part::Deployment, deployment), (Part::Service, service)])
+        let Some(a) = autoscaling else {
+            return Ok(vec![(Part::Deployment, deployment), (Part::Service, service)]);
+        };
+        // The autoscaler owns the replica count: mlops does not set it, so it never fights it.
+        if let Some(spec) = deployment["spec"].as_object_mut() {
+            spec.remove("replicas");
+        }
+        let window = |d: Option<std::time::Duration>| d.map(|d| json!({ "stabilizationWindowSeconds": d.as_secs() }));
+        let mut hpa_spec = json!({
+            "scaleTargetRef": { "apiVersion": "apps/v1", "kind": "Deployment", "name": name },
+            "minReplicas": a.min,
+            "maxReplicas": a.max,
+            "metrics": [{ "type": "Resource", "resource": {
+                "name": "cpu", "target": { "type": "Utilization", "averageUtilization": a.target.round() as u64 } } }],
+        });
+        let mut behavior = serde_json::Map::new();
+        if let Some(w) = window(a.scale_in_cooldown) {
+            behavior.insert("scaleDown".into(), w);
+        }
+        if let Some(w) = window(a.scale_out_cooldown) {
+            behavior.insert("scaleUp".into(), w);
+        }
+        if !behavior.is_empty() {
+            hpa_spec["behavior"] = Value::Object(behavior);
+        }
+        let hpa = json!({
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": metadata(Part::Autoscaler),
+            "spec": hpa_spec,
+        });
+        Ok(vec![(Part::Deployment, deployment), (Part::Service, service), (Part::Autoscaler, hpa)])
     }
 
     /// What a manifest is compared by: everything but identity (kind, name, namespace).

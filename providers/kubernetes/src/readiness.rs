@@ -8,7 +8,7 @@ pub(crate) fn readiness(part: Part, o: &Value) -> (bool, String) {
     let status = o.get("status").cloned().unwrap_or(Value::Null);
     let observed = status.get("observedGeneration").and_then(Value::as_i64);
     match part {
-        Part::Service => (true, "ready".into()),
+        Part::Service | Part::Autoscaler => (true, "ready".into()),
         Part::Deployment => {
             let want = o.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
             let n = |k: &str| status.get(k).and_then(Value::as_i64).unwrap_or(0);

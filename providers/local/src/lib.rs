@@ -772,7 +772,8 @@ impl Provider for LocalProvider {
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let mut out = Vec::new();
+        // An emulated endpoint has nothing to scale.
+        let mut out = mlops_provider_core::autoscaling::check(config, None);
         if !valid_local_name(&config.address.name) {
             out.push(ConfigDiagnostic {
                 path: ValuePath::root(),
