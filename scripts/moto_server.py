@@ -8,6 +8,11 @@ Added, following the SageMaker API reference (action names, parameters, error co
   DeleteModelPackage; DeleteModelPackageGroup; ListFeatureGroups; DeleteFeatureGroup;
   UpdateFeatureGroup (FeatureAdditions). UpdateEndpointWeightsAndCapacities keeps the weight or
   count a variant leaves out (moto clears it).
+- Deployment guardrails: UpdateEndpoint's DeploymentConfig (blue/green, ALL_AT_ONCE, CANARY or
+  LINEAR steps with their wait, the termination wait as the bake) keeps the endpoint `Updating` for
+  the steps and the bake; an alarm of its AutoRollbackConfiguration in ALARM state in moto's
+  CloudWatch (`set_alarm_state`) before the bake ends rolls it back: InService on the old config
+  with a FailureReason naming the alarm.
 - An endpoint lifecycle: CreateEndpoint leaves the endpoint `Creating`, UpdateEndpoint and
   UpdateEndpointWeightsAndCapacities leave it `Updating`; after MOTO_SAGEMAKER_ENDPOINT_DELAY seconds
   (default 2) it is `InService`, or, when a production variant asks for an instance type listed in
@@ -55,6 +60,37 @@ def _unavailable(backend, config_name):
 _original_response_object = sm.FakeEndpoint.response_object.fget
 
 
+def _firing(backend, names):
+    """The alarms among `names` in ALARM state in moto's CloudWatch."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    alarms = cloudwatch_backends[backend.account_id][backend.region_name].alarms
+    return [n for n in names if n in alarms and alarms[n].state_value == "ALARM"]
+
+
+def _rollout_of(config):
+    """A DeploymentConfig's blue/green steps: their number and waits, the bake, the alarms."""
+    if not config:
+        return None
+    policy = config.get("BlueGreenUpdatePolicy") or {}
+    routing = policy.get("TrafficRoutingConfiguration") or {}
+    kind = routing.get("Type", "ALL_AT_ONCE")
+    wait = int(routing.get("WaitIntervalInSeconds", 0))
+    if kind == "CANARY":
+        steps = 2
+    elif kind == "LINEAR":
+        percent = int((routing.get("LinearStepSize") or {}).get("Value", 100)) or 100
+        steps = -(-100 // percent)
+    else:
+        steps = 1
+    alarms = [a.get("AlarmName") for a in (config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    return {
+        "duration": (steps - 1) * wait + int(policy.get("TerminationWaitInSeconds", 0)),
+        "alarms": alarms,
+        "config": config,
+    }
+
+
 def _settle(endpoint):
     """Moves an endpoint along its lifecycle once its delay has passed."""
     pending = getattr(endpoint, "_mlops_pending", None)
@@ -70,6 +106,22 @@ def _settle(endpoint):
         else:
             endpoint.endpoint_status = "InService"
     elif pending["kind"] == "update":
+        rollout = pending.get("rollout")
+        if rollout and not failed_type:
+            # Deployment guardrails: the new fleet serves step by step while the alarms are
+            # watched; one in ALARM before the bake ends rolls the endpoint back.
+            firing = _firing(backend, rollout["alarms"])
+            if firing:
+                endpoint.endpoint_status = "InService"
+                endpoint.failure_reason = (
+                    f"Rolled back the deployment because alarm(s) {', '.join(firing)} went into ALARM state."
+                )
+                endpoint.last_deployment_config = rollout["config"]
+                endpoint.last_modified_time = sm.utcnow()
+                return
+            if time.monotonic() < pending["at"] + rollout["duration"]:
+                endpoint._mlops_pending = pending
+                return
         if failed_type:
             # The update is rolled back: the endpoint keeps serving its old config.
             endpoint.endpoint_status = "InService"
@@ -135,7 +187,7 @@ def _endpoint_in_service(backend, endpoint_name):
     return endpoint
 
 
-def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exclude=()):
+def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exclude=(), deployment_config=None):
     endpoint = _endpoint_in_service(self, endpoint_name)
     if endpoint_config_name not in self.endpoint_configs:
         arn = sm.FakeEndpointConfig.arn_formatter(endpoint_config_name, self.account_id, self.region_name)
@@ -149,6 +201,7 @@ def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exc
         "backend": self,
         "retain": retain,
         "exclude": tuple(exclude),
+        "rollout": _rollout_of(deployment_config),
     }
     return endpoint.arn
 
@@ -182,6 +235,7 @@ def _r_update_endpoint(self):
         endpoint_config_name=self._get_param("EndpointConfigName"),
         retain=bool(self._get_param("RetainAllVariantProperties")),
         exclude=[e.get("VariantPropertyType") for e in excluded],
+        deployment_config=self._get_param("DeploymentConfig"),
     )
     return ActionResult({"EndpointArn": arn})
 

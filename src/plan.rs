@@ -272,6 +272,18 @@ pub enum ChangeTag {
     Conflict { detail: String },
     /// Part of a rollback to the versions recorded at this lineage commit.
     Rollback { to_commit: String },
+    /// The new model version takes the traffic in steps (the endpoint's `rollout:`): the share
+    /// after each step, the wait between steps, the bake, and what rolls it back.
+    Rollout {
+        strategy: String,
+        steps: Vec<u64>,
+        interval_secs: u64,
+        bake_secs: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        alarms: Vec<String>,
+        auto_rollback: bool,
+        expected_secs: u64,
+    },
 }
 
 impl ChangeTag {
@@ -283,6 +295,7 @@ impl ChangeTag {
             ChangeTag::LongRunning { .. } => "long-running",
             ChangeTag::Conflict { .. } => "conflict",
             ChangeTag::Rollback { .. } => "rollback",
+            ChangeTag::Rollout { .. } => "rollout",
         }
     }
 
@@ -309,6 +322,19 @@ impl ChangeTag {
             }
             ChangeTag::Conflict { detail } => detail.clone(),
             ChangeTag::Rollback { to_commit } => format!("back to lineage {}", &to_commit[..12.min(to_commit.len())]),
+            ChangeTag::Rollout { strategy, steps, interval_secs, bake_secs, alarms, auto_rollback, expected_secs } => {
+                let steps: Vec<String> = steps.iter().map(|s| format!("{s}%")).collect();
+                let watch = match (alarms.is_empty(), auto_rollback) {
+                    (false, true) => format!("; rolled back if {} goes into ALARM", alarms.join(" or ")),
+                    (true, true) => "; rolled back if a step fails".to_string(),
+                    _ => String::new(),
+                };
+                format!(
+                    "{strategy} {}, {interval_secs}s between steps, {bake_secs}s bake: at least {} min{watch}",
+                    steps.join(" → "),
+                    expected_secs.div_ceil(60)
+                )
+            }
         }
     }
 }

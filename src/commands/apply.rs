@@ -134,6 +134,15 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         count(Action::Replace),
         count(Action::Delete)
     );
+    if applied.report.partial() && crate::lineage::rolled_back(outcomes) {
+        eprintln!(
+            "\n{} {} change(s) were rolled back: what served before still serves, and lineage records it. \
+             Resources: {summary}\nRun `mlops plan` to see the change, still pending.",
+            ctx.err_style.red(&ctx.err_style.bold("Apply rolled back:")),
+            applied.report.failed,
+        );
+        return Err(CommandError::Reported);
+    }
     if applied.report.partial() {
         eprintln!(
             "\n{} {} of {} change(s) did not apply. Resources: {summary}\nRun `mlops plan` to see what is left to do.",

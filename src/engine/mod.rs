@@ -560,8 +560,12 @@ pub fn assemble(
             change.subset = w.subset.clone();
             change.create_before_destroy = change.action == Action::Replace && w.create_before_destroy;
         }
-        let traffic = stack.providers.get(&change.provider).map(|p| p.traffic_attributes()).unwrap_or_default();
+        let provider = stack.providers.get(&change.provider);
+        let traffic = provider.map(|p| p.traffic_attributes()).unwrap_or_default();
         change.tags = tags::tags(&change, want.as_ref(), traffic);
+        let rollout = spec_res.and_then(|r| mlops_provider_core::rollout::Rollout::of(&r.config));
+        let rolled = provider.map(|p| p.rollout_attributes()).unwrap_or_default();
+        change.tags.extend(tags::rollout(&change, rollout.as_ref(), rolled));
         if let Some((p, _)) = request.promotion.as_ref().filter(|(p, _)| p.rollback) {
             if change.action != Action::NoOp {
                 change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone() });

@@ -84,6 +84,31 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
     out
 }
 
+/// The `rollout` tag of an endpoint change that moves it to another model (one of the
+/// provider's `rolled` attributes changes) when its spec declares a `rollout:`.
+pub fn rollout(
+    change: &ResourceChange,
+    rollout: Option<&mlops_provider_core::rollout::Rollout>,
+    rolled: &[&str],
+) -> Option<ChangeTag> {
+    let r = rollout?;
+    let moves = change.action == Action::Update
+        && change.address.kind == Kind::Endpoint
+        && change
+            .attributes
+            .iter()
+            .any(|a| rolled.contains(&top_attribute(&a.path)) || rolled.contains(&last_segment(&a.path)));
+    moves.then(|| ChangeTag::Rollout {
+        strategy: r.strategy.name().to_string(),
+        steps: r.steps(),
+        interval_secs: r.interval.as_secs(),
+        bake_secs: r.bake.as_secs(),
+        alarms: r.alarms.clone(),
+        auto_rollback: r.auto_rollback,
+        expected_secs: r.expected().as_secs(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use mlops_provider_core::Address;

@@ -712,12 +712,20 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
         rec.plan.digest(),
         if rec.interrupted {
             "interrupted"
+        } else if rec.partial && rolled_back(rec.outcomes) {
+            "rolled-back"
         } else if rec.partial {
             "partial"
         } else {
             "success"
         },
     )
+}
+
+/// Every failure of an apply was rolled back by its backend (what served before still serves).
+pub fn rolled_back(outcomes: &crate::plan::Outcomes) -> bool {
+    let failed: Vec<_> = outcomes.values().filter(|o| o.status == crate::plan::OutcomeStatus::Failed).collect();
+    !failed.is_empty() && failed.iter().all(|o| o.kind == Some(mlops_provider_core::ErrorKind::RolledBack))
 }
 
 /// Who holds a stack's lock, stored as the blob its lock ref points at.

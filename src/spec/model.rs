@@ -256,10 +256,59 @@ pub struct Endpoint {
     /// A setting the provider cannot honour is refused at validate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
+    /// How a new model version takes the traffic, and what rolls it back. A setting the provider
+    /// cannot honour is refused at validate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    pub strategy: RolloutStrategy,
+    /// `canary`: the first step's share, then the rest; `linear`: each step's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<RolloutStep>,
+    /// How long the new version serves all the traffic before the old one is removed: `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
+    pub bake: Option<String>,
+    /// What aborts the rollout while it runs: CloudWatch alarm names on AWS (they must exist).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    /// `auto` (default): an alarm or a failed step rolls the endpoint back by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackMode>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutStrategy {
+    AllAtOnce,
+    Canary,
+    Linear,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutStep {
+    /// Percent of the traffic.
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: u32,
+    /// The wait after each step: `5m`.
+    #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
+    pub interval: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackMode {
+    Auto,
+    Manual,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

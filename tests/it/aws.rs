@@ -952,3 +952,79 @@ fn an_autoscaled_endpoint_keeps_the_count_its_autoscaler_set_through_a_model_cha
     let blue = now.production_variants().iter().find(|v| v.variant_name() == Some("blue")).unwrap();
     assert_eq!(blue.current_instance_count(), Some(2));
 }
+
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn a_canary_rollout_completes_while_its_alarm_is_ok_and_is_rolled_back_when_it_fires() {
+    let a = Aws::new();
+    let alarm = format!("errors-{}", a.sfx);
+    let rollout = format!(
+        "    rollout: {{ strategy: canary, step: {{ percent: 10, interval: 2s }}, bake: 2s, alarms: [{alarm}] }}\n"
+    );
+    a.edit_spec("    wait_timeout: 30s\nfeature_stores:", &format!("    wait_timeout: 30s\n{rollout}feature_stores:"));
+    // The alarm must exist: a plan naming one that does not is refused at its line.
+    let plan = a.mlops(&["plan"]);
+    assert_ne!(plan.status, 0, "{}", plan.stdout);
+    assert!(plan.stderr.contains(&format!("CloudWatch alarm `{alarm}` does not exist")), "{}", plan.stderr);
+    let cloudwatch = |state: &str| {
+        boto3(
+            &a.url,
+            &format!(
+                "cw = boto3.client('cloudwatch', **kw)\n\
+                 cw.put_metric_alarm(AlarmName='{alarm}', MetricName='Invocation5XXErrors', Namespace='AWS/SageMaker', \
+                 Statistic='Sum', Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator='GreaterThanThreshold')\n\
+                 cw.set_alarm_state(AlarmName='{alarm}', StateValue='{state}', StateReason='test')"
+            ),
+        )
+    };
+    cloudwatch("OK");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let ep = a.endpoint();
+    let first = a.sdk.endpoint(&ep).endpoint_config_name().unwrap().to_string();
+
+    // A new model: the plan shows the rollout's steps; the alarm stays OK and it completes.
+    a.edit_spec("    model: models.churn\n    instance_type", "    model: models.churn-v2\n    instance_type");
+    let plan = a.plan_json();
+    let e = change(&plan, &format!("endpoints.{ep}"));
+    let tag = e["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "rollout").expect("a rollout tag");
+    assert_eq!((tag["strategy"].as_str(), tag["steps"].clone()), (Some("canary"), json!([10, 100])), "{tag}");
+    assert_eq!((tag["interval_secs"].as_u64(), tag["bake_secs"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(tag["alarms"], json!([alarm]));
+    let run = a.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("rolling out canary: 10% → 100%"), "{}", run.stdout);
+    let second = a.sdk.endpoint(&ep).endpoint_config_name().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(a.record(&format!("endpoints.{ep}"))["attributes"]["config_name"], second);
+
+    // Back to the first model, and the alarm fires mid-rollout: SageMaker rolls back.
+    a.edit_spec("    model: models.churn-v2\n    instance_type", "    model: models.churn\n    instance_type");
+    let child = a.spawn(&a.url, &["apply", "--auto-approve"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.sdk.endpoint(&ep).endpoint_status().map(|s| s.as_str()) != Some("Updating") {
+        assert!(Instant::now() < deadline, "the rollout never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cloudwatch("ALARM");
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("Apply rolled back"), "{stdout}{stderr}");
+    assert!(stdout.contains(&alarm) || stderr.contains(&alarm), "the alarm is named: {stdout}{stderr}");
+    // Through the SDK: the endpoint serves the config it served before; that config and its
+    // model still exist.
+    let now = a.sdk.endpoint(&ep);
+    assert_eq!(now.endpoint_config_name(), Some(second.as_str()));
+    assert!(now.failure_reason().unwrap_or_default().contains(&alarm), "{:?}", now.failure_reason());
+    assert!(a.sdk.config_exists(&second));
+    for m in a.sdk.config_models(&second) {
+        assert!(a.sdk.model_exists(&m), "{m} must still exist");
+    }
+    // Lineage tells the truth: rolled back, serving the old config; the change is still pending.
+    let message = a.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/sm/default"]);
+    assert!(message.contains("Result: rolled-back"), "{message}");
+    assert!(message.contains("failed (rolled-back)"), "{message}");
+    assert_eq!(a.record(&format!("endpoints.{ep}"))["attributes"]["config_name"], second);
+    let plan = a.plan_json();
+    assert_eq!(change(&plan, &format!("endpoints.{ep}"))["action"], "update", "the change is still pending");
+    cloudwatch("OK");
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sagemaker::types::{
     DesiredWeightAndCapacity, ProductionVariant, ProductionVariantInstanceType, VariantProperty, VariantPropertyType,
 };
+use mlops_provider_core::rollout::Rollout;
 use mlops_provider_core::{
     Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, LiveState, Operation, PriorState,
     Progress, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
@@ -24,6 +25,8 @@ use crate::{
 };
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
+/// What a rollout's wait allows beyond its steps and bake: the new fleet coming up.
+const DEPLOY_ALLOWANCE: Duration = Duration::from_secs(600);
 
 fn endpoint_name(address: &Address) -> String {
     address.name.replace(['_', '.'], "-")
@@ -47,6 +50,7 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
         ));
     }
     out.extend(mlops_provider_core::autoscaling::check(config, Some(&scaling::SUPPORT)));
+    out.extend(mlops_provider_core::rollout::check(config, Some(&crate::rollout::SUPPORT)));
     if b.pointer("/traffic/canary_percent").is_some() {
         out.push(diag(
             ValuePath(vec!["traffic".into(), "canary_percent".into()]),
@@ -163,7 +167,9 @@ pub(crate) async fn desired(
     a.insert("autoscaling".into(), autoscaling);
     a.insert("status".into(), json!("InService"));
     a.insert("labels".into(), json!(labels_of(config)));
-    d.expected_wait_secs = Some(600);
+    crate::rollout::check_alarms(p, config).await?;
+    let rollout = Rollout::of(config).map(|r| r.expected().as_secs()).unwrap_or_default();
+    d.expected_wait_secs = Some(600 + rollout);
     // A Failed endpoint cannot be updated, only deleted and created again.
     let live = read_with(p, &name, Some((&config_name, &identity)), scaled).await?;
     if live.as_ref().and_then(|l| l.attributes.get("status")).and_then(Value::as_str) == Some("Failed") {
@@ -437,7 +443,9 @@ pub(crate) async fn apply(
     let c = p.clients().await?;
     let want = &req.desired.attributes;
     let name = str_of(want.get("endpoint_name"));
-    let timeout = req.config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT);
+    let rollout = Rollout::of(req.config);
+    let mut timeout =
+        req.config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT);
     let mut live = req.live.cloned();
     let scaled = scaling::is_on(want.get("autoscaling"));
     // What Application Auto Scaling holds now (an endpoint replaced or switched to other
@@ -505,6 +513,23 @@ pub(crate) async fn apply(
                     if retain { ", keeping the autoscaled instance counts" } else { "" }
                 ));
                 let mut update = c.sm.update_endpoint().endpoint_name(&name).endpoint_config_name(&config_name);
+                if let Some(r) = &rollout {
+                    let steps: Vec<String> = r.steps().iter().map(|s| format!("{s}%")).collect();
+                    progress.report(&format!(
+                        "rolling out {}: {}, {}s between steps, {}s bake{}",
+                        r.strategy.name(),
+                        steps.join(" → "),
+                        r.interval.as_secs(),
+                        r.bake.as_secs(),
+                        if r.auto_rollback && !r.alarms.is_empty() {
+                            format!("; rolled back by SageMaker if {} goes into ALARM", r.alarms.join(" or "))
+                        } else {
+                            String::new()
+                        }
+                    ));
+                    timeout = timeout.max(r.expected() + DEPLOY_ALLOWANCE);
+                    update = update.deployment_config(crate::rollout::deployment_config(r));
+                }
                 if retain {
                     update = update.retain_all_variant_properties(true).exclude_retained_variant_properties(
                         VariantProperty::builder().variant_property_type(VariantPropertyType::DesiredWeight).build(),
@@ -562,9 +587,10 @@ pub(crate) async fn apply(
                     .unwrap_or("no FailureReason given")
                     .to_string();
                 delete_config(p, &str_of(want.get("config_name")), progress).await?;
-                return Err(with_state(ProviderError::failed(format!(
-                    "the update of endpoint {name} failed and was rolled back to {old}: {reason}"
-                )))
+                return Err(with_state(ProviderError::new(
+                    ErrorKind::RolledBack,
+                    format!("SageMaker rolled the update of endpoint {name} back to {old}: {reason}"),
+                ))
                 .await);
             }
             progress.report(&format!("endpoint {name} serves {}", str_of(want.get("config_name"))));

@@ -17,6 +17,7 @@ mod dataset;
 mod endpoint;
 mod feature_group;
 mod model;
+mod rollout;
 mod scaling;
 
 mod schema;
@@ -69,6 +70,8 @@ pub(crate) struct Clients {
     pub sm: aws_sdk_sagemaker::Client,
     /// Application Auto Scaling, for autoscaled endpoints.
     pub aas: aws_sdk_applicationautoscaling::Client,
+    /// CloudWatch, to check that the alarms a rollout names exist.
+    pub cw: aws_sdk_cloudwatch::Client,
     pub region: String,
     /// Polling starts fast against an emulator, slow against AWS.
     pub emulated: bool,
@@ -210,6 +213,7 @@ impl AwsProvider {
                     s3: aws_sdk_s3::Client::from_conf(s3_config),
                     sm: aws_sdk_sagemaker::Client::new(&config),
                     aas: aws_sdk_applicationautoscaling::Client::new(&config),
+                    cw: aws_sdk_cloudwatch::Client::new(&config),
                     region,
                     emulated,
                 })
@@ -316,6 +320,11 @@ impl Provider for AwsProvider {
 
     fn traffic_attributes(&self) -> &'static [&'static str] {
         &["traffic", "weights", "capacity", "canary_percent"]
+    }
+
+    fn rollout_attributes(&self) -> &'static [&'static str] {
+        // The variants' models and instance types: a new endpoint config.
+        &["variants"]
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {

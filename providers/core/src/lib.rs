@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub mod autoscaling;
+pub mod rollout;
 mod state;
 pub use state::{LiveState, PriorState, ResourceState};
 
@@ -320,6 +321,10 @@ pub enum ErrorKind {
     Timeout,
     /// The operation ran and failed.
     Failed,
+    /// The backend rolled the change back by itself (an alarm fired, a step failed): what served
+    /// before still serves, and the change is still pending.
+    #[serde(rename = "rolled-back")]
+    RolledBack,
 }
 
 impl ErrorKind {
@@ -331,6 +336,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Failed => "failed",
+            ErrorKind::RolledBack => "rolled-back",
         }
     }
 }
@@ -382,6 +388,12 @@ pub trait Provider: Send + Sync {
     /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
     /// a change to one is tagged `traffic-shift`.
     fn traffic_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Attributes (or the last segment of an attribute path) whose change an endpoint's
+    /// `rollout:` steps through (the model it serves): such a change is tagged `rollout`.
+    fn rollout_attributes(&self) -> &'static [&'static str] {
         &[]
     }
 

@@ -138,6 +138,15 @@ const KSERVE_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
     instead: "`invocations_per_instance` is a SageMaker metric",
 };
 
+/// KServe's canary (`canaryTrafficPercent`, Serverless mode), raised step by step by mlops,
+/// which checks readiness at each step and resets to the previous model when one fails.
+const KSERVE_ROLLOUT: mlops_provider_core::rollout::RolloutSupport = mlops_provider_core::rollout::RolloutSupport {
+    what: "KServe (canaryTrafficPercent, stepped by mlops)",
+    strategies: &mlops_provider_core::rollout::Strategy::ALL,
+    percent: (1, 99),
+    alarms: None,
+};
+
 /// A HorizontalPodAutoscaler (autoscaling/v2) on resource metrics.
 const DEPLOYMENT_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
     what: "a HorizontalPodAutoscaler on resource metrics",
@@ -516,6 +525,11 @@ impl Provider for KubernetesProvider {
         &["canary_percent", "replicas", "traffic", "canaryTrafficPercent", "minReplicas", "maxReplicas"]
     }
 
+    fn rollout_attributes(&self) -> &'static [&'static str] {
+        // The predictor's model: where it is, and the digest that rolls it when the bytes change.
+        &["storageUri", DIGEST_ANNOTATION]
+    }
+
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
         let diag = ConfigDiagnostic::unsupported;
         if config.address.kind != Kind::Endpoint {
@@ -590,6 +604,25 @@ impl Provider for KubernetesProvider {
             _ => Some(&KSERVE_AUTOSCALING),
         };
         out.extend(mlops_provider_core::autoscaling::check(config, support));
+        if runtime == Some("deployment") && config.body.get("rollout").is_some() {
+            out.push(diag(
+                ValuePath::key("rollout"),
+                "a Deployment replaces its pods by its own rolling update; it cannot split traffic in steps: \
+                 `rollout` would be ignored"
+                    .into(),
+                "use `runtime: kserve` for a canary or linear rollout driven by mlops",
+            ));
+        } else {
+            out.extend(mlops_provider_core::rollout::check(config, Some(&KSERVE_ROLLOUT)));
+        }
+        if config.body.get("rollout").is_some() && canary.is_some() {
+            out.push(diag(
+                ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+                "`rollout` drives `canaryTrafficPercent` step by step: a fixed `traffic.canary_percent` would fight it"
+                    .into(),
+                "remove `traffic.canary_percent`, or `rollout`",
+            ));
+        }
         if runtime == Some("kserve") {
             for key in ["image", "args", "port"] {
                 if config.body.get(key).is_some() {

@@ -772,8 +772,9 @@ impl Provider for LocalProvider {
     }
 
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        // An emulated endpoint has nothing to scale.
+        // An emulated endpoint has nothing to scale, and switches versions at once.
         let mut out = mlops_provider_core::autoscaling::check(config, None);
+        out.extend(mlops_provider_core::rollout::check(config, None));
         if !valid_local_name(&config.address.name) {
             out.push(ConfigDiagnostic {
                 path: ValuePath::root(),
