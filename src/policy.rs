@@ -107,6 +107,17 @@ pub fn evaluate<'a>(plan: &Plan, rules: &PolicyRules, body: &dyn Fn(&Address) ->
                     }
                 }
             }
+            let rollout_required = rules.require_rollout_for.as_ref().is_some_and(|e| e.contains(&plan.environment));
+            if rollout_required && b.and_then(|b| b.get("rollout")).is_none() {
+                out.push(v(
+                    "policy::rollout_required",
+                    format!(
+                        "{a} has no `rollout:`, which environment `{}` requires: a new model would take all the traffic at once, unwatched",
+                        plan.environment
+                    ),
+                    None,
+                ));
+            }
             if rules.require_approved_models == Some(true) {
                 let mut models: Vec<(Option<Address>, String)> = variants
                     .iter()

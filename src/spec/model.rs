@@ -90,6 +90,10 @@ pub struct PolicyRules {
     /// No change may destroy stored data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forbid_data_destroying: Option<bool>,
+    /// Environments whose endpoints must declare a `rollout:` (how a new model takes the
+    /// traffic, and what rolls it back), e.g. `[prod]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_rollout_for: Option<Vec<String>>,
     /// Rules for one environment, overriding the ones above (the environment is `default` until
     /// environments exist).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -111,7 +115,8 @@ impl PolicyRules {
                 require_approved_models,
                 require_versioned_datasets,
                 required_labels,
-                forbid_data_destroying
+                forbid_data_destroying,
+                require_rollout_for
             );
         }
         out

@@ -137,7 +137,14 @@ struct Controller {
 
 impl Controller {
     fn start(kubeconfig: &str, ns: &str) -> Controller {
+        Controller::failing(kubeconfig, ns, None)
+    }
+
+    /// A controller that never makes ready an InferenceService whose storageUri contains `broken`
+    /// (its new revision fails, as KServe reports it).
+    fn failing(kubeconfig: &str, ns: &str, broken: Option<&str>) -> Controller {
         let stop = Arc::new(AtomicBool::new(false));
+        let broken = broken.map(str::to_string);
         let (flag, kubeconfig, ns) = (stop.clone(), kubeconfig.to_string(), ns.to_string());
         let thread = std::thread::spawn(move || {
             let c = Cluster::new(&kubeconfig);
@@ -149,7 +156,13 @@ impl Controller {
                         for o in list.items {
                             let name = o.metadata.name.clone().unwrap_or_default();
                             let generation = o.metadata.generation.unwrap_or(0);
-                            let status = if is_isvc {
+                            let uri = o.data.pointer("/spec/predictor/model/storageUri").and_then(Value::as_str);
+                            let fails = broken.as_deref().is_some_and(|b| uri.is_some_and(|u| u.contains(b)));
+                            let status = if is_isvc && fails {
+                                json!({"observedGeneration": generation, "conditions": [
+                                    {"type": "Ready", "status": "False", "reason": "RevisionFailed",
+                                     "message": "Revision failed: container exited"}]})
+                            } else if is_isvc {
                                 json!({"observedGeneration": generation, "url": format!("http://{name}.{ns}.example.com"),
                                        "conditions": [{"type": "Ready", "status": "True"}]})
                             } else {
@@ -872,4 +885,85 @@ fn autoscaling_is_a_horizontal_pod_autoscaler_and_its_replica_changes_are_not_dr
     assert!(k.cluster.get(&k.ns, &hpa_ar(&k.cluster), "churn-api").is_none(), "the HPA must be deleted");
     assert_eq!(k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap()["spec"]["replicas"], 2);
     k.wait_until_no_changes();
+}
+
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn a_kserve_rollout_raises_the_canary_step_by_step_and_a_step_not_ready_resets_the_old_model() {
+    let k = K8s::new(
+        r#"  churn-isvc:
+    runtime: kserve
+    model: models.churn
+    rollout: { strategy: linear, step: { percent: 40, interval: 1s }, bake: 1s }
+    wait_timeout: 4s
+"#,
+    );
+    let spec = k.env.read("mlops.yaml");
+    let bucket = spec.split("gs://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    put_object(&k.gcs, &bucket, "churn-v2/model.bst", "weights v2");
+    put_object(&k.gcs, &bucket, "broken/model.bst", "weights that crash");
+    {
+        let _controller = k.controller();
+        k.mlops(&["apply", "--auto-approve"]).ok();
+    }
+    // Watches canaryTrafficPercent through a plain client while the rollout runs.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (seen, stop, kc, ns) = (seen.clone(), stop.clone(), k.cluster.kubeconfig.clone(), k.ns.clone());
+        std::thread::spawn(move || {
+            let c = Cluster::new(&kc);
+            while !stop.load(Ordering::SeqCst) {
+                if let Some(o) = c.get(&ns, &isvc_ar(), "churn-isvc") {
+                    let v = o["spec"]["predictor"]["canaryTrafficPercent"].clone();
+                    let mut s = seen.lock().unwrap();
+                    if s.last() != Some(&v) {
+                        s.push(v);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    k.edit_spec("churn/model.bst", "churn-v2/model.bst");
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-isvc");
+    let tag = c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "rollout").expect("a rollout tag");
+    assert_eq!(tag["steps"], json!([40, 80, 100]), "{tag}");
+    let controller = k.controller();
+    let run = k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("rollout step 1/3: 40%"), "{}", run.stdout);
+    assert!(run.stdout.contains("rollout step 3/3: 100%"), "{}", run.stdout);
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+    assert!(isvc["spec"]["predictor"]["model"]["storageUri"].as_str().unwrap().ends_with("churn-v2/model.bst"));
+    assert!(isvc["spec"]["predictor"].get("canaryTrafficPercent").is_none(), "all the traffic is the new model's");
+    drop(controller);
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.windows(3).any(|w| w == [json!(40), json!(80), Value::Null]),
+        "the canary must go 40 → 80 → removed: {seen:?}"
+    );
+    k.wait_until_no_changes();
+
+    // A model whose revision never gets ready: the first step fails, the old model is back.
+    k.edit_spec("churn-v2/model.bst", "broken/model.bst");
+    let _controller = Controller::failing(&k.cluster.kubeconfig, &k.ns, Some("broken"));
+    let run = k.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("Apply rolled back"), "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("rollout step 1 (40%) failed"), "{}", run.stdout);
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+    assert!(
+        isvc["spec"]["predictor"]["model"]["storageUri"].as_str().unwrap().ends_with("churn-v2/model.bst"),
+        "reset to the model it served before: {}",
+        isvc["spec"]["predictor"]
+    );
+    assert!(isvc["spec"]["predictor"].get("canaryTrafficPercent").is_none());
+    let message = k.env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/k8s/default"]);
+    assert!(message.contains("Result: rolled-back"), "{message}");
+    let plan = k.plan_json();
+    assert_eq!(change(&plan, "endpoints.churn-isvc")["action"], "update", "the change is still pending");
 }

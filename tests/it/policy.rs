@@ -42,6 +42,14 @@ fn replica_bounds_per_environment() {
 }
 
 #[test]
+fn rollouts_required_in_the_environments_named() {
+    passes("  require_rollout_for: [prod]\n");
+    let env = blocks("  require_rollout_for: [prod, default]\n", "policy::rollout_required", "churn-api:");
+    let run = env.mlops(&["check"]);
+    assert!(run.stderr.contains("which environment `default` requires"), "{}", run.stderr);
+}
+
+#[test]
 fn endpoints_serve_only_approved_models() {
     passes("  require_approved_models: true\n");
     let env = TestEnv::quickstart();

@@ -345,3 +345,35 @@ fn autoscaling_on_the_local_provider_is_refused_not_ignored() {
     assert!(run.stderr.contains("the local provider has no autoscaler"), "{}", run.stderr);
     assert!(run.stderr.contains("mlops.yaml:8:"), "{}", run.stderr);
 }
+
+#[test]
+fn a_rollout_the_provider_cannot_drive_is_refused_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write("model.bin", "w");
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: p\nmodels:\n  m: { artifact: ./model.bin }\nendpoints:\n  e:\n    model: models.m\n    \
+         rollout: { strategy: canary, step: { percent: 10, interval: 1m } }\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("the local provider cannot roll out step by step"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:8:"), "{}", run.stderr);
+}
+
+#[cfg(feature = "aws")]
+#[test]
+fn a_sagemaker_rollout_step_over_half_the_fleet_is_refused() {
+    let env = crate::common::TestEnv::new();
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: sm\nproviders:\n  aws: { region: us-east-1 }\nmodels:\n  \
+         m: { artifact: s3://b/m.tar.gz, image: img, execution_role: arn:aws:iam::1:role/r }\nendpoints:\n  \
+         e:\n    model: models.m\n    instance_type: ml.m5.large\n    \
+         rollout: { strategy: linear, step: { percent: 60, interval: 5m }, rollback: manual, alarms: [a] }\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stderr.contains("takes steps of 1 to 50 percent, not 60"), "{}", run.stderr);
+    assert!(run.stderr.contains("`rollback: manual` with `alarms`"), "{}", run.stderr);
+}

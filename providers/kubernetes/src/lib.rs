@@ -15,6 +15,7 @@
 mod errors;
 mod manifests;
 mod readiness;
+mod rollout;
 mod schema;
 pub use schema::entry;
 
@@ -319,7 +320,12 @@ impl KubernetesProvider {
         let runtime = config.str("runtime").unwrap_or("kserve");
         if runtime == "kserve" {
             self.require_kserve().await?;
-            if config.body.pointer("/traffic/canary_percent").is_some() {
+            let canary = if config.body.pointer("/traffic/canary_percent").is_some() {
+                Some(ValuePath(vec!["traffic".into(), "canary_percent".into()]))
+            } else {
+                config.body.get("rollout").map(|_| ValuePath::key("rollout"))
+            };
+            if let Some(at) = canary {
                 let mode = self.kserve_deployment_mode().await?;
                 if mode.as_deref() == Some("RawDeployment") {
                     return Err(ProviderError::invalid(format!(
@@ -327,7 +333,7 @@ impl KubernetesProvider {
                          which ignores canaryTrafficPercent: this canary would not happen",
                         self.kserve_namespace
                     ))
-                    .at(ValuePath(vec!["traffic".into(), "canary_percent".into()])));
+                    .at(at));
                 }
             }
         }
@@ -377,7 +383,8 @@ impl KubernetesProvider {
         d.force_new.insert("runtime".into());
         d.force_new.insert("namespace".into());
         d.create_before_destroy = true;
-        d.expected_wait_secs = Some(if runtime == "kserve" { 180 } else { 60 });
+        let rollout = mlops_provider_core::rollout::Rollout::of(config).map(|r| r.expected().as_secs()).unwrap_or(0);
+        d.expected_wait_secs = Some(if runtime == "kserve" { 180 + rollout } else { 60 });
         Ok(d)
     }
 
@@ -688,6 +695,12 @@ impl Provider for KubernetesProvider {
                 os.iter().any(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
             });
         let take_back = had_autoscaler && !parts.contains(&Part::Autoscaler);
+        // Another model on KServe with a `rollout:`: stepped by mlops.
+        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config) {
+            if parts == [Part::InferenceService] && request.options.wait && Self::moves_model(request.live, attrs) {
+                return self.roll_out(&request, &r, &namespace, progress).await;
+            }
+        }
         let mut changed = false;
         for part in &parts {
             let force = request.options.force_conflicts || (take_back && *part == Part::Deployment);
