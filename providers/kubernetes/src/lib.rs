@@ -696,10 +696,11 @@ impl Provider for KubernetesProvider {
             });
         let take_back = had_autoscaler && !parts.contains(&Part::Autoscaler);
         // Another model on KServe with a `rollout:`: stepped by mlops.
-        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config) {
-            if parts == [Part::InferenceService] && request.options.wait && Self::moves_model(request.live, attrs) {
-                return self.roll_out(&request, &r, &namespace, progress).await;
-            }
+        let stepped = parts == [Part::InferenceService] && request.options.wait;
+        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config).filter(|_| stepped)
+            && Self::moves_model(request.live, attrs)
+        {
+            return self.roll_out(&request, &r, &namespace, progress).await;
         }
         let mut changed = false;
         for part in &parts {
