@@ -282,7 +282,8 @@ pub struct Rollout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+[smh]?$"))]
     pub bake: Option<String>,
-    /// What aborts the rollout while it runs: CloudWatch alarm names on AWS (they must exist).
+    /// What aborts the rollout while it runs, as the provider names them (e.g. alarm names; a
+    /// provider without alarms refuses them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarms: Vec<String>,
     /// `auto` (default): an alarm or a failed step rolls the endpoint back by itself.
