@@ -53,7 +53,7 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
     out.extend(mlops_provider_core::rollout::check(config, Some(&crate::rollout::SUPPORT)));
     if b.pointer("/traffic/canary_percent").is_some() {
         out.push(diag(
-            ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+            ValuePath::keys(&["traffic", "canary_percent"]),
             "on AWS a canary is a weighted production variant; `traffic.canary_percent` would be ignored".into(),
             "declare `variants: [{name: blue, weight: 90}, {name: green, model: models.NEW, weight: 10}]`",
         ));
@@ -84,9 +84,7 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
             "e.g. `instance_type: ml.m5.large`",
         ));
     }
-    if let Some(t) = config.str("wait_timeout").filter(|t| mlops_provider_core::parse_duration(t).is_none()) {
-        out.push(diag(ValuePath::key("wait_timeout"), format!("`{t}` is not a duration"), "write e.g. 90s, 10m or 1h"));
-    }
+    out.extend(mlops_provider_core::check_duration(ValuePath::key("wait_timeout"), b.get("wait_timeout")));
     out
 }
 

@@ -73,6 +73,6 @@ pub(crate) async fn check_alarms(p: &AwsProvider, config: &ResourceConfig) -> Re
             "CloudWatch alarm `{missing}` does not exist in {}: the rollout could not be watched",
             c.region
         ))
-        .at(ValuePath(vec!["rollout".into(), "alarms".into(), i.to_string()]))),
+        .at(ValuePath::keys(&["rollout", "alarms", &i.to_string()]))),
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{ConfigDiagnostic, ResourceConfig, Value, ValuePath, parse_duration};
+use crate::{ConfigDiagnostic, ResourceConfig, Value, ValuePath, check_duration, parse_duration};
 
 /// What the autoscaler tracks (the spec's `autoscaling.target.metric`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +77,6 @@ pub struct AutoscalingSupport {
     pub instead: &'static str,
 }
 
-fn path(keys: &[&str]) -> ValuePath {
-    ValuePath(keys.iter().map(|k| k.to_string()).collect())
-}
-
 /// The shared checks of an endpoint's `autoscaling:` for a provider that supports it as `support`
 /// says; `None` support refuses the block at its line.
 pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> Vec<ConfigDiagnostic> {
@@ -88,7 +84,7 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
     let mut out = Vec::new();
     let Some(support) = support else {
         out.push(ConfigDiagnostic::unsupported(
-            path(&["autoscaling"]),
+            ValuePath::keys(&["autoscaling"]),
             format!("the {} provider has no autoscaler: `autoscaling` would be ignored", config.provider),
             "remove it, or serve the endpoint where it can autoscale (aws, or kubernetes)",
         ));
@@ -96,7 +92,7 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
     };
     if config.body.get("max_replicas").is_some() {
         out.push(ConfigDiagnostic::unsupported(
-            path(&["max_replicas"]),
+            ValuePath::keys(&["max_replicas"]),
             "`max_replicas` and `autoscaling` both bound the replicas",
             "keep `autoscaling: { min, max }` and remove `max_replicas`",
         ));
@@ -105,14 +101,14 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
     if let (Some(min), Some(max)) = (min, max) {
         if max < min {
             out.push(ConfigDiagnostic::unsupported(
-                path(&["autoscaling", "max"]),
+                ValuePath::keys(&["autoscaling", "max"]),
                 format!("`autoscaling.max` ({max}) is below `autoscaling.min` ({min})"),
                 "raise max or lower min",
             ));
         }
         if let Some(n) = config.body.get("instance_count").and_then(Value::as_u64).filter(|n| *n < min || *n > max) {
             out.push(ConfigDiagnostic::unsupported(
-                path(&["instance_count"]),
+                ValuePath::keys(&["instance_count"]),
                 format!("`instance_count` ({n}) is outside `autoscaling` ({min} to {max})"),
                 "with autoscaling, `instance_count` is the count the endpoint starts with: keep it between min and max, or remove it",
             ));
@@ -122,7 +118,7 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
     if let Some(m) = metric.filter(|m| !support.metrics.contains(m)) {
         let can: Vec<&str> = support.metrics.iter().map(|m| m.name()).collect();
         out.push(ConfigDiagnostic::unsupported(
-            path(&["autoscaling", "target", "metric"]),
+            ValuePath::keys(&["autoscaling", "target", "metric"]),
             format!("{} cannot track `{}`", support.what, m.name()),
             format!("it tracks: {}; {}", can.join(", "), support.instead),
         ));
@@ -131,7 +127,7 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
         for k in ["scale_in_cooldown", "scale_out_cooldown"] {
             if block.get(k).is_some() {
                 out.push(ConfigDiagnostic::unsupported(
-                    path(&["autoscaling", k]),
+                    ValuePath::keys(&["autoscaling", k]),
                     format!("{} has no cooldowns: `{k}` would be ignored", support.what),
                     "remove it",
                 ));
@@ -139,13 +135,7 @@ pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> V
         }
     }
     for k in ["scale_in_cooldown", "scale_out_cooldown"] {
-        if let Some(t) = block.get(k).and_then(Value::as_str).filter(|t| parse_duration(t).is_none()) {
-            out.push(ConfigDiagnostic::unsupported(
-                path(&["autoscaling", k]),
-                format!("`{t}` is not a duration"),
-                "write e.g. 90s, 10m or 1h",
-            ));
-        }
+        out.extend(check_duration(ValuePath::keys(&["autoscaling", k]), block.get(k)));
     }
     out
 }
@@ -155,22 +145,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn config(body: Value) -> ResourceConfig {
-        ResourceConfig {
-            address: "endpoints.e".parse().unwrap(),
-            provider: "p".into(),
-            body,
-            dependencies: vec![],
-            base_dir: Default::default(),
-        }
-    }
-
     const SUPPORT: AutoscalingSupport =
         AutoscalingSupport { what: "X", metrics: &[Metric::Cpu], cooldowns: false, instead: "use cpu" };
 
     #[test]
     fn reads_the_block_and_refuses_what_the_provider_cannot_honour() {
-        let c = config(json!({ "instance_count": 9, "autoscaling": {
+        let c = crate::test_endpoint(json!({ "instance_count": 9, "autoscaling": {
             "min": 2, "max": 4, "target": { "metric": "concurrency", "value": 5 }, "scale_in_cooldown": "5m" } }));
         let a = Autoscaling::of(&c).unwrap();
         assert_eq!((a.min, a.max, a.metric, a.target), (2, 4, Metric::Concurrency, 5.0));
@@ -181,6 +161,6 @@ mod tests {
         let none = check(&c, None);
         assert_eq!(none.len(), 1);
         assert_eq!(none[0].path.to_string(), "autoscaling");
-        assert!(check(&config(json!({})), None).is_empty());
+        assert!(check(&crate::test_endpoint(json!({})), None).is_empty());
     }
 }

@@ -139,6 +139,10 @@ impl ValuePath {
         v.push(k.into());
         ValuePath(v)
     }
+    /// A path of keys: `ValuePath::keys(&["traffic", "canary_percent"])`.
+    pub fn keys(ks: &[&str]) -> Self {
+        ValuePath(ks.iter().map(|k| k.to_string()).collect())
+    }
 }
 
 impl fmt::Display for ValuePath {
@@ -594,6 +598,26 @@ pub fn unrestorable_files(gone: &[String], place: &str, kept: &str) -> ProviderE
 }
 
 /// A duration as the spec writes it: `90s`, `10m`, `1h`, or a number of seconds.
+/// A duration setting `parse_duration` refuses (the schema's pattern admits what overflows),
+/// refused at its path.
+pub fn check_duration(path: ValuePath, value: Option<&Value>) -> Option<ConfigDiagnostic> {
+    let t = value?.as_str()?;
+    parse_duration(t)
+        .is_none()
+        .then(|| ConfigDiagnostic::unsupported(path, format!("`{t}` is not a duration"), "write e.g. 90s, 10m or 1h"))
+}
+
+#[cfg(test)]
+pub(crate) fn test_endpoint(body: Value) -> ResourceConfig {
+    ResourceConfig {
+        address: "endpoints.e".parse().unwrap(),
+        provider: "p".into(),
+        body,
+        dependencies: vec![],
+        base_dir: Default::default(),
+    }
+}
+
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -717,7 +741,7 @@ mod tests {
     fn value_path_display() {
         let p = ValuePath(vec!["files".into(), "a b.csv".into()]);
         assert_eq!(p.to_string(), "files[\"a b.csv\"]");
-        assert_eq!(ValuePath(vec!["traffic".into(), "canary_percent".into()]).to_string(), "traffic.canary_percent");
+        assert_eq!(ValuePath::keys(&["traffic", "canary_percent"]).to_string(), "traffic.canary_percent");
     }
 }
 

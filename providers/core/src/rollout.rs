@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::{ConfigDiagnostic, ResourceConfig, Value, ValuePath, parse_duration};
+use crate::{ConfigDiagnostic, ResourceConfig, Value, ValuePath, check_duration, parse_duration};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Strategy {
@@ -99,17 +99,13 @@ pub struct RolloutSupport {
     pub alarms: Option<&'static str>,
 }
 
-fn path(keys: &[&str]) -> ValuePath {
-    ValuePath(keys.iter().map(|k| k.to_string()).collect())
-}
-
 /// The shared checks of an endpoint's `rollout:` for a provider that supports it as `support`
 /// says; `None` refuses the block at its line.
 pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<ConfigDiagnostic> {
     let Some(block) = config.body.get("rollout") else { return vec![] };
     let Some(support) = support else {
         return vec![ConfigDiagnostic::unsupported(
-            path(&["rollout"]),
+            ValuePath::keys(&["rollout"]),
             format!("the {} provider cannot roll out step by step: `rollout` would be ignored", config.provider),
             "remove it, or serve the endpoint where rollouts are driven (aws, or kubernetes with `runtime: kserve`)",
         )];
@@ -119,7 +115,7 @@ pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<C
     if let Some(s) = strategy.filter(|s| !support.strategies.contains(s)) {
         let can: Vec<&str> = support.strategies.iter().map(|s| s.name()).collect();
         out.push(ConfigDiagnostic::unsupported(
-            path(&["rollout", "strategy"]),
+            ValuePath::keys(&["rollout", "strategy"]),
             format!("{} has no `{}` rollout", support.what, s.name()),
             format!("use one of: {}", can.join(", ")),
         ));
@@ -127,12 +123,12 @@ pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<C
     let step = block.get("step");
     match (strategy, step) {
         (Some(Strategy::AllAtOnce), Some(_)) => out.push(ConfigDiagnostic::unsupported(
-            path(&["rollout", "step"]),
+            ValuePath::keys(&["rollout", "step"]),
             "an `all-at-once` rollout has no steps: `step` would be ignored",
             "remove `step`, or use `strategy: canary` or `linear`",
         )),
         (Some(s @ (Strategy::Canary | Strategy::Linear)), None) => out.push(ConfigDiagnostic::unsupported(
-            path(&["rollout"]),
+            ValuePath::keys(&["rollout"]),
             format!("a `{}` rollout needs its `step`", s.name()),
             "add `step: { percent: 10, interval: 5m }`",
         )),
@@ -142,33 +138,25 @@ pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<C
         let (lo, hi) = support.percent;
         if p < lo || p > hi {
             out.push(ConfigDiagnostic::unsupported(
-                path(&["rollout", "step", "percent"]),
+                ValuePath::keys(&["rollout", "step", "percent"]),
                 format!("{} takes steps of {lo} to {hi} percent, not {p}", support.what),
                 format!("choose a step between {lo} and {hi}"),
             ));
         }
     }
-    for (k, at) in [("interval", vec!["rollout", "step", "interval"]), ("bake", vec!["rollout", "bake"])] {
-        let v = if k == "bake" { block.get(k) } else { step.and_then(|s| s.get(k)) };
-        if let Some(t) = v.and_then(Value::as_str).filter(|t| parse_duration(t).is_none()) {
-            out.push(ConfigDiagnostic::unsupported(
-                path(&at),
-                format!("`{t}` is not a duration"),
-                "write e.g. 90s, 10m or 1h",
-            ));
-        }
-    }
+    out.extend(check_duration(ValuePath::keys(&["rollout", "step", "interval"]), step.and_then(|s| s.get("interval"))));
+    out.extend(check_duration(ValuePath::keys(&["rollout", "bake"]), block.get("bake")));
     let alarms = block.get("alarms").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if alarms && support.alarms.is_none() {
         out.push(ConfigDiagnostic::unsupported(
-            path(&["rollout", "alarms"]),
+            ValuePath::keys(&["rollout", "alarms"]),
             format!("{} has no alarms to watch: `alarms` would be ignored", support.what),
             "remove `alarms`; readiness at each step still aborts a failing rollout",
         ));
     }
     if block.get("rollback").and_then(Value::as_str) == Some("manual") && alarms {
         out.push(ConfigDiagnostic::unsupported(
-            path(&["rollout", "rollback"]),
+            ValuePath::keys(&["rollout", "rollback"]),
             "`rollback: manual` with `alarms`: the alarms would only be watched, never acted on",
             "use `rollback: auto`, or remove `alarms`",
         ));
@@ -181,28 +169,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn config(body: Value) -> ResourceConfig {
-        ResourceConfig {
-            address: "endpoints.e".parse().unwrap(),
-            provider: "p".into(),
-            body,
-            dependencies: vec![],
-            base_dir: Default::default(),
-        }
-    }
-
     #[test]
     fn steps_and_expected_duration() {
-        let c = config(json!({ "rollout": {
+        let c = crate::test_endpoint(json!({ "rollout": {
             "strategy": "linear", "step": { "percent": 30, "interval": "5m" }, "bake": "10m", "alarms": ["a"] } }));
         let r = Rollout::of(&c).unwrap();
         assert_eq!(r.steps(), [30, 60, 90, 100]);
         assert_eq!(r.expected(), Duration::from_secs(3 * 300 + 600));
         assert!(r.auto_rollback);
-        let canary =
-            config(json!({ "rollout": { "strategy": "canary", "step": { "percent": 10, "interval": "1m" } } }));
+        let canary = crate::test_endpoint(
+            json!({ "rollout": { "strategy": "canary", "step": { "percent": 10, "interval": "1m" } } }),
+        );
         assert_eq!(Rollout::of(&canary).unwrap().steps(), [10, 100]);
-        let all = config(json!({ "rollout": { "strategy": "all-at-once", "bake": "1m" } }));
+        let all = crate::test_endpoint(json!({ "rollout": { "strategy": "all-at-once", "bake": "1m" } }));
         assert_eq!(Rollout::of(&all).unwrap().steps(), [100]);
     }
 
@@ -210,12 +189,12 @@ mod tests {
     fn what_the_provider_cannot_honour_is_refused_at_its_line() {
         const S: RolloutSupport =
             RolloutSupport { what: "X", strategies: &[Strategy::Canary], percent: (1, 50), alarms: None };
-        let c = config(
+        let c = crate::test_endpoint(
             json!({ "rollout": { "strategy": "linear", "step": { "percent": 60, "interval": "1m" }, "alarms": ["a"] } }),
         );
         let paths: Vec<String> = check(&c, Some(&S)).iter().map(|d| d.path.to_string()).collect();
         assert_eq!(paths, ["rollout.strategy", "rollout.step.percent", "rollout.alarms"]);
-        let no_step = config(json!({ "rollout": { "strategy": "canary" } }));
+        let no_step = crate::test_endpoint(json!({ "rollout": { "strategy": "canary" } }));
         assert_eq!(check(&no_step, Some(&S))[0].path.to_string(), "rollout");
         assert_eq!(check(&c, None)[0].path.to_string(), "rollout");
     }

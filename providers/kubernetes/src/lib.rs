@@ -321,7 +321,7 @@ impl KubernetesProvider {
         if runtime == "kserve" {
             self.require_kserve().await?;
             let canary = if config.body.pointer("/traffic/canary_percent").is_some() {
-                Some(ValuePath(vec!["traffic".into(), "canary_percent".into()]))
+                Some(ValuePath::keys(&["traffic", "canary_percent"]))
             } else {
                 config.body.get("rollout").map(|_| ValuePath::key("rollout"))
             };
@@ -584,7 +584,7 @@ impl Provider for KubernetesProvider {
         if runtime == Some("deployment") {
             if canary.is_some() {
                 out.push(diag(
-                    ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+                    ValuePath::keys(&["traffic", "canary_percent"]),
                     "a Deployment cannot split traffic between model versions: this canary would be ignored".into(),
                     "use `runtime: kserve` for canaries, or remove `traffic.canary_percent`",
                 ));
@@ -599,7 +599,7 @@ impl Provider for KubernetesProvider {
             let cpu_target = config.body.pointer("/autoscaling/target/metric").and_then(Value::as_str) == Some("cpu");
             if cpu_target && config.body.pointer("/resources/cpu").is_none() {
                 out.push(diag(
-                    ValuePath(vec!["autoscaling".into(), "target".into(), "metric".into()]),
+                    ValuePath::keys(&["autoscaling", "target", "metric"]),
                     "a HorizontalPodAutoscaler measures CPU in percent of what the pods request, and these request none"
                         .into(),
                     "set `resources: { cpu: \"500m\" }` on the endpoint",
@@ -624,7 +624,7 @@ impl Provider for KubernetesProvider {
         }
         if config.body.get("rollout").is_some() && canary.is_some() {
             out.push(diag(
-                ValuePath(vec!["traffic".into(), "canary_percent".into()]),
+                ValuePath::keys(&["traffic", "canary_percent"]),
                 "`rollout` drives `canaryTrafficPercent` step by step: a fixed `traffic.canary_percent` would fight it"
                     .into(),
                 "remove `traffic.canary_percent`, or `rollout`",
@@ -650,13 +650,10 @@ impl Provider for KubernetesProvider {
                 "raise max_replicas or lower instance_count",
             ));
         }
-        if let Some(t) = config.str("wait_timeout").filter(|t| mlops_provider_core::parse_duration(t).is_none()) {
-            out.push(diag(
-                ValuePath::key("wait_timeout"),
-                format!("`{t}` is not a duration"),
-                "write e.g. 90s, 10m or 1h",
-            ));
-        }
+        out.extend(mlops_provider_core::check_duration(
+            ValuePath::key("wait_timeout"),
+            config.body.get("wait_timeout"),
+        ));
         out
     }
 
