@@ -26,3 +26,4 @@ mod secrets;
 mod skips;
 mod snapshots;
 mod spec_errors;
+mod vertex;
