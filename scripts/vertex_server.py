@@ -108,6 +108,12 @@ class Api:
         elif t == "string":
             if schema.get("format") in ("int64", "uint64") and isinstance(value, int) and not isinstance(value, bool):
                 return
+            # Protobuf's JSON mapping takes an enum by its number too (clients asking
+            # `$alt=json;enum-encoding=int` send numbers).
+            if "enum" in schema and isinstance(value, int) and not isinstance(value, bool):
+                if not 0 <= value < len(schema["enum"]):
+                    raise ApiError(400, f"Invalid value at '{where}', {value} is not a value of the enum")
+                return
             if not isinstance(value, str):
                 raise ApiError(400, f"Invalid value at '{where}' ({schema.get('format', 'TYPE_STRING')}), {json.dumps(value)}")
             if "enum" in schema and value not in schema["enum"]:
@@ -228,6 +234,8 @@ def handle(store, trail, verb, method, path, query, body):
         found = [copy.deepcopy(v) for k, v in sorted(store.items.items()) if k.startswith(prefix) and "/" not in k[len(prefix):]]
         key = next(k for k, p in api.schemas[response_ref]["properties"].items() if p.get("type") == "array")
         return {key: found}
+    if verb == "patch" and collection == "models":
+        return patch_version(store, name, body, query)
     if verb == "patch":
         resource = store.get(name)
         mask = (query.get("updateMask") or [",".join(body)])[0]
@@ -265,6 +273,45 @@ def model_version(store, name):
         if v["versionId"] == want or want in v.get("versionAliases", []):
             return {k: x for k, x in v.items() if not k.startswith("_")}
     raise ApiError(404, f"The model version {name} was not found.")
+
+
+def stored_version(store, name):
+    """The stored (mutable) version a `models/ID[@VERSION|@ALIAS]` name points at."""
+    base, _, want = name.partition("@")
+    for v in store.get(base)["_versions"]:
+        if v["versionId"] == (want or v["versionId"]) and (want or "default" in v.get("versionAliases", [])):
+            return v
+        if want and want in v.get("versionAliases", []):
+            return v
+    raise ApiError(404, f"The model version {name} was not found.")
+
+
+def patch_version(store, name, body, query):
+    version = stored_version(store, name)
+    mask = (query.get("updateMask") or [",".join(body)])[0]
+    mutable = {"displayName", "description", "labels", "versionDescription"}
+    for field in filter(None, mask.split(",")):
+        if field not in mutable:
+            raise ApiError(400, f"Field {field} of the model cannot be updated (update_mask).")
+        version[field] = body.get(field)
+    version["updateTime"] = now()
+    return {k: v for k, v in version.items() if not k.startswith("_")}
+
+
+def merge_aliases(store, name, body):
+    """`models/ID@VERSION:mergeVersionAliases`: `a` adds (moving it from another version), `-a` removes."""
+    version = stored_version(store, name)
+    siblings = store.get(name.partition("@")[0])["_versions"]
+    for alias in body.get("versionAliases", []):
+        if alias.startswith("-"):
+            if alias[1:] == "default":
+                raise ApiError(400, "The default alias cannot be removed; set it on another version.")
+            version["versionAliases"] = [a for a in version.get("versionAliases", []) if a != alias[1:]]
+            continue
+        for v in siblings:
+            v["versionAliases"] = [a for a in v.get("versionAliases", []) if a != alias]
+        version.setdefault("versionAliases", []).append(alias)
+    return {k: v for k, v in version.items() if not k.startswith("_")}
 
 
 def upload(store, parent, body):
@@ -372,6 +419,7 @@ def mutate(store, name, body):
 
 CUSTOM = {
     ("models", "upload"): upload,
+    ("models", "mergeVersionAliases"): merge_aliases,
     ("endpoints", "deployModel"): deploy,
     ("endpoints", "undeployModel"): undeploy,
     ("endpoints", "mutateDeployedModel"): mutate,
@@ -400,12 +448,19 @@ def make_handler(api, store):
             try:
                 if url.path == "/_health":
                     return self.reply(200, {"ok": True})
-                found = api.route(self.command, url.path)
+                path = url.path
+                # Vertex AI's service config binds the mixins (operations, locations, IAM) under
+                # `/ui/` as well as `/v1/`; the discovery document lists only `/v1/`, the Rust
+                # client uses `/ui/` for operations.
+                if path.startswith("/ui/"):
+                    path = "/v1/" + path[len("/ui/"):]
+                found = api.route(self.command, path)
                 if found is None:
                     raise ApiError(404, f"The requested URL {url.path} was not found on this server.")
                 trail, verb, method = found
                 query = parse_qs(url.query)
-                allowed = set(method.get("parameters", {})) | api.common
+                # System parameters are also accepted with a `$` (`$alt`, `$fields`), as Google's front ends do.
+                allowed = set(method.get("parameters", {})) | api.common | {f"${p}" for p in api.common}
                 for k in query:
                     if k not in allowed:
                         raise ApiError(400, f"Invalid JSON payload received. Unknown name \"{k}\": Cannot bind query parameter.")
@@ -418,7 +473,7 @@ def make_handler(api, store):
                 elif body:
                     raise ApiError(400, "Invalid JSON payload received. This method takes no request body.")
                 with store.lock:
-                    out = handle(store, trail, verb, method, url.path, query, body)
+                    out = handle(store, trail, verb, method, path, query, body)
                 self.reply(200, out)
             except ApiError as e:
                 status = STATUS.get(e.code, "UNKNOWN")

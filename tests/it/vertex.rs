@@ -119,3 +119,109 @@ fn models_endpoints_and_deployments_behave_as_long_running_operations() {
     assert_eq!(r["stockout"]["error"]["code"], 8, "RESOURCE_EXHAUSTED: {}", r["stockout"]);
     assert_eq!(r["not_empty"]["status"], "FAILED_PRECONDITION");
 }
+
+/// A committed stack with one GCS-pinned model registered in Vertex AI, on both test services.
+#[cfg(feature = "gcp")]
+struct VertexStack {
+    env: crate::common::TestEnv,
+    gcs: String,
+    url: String,
+    bucket: String,
+}
+
+#[cfg(feature = "gcp")]
+impl VertexStack {
+    fn new() -> VertexStack {
+        use crate::gcp::{emulator, put_object, unique, versioned_bucket};
+        let gcs = emulator();
+        let url = crate::common::service("VERTEX_ENDPOINT", None, "vertex");
+        let bucket = unique("vx");
+        versioned_bucket(&gcs, &bucket);
+        put_object(&gcs, &bucket, "churn/model.bst", "weights v1");
+        let env = crate::common::TestEnv::new();
+        env.write(
+            "mlops.yaml",
+            &format!(
+                "version: 1\nproject: vx\nproviders:\n  gcp: {{ project: test, region: us-central1 }}\nmodels:\n  \
+                 churn:\n    artifact: gs://{bucket}/churn/model.bst\n    framework: xgboost\n    \
+                 image: us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest\n    labels: {{ team: ml }}\n    \
+                 vertex: {{ display_name: churn-{bucket}, aliases: [champion] }}\n"
+            ),
+        );
+        env.commit("vertex stack");
+        VertexStack { env, gcs, url, bucket }
+    }
+
+    fn mlops(&self, args: &[&str]) -> crate::common::Run {
+        self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs), ("VERTEX_ENDPOINT", &self.url)])
+    }
+
+    /// The Vertex model mlops recorded, as Google's client reads it: its default version and v1.
+    fn model(&self) -> Value {
+        let rec: Value =
+            serde_json::from_str(&self.env.git(&["show", "refs/mlops/lineage/vx/default:resources/models/churn.json"]))
+                .unwrap();
+        let name = rec["outputs"]["vertex_model"].as_str().expect("the Vertex model is recorded").to_string();
+        vertex(&format!(
+            "ms = ai.projects().locations().models()\n\
+             got = error(ms.get(name={name:?}))\n\
+             if got and got.get('status') == 'NOT_FOUND':\n    print('null'); raise SystemExit\n\
+             print(json.dumps({{'default': ms.get(name={name:?}).execute(), 'v1': ms.get(name={name:?} + '@1').execute()}}))"
+        ))
+    }
+}
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
+    let s = VertexStack::new();
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("uploading Vertex model churn"), "{}", run.stdout);
+    let m = s.model();
+    let d = &m["default"];
+    assert_eq!(d["versionId"], "1");
+    assert_eq!(d["displayName"], format!("churn-{}", s.bucket));
+    assert_eq!(d["artifactUri"], format!("gs://{}/churn/", s.bucket), "the artifact's folder");
+    assert_eq!(d["containerSpec"]["imageUri"], "us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest");
+    assert_eq!(d["versionAliases"], serde_json::json!(["default", "champion"]));
+    assert_eq!((d["labels"]["team"].as_str(), d["labels"]["mlops-project"].as_str()), (Some("ml"), Some("vx")));
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // New bytes behind the same URI: a new version of the same model, the default now; v1 kept.
+    crate::gcp::put_object(&s.gcs, &s.bucket, "churn/model.bst", "weights v2");
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("uploading a new version of Vertex model"), "{}", run.stdout);
+    let m = s.model();
+    assert_eq!(m["default"]["versionId"], "2");
+    assert_eq!(m["default"]["name"], m["v1"]["name"], "the same model");
+    assert_eq!(m["default"]["versionAliases"], serde_json::json!(["default", "champion"]));
+    assert_eq!(m["v1"]["versionAliases"], serde_json::json!([]), "the aliases moved to the new version");
+    let rec: Value =
+        serde_json::from_str(&s.env.git(&["show", "refs/mlops/lineage/vx/default:resources/models/churn.json"]))
+            .unwrap();
+    assert_eq!(rec["outputs"]["vertex_version"], "2", "{rec}");
+
+    // Labels changed in the console: drift, and the next apply puts them back in place.
+    let name = m["default"]["name"].as_str().unwrap().to_string();
+    vertex(&format!(
+        "ai.projects().locations().models().patch(name={name:?}, updateMask='labels', body={{'labels': \
+         {{'team': 'someone-else', 'managed-by': 'mlops', 'mlops-project': 'vx', 'mlops-source': {:?}}}}}).execute()\nprint('null')",
+        m["default"]["labels"]["mlops-source"].as_str().unwrap()
+    ));
+    let plan = s.mlops(&["plan"]);
+    assert!(plan.stdout.contains("changed outside mlops"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("vertex.labels.team"), "{}", plan.stdout);
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let m = s.model();
+    assert_eq!(m["default"]["labels"]["team"], "ml");
+    assert_eq!(m["default"]["versionId"], "2", "in place, no new version");
+
+    // Removed from the spec: the Vertex model this stack uploaded is deleted.
+    s.env.write("mlops.yaml", "version: 1\nproject: vx\nproviders:\n  gcp: { project: test }\n");
+    s.env.commit("remove");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let gone = vertex(&format!("print(json.dumps(error(ai.projects().locations().models().get(name={name:?}))))"));
+    assert_eq!(gone["status"], "NOT_FOUND", "{gone}");
+}

@@ -14,6 +14,7 @@
 mod dataset;
 mod model;
 mod schema;
+mod vertex;
 pub use schema::entry;
 
 use std::collections::HashMap;
@@ -64,12 +65,20 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| std::env::var("GOOGLE_CLOUD_PROJECT").ok());
+    let vertex_endpoint = block
+        .get("vertex_endpoint")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| std::env::var("VERTEX_ENDPOINT").ok().filter(|s| !s.is_empty()));
     Ok(Arc::new(GcpProvider {
         endpoint: endpoint.trim_end_matches('/').to_string(),
         anonymous,
         project,
+        region: block.get("region").and_then(Value::as_str).unwrap_or("us-central1").to_string(),
+        vertex_endpoint,
         stack: ctx.project.clone(),
         client: tokio::sync::OnceCell::new(),
+        vertex: tokio::sync::OnceCell::new(),
         reads: Default::default(),
     }))
 }
@@ -78,9 +87,14 @@ pub struct GcpProvider {
     endpoint: String,
     anonymous: bool,
     project: Option<String>,
+    /// The Vertex AI region (`region` in the block, default us-central1).
+    region: String,
+    /// The Vertex AI endpoint for a test service (anonymous), else Google's regional one.
+    vertex_endpoint: Option<String>,
     /// The mlops project, for ownership labels.
     stack: String,
     client: tokio::sync::OnceCell<Client>,
+    vertex: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::ModelService>,
     /// Artifact metadata `desired` fetched (by model address), for the `read` of the same model.
     reads: mlops_provider_core::ReadCache<Object>,
 }
@@ -350,15 +364,28 @@ impl Provider for GcpProvider {
                 )],
                 _ => vec![],
             },
-            Kind::Model => match config.str("artifact") {
-                Some(a) if parse_gs(a, false).is_some() => vec![],
-                Some(a) => vec![diag(
-                    ValuePath::key("artifact"),
-                    format!("`{a}` is not a gs://bucket/object URI"),
-                    "a model on gcp pins a GCS object: `artifact: gs://BUCKET/path/model.tar.gz`",
-                )],
-                None => vec![],
-            },
+            Kind::Model => {
+                let mut out = match config.str("artifact") {
+                    Some(a) if parse_gs(a, false).is_some() => vec![],
+                    Some(a) => vec![diag(
+                        ValuePath::key("artifact"),
+                        format!("`{a}` is not a gs://bucket/object URI"),
+                        "a model on gcp pins a GCS object: `artifact: gs://BUCKET/path/model.tar.gz`",
+                    )],
+                    None => vec![],
+                };
+                if config.body.get("vertex").is_some() && config.str("image").is_none() {
+                    out.push(diag(
+                        ValuePath::key("vertex"),
+                        format!(
+                            "{} goes to the Vertex AI Model Registry, which needs a serving container",
+                            config.address
+                        ),
+                        "set the model's `image` (its serving container image)",
+                    ));
+                }
+                out
+            }
             Kind::FeatureStore | Kind::Endpoint => vec![diag(
                 ValuePath::key("provider"),
                 format!("the gcp provider does not manage {} yet (Vertex AI is planned)", config.address.kind),
@@ -383,8 +410,14 @@ impl Provider for GcpProvider {
                         attributes.insert(key.into(), v.clone());
                     }
                 }
+                let vertex = Self::vertex_desired(config, &attributes);
                 self.reads.keep(config.address.to_string(), o);
-                Ok(Desired { attributes, ..Default::default() })
+                let mut d = Desired { attributes, ..Default::default() };
+                if let Some(v) = vertex {
+                    d.attributes.insert("vertex".into(), v);
+                    d.expected_wait_secs = Some(120);
+                }
+                Ok(d)
             }
             _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", config.address.kind))),
         }
@@ -422,15 +455,22 @@ impl Provider for GcpProvider {
                     }
                     _ => self.artifact(uri, Some(generation)).await?,
                 };
-                Ok(pinned.map(|o| {
-                    let mut attributes = Self::model_attributes(uri, &o);
-                    for key in ["framework", "image"] {
-                        if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
-                            attributes.insert(key.into(), v.clone());
-                        }
+                let Some(o) = pinned else { return Ok(None) };
+                let mut attributes = Self::model_attributes(uri, &o);
+                for key in ["framework", "image"] {
+                    if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
+                        attributes.insert(key.into(), v.clone());
                     }
-                    LiveState { attributes, outputs: Self::model_outputs(uri, &o) }
-                }))
+                }
+                let mut outputs = Self::model_outputs(uri, &o);
+                // The Vertex model lineage recorded: its default version now.
+                if let Some(name) = prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str)
+                    && let Some((vertex, out)) = self.vertex_read(name).await?
+                {
+                    attributes.insert("vertex".into(), vertex);
+                    outputs.extend(out);
+                }
+                Ok(Some(LiveState { attributes, outputs }))
             }
             _ => Ok(None),
         }
@@ -465,7 +505,19 @@ impl Provider for GcpProvider {
                         attributes.insert(key.into(), v.clone());
                     }
                 }
-                Ok(LiveState { attributes, outputs: Self::model_outputs(uri, &o) })
+                let mut outputs = Self::model_outputs(uri, &o);
+                let recorded = request.prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str);
+                let live_vertex = request.live.and_then(|l| l.attributes.get("vertex"));
+                if let Some(want) = request.desired.attributes.get("vertex") {
+                    let live = live_vertex.zip(recorded);
+                    let (vertex, out) = self.vertex_apply(request.address, want, live, progress).await?;
+                    attributes.insert("vertex".into(), vertex);
+                    outputs.extend(out);
+                } else if let Some(name) = recorded {
+                    // `vertex:` left the spec: the model leaves the registry.
+                    self.vertex_delete(name, progress).await?;
+                }
+                Ok(LiveState { attributes, outputs })
             }
             _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", request.address.kind))),
         }
@@ -537,7 +589,11 @@ impl Provider for GcpProvider {
                 }
                 Ok(())
             }
-            // A pin owns nothing remote: forgetting it is the delete.
+            // A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
+            Kind::Model => match prior.outputs.get("vertex_model").and_then(Value::as_str) {
+                Some(name) => self.vertex_delete(name, progress).await,
+                None => Ok(()),
+            },
             _ => Ok(()),
         }
     }

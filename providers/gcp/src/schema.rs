@@ -11,15 +11,46 @@ struct Block {
     project: Option<String>,
     /// The storage endpoint, for an emulator (also `STORAGE_EMULATOR_HOST`). Default: Google's.
     endpoint: Option<String>,
+    /// The Vertex AI region. Default `us-central1`.
+    region: Option<String>,
+    /// The Vertex AI endpoint, for a test service (also `VERTEX_ENDPOINT`). Default:
+    /// `https://REGION-aiplatform.googleapis.com`.
+    vertex_endpoint: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ModelSettings {
+    /// Also register the model in the Vertex AI Model Registry: uploaded from the artifact's
+    /// folder with `image` as its serving container; new bytes or another image are a new version.
+    vertex: Option<VertexModel>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct VertexModel {
+    /// Default: the model's name in the spec.
+    display_name: Option<String>,
+    /// Version aliases the current version carries, e.g. `[champion]` (`default` always follows
+    /// the newest version).
+    aliases: Option<Vec<String>>,
+}
+
+fn settings(kind: Kind) -> serde_json::Map<String, Value> {
+    match kind {
+        Kind::Model => mlops_provider_core::properties_of::<ModelSettings>(),
+        _ => serde_json::Map::new(),
+    }
 }
 
 pub fn entry() -> ProviderEntry {
     ProviderEntry {
         name: "gcp",
-        about: "GCP: GCS datasets and generation-pinned model artifacts. Credentials from Application Default Credentials.",
+        about: "GCP: GCS datasets, generation-pinned model artifacts and the Vertex AI Model Registry. Credentials from Application Default Credentials.",
         factory: crate::factory,
         block: schema_of::<Block>,
-        settings: mlops_provider_core::no_settings,
+        settings,
         claims: |_: Kind, body: &Value| location_has_scheme(body, "gs://"),
         references: &[],
     }

@@ -1,0 +1,241 @@
+//! The Vertex AI Model Registry: a gcp model with `vertex:` is also a Vertex model, uploaded from
+//! its pinned artifact (the artifact's folder as `artifactUri`) with the model's `image` as its
+//! serving container. New bytes (another generation) or another image upload a new version of
+//! the same model (`parentModel`), which becomes the default; older versions are kept. Labels,
+//! display name and aliases change in place. The model's resource name and version id are in
+//! lineage; only a model labelled with this stack's project is deleted.
+//!
+//! Spoken through the official client (`google-cloud-aiplatform-v1`, REST), waiting for its
+//! long-running operations with `google-cloud-lro`. Endpoint: `vertex_endpoint` in the provider
+//! block, else `VERTEX_ENDPOINT` (both anonymous, for the test service), else
+//! `https://REGION-aiplatform.googleapis.com` with Application Default Credentials.
+
+use std::collections::BTreeMap;
+
+use google_cloud_aiplatform_v1::client::ModelService;
+use google_cloud_aiplatform_v1::model::{Model, ModelContainerSpec};
+use google_cloud_lro::Poller;
+
+use super::*;
+
+/// Labels mlops puts on every Vertex model it uploads (not shown as the spec's labels).
+const OWN_LABELS: [&str; 3] = ["managed-by", "mlops-project", "mlops-source"];
+
+fn vertex_error(what: &str, e: google_cloud_aiplatform_v1::Error) -> ProviderError {
+    let kind = match e.status().map(|s| s.code) {
+        Some(google_cloud_gax::error::rpc::Code::InvalidArgument | google_cloud_gax::error::rpc::Code::NotFound) => {
+            ErrorKind::Invalid
+        }
+        Some(google_cloud_gax::error::rpc::Code::AlreadyExists | google_cloud_gax::error::rpc::Code::Aborted) => {
+            ErrorKind::Conflict
+        }
+        _ if e.is_connect() || e.is_timeout() || e.is_io() => ErrorKind::Unavailable,
+        _ => ErrorKind::Failed,
+    };
+    ProviderError::new(kind, format!("{what}: {}", chain(&e)))
+}
+
+fn not_found(e: &google_cloud_aiplatform_v1::Error) -> bool {
+    e.status().is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound)
+}
+
+/// A Vertex model id from a spec name: lowercase letters, digits and `-`.
+fn model_id(name: &str) -> String {
+    name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect()
+}
+
+/// The folder holding an artifact object: what Vertex serves from.
+fn artifact_folder(uri: &str) -> String {
+    match uri.rfind('/') {
+        Some(i) => uri[..=i].to_string(),
+        None => uri.to_string(),
+    }
+}
+
+impl GcpProvider {
+    fn location(&self) -> String {
+        format!("projects/{}/locations/{}", self.project.as_deref().unwrap_or("-"), self.region)
+    }
+
+    async fn models(&self) -> Result<&ModelService, ProviderError> {
+        self.vertex
+            .get_or_try_init(|| async {
+                let mut b = ModelService::builder();
+                b = match &self.vertex_endpoint {
+                    Some(url) => b
+                        .with_endpoint(url.clone())
+                        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build()),
+                    None => b.with_endpoint(format!("https://{}-aiplatform.googleapis.com", self.region)),
+                };
+                b.build().await.map_err(|e| ProviderError::invalid(format!("Vertex AI client: {}", chain(&e))))
+            })
+            .await
+    }
+
+    /// The `vertex` attribute a model's spec asks for, from its pinned artifact.
+    pub(crate) fn vertex_desired(config: &ResourceConfig, pinned: &Attributes) -> Option<Value> {
+        let v = config.body.get("vertex")?;
+        let uri = config.str("artifact").unwrap_or_default();
+        let aliases: Vec<Value> = v.get("aliases").and_then(Value::as_array).cloned().unwrap_or_default();
+        Some(json!({
+            "display_name": v.get("display_name").and_then(Value::as_str).unwrap_or(&config.address.name),
+            "image": config.str("image"),
+            "artifact_uri": artifact_folder(uri),
+            "source": pinned.get("generation").map(|g| g.to_string()),
+            "aliases": aliases,
+            "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
+        }))
+    }
+
+    /// The Vertex model lineage recorded (its default version), as the `vertex` attribute, with
+    /// its name and version as outputs; `None` when it is gone.
+    pub(crate) async fn vertex_read(&self, name: &str) -> Result<Option<(Value, Attributes)>, ProviderError> {
+        let client = self.models().await?;
+        let m = match client.get_model().set_name(name).send().await {
+            Ok(m) => m,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
+        };
+        Ok(Some(Self::vertex_state(&m)))
+    }
+
+    fn vertex_state(m: &Model) -> (Value, Attributes) {
+        let labels: BTreeMap<&String, &String> =
+            m.labels.iter().filter(|(k, _)| !OWN_LABELS.contains(&k.as_str())).collect();
+        let aliases: Vec<&String> = m.version_aliases.iter().filter(|a| *a != "default").collect();
+        let attribute = json!({
+            "display_name": m.display_name,
+            "image": m.container_spec.as_ref().map(|c| c.image_uri.clone()),
+            "artifact_uri": m.artifact_uri,
+            "source": m.labels.get("mlops-source"),
+            "aliases": aliases,
+            "labels": labels,
+        });
+        let outputs = attributes_of(json!({ "vertex_model": m.name, "vertex_version": m.version_id }));
+        (attribute, outputs)
+    }
+
+    /// Brings the Vertex model to `want` from `live` (its `vertex` attribute, and its resource
+    /// name when it exists): uploads it, uploads a new version, or updates labels and aliases.
+    pub(crate) async fn vertex_apply(
+        &self,
+        address: &Address,
+        want: &Value,
+        live: Option<(&Value, &str)>,
+        progress: &dyn Progress,
+    ) -> Result<(Value, Attributes), ProviderError> {
+        let client = self.models().await?;
+        let s = |k: &str| want.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut labels: BTreeMap<String, String> = want
+            .get("labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        labels.insert("managed-by".into(), "mlops".into());
+        labels.insert("mlops-project".into(), self.stack.clone());
+        labels.insert("mlops-source".into(), s("source"));
+        let aliases: Vec<String> = want
+            .get("aliases")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let same = |k: &str| live.is_some_and(|(l, _)| l.get(k) == want.get(k));
+        let name = match live {
+            Some((_, name)) if same("image") && same("artifact_uri") && same("source") => {
+                // The same bytes and container: labels, display name and aliases in place.
+                if !(same("labels") && same("display_name")) {
+                    progress.report(&format!("updating the labels of Vertex model {name}"));
+                    let model = Model::new().set_name(name).set_display_name(s("display_name")).set_labels(labels);
+                    client
+                        .update_model()
+                        .set_model(model)
+                        .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels", "display_name"]))
+                        .send()
+                        .await
+                        .map_err(|e| vertex_error(&format!("update Vertex model {name}"), e))?;
+                }
+                if !same("aliases") {
+                    let had: Vec<String> = live
+                        .and_then(|(l, _)| l.get("aliases"))
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .unwrap_or_default();
+                    let mut merge: Vec<String> = aliases.clone();
+                    merge.extend(had.iter().filter(|a| !aliases.contains(a)).map(|a| format!("-{a}")));
+                    progress.report(&format!("setting the aliases of Vertex model {name}: {}", aliases.join(", ")));
+                    client
+                        .merge_version_aliases()
+                        .set_name(name)
+                        .set_version_aliases(merge)
+                        .send()
+                        .await
+                        .map_err(|e| vertex_error(&format!("set the aliases of Vertex model {name}"), e))?;
+                }
+                name.to_string()
+            }
+            _ => {
+                let model = Model::new()
+                    .set_display_name(s("display_name"))
+                    .set_artifact_uri(s("artifact_uri"))
+                    .set_container_spec(ModelContainerSpec::new().set_image_uri(s("image")))
+                    .set_labels(labels)
+                    .set_version_aliases(aliases);
+                let mut upload = client.upload_model().set_parent(self.location()).set_model(model);
+                match live {
+                    Some((_, parent)) => {
+                        progress.report(&format!("uploading a new version of Vertex model {parent} (long-running)"));
+                        upload = upload.set_parent_model(parent);
+                    }
+                    None => {
+                        let id = model_id(&address.name);
+                        progress.report(&format!("uploading Vertex model {id} (long-running)"));
+                        upload = upload.set_model_id(id);
+                    }
+                }
+                let done = upload
+                    .poller()
+                    .until_done()
+                    .await
+                    .map_err(|e| vertex_error(&format!("upload Vertex model for {address}"), e))?;
+                progress.report(&format!("Vertex model {} version {}", done.model, done.model_version_id));
+                done.model
+            }
+        };
+        self.vertex_read(&name)
+            .await?
+            .ok_or_else(|| ProviderError::failed(format!("Vertex model {name} is missing right after it was applied")))
+    }
+
+    /// Deletes the Vertex model (every version) when it is this stack's; leaves it otherwise.
+    pub(crate) async fn vertex_delete(&self, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+        let client = self.models().await?;
+        let m = match client.get_model().set_name(name).send().await {
+            Ok(m) => m,
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
+        };
+        if m.labels.get("mlops-project") != Some(&self.stack) {
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                format!("Vertex model {name} is not labelled mlops-project={}; it was left alone", self.stack),
+            ));
+        }
+        progress.report(&format!("deleting Vertex model {name} (long-running)"));
+        match client.delete_model().set_name(name).poller().until_done().await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(vertex_error(&format!("delete Vertex model {name}"), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_folders() {
+        assert_eq!(model_id("churn_xgb"), "churn-xgb");
+        assert_eq!(artifact_folder("gs://b/churn/v1/model.bst"), "gs://b/churn/v1/");
+    }
+}
