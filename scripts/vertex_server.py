@@ -239,7 +239,10 @@ def handle(store, trail, verb, method, path, query, body):
     if verb == "patch":
         resource = store.get(name)
         mask = (query.get("updateMask") or [",".join(body)])[0]
-        for field in filter(None, mask.split(",")):
+        fields = [camel(f) for f in mask.split(",") if f]
+        if collection == "endpoints" and "trafficSplit" in fields:
+            check_split(resource, body.get("trafficSplit") or {})
+        for field in fields:
             if field in body:
                 resource[field] = body[field]
             else:
@@ -260,6 +263,24 @@ def handle(store, trail, verb, method, path, query, body):
     if custom is None:
         raise ApiError(501, f"{'.'.join(trail)}.{verb} is not implemented by this test service")
     return custom(store, name, body)
+
+
+def camel(path):
+    """A field mask path in the JSON names of the body (`traffic_split` → `trafficSplit`)."""
+    head, *rest = path.split("_")
+    return head + "".join(r[:1].upper() + r[1:] for r in rest)
+
+
+def check_split(endpoint, split, new_id=None):
+    """A traffic split names deployed models of the endpoint (or `0`, the one being deployed) and
+    adds up to 100, as Vertex AI requires."""
+    known = {d["id"] for d in endpoint["deployedModels"]} | ({"0"} if new_id else set())
+    for k in split:
+        if k not in known:
+            raise ApiError(400, f"Traffic split names {k}, which is not a deployed model of {endpoint['name']}.")
+    total = sum(int(v) for v in split.values())
+    if split and total != 100:
+        raise ApiError(400, f"The traffic split must add up to 100, not {total}.")
 
 
 def model_version(store, name):
@@ -353,6 +374,8 @@ def deploy(store, name, body):
     machine = (deployed.get("dedicatedResources") or {}).get("machineSpec", {}).get("machineType")
     deployed.setdefault("id", str(next(store.ids)))
     deployed["createTime"] = now()
+    if body.get("trafficSplit"):
+        check_split(endpoint, body["trafficSplit"], new_id=deployed["id"])
 
     def effect():
         if machine in UNAVAILABLE:

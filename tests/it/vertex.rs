@@ -43,8 +43,9 @@ fn the_service_refuses_what_the_discovery_document_does_not_allow() {
              'containerSpec': {'imageUri': 'i'}, 'supportedDeploymentResourcesTypes': ['NOT_A_TYPE']}})),\n\
            'missing': error(eps.get(name=loc + '/endpoints/404404')),\n\
          }\n\
-         wait(eps.create(parent=loc, endpointId='9001', body={'displayName': 'twice'}).execute())\n\
-         out['duplicate'] = error(eps.create(parent=loc, endpointId='9001', body={'displayName': 'twice'}))\n\
+         eid = 'twice-' + str(time.time_ns())\n\
+         wait(eps.create(parent=loc, endpointId=eid, body={'displayName': 'twice'}).execute())\n\
+         out['duplicate'] = error(eps.create(parent=loc, endpointId=eid, body={'displayName': 'twice'}))\n\
          print(json.dumps(out))",
     );
     for (case, status) in [
@@ -127,6 +128,8 @@ struct VertexStack {
     gcs: String,
     url: String,
     bucket: String,
+    /// The stack's project (unique per test: Vertex names are made from it).
+    project: String,
 }
 
 #[cfg(feature = "gcp")]
@@ -138,18 +141,19 @@ impl VertexStack {
         let bucket = unique("vx");
         versioned_bucket(&gcs, &bucket);
         put_object(&gcs, &bucket, "churn/model.bst", "weights v1");
+        let project = bucket.replace('-', "");
         let env = crate::common::TestEnv::new();
         env.write(
             "mlops.yaml",
             &format!(
-                "version: 1\nproject: vx\nproviders:\n  gcp: {{ project: test, region: us-central1 }}\nmodels:\n  \
+                "version: 1\nproject: {project}\nproviders:\n  gcp: {{ project: test, region: us-central1 }}\nmodels:\n  \
                  churn:\n    artifact: gs://{bucket}/churn/model.bst\n    framework: xgboost\n    \
                  image: us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest\n    labels: {{ team: ml }}\n    \
                  vertex: {{ display_name: churn-{bucket}, aliases: [champion] }}\n"
             ),
         );
         env.commit("vertex stack");
-        VertexStack { env, gcs, url, bucket }
+        VertexStack { env, gcs, url, bucket, project }
     }
 
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
@@ -158,9 +162,12 @@ impl VertexStack {
 
     /// The Vertex model mlops recorded, as Google's client reads it: its default version and v1.
     fn model(&self) -> Value {
-        let rec: Value =
-            serde_json::from_str(&self.env.git(&["show", "refs/mlops/lineage/vx/default:resources/models/churn.json"]))
-                .unwrap();
+        let rec: Value = serde_json::from_str(
+            &self
+                .env
+                .git(&["show", &format!("refs/mlops/lineage/{}/default:resources/models/churn.json", self.project)]),
+        )
+        .unwrap();
         let name = rec["outputs"]["vertex_model"].as_str().expect("the Vertex model is recorded").to_string();
         vertex(&format!(
             "ms = ai.projects().locations().models()\n\
@@ -177,7 +184,7 @@ impl VertexStack {
 fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
     let s = VertexStack::new();
     let run = s.mlops(&["apply", "--auto-approve"]).ok();
-    assert!(run.stdout.contains("uploading Vertex model churn"), "{}", run.stdout);
+    assert!(run.stdout.contains(&format!("uploading Vertex model {}-churn", s.project)), "{}", run.stdout);
     let m = s.model();
     let d = &m["default"];
     assert_eq!(d["versionId"], "1");
@@ -185,7 +192,10 @@ fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
     assert_eq!(d["artifactUri"], format!("gs://{}/churn/", s.bucket), "the artifact's folder");
     assert_eq!(d["containerSpec"]["imageUri"], "us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest");
     assert_eq!(d["versionAliases"], serde_json::json!(["default", "champion"]));
-    assert_eq!((d["labels"]["team"].as_str(), d["labels"]["mlops-project"].as_str()), (Some("ml"), Some("vx")));
+    assert_eq!(
+        (d["labels"]["team"].as_str(), d["labels"]["mlops-project"].as_str()),
+        (Some("ml"), Some(s.project.as_str()))
+    );
     let plan = s.mlops(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 
@@ -198,16 +208,18 @@ fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
     assert_eq!(m["default"]["name"], m["v1"]["name"], "the same model");
     assert_eq!(m["default"]["versionAliases"], serde_json::json!(["default", "champion"]));
     assert_eq!(m["v1"]["versionAliases"], serde_json::json!([]), "the aliases moved to the new version");
-    let rec: Value =
-        serde_json::from_str(&s.env.git(&["show", "refs/mlops/lineage/vx/default:resources/models/churn.json"]))
-            .unwrap();
+    let rec: Value = serde_json::from_str(
+        &s.env.git(&["show", &format!("refs/mlops/lineage/{}/default:resources/models/churn.json", s.project)]),
+    )
+    .unwrap();
     assert_eq!(rec["outputs"]["vertex_version"], "2", "{rec}");
 
     // Labels changed in the console: drift, and the next apply puts them back in place.
     let name = m["default"]["name"].as_str().unwrap().to_string();
     vertex(&format!(
         "ai.projects().locations().models().patch(name={name:?}, updateMask='labels', body={{'labels': \
-         {{'team': 'someone-else', 'managed-by': 'mlops', 'mlops-project': 'vx', 'mlops-source': {:?}}}}}).execute()\nprint('null')",
+         {{'team': 'someone-else', 'managed-by': 'mlops', 'mlops-project': {:?}, 'mlops-source': {:?}}}}}).execute()\nprint('null')",
+        s.project,
         m["default"]["labels"]["mlops-source"].as_str().unwrap()
     ));
     let plan = s.mlops(&["plan"]);
@@ -219,9 +231,127 @@ fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
     assert_eq!(m["default"]["versionId"], "2", "in place, no new version");
 
     // Removed from the spec: the Vertex model this stack uploaded is deleted.
-    s.env.write("mlops.yaml", "version: 1\nproject: vx\nproviders:\n  gcp: { project: test }\n");
+    s.env.write("mlops.yaml", &format!("version: 1\nproject: {}\nproviders:\n  gcp: {{ project: test }}\n", s.project));
     s.env.commit("remove");
     s.mlops(&["apply", "--auto-approve"]).ok();
     let gone = vertex(&format!("print(json.dumps(error(ai.projects().locations().models().get(name={name:?}))))"));
+    assert_eq!(gone["status"], "NOT_FOUND", "{gone}");
+}
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_vertex_endpoint_moves_to_a_new_version_new_first_and_records_a_failed_deploy() {
+    let s = VertexStack::new();
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!(
+            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             instance_count: 1\n    max_replicas: 2\n    labels: {{ team: ml }}\n"
+        ),
+    );
+    s.env.commit("endpoint");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
+    let endpoint = |_: &VertexStack| {
+        vertex(&format!("print(json.dumps(ai.projects().locations().endpoints().get(name={name:?}).execute()))"))
+    };
+    let e = endpoint(&s);
+    let deployed = e["deployedModels"].as_array().unwrap();
+    assert_eq!(deployed.len(), 1, "{e}");
+    let first = deployed[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(deployed[0]["modelVersionId"], "1");
+    assert_eq!(deployed[0]["dedicatedResources"]["machineSpec"]["machineType"], "n1-standard-2");
+    assert_eq!(e["trafficSplit"], serde_json::json!({ first.clone(): 100 }));
+    assert_eq!(e["labels"]["mlops-project"], s.project.as_str());
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // New bytes: a new model version, deployed next to the old with all the traffic, then the
+    // old one undeployed (in that order in the output).
+    crate::gcp::put_object(&s.gcs, &s.bucket, "churn/model.bst", "weights v2");
+    let plan = s.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let c = crate::common::change(&plan, "endpoints.api");
+    assert_eq!(c["action"], "update");
+    assert_eq!(crate::common::paths(c), ["serving"]);
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    let (deploy, undeploy) =
+        (run.stdout.find("deploying ").unwrap(), run.stdout.find("undeploying the previous").unwrap_or(0));
+    assert!(deploy < undeploy, "the new version serves before the old one goes:\n{}", run.stdout);
+    let e = endpoint(&s);
+    let deployed = e["deployedModels"].as_array().unwrap();
+    assert_eq!(deployed.len(), 1, "{e}");
+    assert_eq!(deployed[0]["modelVersionId"], "2");
+    let second = deployed[0]["id"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert_eq!(e["trafficSplit"], serde_json::json!({ second.clone(): 100 }));
+
+    // Replicas only: the same deployed model, mutated in place.
+    s.env.write(
+        "mlops.yaml",
+        &s.env
+            .read("mlops.yaml")
+            .replace("instance_count: 1\n    max_replicas: 2", "instance_count: 2\n    max_replicas: 3"),
+    );
+    s.env.commit("replicas");
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("in place"), "{}", run.stdout);
+    let e = endpoint(&s);
+    assert_eq!(e["deployedModels"][0]["id"], second.as_str());
+    assert_eq!(e["deployedModels"][0]["dedicatedResources"]["minReplicaCount"], 2);
+    assert_eq!(e["deployedModels"][0]["dedicatedResources"]["maxReplicaCount"], 3);
+
+    // A machine type out of stock: the deployment's operation fails, the apply says so, lineage
+    // records the endpoint as it is (still serving the old deployment), and the plan after the
+    // spec is fixed has nothing to do.
+    s.env.write(
+        "mlops.yaml",
+        &s.env.read("mlops.yaml").replace("instance_type: n1-standard-2", "instance_type: a2-megagpu-16g"),
+    );
+    s.env.commit("stockout");
+    let run = s.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(
+        run.stdout.contains("not available") || run.stderr.contains("not available"),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let message = s.env.git(&["log", "-1", "--format=%B", &format!("refs/mlops/lineage/{}/default", s.project)]);
+    assert!(message.contains("Result: partial"), "{message}");
+    assert_eq!(
+        endpoint(&s)["trafficSplit"],
+        serde_json::json!({ second.clone(): 100 }),
+        "the old deployment still serves"
+    );
+    s.env.write(
+        "mlops.yaml",
+        &s.env.read("mlops.yaml").replace("instance_type: a2-megagpu-16g", "instance_type: n1-standard-2"),
+    );
+    s.env.commit("fixed");
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // Someone else deploys a model and takes 30% of the traffic: drift on the split, put back.
+    let model = endpoint(&s)["deployedModels"][0]["model"].as_str().unwrap().to_string();
+    vertex(&format!(
+        "wait(ai.projects().locations().endpoints().deployModel(endpoint={name:?}, \
+         body={{'deployedModel': {{'model': {model:?}, 'displayName': 'manual', 'dedicatedResources': {{'machineSpec': \
+         {{'machineType': 'n1-standard-2'}}, 'minReplicaCount': 1, 'maxReplicaCount': 1}}}}, \
+         'trafficSplit': {{'0': 30, {second:?}: 70}}}}).execute())\nprint('null')"
+    ));
+    let plan = s.mlops(&["plan"]);
+    assert!(plan.stdout.contains("changed outside mlops"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("traffic"), "{}", plan.stdout);
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(endpoint(&s)["trafficSplit"][second.as_str()], 100);
+
+    // Removed from the spec: undeployed and deleted.
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("no endpoint");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let gone = vertex(&format!("print(json.dumps(error(ai.projects().locations().endpoints().get(name={name:?}))))"));
     assert_eq!(gone["status"], "NOT_FOUND", "{gone}");
 }

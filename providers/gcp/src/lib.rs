@@ -12,6 +12,7 @@
 //! errors, with a 3 s connect timeout, so an unreachable endpoint fails within seconds.
 
 mod dataset;
+mod endpoint;
 mod model;
 mod schema;
 mod vertex;
@@ -79,6 +80,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         stack: ctx.project.clone(),
         client: tokio::sync::OnceCell::new(),
         vertex: tokio::sync::OnceCell::new(),
+        vertex_endpoints: tokio::sync::OnceCell::new(),
         reads: Default::default(),
     }))
 }
@@ -95,6 +97,7 @@ pub struct GcpProvider {
     stack: String,
     client: tokio::sync::OnceCell<Client>,
     vertex: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::ModelService>,
+    vertex_endpoints: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::EndpointService>,
     /// Artifact metadata `desired` fetched (by model address), for the `read` of the same model.
     reads: mlops_provider_core::ReadCache<Object>,
 }
@@ -348,6 +351,14 @@ impl Provider for GcpProvider {
         &["files", "artifact_digest", "generation", "crc32c", "md5", "size"]
     }
 
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &["traffic", "replicas"]
+    }
+
+    fn rollout_attributes(&self) -> &'static [&'static str] {
+        &["serving"]
+    }
+
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
         let diag = ConfigDiagnostic::unsupported;
         match config.address.kind {
@@ -386,17 +397,19 @@ impl Provider for GcpProvider {
                 }
                 out
             }
-            Kind::FeatureStore | Kind::Endpoint => vec![diag(
+            Kind::Endpoint => Self::endpoint_check(config),
+            Kind::FeatureStore => vec![diag(
                 ValuePath::key("provider"),
-                format!("the gcp provider does not manage {} yet (Vertex AI is planned)", config.address.kind),
-                "serve it with the local or kubernetes provider; it can still use a model pinned on gcp",
+                "the gcp provider does not manage feature stores yet (Vertex AI Feature Store is planned)".into(),
+                "keep feature stores on local, aws or feast",
             )],
         }
     }
 
-    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
         match config.address.kind {
             Kind::Dataset => self.dataset_desired(config).await,
+            Kind::Endpoint => self.endpoint_desired(config, deps).await,
             Kind::Model => {
                 // Resolved at plan time: the plan shows new bytes behind an unchanged URI.
                 let uri = config.str("artifact").unwrap_or_default();
@@ -437,6 +450,7 @@ impl Provider for GcpProvider {
                 Some(uri) => self.dataset_read(uri).await,
                 None => Ok(None),
             },
+            Kind::Endpoint => self.endpoint_read(address).await,
             Kind::Model => {
                 let (Some(uri), Some(generation)) =
                     (uri, prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
@@ -481,6 +495,7 @@ impl Provider for GcpProvider {
         self.reads.take(&request.address.to_string());
         match request.address.kind {
             Kind::Dataset => self.dataset_apply(&request, progress).await,
+            Kind::Endpoint => self.endpoint_apply(&request, progress).await,
             Kind::Model => {
                 let uri = request.config.str("artifact").unwrap_or_default();
                 let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
@@ -589,6 +604,7 @@ impl Provider for GcpProvider {
                 }
                 Ok(())
             }
+            Kind::Endpoint => self.endpoint_delete(address, progress).await,
             // A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
             Kind::Model => match prior.outputs.get("vertex_model").and_then(Value::as_str) {
                 Some(name) => self.vertex_delete(name, progress).await,

@@ -19,9 +19,9 @@ use google_cloud_lro::Poller;
 use super::*;
 
 /// Labels mlops puts on every Vertex model it uploads (not shown as the spec's labels).
-const OWN_LABELS: [&str; 3] = ["managed-by", "mlops-project", "mlops-source"];
+pub(crate) const OWN_LABELS: [&str; 3] = ["managed-by", "mlops-project", "mlops-source"];
 
-fn vertex_error(what: &str, e: google_cloud_aiplatform_v1::Error) -> ProviderError {
+pub(crate) fn vertex_error(what: &str, e: google_cloud_aiplatform_v1::Error) -> ProviderError {
     let kind = match e.status().map(|s| s.code) {
         Some(google_cloud_gax::error::rpc::Code::InvalidArgument | google_cloud_gax::error::rpc::Code::NotFound) => {
             ErrorKind::Invalid
@@ -35,7 +35,7 @@ fn vertex_error(what: &str, e: google_cloud_aiplatform_v1::Error) -> ProviderErr
     ProviderError::new(kind, format!("{what}: {}", chain(&e)))
 }
 
-fn not_found(e: &google_cloud_aiplatform_v1::Error) -> bool {
+pub(crate) fn not_found(e: &google_cloud_aiplatform_v1::Error) -> bool {
     e.status().is_some_and(|s| s.code == google_cloud_gax::error::rpc::Code::NotFound)
 }
 
@@ -53,20 +53,27 @@ fn artifact_folder(uri: &str) -> String {
 }
 
 impl GcpProvider {
-    fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         format!("projects/{}/locations/{}", self.project.as_deref().unwrap_or("-"), self.region)
+    }
+
+    /// A Vertex AI client builder at the test service (anonymous) or Google's regional endpoint.
+    pub(crate) fn vertex_builder<F>(
+        &self,
+        b: google_cloud_gax::client_builder::ClientBuilder<F, google_cloud_auth::credentials::Credentials>,
+    ) -> google_cloud_gax::client_builder::ClientBuilder<F, google_cloud_auth::credentials::Credentials> {
+        match &self.vertex_endpoint {
+            Some(url) => b
+                .with_endpoint(url.clone())
+                .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build()),
+            None => b.with_endpoint(format!("https://{}-aiplatform.googleapis.com", self.region)),
+        }
     }
 
     async fn models(&self) -> Result<&ModelService, ProviderError> {
         self.vertex
             .get_or_try_init(|| async {
-                let mut b = ModelService::builder();
-                b = match &self.vertex_endpoint {
-                    Some(url) => b
-                        .with_endpoint(url.clone())
-                        .with_credentials(google_cloud_auth::credentials::anonymous::Builder::new().build()),
-                    None => b.with_endpoint(format!("https://{}-aiplatform.googleapis.com", self.region)),
-                };
+                let b = self.vertex_builder(ModelService::builder());
                 b.build().await.map_err(|e| ProviderError::invalid(format!("Vertex AI client: {}", chain(&e))))
             })
             .await
@@ -81,7 +88,11 @@ impl GcpProvider {
             "display_name": v.get("display_name").and_then(Value::as_str).unwrap_or(&config.address.name),
             "image": config.str("image"),
             "artifact_uri": artifact_folder(uri),
-            "source": pinned.get("generation").map(|g| g.to_string()),
+            // The bytes and the container a version is made of (a label value: digits, `-`, hex).
+            "source": pinned.get("generation").map(|g| {
+                let image = config.str("image").unwrap_or_default();
+                format!("{g}-{}", &hex::encode(sha2::Sha256::digest(image.as_bytes()))[..8])
+            }),
             "aliases": aliases,
             "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
         }))
@@ -187,7 +198,7 @@ impl GcpProvider {
                         upload = upload.set_parent_model(parent);
                     }
                     None => {
-                        let id = model_id(&address.name);
+                        let id = model_id(&format!("{}-{}", self.stack, address.name));
                         progress.report(&format!("uploading Vertex model {id} (long-running)"));
                         upload = upload.set_model_id(id);
                     }

@@ -1,0 +1,353 @@
+//! Vertex AI endpoints: an endpoint on gcp serves a gcp model registered in Vertex (`vertex:`)
+//! on dedicated resources (`instance_type` → machine type, `instance_count` → min replicas,
+//! `max_replicas` → max). A new model version is deployed next to the old one with all the
+//! traffic, and the old deployed model is undeployed only once the new one serves
+//! (create-before-destroy); a replica-only change is `mutateDeployedModel`. Each deployed model is
+//! named `mlops-<source>` after the model version it serves, which is how a read knows it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use google_cloud_aiplatform_v1::client::EndpointService;
+use google_cloud_aiplatform_v1::model::{DedicatedResources, DeployedModel, Endpoint, MachineSpec};
+use google_cloud_lro::Poller;
+
+use super::vertex::{OWN_LABELS, not_found, vertex_error};
+use super::*;
+
+const SERVING_PREFIX: &str = "mlops-";
+
+/// A Vertex endpoint id from a spec name: lowercase letters, digits and `-`, starting with a letter.
+fn endpoint_id(name: &str) -> String {
+    let id: String =
+        name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    if id.starts_with(|c: char| c.is_ascii_lowercase()) { id } else { format!("e-{id}") }
+}
+
+impl GcpProvider {
+    async fn endpoints(&self) -> Result<&EndpointService, ProviderError> {
+        self.vertex_endpoints
+            .get_or_try_init(|| async {
+                let b = self.vertex_builder(EndpointService::builder());
+                b.build().await.map_err(|e| ProviderError::invalid(format!("Vertex AI client: {}", chain(&e))))
+            })
+            .await
+    }
+
+    /// The endpoint's resource name: its id is the stack's project and the spec name.
+    fn endpoint_name(&self, address: &Address) -> String {
+        format!("{}/endpoints/{}", self.location(), endpoint_id(&format!("{}-{}", self.stack, address.name)))
+    }
+
+    pub(crate) fn endpoint_check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let diag = ConfigDiagnostic::unsupported;
+        let mut out = Vec::new();
+        if config.str("instance_type").is_none() {
+            out.push(diag(
+                ValuePath::root(),
+                format!("{} is a Vertex AI endpoint and needs an `instance_type` (a machine type)", config.address),
+                "e.g. `instance_type: n1-standard-4`",
+            ));
+        }
+        if config.body.pointer("/traffic/canary_percent").is_some() {
+            out.push(diag(
+                ValuePath::keys(&["traffic", "canary_percent"]),
+                "a canary on a Vertex AI endpoint is not supported yet: it would be ignored".into(),
+                "remove it; a new model version takes all the traffic once deployed",
+            ));
+        }
+        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+        if let Some(max) = config.body.get("max_replicas").and_then(Value::as_u64).filter(|m| *m < min) {
+            out.push(diag(
+                ValuePath::key("max_replicas"),
+                format!("`max_replicas` ({max}) is below `instance_count` ({min})"),
+                "raise max_replicas or lower instance_count",
+            ));
+        }
+        out.extend(mlops_provider_core::autoscaling::check(config, None));
+        out.extend(mlops_provider_core::rollout::check(config, None));
+        out.extend(mlops_provider_core::check_duration(
+            ValuePath::key("wait_timeout"),
+            config.body.get("wait_timeout"),
+        ));
+        out
+    }
+
+    pub(crate) async fn endpoint_desired(
+        &self,
+        config: &ResourceConfig,
+        deps: &Dependencies,
+    ) -> Result<Desired, ProviderError> {
+        let model: Option<Address> = config.str("model").and_then(|m| m.parse().ok());
+        let source = model
+            .as_ref()
+            .and_then(|m| deps.get(m))
+            .and_then(|d| d.attributes.get("vertex"))
+            .and_then(|v| v.get("source"))
+            .cloned()
+            .ok_or_else(|| {
+                ProviderError::invalid(format!(
+                    "{} is not in the Vertex AI Model Registry: give it `vertex: {{}}` to serve it on a Vertex endpoint",
+                    config.str("model").unwrap_or_default()
+                ))
+                .at(ValuePath::key("model"))
+            })?;
+        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+        let max = config.body.get("max_replicas").and_then(Value::as_u64).unwrap_or(min);
+        let attributes = attributes_of(json!({
+            "display_name": config.address.name,
+            "serving": source,
+            "machine_type": config.str("instance_type"),
+            "replicas": { "min": min, "max": max },
+            "traffic": 100,
+            "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
+        }));
+        Ok(Desired { attributes, create_before_destroy: true, expected_wait_secs: Some(900), ..Default::default() })
+    }
+
+    fn endpoint_state(e: &Endpoint) -> LiveState {
+        // What mlops serves: the deployed model with the most traffic.
+        let serving = e.deployed_models.iter().max_by_key(|d| e.traffic_split.get(&d.id).copied().unwrap_or(0));
+        let resources = serving.and_then(|d| d.dedicated_resources());
+        let labels: BTreeMap<&String, &String> =
+            e.labels.iter().filter(|(k, _)| !OWN_LABELS.contains(&k.as_str())).collect();
+        let attributes = attributes_of(json!({
+            "display_name": e.display_name,
+            "serving": serving.map(|d| d.display_name.trim_start_matches(SERVING_PREFIX).to_string()),
+            "machine_type": resources.and_then(|r| r.machine_spec.as_ref()).map(|m| m.machine_type.clone()),
+            "replicas": resources.map(|r| json!({ "min": r.min_replica_count, "max": r.max_replica_count })),
+            "traffic": serving.and_then(|d| e.traffic_split.get(&d.id)),
+            "labels": labels,
+        }));
+        let split: BTreeMap<&String, &i32> = e.traffic_split.iter().collect();
+        let deployed: Vec<Value> = e
+            .deployed_models
+            .iter()
+            .map(|d| json!({ "id": d.id, "model": d.model, "version": d.model_version_id, "name": d.display_name }))
+            .collect();
+        let outputs = attributes_of(json!({
+            "endpoint": e.name,
+            "deployed_models": deployed,
+            "traffic_split": split,
+            "version": serving.map(|d| d.model_version_id.clone()),
+        }));
+        LiveState { attributes, outputs }
+    }
+
+    pub(crate) async fn endpoint_read(&self, address: &Address) -> Result<Option<LiveState>, ProviderError> {
+        let name = self.endpoint_name(address);
+        let client = self.endpoints().await?;
+        match client.get_endpoint().set_name(&name).send().await {
+            Ok(e) => Ok(Some(Self::endpoint_state(&e))),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
+        }
+    }
+
+    /// The error, with what is live when something changed before it (recorded as partial).
+    async fn with_endpoint_state(&self, e: ProviderError, address: &Address) -> ProviderError {
+        match self.endpoint_read(address).await {
+            Ok(Some(live)) => e.with_state(live),
+            _ => e,
+        }
+    }
+
+    pub(crate) async fn endpoint_apply(
+        &self,
+        request: &ApplyRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        let address = request.address;
+        let name = self.endpoint_name(address);
+        let client = self.endpoints().await?;
+        let want = &request.desired.attributes;
+        let mut labels: HashMap<String, String> = want
+            .get("labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        labels.insert("managed-by".into(), "mlops".into());
+        labels.insert("mlops-project".into(), self.stack.clone());
+        let mut live = match client.get_endpoint().set_name(&name).send().await {
+            Ok(e) => Some(e),
+            Err(e) if not_found(&e) => None,
+            Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
+        };
+        if live.is_none() {
+            progress.report(&format!("creating Vertex endpoint {name} (long-running)"));
+            let endpoint = Endpoint::new().set_display_name(address.name.clone()).set_labels(labels.clone());
+            let created = client
+                .create_endpoint()
+                .set_parent(self.location())
+                .set_endpoint_id(name.rsplit('/').next().unwrap_or_default())
+                .set_endpoint(endpoint)
+                .poller()
+                .until_done()
+                .await
+                .map_err(|e| vertex_error(&format!("create Vertex endpoint {name}"), e))?;
+            live = Some(created);
+        }
+        let current = live.expect("created above");
+        let state = Self::endpoint_state(&current);
+        let had = &state.attributes;
+        let serving = current
+            .deployed_models
+            .iter()
+            .max_by_key(|d| current.traffic_split.get(&d.id).copied().unwrap_or(0))
+            .cloned();
+        let s = |k: &str| want.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let n = |k: &str| want.get("replicas").and_then(|r| r.get(k)).and_then(Value::as_i64).unwrap_or(1) as i32;
+        let redeploy = had.get("serving") != want.get("serving") || had.get("machine_type") != want.get("machine_type");
+        if redeploy {
+            // The model version to serve: what the model's apply recorded.
+            let model = request
+                .config
+                .str("model")
+                .and_then(|m| m.parse::<Address>().ok())
+                .and_then(|m| request.dependencies.get(&m))
+                .and_then(|d| d.outputs.as_ref())
+                .ok_or_else(|| ProviderError::failed(format!("the model of {address} has no Vertex model recorded")))?;
+            let (Some(model_name), Some(version)) = (
+                model.get("vertex_model").and_then(Value::as_str),
+                model.get("vertex_version").and_then(Value::as_str),
+            ) else {
+                return Err(ProviderError::failed(format!("the model of {address} has no Vertex model recorded")));
+            };
+            let resources = DedicatedResources::new()
+                .set_machine_spec(MachineSpec::new().set_machine_type(s("machine_type")))
+                .set_min_replica_count(n("min"))
+                .set_max_replica_count(n("max"));
+            let deployed = DeployedModel::new()
+                .set_model(format!("{model_name}@{version}"))
+                .set_display_name(format!("{SERVING_PREFIX}{}", s("serving")))
+                .set_dedicated_resources(resources);
+            // All the traffic to the new one once it serves; the others at 0 until undeployed.
+            let mut split: HashMap<String, i32> = current.deployed_models.iter().map(|d| (d.id.clone(), 0)).collect();
+            split.insert("0".into(), 100);
+            progress.report(&format!(
+                "deploying {model_name} version {version} to {name} on {} (long-running)",
+                s("machine_type")
+            ));
+            let done = client
+                .deploy_model()
+                .set_endpoint(&name)
+                .set_deployed_model(deployed)
+                .set_traffic_split(split)
+                .poller()
+                .until_done()
+                .await;
+            let new = match done {
+                Ok(r) => r.deployed_model.map(|d| d.id).unwrap_or_default(),
+                Err(e) => {
+                    let e = vertex_error(&format!("deploy to Vertex endpoint {name}"), e);
+                    return Err(self.with_endpoint_state(e, address).await);
+                }
+            };
+            progress.report(&format!("deployed model {new} serves all the traffic of {name}"));
+            for old in current.deployed_models.iter().filter(|d| d.id != new) {
+                progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
+                if let Err(e) = client
+                    .undeploy_model()
+                    .set_endpoint(&name)
+                    .set_deployed_model_id(old.id.clone())
+                    .poller()
+                    .until_done()
+                    .await
+                {
+                    let e = vertex_error(&format!("undeploy {} from {name}", old.id), e);
+                    return Err(self.with_endpoint_state(e, address).await);
+                }
+            }
+        } else if let Some(d) = &serving {
+            if had.get("replicas") != want.get("replicas") {
+                progress.report(&format!("changing the replicas of deployed model {} in place", d.id));
+                let resources =
+                    DedicatedResources::new().set_min_replica_count(n("min")).set_max_replica_count(n("max"));
+                let mutated = DeployedModel::new().set_id(d.id.clone()).set_dedicated_resources(resources);
+                let mask = google_cloud_wkt::FieldMask::default()
+                    .set_paths(["dedicated_resources.min_replica_count", "dedicated_resources.max_replica_count"]);
+                if let Err(e) = client
+                    .mutate_deployed_model()
+                    .set_endpoint(&name)
+                    .set_deployed_model(mutated)
+                    .set_update_mask(mask)
+                    .poller()
+                    .until_done()
+                    .await
+                {
+                    let e = vertex_error(&format!("change the replicas on {name}"), e);
+                    return Err(self.with_endpoint_state(e, address).await);
+                }
+            }
+            if had.get("traffic") != want.get("traffic") {
+                progress.report(&format!("giving deployed model {} all the traffic of {name} again", d.id));
+                let split: HashMap<String, i32> = current
+                    .deployed_models
+                    .iter()
+                    .map(|x| (x.id.clone(), if x.id == d.id { 100 } else { 0 }))
+                    .collect();
+                self.update_endpoint(&name, Endpoint::new().set_name(&name).set_traffic_split(split), "traffic_split")
+                    .await?;
+            }
+        }
+        if had.get("labels") != want.get("labels") || had.get("display_name") != want.get("display_name") {
+            let e = Endpoint::new().set_name(&name).set_display_name(address.name.clone()).set_labels(labels);
+            self.update_endpoint(&name, e, "labels,display_name").await?;
+        }
+        self.endpoint_read(address).await?.ok_or_else(|| {
+            ProviderError::failed(format!("Vertex endpoint {name} is missing right after it was applied"))
+        })
+    }
+
+    async fn update_endpoint(&self, name: &str, e: Endpoint, mask: &str) -> Result<(), ProviderError> {
+        let client = self.endpoints().await?;
+        client
+            .update_endpoint()
+            .set_endpoint(e)
+            .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(mask.split(',')))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| vertex_error(&format!("update Vertex endpoint {name}"), e))
+    }
+
+    /// Undeploys every model and deletes the endpoint, when it is this stack's.
+    pub(crate) async fn endpoint_delete(
+        &self,
+        address: &Address,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        let name = self.endpoint_name(address);
+        let client = self.endpoints().await?;
+        let e = match client.get_endpoint().set_name(&name).send().await {
+            Ok(e) => e,
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
+        };
+        if e.labels.get("mlops-project") != Some(&self.stack) {
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                format!("Vertex endpoint {name} is not labelled mlops-project={}; it was left alone", self.stack),
+            ));
+        }
+        // Those without traffic first: the last one needs no new traffic split.
+        let mut deployed: Vec<&DeployedModel> = e.deployed_models.iter().collect();
+        deployed.sort_by_key(|d| e.traffic_split.get(&d.id).copied().unwrap_or(0));
+        for d in deployed {
+            progress.report(&format!("undeploying deployed model {} from {name}", d.id));
+            client
+                .undeploy_model()
+                .set_endpoint(&name)
+                .set_deployed_model_id(d.id.clone())
+                .poller()
+                .until_done()
+                .await
+                .map_err(|err| vertex_error(&format!("undeploy {} from {name}", d.id), err))?;
+        }
+        progress.report(&format!("deleting Vertex endpoint {name} (long-running)"));
+        match client.delete_endpoint().set_name(&name).poller().until_done().await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(vertex_error(&format!("delete Vertex endpoint {name}"), e)),
+        }
+    }
+}
