@@ -355,3 +355,52 @@ fn a_vertex_endpoint_moves_to_a_new_version_new_first_and_records_a_failed_deplo
     let gone = vertex(&format!("print(json.dumps(error(ai.projects().locations().endpoints().get(name={name:?}))))"));
     assert_eq!(gone["status"], "NOT_FOUND", "{gone}");
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_vertex_model_and_endpoint_made_elsewhere_are_imported_and_adopted() {
+    let s = VertexStack::new();
+    // Made with Google's client, outside mlops.
+    let made = vertex(&format!(
+        "ms, eps = ai.projects().locations().models(), ai.projects().locations().endpoints()\n\
+         up = wait(ms.upload(parent=loc, body={{'model': {{'displayName': 'by-hand', 'artifactUri': 'gs://{b}/churn/', \
+           'containerSpec': {{'imageUri': 'us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest'}}}}}}).execute())['response']\n\
+         ep = wait(eps.create(parent=loc, endpointId='byhand-{p}', body={{'displayName': 'by-hand'}}).execute())['response']['name']\n\
+         print(json.dumps({{'model': up['model'], 'endpoint': ep}}))",
+        b = s.bucket,
+        p = s.project
+    ));
+    let (model, endpoint) = (made["model"].as_str().unwrap(), made["endpoint"].as_str().unwrap());
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!("{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n"),
+    );
+    s.env.commit("adopt");
+    s.mlops(&["import", "models.churn", model]).ok();
+    s.mlops(&["import", "endpoints.api", &format!("byhand-{}", s.project)]).ok();
+    let rec = |what: &str| -> Value {
+        serde_json::from_str(
+            &s.env.git(&["show", &format!("refs/mlops/lineage/{}/default:resources/{what}.json", s.project)]),
+        )
+        .unwrap()
+    };
+    assert_eq!(rec("models/churn")["outputs"]["vertex_model"], model);
+    assert_eq!(rec("endpoints/api")["outputs"]["endpoint"], endpoint);
+    // Labelled as this stack's (through Google's client), so mlops may now change and delete them.
+    let labels = vertex(&format!(
+        "print(json.dumps([ai.projects().locations().models().get(name={model:?}).execute()['labels'], \
+         ai.projects().locations().endpoints().get(name={endpoint:?}).execute()['labels']]))"
+    ));
+    assert_eq!(labels[0]["mlops-project"], s.project.as_str());
+    assert_eq!(labels[1]["mlops-project"], s.project.as_str());
+    // The next apply brings them to the spec: the same endpoint (not a new one) now serves.
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let e =
+        vertex(&format!("print(json.dumps(ai.projects().locations().endpoints().get(name={endpoint:?}).execute()))"));
+    assert_eq!(e["deployedModels"].as_array().unwrap().len(), 1, "{e}");
+    assert_eq!(e["deployedModels"][0]["model"], model);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}

@@ -33,9 +33,20 @@ impl GcpProvider {
             .await
     }
 
-    /// The endpoint's resource name: its id is the stack's project and the spec name.
-    fn endpoint_name(&self, address: &Address) -> String {
-        format!("{}/endpoints/{}", self.location(), endpoint_id(&format!("{}-{}", self.stack, address.name)))
+    /// The endpoint's resource name: the one lineage recorded (an imported endpoint keeps its
+    /// own), else made of the stack's project and the spec name.
+    pub(crate) fn endpoint_name(&self, address: &Address, recorded: Option<&Attributes>) -> String {
+        match recorded.and_then(|o| o.get("endpoint")).and_then(Value::as_str) {
+            Some(name) => name.to_string(),
+            None => {
+                format!("{}/endpoints/{}", self.location(), endpoint_id(&format!("{}-{}", self.stack, address.name)))
+            }
+        }
+    }
+
+    /// A full resource name from an id or a name (`mlops import`).
+    fn endpoint_named(&self, id: &str) -> String {
+        if id.starts_with("projects/") { id.to_string() } else { format!("{}/endpoints/{id}", self.location()) }
     }
 
     pub(crate) fn endpoint_check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
@@ -133,19 +144,38 @@ impl GcpProvider {
         LiveState { attributes, outputs }
     }
 
-    pub(crate) async fn endpoint_read(&self, address: &Address) -> Result<Option<LiveState>, ProviderError> {
-        let name = self.endpoint_name(address);
+    pub(crate) async fn endpoint_read(&self, name: &str) -> Result<Option<LiveState>, ProviderError> {
         let client = self.endpoints().await?;
-        match client.get_endpoint().set_name(&name).send().await {
+        match client.get_endpoint().set_name(name).send().await {
             Ok(e) => Ok(Some(Self::endpoint_state(&e))),
             Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
         }
     }
 
+    /// An existing endpoint adopted into lineage (`mlops import`): labelled as this stack's.
+    pub(crate) async fn endpoint_import(&self, id: &str) -> Result<LiveState, ProviderError> {
+        let name = self.endpoint_named(id);
+        let client = self.endpoints().await?;
+        let e = match client.get_endpoint().set_name(&name).send().await {
+            Ok(e) => e,
+            Err(e) if not_found(&e) => {
+                return Err(ProviderError::invalid(format!("Vertex endpoint `{name}` does not exist")));
+            }
+            Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
+        };
+        let mut labels = e.labels.clone();
+        labels.insert("managed-by".into(), "mlops".into());
+        labels.insert("mlops-project".into(), self.stack.clone());
+        self.update_endpoint(&name, Endpoint::new().set_name(&name).set_labels(labels), "labels").await?;
+        self.endpoint_read(&name)
+            .await?
+            .ok_or_else(|| ProviderError::failed(format!("Vertex endpoint {name} vanished while it was imported")))
+    }
+
     /// The error, with what is live when something changed before it (recorded as partial).
-    async fn with_endpoint_state(&self, e: ProviderError, address: &Address) -> ProviderError {
-        match self.endpoint_read(address).await {
+    async fn with_endpoint_state(&self, e: ProviderError, name: &str) -> ProviderError {
+        match self.endpoint_read(name).await {
             Ok(Some(live)) => e.with_state(live),
             _ => e,
         }
@@ -157,7 +187,7 @@ impl GcpProvider {
         progress: &dyn Progress,
     ) -> Result<LiveState, ProviderError> {
         let address = request.address;
-        let name = self.endpoint_name(address);
+        let name = self.endpoint_name(address, request.prior.map(|p| &p.outputs));
         let client = self.endpoints().await?;
         let want = &request.desired.attributes;
         let mut labels: HashMap<String, String> = want
@@ -239,7 +269,7 @@ impl GcpProvider {
                 Ok(r) => r.deployed_model.map(|d| d.id).unwrap_or_default(),
                 Err(e) => {
                     let e = vertex_error(&format!("deploy to Vertex endpoint {name}"), e);
-                    return Err(self.with_endpoint_state(e, address).await);
+                    return Err(self.with_endpoint_state(e, &name).await);
                 }
             };
             progress.report(&format!("deployed model {new} serves all the traffic of {name}"));
@@ -254,7 +284,7 @@ impl GcpProvider {
                     .await
                 {
                     let e = vertex_error(&format!("undeploy {} from {name}", old.id), e);
-                    return Err(self.with_endpoint_state(e, address).await);
+                    return Err(self.with_endpoint_state(e, &name).await);
                 }
             }
         } else if let Some(d) = &serving {
@@ -275,7 +305,7 @@ impl GcpProvider {
                     .await
                 {
                     let e = vertex_error(&format!("change the replicas on {name}"), e);
-                    return Err(self.with_endpoint_state(e, address).await);
+                    return Err(self.with_endpoint_state(e, &name).await);
                 }
             }
             if had.get("traffic") != want.get("traffic") {
@@ -293,7 +323,7 @@ impl GcpProvider {
             let e = Endpoint::new().set_name(&name).set_display_name(address.name.clone()).set_labels(labels);
             self.update_endpoint(&name, e, "labels,display_name").await?;
         }
-        self.endpoint_read(address).await?.ok_or_else(|| {
+        self.endpoint_read(&name).await?.ok_or_else(|| {
             ProviderError::failed(format!("Vertex endpoint {name} is missing right after it was applied"))
         })
     }
@@ -314,9 +344,10 @@ impl GcpProvider {
     pub(crate) async fn endpoint_delete(
         &self,
         address: &Address,
+        prior: &PriorState,
         progress: &dyn Progress,
     ) -> Result<(), ProviderError> {
-        let name = self.endpoint_name(address);
+        let name = self.endpoint_name(address, Some(&prior.outputs));
         let client = self.endpoints().await?;
         let e = match client.get_endpoint().set_name(&name).send().await {
             Ok(e) => e,

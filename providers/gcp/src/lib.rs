@@ -450,7 +450,7 @@ impl Provider for GcpProvider {
                 Some(uri) => self.dataset_read(uri).await,
                 None => Ok(None),
             },
-            Kind::Endpoint => self.endpoint_read(address).await,
+            Kind::Endpoint => self.endpoint_read(&self.endpoint_name(address, prior.map(|p| &p.outputs))).await,
             Kind::Model => {
                 let (Some(uri), Some(generation)) =
                     (uri, prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
@@ -538,6 +538,17 @@ impl Provider for GcpProvider {
         }
     }
 
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        match config.address.kind {
+            Kind::Endpoint => self.endpoint_import(id).await,
+            Kind::Model if config.body.get("vertex").is_some() => self.vertex_import(config, id).await,
+            kind => Err(ProviderError::invalid(format!(
+                "the gcp provider imports Vertex AI models and endpoints, not {kind}: a dataset or a pin is \
+                 adopted by the next apply"
+            ))),
+        }
+    }
+
     async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
         match config.address.kind {
             Kind::Dataset => {
@@ -604,7 +615,7 @@ impl Provider for GcpProvider {
                 }
                 Ok(())
             }
-            Kind::Endpoint => self.endpoint_delete(address, progress).await,
+            Kind::Endpoint => self.endpoint_delete(address, prior, progress).await,
             // A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
             Kind::Model => match prior.outputs.get("vertex_model").and_then(Value::as_str) {
                 Some(name) => self.vertex_delete(name, progress).await,

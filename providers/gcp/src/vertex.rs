@@ -217,6 +217,43 @@ impl GcpProvider {
             .ok_or_else(|| ProviderError::failed(format!("Vertex model {name} is missing right after it was applied")))
     }
 
+    /// An existing Vertex model adopted into lineage (`mlops import`): its default version,
+    /// labelled as this stack's, with the spec's artifact pinned as it is now.
+    pub(crate) async fn vertex_import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let name =
+            if id.starts_with("projects/") { id.to_string() } else { format!("{}/models/{id}", self.location()) };
+        let client = self.models().await?;
+        let m = match client.get_model().set_name(&name).send().await {
+            Ok(m) => m,
+            Err(e) if not_found(&e) => {
+                return Err(ProviderError::invalid(format!("Vertex model `{name}` does not exist")));
+            }
+            Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
+        };
+        let mut labels = m.labels.clone();
+        labels.insert("managed-by".into(), "mlops".into());
+        labels.insert("mlops-project".into(), self.stack.clone());
+        client
+            .update_model()
+            .set_model(Model::new().set_name(&m.name).set_labels(labels))
+            .set_update_mask(google_cloud_wkt::FieldMask::default().set_paths(["labels"]))
+            .send()
+            .await
+            .map_err(|e| vertex_error(&format!("label Vertex model {name}"), e))?;
+        let uri = config.str("artifact").unwrap_or_default();
+        let o = self
+            .artifact(uri, None)
+            .await?
+            .ok_or_else(|| ProviderError::invalid(format!("the model artifact {uri} does not exist")))?;
+        let mut attributes = Self::model_attributes(uri, &o);
+        let mut outputs = Self::model_outputs(uri, &o);
+        if let Some((vertex, out)) = self.vertex_read(&m.name).await? {
+            attributes.insert("vertex".into(), vertex);
+            outputs.extend(out);
+        }
+        Ok(LiveState { attributes, outputs })
+    }
+
     /// Deletes the Vertex model (every version) when it is this stack's; leaves it otherwise.
     pub(crate) async fn vertex_delete(&self, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
         let client = self.models().await?;
