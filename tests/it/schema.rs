@@ -35,8 +35,15 @@ fn examples_validate_against_the_committed_schema() {
     )
     .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for example in ["quickstart", "gcp-gcs", "kubernetes-kserve", "aws-sagemaker", "mlflow-kserve", "kubernetes-feast"]
-    {
+    for example in [
+        "quickstart",
+        "gcp-gcs",
+        "gcp-vertex",
+        "kubernetes-kserve",
+        "aws-sagemaker",
+        "mlflow-kserve",
+        "kubernetes-feast",
+    ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example).join("mlops.yaml");
         let value: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();

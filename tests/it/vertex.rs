@@ -404,3 +404,35 @@ fn a_vertex_model_and_endpoint_made_elsewhere_are_imported_and_adopted() {
     let plan = s.mlops(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn the_vertex_example_applies_converges_and_is_destroyed() {
+    use crate::gcp::{emulator, put_object, unique, versioned_bucket};
+    let (gcs, url) = (emulator(), crate::common::service("VERTEX_ENDPOINT", None, "vertex"));
+    let env = crate::common::TestEnv::new();
+    crate::common::copy_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gcp-vertex"), env.path());
+    let (models, project) = (unique("acme-ml-models"), unique("churn-vertex").replace('-', ""));
+    let spec = env
+        .read("mlops.yaml")
+        .replace("gs://acme-ml-models/", &format!("gs://{models}/"))
+        .replace("project: churn-vertex", &format!("project: {project}"));
+    env.write("mlops.yaml", &spec);
+    env.commit("example");
+    versioned_bucket(&gcs, &models);
+    put_object(&gcs, &models, "churn/model.bst", "xgboost weights");
+    let with = [("STORAGE_EMULATOR_HOST", gcs.as_str()), ("VERTEX_ENDPOINT", url.as_str())];
+    let run = env.mlops_env(&["apply", "--auto-approve"], &with).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 2 added"), "{}", run.stdout);
+    assert!(env.mlops_env(&["plan"], &with).ok().stdout.contains("No changes."));
+    let e = vertex(&format!(
+        "print(json.dumps(ai.projects().locations().endpoints().get(name='projects/acme-ml/locations/us-central1/endpoints/{project}-churn-api').execute()))"
+    ));
+    assert_eq!(e["deployedModels"][0]["dedicatedResources"]["machineSpec"]["machineType"], "n1-standard-4");
+    assert_eq!(e["deployedModels"][0]["dedicatedResources"]["maxReplicaCount"], 3);
+    env.write("mlops.yaml", &format!("version: 1\nproject: {project}\nproviders:\n  gcp: {{ project: acme-ml }}\n"));
+    env.commit("destroy");
+    let run = env.mlops_env(&["apply", "--auto-approve"], &with).ok();
+    assert!(run.stdout.contains("2 destroyed"), "{}", run.stdout);
+}
