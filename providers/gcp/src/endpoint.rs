@@ -164,9 +164,7 @@ impl GcpProvider {
             }
             Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
         };
-        let mut labels = e.labels.clone();
-        labels.insert("managed-by".into(), "mlops".into());
-        labels.insert("mlops-project".into(), self.stack.clone());
+        let labels = self.owned_labels(e.labels.clone());
         self.update_endpoint(&name, Endpoint::new().set_name(&name).set_labels(labels), "labels").await?;
         self.endpoint_read(&name)
             .await?
@@ -190,13 +188,7 @@ impl GcpProvider {
         let name = self.endpoint_name(address, request.prior.map(|p| &p.outputs));
         let client = self.endpoints().await?;
         let want = &request.desired.attributes;
-        let mut labels: HashMap<String, String> = want
-            .get("labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default();
-        labels.insert("managed-by".into(), "mlops".into());
-        labels.insert("mlops-project".into(), self.stack.clone());
+        let labels = self.owned_labels(string_map(want.get("labels")));
         let mut live = match client.get_endpoint().set_name(&name).send().await {
             Ok(e) => Some(e),
             Err(e) if not_found(&e) => None,

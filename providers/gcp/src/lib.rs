@@ -290,12 +290,7 @@ impl GcpProvider {
             }
             Err(e) if e.status == Some(404) => {
                 progress.report(&format!("creating bucket gs://{bucket} with object versioning"));
-                let mut all_labels: HashMap<String, String> = labels
-                    .as_object()
-                    .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
-                    .unwrap_or_default();
-                all_labels.insert("managed-by".into(), "mlops".into());
-                all_labels.insert("mlops-project".into(), self.stack.clone());
+                let all_labels = self.owned_labels(string_map(Some(labels)));
                 let insert = InsertBucketRequest {
                     name: bucket.to_string(),
                     param: InsertBucketParam {
@@ -333,6 +328,23 @@ impl GcpProvider {
             Err(e) if matches!(e.status, Some(404) | Some(412)) => Ok(false),
             Err(e) => Err(e.error),
         }
+    }
+}
+
+/// The string entries of a spec's `labels` map.
+pub(crate) fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+impl GcpProvider {
+    /// `labels` with the marks of what this stack owns: `managed-by: mlops`, `mlops-project`.
+    pub(crate) fn owned_labels(&self, labels: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
+        let mut out: HashMap<String, String> = labels.into_iter().collect();
+        out.insert("managed-by".into(), "mlops".into());
+        out.insert("mlops-project".into(), self.stack.clone());
+        out
     }
 }
 

@@ -137,13 +137,7 @@ impl GcpProvider {
     ) -> Result<(Value, Attributes), ProviderError> {
         let client = self.models().await?;
         let s = |k: &str| want.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let mut labels: BTreeMap<String, String> = want
-            .get("labels")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
-            .unwrap_or_default();
-        labels.insert("managed-by".into(), "mlops".into());
-        labels.insert("mlops-project".into(), self.stack.clone());
+        let mut labels = self.owned_labels(string_map(want.get("labels")));
         labels.insert("mlops-source".into(), s("source"));
         let aliases: Vec<String> = want
             .get("aliases")
@@ -230,9 +224,7 @@ impl GcpProvider {
             }
             Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
         };
-        let mut labels = m.labels.clone();
-        labels.insert("managed-by".into(), "mlops".into());
-        labels.insert("mlops-project".into(), self.stack.clone());
+        let labels = self.owned_labels(m.labels.clone());
         client
             .update_model()
             .set_model(Model::new().set_name(&m.name).set_labels(labels))
