@@ -436,3 +436,40 @@ fn the_vertex_example_applies_converges_and_is_destroyed() {
     let run = env.mlops_env(&["apply", "--auto-approve"], &with).ok();
     assert!(run.stdout.contains("2 destroyed"), "{}", run.stdout);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_model_uploaded_but_not_recorded_is_adopted_and_someone_elses_is_refused() {
+    let s = VertexStack::new();
+    // As an apply killed right after the upload leaves it: this stack's model under its id.
+    let upload = |project: &str| {
+        vertex(&format!(
+            "up = wait(ai.projects().locations().models().upload(parent=loc, body={{'modelId': '{p}-churn', 'model': \
+             {{'displayName': 'x', 'artifactUri': 'gs://{b}/churn/', 'containerSpec': {{'imageUri': 'i'}}, \
+             'labels': {{'mlops-project': {project:?}}}}}}}).execute())['response']\nprint(json.dumps(up))",
+            p = s.project,
+            b = s.bucket
+        ))
+    };
+    let made = upload(&s.project);
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(
+        run.stdout.contains("uploading a new version of Vertex model"),
+        "adopted, not uploaded again:\n{}",
+        run.stdout
+    );
+    assert_eq!(s.model()["default"]["name"], made["model"]);
+
+    // Someone else's model under the id a new stack would use: refused, pointing at import.
+    let other = VertexStack::new();
+    vertex(&format!(
+        "wait(ai.projects().locations().models().upload(parent=loc, body={{'modelId': '{p}-churn', 'model': \
+         {{'displayName': 'theirs', 'artifactUri': 'gs://b/x/', 'containerSpec': {{'imageUri': 'i'}}, \
+         'labels': {{'mlops-project': 'someone-else'}}}}}}).execute())\nprint('null')",
+        p = other.project
+    ));
+    let run = other.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(run.status, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("is not this stack's") && run.stdout.contains("mlops import"), "{}", run.stdout);
+}

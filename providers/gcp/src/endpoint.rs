@@ -194,6 +194,20 @@ impl GcpProvider {
             Err(e) if not_found(&e) => None,
             Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
         };
+        // Not in lineage but there (an apply killed after the create): adopted only when it is
+        // this stack's.
+        if let Some(e) = live.as_ref().filter(|_| request.prior.is_none())
+            && e.labels.get("mlops-project") != Some(&self.stack)
+        {
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Vertex endpoint {name} exists and is not this stack's (label mlops-project is {:?}); \
+                     `mlops import` adopts it",
+                    e.labels.get("mlops-project")
+                ),
+            ));
+        }
         if live.is_none() {
             progress.report(&format!("creating Vertex endpoint {name} (long-running)"));
             let endpoint = Endpoint::new().set_display_name(address.name.clone()).set_labels(labels.clone());

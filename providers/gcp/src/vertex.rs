@@ -144,6 +144,13 @@ impl GcpProvider {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
+        // Not in lineage but there under our id (an apply killed after the upload): adopted when
+        // it is this stack's, refused otherwise.
+        let found = match live {
+            Some(_) => None,
+            None => self.unrecorded(&format!("{}/models/{}", self.location(), self.model_id(address))).await?,
+        };
+        let live = live.or(found.as_ref().map(|(v, n)| (v, n.as_str())));
         let same = |k: &str| live.is_some_and(|(l, _)| l.get(k) == want.get(k));
         let name = match live {
             Some((_, name)) if same("image") && same("artifact_uri") && same("source") => {
@@ -192,7 +199,7 @@ impl GcpProvider {
                         upload = upload.set_parent_model(parent);
                     }
                     None => {
-                        let id = model_id(&format!("{}-{}", self.stack, address.name));
+                        let id = self.model_id(address);
                         progress.report(&format!("uploading Vertex model {id} (long-running)"));
                         upload = upload.set_model_id(id);
                     }
@@ -244,6 +251,33 @@ impl GcpProvider {
             outputs.extend(out);
         }
         Ok(LiveState { attributes, outputs })
+    }
+
+    /// The Vertex model id of a spec model: the stack's project and its name.
+    fn model_id(&self, address: &Address) -> String {
+        model_id(&format!("{}-{}", self.stack, address.name))
+    }
+
+    /// A model lineage does not know of at `name`: its state when it is this stack's, a
+    /// conflict when it is someone else's, `None` when there is none.
+    async fn unrecorded(&self, name: &str) -> Result<Option<(Value, String)>, ProviderError> {
+        let client = self.models().await?;
+        let m = match client.get_model().set_name(name).send().await {
+            Ok(m) => m,
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
+        };
+        if m.labels.get("mlops-project") != Some(&self.stack) {
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "Vertex model {name} exists and is not this stack's (label mlops-project is {:?}); \
+                     `mlops import` adopts it",
+                    m.labels.get("mlops-project")
+                ),
+            ));
+        }
+        Ok(Some((Self::vertex_state(&m).0, m.name)))
     }
 
     /// Deletes the Vertex model (every version) when it is this stack's; leaves it otherwise.
