@@ -473,3 +473,57 @@ fn a_model_uploaded_but_not_recorded_is_adopted_and_someone_elses_is_refused() {
     assert_ne!(run.status, 0, "{}", run.stdout);
     assert!(run.stdout.contains("is not this stack's") && run.stdout.contains("mlops import"), "{}", run.stdout);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_vertex_canary_keeps_the_previous_version_until_promoted() {
+    let s = VertexStack::new();
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!("{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    traffic: {{ canary_percent: 20 }}\n"),
+    );
+    s.env.commit("canary endpoint");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
+    let endpoint =
+        || vertex(&format!("print(json.dumps(ai.projects().locations().endpoints().get(name={name:?}).execute()))"));
+    let split = |e: &Value| -> Vec<(String, i64)> {
+        let mut v: Vec<(String, i64)> = e["deployedModels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["modelVersionId"].as_str().unwrap().to_string(),
+                    e["trafficSplit"][d["id"].as_str().unwrap()].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // The first version has nothing to share with: all the traffic, and nothing left to do.
+    assert_eq!(split(&endpoint()), [("1".to_string(), 100)]);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // A new version is the canary: 20%, the previous one keeps 80%.
+    crate::gcp::put_object(&s.gcs, &s.bucket, "churn/model.bst", "weights v2");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(split(&endpoint()), [("1".to_string(), 80), ("2".to_string(), 20)]);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "the canary is what the spec asks for:\n{}{}", plan.stdout, plan.stderr);
+
+    // Promotion: `canary_percent` leaves the spec; the new version takes all, the old one goes.
+    s.env.write("mlops.yaml", &s.env.read("mlops.yaml").replace("    traffic: { canary_percent: 20 }\n", ""));
+    s.env.commit("promote");
+    let plan = s.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(crate::common::paths(crate::common::change(&plan, "endpoints.api")), ["traffic"]);
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(split(&endpoint()), [("2".to_string(), 100)]);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}

@@ -59,13 +59,6 @@ impl GcpProvider {
                 "e.g. `instance_type: n1-standard-4`",
             ));
         }
-        if config.body.pointer("/traffic/canary_percent").is_some() {
-            out.push(diag(
-                ValuePath::keys(&["traffic", "canary_percent"]),
-                "a canary on a Vertex AI endpoint is not supported yet: it would be ignored".into(),
-                "remove it; a new model version takes all the traffic once deployed",
-            ));
-        }
         let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
         if let Some(max) = config.body.get("max_replicas").and_then(Value::as_u64).filter(|m| *m < min) {
             out.push(diag(
@@ -104,20 +97,44 @@ impl GcpProvider {
             })?;
         let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
         let max = config.body.get("max_replicas").and_then(Value::as_u64).unwrap_or(min);
+        // A canary exists while the version changes: the new one takes its share and the one
+        // serving now keeps the rest, until `canary_percent` leaves the spec (the promotion).
+        let traffic = match config.body.pointer("/traffic/canary_percent").and_then(Value::as_u64) {
+            Some(p) => {
+                let live = self.endpoint_read(&self.endpoint_name(&config.address, None)).await?;
+                let (serving, previous) = live
+                    .as_ref()
+                    .map(|l| (l.attributes.get("serving"), l.outputs.get("previous").filter(|p| !p.is_null())))
+                    .unwrap_or((None, None));
+                let changing = serving.is_some_and(|s| !s.is_null() && *s != source);
+                if changing || (serving == Some(&source) && previous.is_some()) { p } else { 100 }
+            }
+            None => 100,
+        };
         let attributes = attributes_of(json!({
             "display_name": config.address.name,
             "serving": source,
             "machine_type": config.str("instance_type"),
             "replicas": { "min": min, "max": max },
-            "traffic": 100,
+            "traffic": traffic,
             "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
         }));
         Ok(Desired { attributes, create_before_destroy: true, expected_wait_secs: Some(900), ..Default::default() })
     }
 
+    /// The deployed models mlops made, newest first: the first is what it serves (or the
+    /// canary), the second what served before (during a canary).
+    fn ours(e: &Endpoint) -> Vec<&DeployedModel> {
+        let mut v: Vec<&DeployedModel> =
+            e.deployed_models.iter().filter(|d| d.display_name.starts_with(SERVING_PREFIX)).collect();
+        v.sort_by_key(|d| std::cmp::Reverse(d.create_time.as_ref().map(|t| (t.seconds(), t.nanos()))));
+        v
+    }
+
     fn endpoint_state(e: &Endpoint) -> LiveState {
-        // What mlops serves: the deployed model with the most traffic.
-        let serving = e.deployed_models.iter().max_by_key(|d| e.traffic_split.get(&d.id).copied().unwrap_or(0));
+        let ours = Self::ours(e);
+        let serving = ours.first().copied();
+        let previous = ours.get(1).map(|d| d.display_name.trim_start_matches(SERVING_PREFIX).to_string());
         let resources = serving.and_then(|d| d.dedicated_resources());
         let labels: BTreeMap<&String, &String> =
             e.labels.iter().filter(|(k, _)| !OWN_LABELS.contains(&k.as_str())).collect();
@@ -140,6 +157,7 @@ impl GcpProvider {
             "deployed_models": deployed,
             "traffic_split": split,
             "version": serving.map(|d| d.model_version_id.clone()),
+            "previous": previous,
         }));
         LiveState { attributes, outputs }
     }
@@ -225,11 +243,9 @@ impl GcpProvider {
         let current = live.expect("created above");
         let state = Self::endpoint_state(&current);
         let had = &state.attributes;
-        let serving = current
-            .deployed_models
-            .iter()
-            .max_by_key(|d| current.traffic_split.get(&d.id).copied().unwrap_or(0))
-            .cloned();
+        let ours = Self::ours(&current);
+        let serving = ours.first().map(|d| (*d).clone());
+        let share = want.get("traffic").and_then(Value::as_i64).unwrap_or(100) as i32;
         let s = |k: &str| want.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
         let n = |k: &str| want.get("replicas").and_then(|r| r.get(k)).and_then(Value::as_i64).unwrap_or(1) as i32;
         let redeploy = had.get("serving") != want.get("serving") || had.get("machine_type") != want.get("machine_type");
@@ -256,9 +272,14 @@ impl GcpProvider {
                 .set_model(format!("{model_name}@{version}"))
                 .set_display_name(format!("{SERVING_PREFIX}{}", s("serving")))
                 .set_dedicated_resources(resources);
-            // All the traffic to the new one once it serves; the others at 0 until undeployed.
+            // The new one's share once it serves (all of it, or a canary's, the one serving now
+            // keeping the rest); the others at 0 until undeployed.
             let mut split: HashMap<String, i32> = current.deployed_models.iter().map(|d| (d.id.clone(), 0)).collect();
-            split.insert("0".into(), 100);
+            split.insert("0".into(), share);
+            let keep = serving.as_ref().filter(|_| share < 100).map(|d| d.id.clone());
+            if let Some(k) = &keep {
+                split.insert(k.clone(), 100 - share);
+            }
             progress.report(&format!(
                 "deploying {model_name} version {version} to {name} on {} (long-running)",
                 s("machine_type")
@@ -278,8 +299,8 @@ impl GcpProvider {
                     return Err(self.with_endpoint_state(e, &name).await);
                 }
             };
-            progress.report(&format!("deployed model {new} serves all the traffic of {name}"));
-            for old in current.deployed_models.iter().filter(|d| d.id != new) {
+            progress.report(&format!("deployed model {new} serves {share}% of the traffic of {name}"));
+            for old in ours.iter().filter(|d| d.id != new && Some(&d.id) != keep.as_ref()) {
                 progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
                 if let Err(e) = client
                     .undeploy_model()
@@ -315,14 +336,40 @@ impl GcpProvider {
                 }
             }
             if had.get("traffic") != want.get("traffic") {
-                progress.report(&format!("giving deployed model {} all the traffic of {name} again", d.id));
+                // The canary's share, the previous version keeping the rest; or, at 100, the
+                // promotion: the previous versions mlops deployed are undeployed.
+                let previous = ours.get(1).map(|p| p.id.clone()).filter(|_| share < 100);
+                progress.report(&format!("giving deployed model {} {share}% of the traffic of {name}", d.id));
                 let split: HashMap<String, i32> = current
                     .deployed_models
                     .iter()
-                    .map(|x| (x.id.clone(), if x.id == d.id { 100 } else { 0 }))
+                    .map(|x| {
+                        let pct = if x.id == d.id {
+                            share
+                        } else if Some(&x.id) == previous.as_ref() {
+                            100 - share
+                        } else {
+                            0
+                        };
+                        (x.id.clone(), pct)
+                    })
                     .collect();
                 self.update_endpoint(&name, Endpoint::new().set_name(&name).set_traffic_split(split), "traffic_split")
                     .await?;
+                for old in ours.iter().skip(1).filter(|x| Some(&x.id) != previous.as_ref()) {
+                    progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
+                    if let Err(e) = client
+                        .undeploy_model()
+                        .set_endpoint(&name)
+                        .set_deployed_model_id(old.id.clone())
+                        .poller()
+                        .until_done()
+                        .await
+                    {
+                        let e = vertex_error(&format!("undeploy {} from {name}", old.id), e);
+                        return Err(self.with_endpoint_state(e, &name).await);
+                    }
+                }
             }
         }
         if had.get("labels") != want.get("labels") || had.get("display_name") != want.get("display_name") {
