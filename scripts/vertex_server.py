@@ -428,10 +428,13 @@ def mutate(store, name, body):
     def effect():
         for f in mask:
             head, _, leaf = f.partition(".")
-            if leaf:
-                current.setdefault(head, {})[leaf] = (want.get(head) or {}).get(leaf)
+            target, key, value = (current.setdefault(head, {}), leaf, (want.get(head) or {}).get(leaf)) if leaf \
+                else (current, head, want.get(head))
+            # A field the request leaves out is cleared (proto3: absent is its default).
+            if value is None:
+                target.pop(key, None)
             else:
-                current[head] = want.get(head)
+                target[key] = value
         endpoint["updateTime"] = now()
         return {"deployedModel": copy.deepcopy(current)}
 

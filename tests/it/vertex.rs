@@ -527,3 +527,57 @@ fn a_vertex_canary_keeps_the_previous_version_until_promoted() {
     let plan = s.mlops(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn vertex_autoscaling_is_the_deployed_models_metric_target_and_bounds() {
+    let s = VertexStack::new();
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!(
+            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             autoscaling: {{ min: 2, max: 5, target: {{ metric: cpu, value: 65 }} }}\n"
+        ),
+    );
+    s.env.commit("autoscaled endpoint");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
+    let resources = || {
+        vertex(&format!(
+            "print(json.dumps(ai.projects().locations().endpoints().get(name={name:?}).execute()['deployedModels'][0]['dedicatedResources']))"
+        ))
+    };
+    let r = resources();
+    assert_eq!((r["minReplicaCount"].as_i64(), r["maxReplicaCount"].as_i64()), (Some(2), Some(5)), "{r}");
+    assert_eq!(
+        r["autoscalingMetricSpecs"][0]["metricName"],
+        "aiplatform.googleapis.com/prediction/online/cpu/utilization"
+    );
+    assert_eq!(r["autoscalingMetricSpecs"][0]["target"], 65);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+    // A new target and bounds: in place on the same deployed model.
+    s.env.write(
+        "mlops.yaml",
+        &s.env.read("mlops.yaml").replace(
+            "min: 2, max: 5, target: { metric: cpu, value: 65 }",
+            "min: 1, max: 8, target: { metric: cpu, value: 50 }",
+        ),
+    );
+    s.env.commit("retarget");
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("in place"), "{}", run.stdout);
+    let r = resources();
+    assert_eq!((r["minReplicaCount"].as_i64(), r["maxReplicaCount"].as_i64()), (Some(1), Some(8)), "{r}");
+    assert_eq!(r["autoscalingMetricSpecs"][0]["target"], 50);
+    // Vertex cannot track concurrency: refused at validate, at its line.
+    s.env.write(
+        "mlops.yaml",
+        &s.env.read("mlops.yaml").replace("metric: cpu, value: 50", "metric: concurrency, value: 50"),
+    );
+    let run = s.mlops(&["validate"]);
+    assert_ne!(run.status, 0);
+    assert!(run.stderr.contains("Vertex AI (autoscalingMetricSpecs) cannot track `concurrency`"), "{}", run.stderr);
+}

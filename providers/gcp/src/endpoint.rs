@@ -8,19 +8,45 @@
 use std::collections::{BTreeMap, HashMap};
 
 use google_cloud_aiplatform_v1::client::EndpointService;
-use google_cloud_aiplatform_v1::model::{DedicatedResources, DeployedModel, Endpoint, MachineSpec};
+use google_cloud_aiplatform_v1::model::{
+    AutoscalingMetricSpec, DedicatedResources, DeployedModel, Endpoint, MachineSpec,
+};
 use google_cloud_lro::Poller;
+use mlops_provider_core::autoscaling::{Autoscaling, AutoscalingSupport, Metric};
 
 use super::vertex::{OWN_LABELS, not_found, vertex_error};
 use super::*;
 
 const SERVING_PREFIX: &str = "mlops-";
 
+/// Vertex AI scales a deployed model between its min and max replicas on a metric target.
+const AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
+    what: "Vertex AI (autoscalingMetricSpecs)",
+    metrics: &[Metric::Cpu],
+    cooldowns: false,
+    instead: "Vertex AI scales dedicated resources on CPU (or accelerator) utilisation",
+};
+
+/// The Vertex metric of CPU utilisation.
+const CPU_METRIC: &str = "aiplatform.googleapis.com/prediction/online/cpu/utilization";
+
 /// A Vertex endpoint id from a spec name: lowercase letters, digits and `-`, starting with a letter.
 fn endpoint_id(name: &str) -> String {
     let id: String =
         name.to_ascii_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     if id.starts_with(|c: char| c.is_ascii_lowercase()) { id } else { format!("e-{id}") }
+}
+
+/// The autoscaling metric targets a desired state asks for.
+fn scale_on(want: &Attributes) -> Vec<AutoscalingMetricSpec> {
+    want.get("scale_on")
+        .filter(|v| !v.is_null())
+        .map(|v| {
+            let metric = v.get("metric").and_then(Value::as_str).unwrap_or(CPU_METRIC);
+            let target = v.get("target").and_then(Value::as_i64).unwrap_or(60) as i32;
+            vec![AutoscalingMetricSpec::new().set_metric_name(metric).set_target(target)]
+        })
+        .unwrap_or_default()
 }
 
 impl GcpProvider {
@@ -67,7 +93,7 @@ impl GcpProvider {
                 "raise max_replicas or lower instance_count",
             ));
         }
-        out.extend(mlops_provider_core::autoscaling::check(config, None));
+        out.extend(mlops_provider_core::autoscaling::check(config, Some(&AUTOSCALING)));
         out.extend(mlops_provider_core::rollout::check(config, None));
         out.extend(mlops_provider_core::check_duration(
             ValuePath::key("wait_timeout"),
@@ -95,8 +121,14 @@ impl GcpProvider {
                 ))
                 .at(ValuePath::key("model"))
             })?;
-        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
-        let max = config.body.get("max_replicas").and_then(Value::as_u64).unwrap_or(min);
+        let autoscaling = Autoscaling::of(config);
+        let (min, max) = match &autoscaling {
+            Some(a) => (a.min, a.max),
+            None => {
+                let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+                (min, config.body.get("max_replicas").and_then(Value::as_u64).unwrap_or(min))
+            }
+        };
         // A canary exists while the version changes: the new one takes its share and the one
         // serving now keeps the rest, until `canary_percent` leaves the spec (the promotion).
         let traffic = match config.body.pointer("/traffic/canary_percent").and_then(Value::as_u64) {
@@ -116,6 +148,7 @@ impl GcpProvider {
             "serving": source,
             "machine_type": config.str("instance_type"),
             "replicas": { "min": min, "max": max },
+            "scale_on": autoscaling.map(|a| json!({ "metric": CPU_METRIC, "target": a.target.round() as i64 })),
             "traffic": traffic,
             "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
         }));
@@ -143,6 +176,9 @@ impl GcpProvider {
             "serving": serving.map(|d| d.display_name.trim_start_matches(SERVING_PREFIX).to_string()),
             "machine_type": resources.and_then(|r| r.machine_spec.as_ref()).map(|m| m.machine_type.clone()),
             "replicas": resources.map(|r| json!({ "min": r.min_replica_count, "max": r.max_replica_count })),
+            "scale_on": resources
+                .and_then(|r| r.autoscaling_metric_specs.first())
+                .map(|m| json!({ "metric": m.metric_name, "target": m.target })),
             "traffic": serving.and_then(|d| e.traffic_split.get(&d.id)),
             "labels": labels,
         }));
@@ -267,7 +303,8 @@ impl GcpProvider {
             let resources = DedicatedResources::new()
                 .set_machine_spec(MachineSpec::new().set_machine_type(s("machine_type")))
                 .set_min_replica_count(n("min"))
-                .set_max_replica_count(n("max"));
+                .set_max_replica_count(n("max"))
+                .set_autoscaling_metric_specs(scale_on(want));
             let deployed = DeployedModel::new()
                 .set_model(format!("{model_name}@{version}"))
                 .set_display_name(format!("{SERVING_PREFIX}{}", s("serving")))
@@ -315,13 +352,18 @@ impl GcpProvider {
                 }
             }
         } else if let Some(d) = &serving {
-            if had.get("replicas") != want.get("replicas") {
+            if had.get("replicas") != want.get("replicas") || had.get("scale_on") != want.get("scale_on") {
                 progress.report(&format!("changing the replicas of deployed model {} in place", d.id));
-                let resources =
-                    DedicatedResources::new().set_min_replica_count(n("min")).set_max_replica_count(n("max"));
+                let resources = DedicatedResources::new()
+                    .set_min_replica_count(n("min"))
+                    .set_max_replica_count(n("max"))
+                    .set_autoscaling_metric_specs(scale_on(want));
                 let mutated = DeployedModel::new().set_id(d.id.clone()).set_dedicated_resources(resources);
-                let mask = google_cloud_wkt::FieldMask::default()
-                    .set_paths(["dedicated_resources.min_replica_count", "dedicated_resources.max_replica_count"]);
+                let mask = google_cloud_wkt::FieldMask::default().set_paths([
+                    "dedicated_resources.min_replica_count",
+                    "dedicated_resources.max_replica_count",
+                    "dedicated_resources.autoscaling_metric_specs",
+                ]);
                 if let Err(e) = client
                     .mutate_deployed_model()
                     .set_endpoint(&name)
