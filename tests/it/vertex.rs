@@ -581,3 +581,39 @@ fn vertex_autoscaling_is_the_deployed_models_metric_target_and_bounds() {
     assert_ne!(run.status, 0);
     assert!(run.stderr.contains("Vertex AI (autoscalingMetricSpecs) cannot track `concurrency`"), "{}", run.stderr);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_vertex_rollout_moves_the_traffic_split_in_steps_then_undeploys_the_old_version() {
+    let s = VertexStack::new();
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!(
+            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             rollout: {{ strategy: linear, step: {{ percent: 50, interval: 1s }}, bake: 1s }}\n"
+        ),
+    );
+    s.env.commit("rollout endpoint");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    crate::gcp::put_object(&s.gcs, &s.bucket, "churn/model.bst", "weights v2");
+    let plan = s.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let c = crate::common::change(&plan, "endpoints.api");
+    let tag = c["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "rollout").expect("a rollout tag");
+    assert_eq!(tag["steps"], serde_json::json!([50, 100]), "{tag}");
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    let at = |needle: &str| run.stdout.find(needle).unwrap_or_else(|| panic!("{needle:?} not in:\n{}", run.stdout));
+    assert!(at("serves 50% of the traffic") < at("rollout step 2/2: 100%"));
+    assert!(at("rollout step 2/2: 100%") < at("baking 1s"));
+    assert!(at("baking 1s") < at("undeploying the previous deployed model"));
+    let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
+    let e = vertex(&format!("print(json.dumps(ai.projects().locations().endpoints().get(name={name:?}).execute()))"));
+    let deployed = e["deployedModels"].as_array().unwrap();
+    assert_eq!(deployed.len(), 1, "{e}");
+    assert_eq!(deployed[0]["modelVersionId"], "2");
+    assert_eq!(e["trafficSplit"][deployed[0]["id"].as_str().unwrap()], 100);
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+}

@@ -13,6 +13,7 @@ use google_cloud_aiplatform_v1::model::{
 };
 use google_cloud_lro::Poller;
 use mlops_provider_core::autoscaling::{Autoscaling, AutoscalingSupport, Metric};
+use mlops_provider_core::rollout::{Rollout, RolloutSupport, Strategy};
 
 use super::vertex::{OWN_LABELS, not_found, vertex_error};
 use super::*;
@@ -25,6 +26,15 @@ const AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
     metrics: &[Metric::Cpu],
     cooldowns: false,
     instead: "Vertex AI scales dedicated resources on CPU (or accelerator) utilisation",
+};
+
+/// A rollout on Vertex AI: mlops moves the endpoint's traffic split in steps; a deployment that
+/// fails moves nothing (there are no alarms to watch).
+const ROLLOUT: RolloutSupport = RolloutSupport {
+    what: "Vertex AI (traffic split steps driven by mlops)",
+    strategies: &Strategy::ALL,
+    percent: (1, 99),
+    alarms: None,
 };
 
 /// The Vertex metric of CPU utilisation.
@@ -94,7 +104,14 @@ impl GcpProvider {
             ));
         }
         out.extend(mlops_provider_core::autoscaling::check(config, Some(&AUTOSCALING)));
-        out.extend(mlops_provider_core::rollout::check(config, None));
+        out.extend(mlops_provider_core::rollout::check(config, Some(&ROLLOUT)));
+        if config.body.get("rollout").is_some() && config.body.pointer("/traffic/canary_percent").is_some() {
+            out.push(diag(
+                ValuePath::keys(&["traffic", "canary_percent"]),
+                "`rollout` moves the traffic step by step: a fixed `traffic.canary_percent` would fight it".into(),
+                "remove `traffic.canary_percent`, or `rollout`",
+            ));
+        }
         out.extend(mlops_provider_core::check_duration(
             ValuePath::key("wait_timeout"),
             config.body.get("wait_timeout"),
@@ -309,8 +326,13 @@ impl GcpProvider {
                 .set_model(format!("{model_name}@{version}"))
                 .set_display_name(format!("{SERVING_PREFIX}{}", s("serving")))
                 .set_dedicated_resources(resources);
-            // The new one's share once it serves (all of it, or a canary's, the one serving now
-            // keeping the rest); the others at 0 until undeployed.
+            // A rollout moves the traffic in steps from the version serving now.
+            let rollout = Rollout::of(request.config).filter(|_| serving.is_some());
+            let steps: Vec<i32> =
+                rollout.as_ref().map(|r| r.steps().iter().map(|s| *s as i32).collect()).unwrap_or_default();
+            let share = steps.first().copied().unwrap_or(share);
+            // The new one's share once it serves (all of it, a canary's or the first step's, the
+            // one serving now keeping the rest); the others at 0 until undeployed.
             let mut split: HashMap<String, i32> = current.deployed_models.iter().map(|d| (d.id.clone(), 0)).collect();
             split.insert("0".into(), share);
             let keep = serving.as_ref().filter(|_| share < 100).map(|d| d.id.clone());
@@ -337,6 +359,33 @@ impl GcpProvider {
                 }
             };
             progress.report(&format!("deployed model {new} serves {share}% of the traffic of {name}"));
+            let mut keep = keep;
+            if let (Some(r), Some(previous)) = (&rollout, keep.clone()) {
+                for (i, step) in steps.iter().enumerate().skip(1) {
+                    progress.report(&format!("waiting {}s before rollout step {}", r.interval.as_secs(), i + 1));
+                    tokio::time::sleep(r.interval).await;
+                    progress.report(&format!(
+                        "rollout step {}/{}: {step}% of the traffic of {name} to deployed model {new}",
+                        i + 1,
+                        steps.len()
+                    ));
+                    let split: HashMap<String, i32> = current
+                        .deployed_models
+                        .iter()
+                        .map(|d| (d.id.clone(), if d.id == previous { 100 - step } else { 0 }))
+                        .chain([(new.clone(), *step)])
+                        .collect();
+                    let update = Endpoint::new().set_name(&name).set_traffic_split(split);
+                    if let Err(e) = self.update_endpoint(&name, update, "traffic_split").await {
+                        return Err(self.with_endpoint_state(e, &name).await);
+                    }
+                }
+                if !r.bake.is_zero() {
+                    progress.report(&format!("baking {}s before the previous version is undeployed", r.bake.as_secs()));
+                    tokio::time::sleep(r.bake).await;
+                }
+                keep = None;
+            }
             for old in ours.iter().filter(|d| d.id != new && Some(&d.id) != keep.as_ref()) {
                 progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
                 if let Err(e) = client
