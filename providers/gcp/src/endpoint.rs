@@ -1,9 +1,11 @@
 //! Vertex AI endpoints: an endpoint on gcp serves a gcp model registered in Vertex (`vertex:`)
 //! on dedicated resources (`instance_type` → machine type, `instance_count` → min replicas,
-//! `max_replicas` → max). A new model version is deployed next to the old one with all the
-//! traffic, and the old deployed model is undeployed only once the new one serves
+//! `max_replicas` → max, or `autoscaling`). A new model version is deployed next to the old one
+//! with all the traffic (a canary's share, or a rollout's first step, the old one keeping the
+//! rest), and the old deployed model is undeployed only once the new one serves
 //! (create-before-destroy); a replica-only change is `mutateDeployedModel`. Each deployed model is
-//! named `mlops-<source>` after the model version it serves, which is how a read knows it.
+//! named `mlops-<source>` after the model version it serves, which is how a read knows it; the
+//! newest of those is what mlops serves.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -388,15 +390,7 @@ impl GcpProvider {
             }
             for old in ours.iter().filter(|d| d.id != new && Some(&d.id) != keep.as_ref()) {
                 progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
-                if let Err(e) = client
-                    .undeploy_model()
-                    .set_endpoint(&name)
-                    .set_deployed_model_id(old.id.clone())
-                    .poller()
-                    .until_done()
-                    .await
-                {
-                    let e = vertex_error(&format!("undeploy {} from {name}", old.id), e);
+                if let Err(e) = self.undeploy(&name, &old.id).await {
                     return Err(self.with_endpoint_state(e, &name).await);
                 }
             }
@@ -449,15 +443,7 @@ impl GcpProvider {
                     .await?;
                 for old in ours.iter().skip(1).filter(|x| Some(&x.id) != previous.as_ref()) {
                     progress.report(&format!("undeploying the previous deployed model {} from {name}", old.id));
-                    if let Err(e) = client
-                        .undeploy_model()
-                        .set_endpoint(&name)
-                        .set_deployed_model_id(old.id.clone())
-                        .poller()
-                        .until_done()
-                        .await
-                    {
-                        let e = vertex_error(&format!("undeploy {} from {name}", old.id), e);
+                    if let Err(e) = self.undeploy(&name, &old.id).await {
                         return Err(self.with_endpoint_state(e, &name).await);
                     }
                 }
@@ -470,6 +456,20 @@ impl GcpProvider {
         self.endpoint_read(&name).await?.ok_or_else(|| {
             ProviderError::failed(format!("Vertex endpoint {name} is missing right after it was applied"))
         })
+    }
+
+    /// Undeploys one deployed model (its traffic share must be 0, or it must be the last one).
+    async fn undeploy(&self, name: &str, id: &str) -> Result<(), ProviderError> {
+        let client = self.endpoints().await?;
+        client
+            .undeploy_model()
+            .set_endpoint(name)
+            .set_deployed_model_id(id)
+            .poller()
+            .until_done()
+            .await
+            .map(|_| ())
+            .map_err(|e| vertex_error(&format!("undeploy {id} from {name}"), e))
     }
 
     async fn update_endpoint(&self, name: &str, e: Endpoint, mask: &str) -> Result<(), ProviderError> {
@@ -509,14 +509,7 @@ impl GcpProvider {
         deployed.sort_by_key(|d| e.traffic_split.get(&d.id).copied().unwrap_or(0));
         for d in deployed {
             progress.report(&format!("undeploying deployed model {} from {name}", d.id));
-            client
-                .undeploy_model()
-                .set_endpoint(&name)
-                .set_deployed_model_id(d.id.clone())
-                .poller()
-                .until_done()
-                .await
-                .map_err(|err| vertex_error(&format!("undeploy {} from {name}", d.id), err))?;
+            self.undeploy(&name, &d.id).await?;
         }
         progress.report(&format!("deleting Vertex endpoint {name} (long-running)"));
         match client.delete_endpoint().set_name(&name).poller().until_done().await {

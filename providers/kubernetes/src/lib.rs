@@ -130,6 +130,7 @@ impl Part {
 use mlops_provider_core::error_chain as chain;
 
 use mlops_provider_core::autoscaling::{AutoscalingSupport, Metric};
+use mlops_provider_core::rollout::{RolloutSupport, Strategy};
 
 /// KServe's predictor autoscaling (`scaleMetric`/`scaleTarget`, Knative's or a HorizontalPodAutoscaler).
 const KSERVE_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
@@ -141,9 +142,9 @@ const KSERVE_AUTOSCALING: AutoscalingSupport = AutoscalingSupport {
 
 /// KServe's canary (`canaryTrafficPercent`, Serverless mode), raised step by step by mlops,
 /// which checks readiness at each step and resets to the previous model when one fails.
-const KSERVE_ROLLOUT: mlops_provider_core::rollout::RolloutSupport = mlops_provider_core::rollout::RolloutSupport {
+const KSERVE_ROLLOUT: RolloutSupport = RolloutSupport {
     what: "KServe (canaryTrafficPercent, stepped by mlops)",
-    strategies: &mlops_provider_core::rollout::Strategy::ALL,
+    strategies: &Strategy::ALL,
     percent: (1, 99),
     alarms: None,
 };
