@@ -77,6 +77,17 @@ pub struct AutoscalingSupport {
     pub instead: &'static str,
 }
 
+/// The portable replica bounds in order: `max_replicas` is not below `instance_count`.
+pub fn check_bounds(config: &ResourceConfig) -> Option<ConfigDiagnostic> {
+    let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
+    let max = config.body.get("max_replicas").and_then(Value::as_u64).filter(|m| *m < min)?;
+    Some(ConfigDiagnostic::unsupported(
+        ValuePath::key("max_replicas"),
+        format!("`max_replicas` ({max}) is below `instance_count` ({min})"),
+        "raise max_replicas or lower instance_count",
+    ))
+}
+
 /// The shared checks of an endpoint's `autoscaling:` for a provider that supports it as `support`
 /// says; `None` support refuses the block at its line.
 pub fn check(config: &ResourceConfig, support: Option<&AutoscalingSupport>) -> Vec<ConfigDiagnostic> {
@@ -162,5 +173,8 @@ mod tests {
         assert_eq!(none.len(), 1);
         assert_eq!(none[0].path.to_string(), "autoscaling");
         assert!(check(&crate::test_endpoint(json!({})), None).is_empty());
+        let bounds = check_bounds(&crate::test_endpoint(json!({ "instance_count": 3, "max_replicas": 2 })));
+        assert_eq!(bounds.map(|d| d.path.to_string()).as_deref(), Some("max_replicas"));
+        assert!(check_bounds(&crate::test_endpoint(json!({ "max_replicas": 2 }))).is_none());
     }
 }

@@ -146,6 +146,13 @@ pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<C
     }
     out.extend(check_duration(ValuePath::keys(&["rollout", "step", "interval"]), step.and_then(|s| s.get("interval"))));
     out.extend(check_duration(ValuePath::keys(&["rollout", "bake"]), block.get("bake")));
+    if config.body.pointer("/traffic/canary_percent").is_some() {
+        out.push(ConfigDiagnostic::unsupported(
+            ValuePath::keys(&["traffic", "canary_percent"]),
+            "`rollout` moves the traffic step by step: a fixed `traffic.canary_percent` would fight it",
+            "remove `traffic.canary_percent`, or `rollout`",
+        ));
+    }
     let alarms = block.get("alarms").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     if alarms && support.alarms.is_none() {
         out.push(ConfigDiagnostic::unsupported(
@@ -194,6 +201,9 @@ mod tests {
         );
         let paths: Vec<String> = check(&c, Some(&S)).iter().map(|d| d.path.to_string()).collect();
         assert_eq!(paths, ["rollout.strategy", "rollout.step.percent", "rollout.alarms"]);
+        let beside = crate::test_endpoint(json!({ "traffic": { "canary_percent": 10 },
+            "rollout": { "strategy": "canary", "step": { "percent": 10, "interval": "1m" } } }));
+        assert_eq!(check(&beside, Some(&S))[0].path.to_string(), "traffic.canary_percent");
         let no_step = crate::test_endpoint(json!({ "rollout": { "strategy": "canary" } }));
         assert_eq!(check(&no_step, Some(&S))[0].path.to_string(), "rollout");
         assert_eq!(check(&c, None)[0].path.to_string(), "rollout");

@@ -97,23 +97,10 @@ impl GcpProvider {
                 "e.g. `instance_type: n1-standard-4`",
             ));
         }
-        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
-        if let Some(max) = config.body.get("max_replicas").and_then(Value::as_u64).filter(|m| *m < min) {
-            out.push(diag(
-                ValuePath::key("max_replicas"),
-                format!("`max_replicas` ({max}) is below `instance_count` ({min})"),
-                "raise max_replicas or lower instance_count",
-            ));
-        }
+        out.extend(mlops_provider_core::autoscaling::check_bounds(config));
         out.extend(mlops_provider_core::autoscaling::check(config, Some(&AUTOSCALING)));
         out.extend(mlops_provider_core::rollout::check(config, Some(&ROLLOUT)));
-        if config.body.get("rollout").is_some() && config.body.pointer("/traffic/canary_percent").is_some() {
-            out.push(diag(
-                ValuePath::keys(&["traffic", "canary_percent"]),
-                "`rollout` moves the traffic step by step: a fixed `traffic.canary_percent` would fight it".into(),
-                "remove `traffic.canary_percent`, or `rollout`",
-            ));
-        }
+
         out.extend(mlops_provider_core::check_duration(
             ValuePath::key("wait_timeout"),
             config.body.get("wait_timeout"),

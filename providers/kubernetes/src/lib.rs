@@ -623,14 +623,7 @@ impl Provider for KubernetesProvider {
         } else {
             out.extend(mlops_provider_core::rollout::check(config, Some(&KSERVE_ROLLOUT)));
         }
-        if config.body.get("rollout").is_some() && canary.is_some() {
-            out.push(diag(
-                ValuePath::keys(&["traffic", "canary_percent"]),
-                "`rollout` drives `canaryTrafficPercent` step by step: a fixed `traffic.canary_percent` would fight it"
-                    .into(),
-                "remove `traffic.canary_percent`, or `rollout`",
-            ));
-        }
+
         if runtime == Some("kserve") {
             for key in ["image", "args", "port"] {
                 if config.body.get(key).is_some() {
@@ -642,15 +635,7 @@ impl Provider for KubernetesProvider {
                 }
             }
         }
-        let max = config.body.get("max_replicas").and_then(Value::as_u64);
-        let min = config.body.get("instance_count").and_then(Value::as_u64).unwrap_or(1);
-        if max.is_some_and(|m| m < min) {
-            out.push(diag(
-                ValuePath::key("max_replicas"),
-                format!("`max_replicas` ({}) is below `instance_count` ({min})", max.unwrap_or_default()),
-                "raise max_replicas or lower instance_count",
-            ));
-        }
+        out.extend(mlops_provider_core::autoscaling::check_bounds(config));
         out.extend(mlops_provider_core::check_duration(
             ValuePath::key("wait_timeout"),
             config.body.get("wait_timeout"),
