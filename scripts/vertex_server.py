@@ -242,19 +242,30 @@ def handle(store, trail, verb, method, path, query, body):
         fields = [camel(f) for f in mask.split(",") if f]
         if collection == "endpoints" and "trafficSplit" in fields:
             check_split(resource, body.get("trafficSplit") or {})
-        for field in fields:
-            if field in body:
-                resource[field] = body[field]
-            else:
-                resource.pop(field, None)
-        resource["updateTime"] = now()
-        return copy.deepcopy(resource)
+        def effect():
+            for field in fields:
+                if field in body:
+                    resource[field] = body[field]
+                else:
+                    resource.pop(field, None)
+            resource["updateTime"] = now()
+            return copy.deepcopy(resource)
+
+        # Some updates are long-running operations (the document says which, by the response).
+        if response_ref == "GoogleLongrunningOperation":
+            return store.operation(location_of(name), effect, method["request"]["$ref"], "Update" + collection[:-1].capitalize())
+        return effect()
     if verb == "delete":
         resource = store.get(name)
         if collection == "endpoints" and resource.get("deployedModels"):
             raise ApiError(412, f"Endpoint {name} has deployed models; undeploy them first.")
 
         def effect():
+            # What lives under it goes with it (Vertex refuses that unless `force`; mlops forces).
+            for child in [k for k in store.items if k.startswith(name + "/")]:
+                if not query.get("force") or query.get("force") == ["false"]:
+                    raise ApiError(412, f"{name} still has {child}; delete it first, or set force.")
+                store.items.pop(child)
             store.items.pop(name, None)
             return {}
 

@@ -617,3 +617,80 @@ fn a_vertex_rollout_moves_the_traffic_split_in_steps_then_undeploys_the_old_vers
     let plan = s.mlops(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
 }
+
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_feature_store_is_a_feature_group_an_online_store_and_a_view_and_a_new_key_destroys_data() {
+    let s = VertexStack::new();
+    let spec = s.env.read("mlops.yaml");
+    s.env.write(
+        "mlops.yaml",
+        &format!(
+            "{spec}feature_stores:\n  customers:\n    provider: gcp\n    record_identifier: customer_id\n    \
+             event_time: ts\n    features: {{ customer_id: string, ts: string, tenure: integral, spend: fractional }}\n    \
+             bigquery: {{ table: bq://test.features.customers }}\n    labels: {{ team: ml }}\n"
+        ),
+    );
+    s.env.commit("feature store");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let id = format!("{}_customers", s.project);
+    let look = |id: &str| {
+        vertex(&format!(
+            "g = ai.projects().locations().featureGroups()\n\
+             group = error(g.get(name=loc + '/featureGroups/{id}'))\n\
+             if group and group.get('status') == 'NOT_FOUND':\n    print('null'); raise SystemExit\n\
+             fs = g.features().list(parent=loc + '/featureGroups/{id}').execute().get('features', [])\n\
+             view = ai.projects().locations().featureOnlineStores().featureViews().get(name=loc + '/featureOnlineStores/{id}/featureViews/{id}').execute()\n\
+             print(json.dumps({{'group': g.get(name=loc + '/featureGroups/{id}').execute(), 'features': sorted(f['versionColumnName'] + ':' + f['labels']['mlops-type'] for f in fs), 'view': view}}))"
+        ))
+    };
+    let r = look(&id);
+    assert_eq!(r["group"]["bigQuery"]["bigQuerySource"]["inputUri"], "bq://test.features.customers");
+    assert_eq!(r["group"]["bigQuery"]["entityIdColumns"], serde_json::json!(["customer_id"]));
+    assert_eq!(r["group"]["bigQuery"]["timeSeries"]["timestampColumn"], "ts");
+    assert_eq!(r["features"], serde_json::json!(["spend:fractional", "tenure:integral"]));
+    let ids = &r["view"]["featureRegistrySource"]["featureGroups"][0]["featureIds"];
+    assert_eq!(ids, &serde_json::json!(["spend", "tenure"]), "{r}");
+    let plan = s.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // A feature added: in place, the view follows.
+    s.env.write(
+        "mlops.yaml",
+        &s.env.read("mlops.yaml").replace("spend: fractional }", "spend: fractional, churned: integral }"),
+    );
+    s.env.commit("add a feature");
+    let run = s.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("1 changed"), "{}", run.stdout);
+    let r = look(&id);
+    assert_eq!(r["features"], serde_json::json!(["churned:integral", "spend:fractional", "tenure:integral"]));
+    assert_eq!(
+        r["view"]["featureRegistrySource"]["featureGroups"][0]["featureIds"],
+        serde_json::json!(["churned", "spend", "tenure"])
+    );
+
+    // Another record identifier: a replacement that drops the online data, refused without the flag.
+    s.env.write(
+        "mlops.yaml",
+        &s.env
+            .read("mlops.yaml")
+            .replace("record_identifier: customer_id", "record_identifier: account_id")
+            .replace("customer_id: string,", "customer_id: string, account_id: string,"),
+    );
+    s.env.commit("new key");
+    let plan = s.mlops(&["plan", "--json"]).ok();
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let c = crate::common::change(&plan, "feature_stores.customers");
+    assert_eq!((c["action"].as_str(), c["data_destroying"].as_bool()), (Some("replace"), Some(true)), "{c}");
+    let refused = s.mlops(&["apply", "--auto-approve"]);
+    assert_ne!(refused.status, 0, "{}", refused.stdout);
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert_eq!(look(&id)["group"]["bigQuery"]["entityIdColumns"], serde_json::json!(["account_id"]));
+
+    // Removed from the spec: the view, the online store and the group are deleted.
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("no feature store");
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert_eq!(look(&id), Value::Null);
+}

@@ -13,6 +13,7 @@
 
 mod dataset;
 mod endpoint;
+mod feature_store;
 mod model;
 mod schema;
 mod vertex;
@@ -41,8 +42,8 @@ use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use mlops_provider_core::{
-    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
-    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
+    Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
+    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 use sha2::Digest;
@@ -81,6 +82,8 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         client: tokio::sync::OnceCell::new(),
         vertex: tokio::sync::OnceCell::new(),
         vertex_endpoints: tokio::sync::OnceCell::new(),
+        vertex_registry: tokio::sync::OnceCell::new(),
+        vertex_online: tokio::sync::OnceCell::new(),
         reads: Default::default(),
     }))
 }
@@ -98,6 +101,8 @@ pub struct GcpProvider {
     client: tokio::sync::OnceCell<Client>,
     vertex: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::ModelService>,
     vertex_endpoints: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::EndpointService>,
+    vertex_registry: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::FeatureRegistryService>,
+    vertex_online: tokio::sync::OnceCell<google_cloud_aiplatform_v1::client::FeatureOnlineStoreAdminService>,
     /// Artifact metadata `desired` fetched (by model address), for the `read` of the same model.
     reads: mlops_provider_core::ReadCache<Object>,
 }
@@ -410,11 +415,7 @@ impl Provider for GcpProvider {
                 out
             }
             Kind::Endpoint => Self::endpoint_check(config),
-            Kind::FeatureStore => vec![diag(
-                ValuePath::key("provider"),
-                "the gcp provider does not manage feature stores yet (Vertex AI Feature Store is planned)".into(),
-                "keep feature stores on local, aws or feast",
-            )],
+            Kind::FeatureStore => Self::feature_store_check(config),
         }
     }
 
@@ -422,6 +423,7 @@ impl Provider for GcpProvider {
         match config.address.kind {
             Kind::Dataset => self.dataset_desired(config).await,
             Kind::Endpoint => self.endpoint_desired(config, deps).await,
+            Kind::FeatureStore => Ok(Self::feature_store_desired(config)),
             Kind::Model => {
                 // Resolved at plan time: the plan shows new bytes behind an unchanged URI.
                 let uri = config.str("artifact").unwrap_or_default();
@@ -444,7 +446,6 @@ impl Provider for GcpProvider {
                 }
                 Ok(d)
             }
-            _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", config.address.kind))),
         }
     }
 
@@ -463,6 +464,7 @@ impl Provider for GcpProvider {
                 None => Ok(None),
             },
             Kind::Endpoint => self.endpoint_read(&self.endpoint_name(address, prior.map(|p| &p.outputs))).await,
+            Kind::FeatureStore => self.feature_store_read(address).await,
             Kind::Model => {
                 let (Some(uri), Some(generation)) =
                     (uri, prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
@@ -498,7 +500,6 @@ impl Provider for GcpProvider {
                 }
                 Ok(Some(LiveState { attributes, outputs }))
             }
-            _ => Ok(None),
         }
     }
 
@@ -508,6 +509,7 @@ impl Provider for GcpProvider {
         match request.address.kind {
             Kind::Dataset => self.dataset_apply(&request, progress).await,
             Kind::Endpoint => self.endpoint_apply(&request, progress).await,
+            Kind::FeatureStore => self.feature_store_apply(&request, progress).await,
             Kind::Model => {
                 let uri = request.config.str("artifact").unwrap_or_default();
                 let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
@@ -546,7 +548,6 @@ impl Provider for GcpProvider {
                 }
                 Ok(LiveState { attributes, outputs })
             }
-            _ => Err(ProviderError::invalid(format!("the gcp provider does not manage {}", request.address.kind))),
         }
     }
 
@@ -628,12 +629,12 @@ impl Provider for GcpProvider {
                 Ok(())
             }
             Kind::Endpoint => self.endpoint_delete(address, prior, progress).await,
+            Kind::FeatureStore => self.feature_store_delete(address, progress).await,
             // A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
             Kind::Model => match prior.outputs.get("vertex_model").and_then(Value::as_str) {
                 Some(name) => self.vertex_delete(name, progress).await,
                 None => Ok(()),
             },
-            _ => Ok(()),
         }
     }
 }

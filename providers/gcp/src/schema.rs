@@ -37,9 +37,26 @@ struct VertexModel {
     aliases: Option<Vec<String>>,
 }
 
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct FeatureStoreSettings {
+    /// The BigQuery table a Vertex AI feature store serves (gcp).
+    bigquery: Option<BigQueryTable>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BigQueryTable {
+    /// `bq://PROJECT.DATASET.TABLE`: its columns are the features (by name), the record
+    /// identifier and the event time.
+    table: String,
+}
+
 fn settings(kind: Kind) -> serde_json::Map<String, Value> {
     match kind {
         Kind::Model => mlops_provider_core::properties_of::<ModelSettings>(),
+        Kind::FeatureStore => mlops_provider_core::properties_of::<FeatureStoreSettings>(),
         _ => serde_json::Map::new(),
     }
 }
