@@ -423,6 +423,16 @@ fn the_vertex_example_applies_converges_and_is_destroyed() {
     versioned_bucket(&gcs, &models);
     put_object(&gcs, &models, "churn/model.bst", "xgboost weights");
     let with = [("STORAGE_EMULATOR_HOST", gcs.as_str()), ("VERTEX_ENDPOINT", url.as_str())];
+    // Policies see the Vertex endpoint's machine type and replicas like any other endpoint's.
+    env.write("mlops.yaml", &format!("{spec}policies:\n  allowed_instance_types: [n1-standard-2]\n"));
+    let check = env.mlops_env(&["check"], &with);
+    assert_eq!(check.status, 3, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check.stderr.contains("policy::instance_type") && check.stderr.contains("n1-standard-4"),
+        "{}",
+        check.stderr
+    );
+    env.write("mlops.yaml", &spec);
     let run = env.mlops_env(&["apply", "--auto-approve"], &with).ok();
     assert!(run.stdout.contains("Apply complete! Resources: 2 added"), "{}", run.stdout);
     assert!(env.mlops_env(&["plan"], &with).ok().stdout.contains("No changes."));
