@@ -160,6 +160,14 @@ impl VertexStack {
         self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs), ("VERTEX_ENDPOINT", &self.url)])
     }
 
+    /// Appends `yaml` to the committed spec and commits it; returns the spec before.
+    fn append(&self, yaml: &str) -> String {
+        let spec = self.env.read("mlops.yaml");
+        self.env.write("mlops.yaml", &format!("{spec}{yaml}"));
+        self.env.commit("append");
+        spec
+    }
+
     /// The Vertex model mlops recorded, as Google's client reads it: its default version and v1.
     fn model(&self) -> Value {
         let rec: Value = serde_json::from_str(
@@ -243,15 +251,10 @@ fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
 #[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
 fn a_vertex_endpoint_moves_to_a_new_version_new_first_and_records_a_failed_deploy() {
     let s = VertexStack::new();
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!(
-            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
-             instance_count: 1\n    max_replicas: 2\n    labels: {{ team: ml }}\n"
-        ),
+    let spec = s.append(
+        "endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             instance_count: 1\n    max_replicas: 2\n    labels: { team: ml }\n",
     );
-    s.env.commit("endpoint");
     s.mlops(&["apply", "--auto-approve"]).ok();
     let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
     let endpoint = |_: &VertexStack| {
@@ -372,12 +375,7 @@ fn a_vertex_model_and_endpoint_made_elsewhere_are_imported_and_adopted() {
         p = s.project
     ));
     let (model, endpoint) = (made["model"].as_str().unwrap(), made["endpoint"].as_str().unwrap());
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!("{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n"),
-    );
-    s.env.commit("adopt");
+    s.append("endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n");
     s.mlops(&["import", "models.churn", model]).ok();
     s.mlops(&["import", "endpoints.api", &format!("byhand-{}", s.project)]).ok();
     let rec = |what: &str| -> Value {
@@ -489,12 +487,7 @@ fn a_model_uploaded_but_not_recorded_is_adopted_and_someone_elses_is_refused() {
 #[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
 fn a_vertex_canary_keeps_the_previous_version_until_promoted() {
     let s = VertexStack::new();
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!("{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    traffic: {{ canary_percent: 20 }}\n"),
-    );
-    s.env.commit("canary endpoint");
+    s.append("endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    traffic: { canary_percent: 20 }\n");
     s.mlops(&["apply", "--auto-approve"]).ok();
     let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
     let endpoint =
@@ -543,15 +536,10 @@ fn a_vertex_canary_keeps_the_previous_version_until_promoted() {
 #[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
 fn vertex_autoscaling_is_the_deployed_models_metric_target_and_bounds() {
     let s = VertexStack::new();
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!(
-            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
-             autoscaling: {{ min: 2, max: 5, target: {{ metric: cpu, value: 65 }} }}\n"
-        ),
+    s.append(
+        "endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             autoscaling: { min: 2, max: 5, target: { metric: cpu, value: 65 } }\n",
     );
-    s.env.commit("autoscaled endpoint");
     s.mlops(&["apply", "--auto-approve"]).ok();
     let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
     let resources = || {
@@ -597,15 +585,10 @@ fn vertex_autoscaling_is_the_deployed_models_metric_target_and_bounds() {
 #[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
 fn a_vertex_rollout_moves_the_traffic_split_in_steps_then_undeploys_the_old_version() {
     let s = VertexStack::new();
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!(
-            "{spec}endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
-             rollout: {{ strategy: linear, step: {{ percent: 50, interval: 1s }}, bake: 1s }}\n"
-        ),
+    s.append(
+        "endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             rollout: { strategy: linear, step: { percent: 50, interval: 1s }, bake: 1s }\n",
     );
-    s.env.commit("rollout endpoint");
     s.mlops(&["apply", "--auto-approve"]).ok();
     crate::gcp::put_object(&s.gcs, &s.bucket, "churn/model.bst", "weights v2");
     let plan = s.mlops(&["plan", "--json"]).ok();
@@ -633,16 +616,9 @@ fn a_vertex_rollout_moves_the_traffic_split_in_steps_then_undeploys_the_old_vers
 #[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
 fn a_feature_store_is_a_feature_group_an_online_store_and_a_view_and_a_new_key_destroys_data() {
     let s = VertexStack::new();
-    let spec = s.env.read("mlops.yaml");
-    s.env.write(
-        "mlops.yaml",
-        &format!(
-            "{spec}feature_stores:\n  customers:\n    provider: gcp\n    record_identifier: customer_id\n    \
-             event_time: ts\n    features: {{ customer_id: string, ts: string, tenure: integral, spend: fractional }}\n    \
-             bigquery: {{ table: bq://test.features.customers }}\n    labels: {{ team: ml }}\n"
-        ),
-    );
-    s.env.commit("feature store");
+    let spec = s.append("feature_stores:\n  customers:\n    provider: gcp\n    record_identifier: customer_id\n    \
+             event_time: ts\n    features: { customer_id: string, ts: string, tenure: integral, spend: fractional }\n    \
+             bigquery: { table: bq://test.features.customers }\n    labels: { team: ml }\n");
     s.mlops(&["apply", "--auto-approve"]).ok();
     let id = format!("{}_customers", s.project);
     let look = |id: &str| {
