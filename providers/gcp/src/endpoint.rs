@@ -256,17 +256,8 @@ impl GcpProvider {
         };
         // Not in lineage but there (an apply killed after the create): adopted only when it is
         // this stack's.
-        if let Some(e) = live.as_ref().filter(|_| request.prior.is_none())
-            && e.labels.get("mlops-project") != Some(&self.stack)
-        {
-            return Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "Vertex endpoint {name} exists and is not this stack's (label mlops-project is {:?}); \
-                     `mlops import` adopts it",
-                    e.labels.get("mlops-project")
-                ),
-            ));
+        if let Some(e) = live.as_ref().filter(|_| request.prior.is_none()) {
+            self.require_ours(&e.labels, &format!("Vertex endpoint {name}"), true)?;
         }
         if live.is_none() {
             progress.report(&format!("creating Vertex endpoint {name} (long-running)"));
@@ -485,12 +476,7 @@ impl GcpProvider {
             Err(e) if not_found(&e) => return Ok(()),
             Err(e) => return Err(vertex_error(&format!("get Vertex endpoint {name}"), e)),
         };
-        if e.labels.get("mlops-project") != Some(&self.stack) {
-            return Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!("Vertex endpoint {name} is not labelled mlops-project={}; it was left alone", self.stack),
-            ));
-        }
+        self.require_ours(&e.labels, &format!("Vertex endpoint {name}"), false)?;
         // Those without traffic first: the last one needs no new traffic split.
         let mut deployed: Vec<&DeployedModel> = e.deployed_models.iter().collect();
         deployed.sort_by_key(|d| e.traffic_split.get(&d.id).copied().unwrap_or(0));

@@ -353,12 +353,7 @@ impl GcpProvider {
             Err(e) if not_found(&e) => return Ok(()),
             Err(e) => return Err(vertex_error(&format!("get Vertex feature group {group}"), e)),
         };
-        if g.labels.get("mlops-project") != Some(&self.stack) {
-            return Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!("Vertex feature group {group} is not labelled mlops-project={}; it was left alone", self.stack),
-            ));
-        }
+        self.require_ours(&g.labels, &format!("Vertex feature group {group}"), false)?;
         self.delete_online(address, progress).await?;
         progress.report(&format!("deleting Vertex feature group {group} and its features"));
         match registry.delete_feature_group().set_name(&group).set_force(true).poller().until_done().await {

@@ -344,6 +344,29 @@ pub(crate) fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
 }
 
 impl GcpProvider {
+    /// Refuses `what` (e.g. "Vertex model NAME") unless it carries this stack's `mlops-project`
+    /// label: when `adopting` an object lineage does not know, pointing at `mlops import`;
+    /// otherwise (a delete) saying it was left alone.
+    pub(crate) fn require_ours(
+        &self,
+        labels: &HashMap<String, String>,
+        what: &str,
+        adopting: bool,
+    ) -> Result<(), ProviderError> {
+        let found = labels.get("mlops-project");
+        if found == Some(&self.stack) {
+            return Ok(());
+        }
+        let message = if adopting {
+            format!(
+                "{what} exists and is not this stack's (label mlops-project is {found:?}); `mlops import` adopts it"
+            )
+        } else {
+            format!("{what} is not labelled mlops-project={}; it was left alone", self.stack)
+        };
+        Err(ProviderError::new(ErrorKind::Conflict, message))
+    }
+
     /// `labels` with the marks of what this stack owns: `managed-by: mlops`, `mlops-project`.
     pub(crate) fn owned_labels(&self, labels: impl IntoIterator<Item = (String, String)>) -> HashMap<String, String> {
         let mut out: HashMap<String, String> = labels.into_iter().collect();

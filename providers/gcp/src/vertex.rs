@@ -267,16 +267,7 @@ impl GcpProvider {
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
         };
-        if m.labels.get("mlops-project") != Some(&self.stack) {
-            return Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!(
-                    "Vertex model {name} exists and is not this stack's (label mlops-project is {:?}); \
-                     `mlops import` adopts it",
-                    m.labels.get("mlops-project")
-                ),
-            ));
-        }
+        self.require_ours(&m.labels, &format!("Vertex model {name}"), true)?;
         Ok(Some((Self::vertex_state(&m).0, m.name)))
     }
 
@@ -288,12 +279,7 @@ impl GcpProvider {
             Err(e) if not_found(&e) => return Ok(()),
             Err(e) => return Err(vertex_error(&format!("get Vertex model {name}"), e)),
         };
-        if m.labels.get("mlops-project") != Some(&self.stack) {
-            return Err(ProviderError::new(
-                ErrorKind::Conflict,
-                format!("Vertex model {name} is not labelled mlops-project={}; it was left alone", self.stack),
-            ));
-        }
+        self.require_ours(&m.labels, &format!("Vertex model {name}"), false)?;
         progress.report(&format!("deleting Vertex model {name} (long-running)"));
         match client.delete_model().set_name(name).poller().until_done().await {
             Ok(_) => Ok(()),
