@@ -484,6 +484,64 @@ pub fn csv(lines: &[AuditLine]) -> String {
     out
 }
 
+/// A commit's records checked against the plan it applied: what it did not change is recorded as
+/// its parent recorded it, what it recorded without a change is what the plan saw live, and what
+/// it applied is what the plan wanted (the plan's desired state is a no-op on the record).
+fn records_against_plan(
+    plan: &crate::plan::Plan,
+    entry: &Entry,
+    before: &BTreeMap<Address, ResourceRecord>,
+    after: &BTreeMap<Address, ResourceRecord>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let touched: BTreeMap<&str, &crate::lineage::EntryChange> =
+        entry.changes.iter().map(|c| (c.address.as_str(), c)).collect();
+    let state = |r: &ResourceRecord| crate::plan::RecordedState {
+        attributes: r.attributes.clone(),
+        outputs: r.outputs.clone(),
+    };
+    let changes: BTreeMap<&Address, &crate::plan::ResourceChange> =
+        plan.changes.iter().map(|c| (&c.address, c)).collect();
+    // What a replacement left behind is cleaned by a later apply without a change of its own.
+    let without_deposed = |r: &ResourceRecord| {
+        let mut r = r.clone();
+        r.outputs.remove("deposed");
+        r
+    };
+    for (a, record) in after {
+        let change = changes.get(a).copied();
+        match touched.get(a.to_string().as_str()) {
+            Some(t) if t.status == OutcomeStatus::Applied && t.action != Action::Delete => {
+                let Some(desired) = change.and_then(|c| c.desired.as_ref()) else { continue };
+                let c = change.expect("desired comes from the change");
+                let want = mlops_provider_core::Desired {
+                    attributes: desired.clone(),
+                    subset: c.subset.clone(),
+                    ..Default::default()
+                };
+                let d = crate::engine::diff::decide(Some(&want), Some(&state(record)));
+                if d.action != Action::NoOp {
+                    let paths: Vec<&str> = d.attributes.iter().map(|x| x.path.as_str()).collect();
+                    out.push(format!("{a}'s record is not what its plan applied ({})", paths.join(", ")));
+                }
+            }
+            Some(_) => {}
+            None if change.is_some_and(|c| c.is_to_record()) => {
+                let live = change.and_then(|c| c.live.as_deref());
+                if live != Some(&state(record)) {
+                    out.push(format!("{a}'s record is not the live state its plan recorded"));
+                }
+            }
+            None => {
+                if before.get(a).map(without_deposed) != Some(without_deposed(record)) {
+                    out.push(format!("{a}'s record changed, but its plan did not change or record it"));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What `mlops verify` found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Verification {
@@ -500,10 +558,12 @@ pub struct Problem {
 /// Checks the chain from the tip, straight from Git (never from the index): every commit parses,
 /// its Plan-Digest matches its plan, its records agree with its results, it has at most one
 /// parent. With `remote_tip`, that the local history contains the remote's (nothing rewritten).
-pub fn verify(lineage: &Lineage, remote_tip: Option<&str>) -> Result<Verification, AuditError> {
+pub fn verify(lineage: &Lineage, remote_tip: Option<&str>, signed: bool) -> Result<Verification, AuditError> {
     let mut v = Verification::default();
     let mut next = lineage.tip()?;
     let mut seen_remote = remote_tip.is_none();
+    // Each commit's records, read once: as a commit's own, then as its child's parent records.
+    let mut held: Option<(gix::ObjectId, BTreeMap<Address, ResourceRecord>)> = None;
     while let Some(id) = next {
         v.commits += 1;
         let commit = id.to_string();
@@ -511,14 +571,24 @@ pub fn verify(lineage: &Lineage, remote_tip: Option<&str>) -> Result<Verificatio
         if remote_tip == Some(commit.as_str()) {
             seen_remote = true;
         }
+        if signed {
+            if let Err(why) = lineage.verify_signature(&commit) {
+                let why = why.lines().last().unwrap_or("no signature").to_string();
+                problem(format!("is not signed by a key this repository trusts ({why})"));
+            }
+        }
         let parents = lineage.parents(id)?;
         if parents.len() > 1 {
             problem(format!("has {} parents: lineage is a single line of applies", parents.len()));
         }
+        let parent_records = match parents.first().filter(|p| lineage.has(**p)) {
+            Some(p) => lineage.resources_at(*p).ok().map(|r| (*p, r)),
+            None => Some((id, BTreeMap::new())),
+        };
         match lineage.entry(id) {
             Err(e) => problem(format!("cannot be read: {e}")),
             Ok(entry) => {
-                match lineage.plan_at(id) {
+                let plan = match lineage.plan_at(id) {
                     Ok(Some(plan)) => {
                         if entry.trailers.get("Plan-Digest") != Some(&plan.digest()) {
                             problem(format!(
@@ -527,13 +597,29 @@ pub fn verify(lineage: &Lineage, remote_tip: Option<&str>) -> Result<Verificatio
                                 plan.digest()
                             ));
                         }
+                        Some(plan)
                     }
-                    Ok(None) => problem("has no plan.json".into()),
-                    Err(e) => problem(format!("its plan.json cannot be read: {e}")),
-                }
-                match lineage.resources_at(id) {
+                    Ok(None) => {
+                        problem("has no plan.json".into());
+                        None
+                    }
+                    Err(e) => {
+                        problem(format!("its plan.json cannot be read: {e}"));
+                        None
+                    }
+                };
+                let records = match held.take() {
+                    Some((at, r)) if at == id => Ok(r),
+                    _ => lineage.resources_at(id),
+                };
+                match records {
                     Err(e) => problem(format!("its resource records cannot be read: {e}")),
                     Ok(records) => {
+                        if let (Some(plan), Some((_, before))) = (&plan, &parent_records) {
+                            for p in records_against_plan(plan, &entry, before, &records) {
+                                problem(p);
+                            }
+                        }
                         for c in entry.changes.iter().filter(|c| c.status == OutcomeStatus::Applied) {
                             let Ok(a) = c.address.parse::<Address>() else {
                                 problem(format!("its result names `{}`, which is no address", c.address));
@@ -551,7 +637,19 @@ pub fn verify(lineage: &Lineage, remote_tip: Option<&str>) -> Result<Verificatio
                 }
             }
         }
+        held = parent_records.filter(|(p, _)| *p != id);
         next = parents.first().copied().filter(|p| lineage.has(*p));
+    }
+    // The index is a cache, but one that was edited is worth an auditor's notice.
+    let index = lineage.index()?;
+    if index.distrusted > 0 {
+        v.problems.push(Problem {
+            commit: String::new(),
+            problem: format!(
+                "the lineage index had {} line(s) that do not match Git (edited, duplicated or forged): rebuilt from Git",
+                index.distrusted
+            ),
+        });
     }
     if !seen_remote {
         v.problems.push(Problem {

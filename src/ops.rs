@@ -174,6 +174,75 @@ fn rollback_stack(stack: &Stack, pins: &Pins) -> Result<Stack, OpError> {
     Ok(stack.without(&later))
 }
 
+/// A saved plan checked against the world before anything believes it: fresh (the spec, lineage
+/// and touched live objects unchanged since it was made), from this repository, and equal in
+/// every field that decides what happens to what the spec, the lineage tip and the live reads
+/// give now. Returns that recomputed plan; any difference refuses the plan as stale, naming it.
+pub fn recheck(
+    stack: &Stack,
+    lineage: &Lineage,
+    state: &State,
+    rt: &tokio::runtime::Runtime,
+    saved: &Plan,
+    parallelism: usize,
+    pins: Pins,
+) -> Result<Plan, OpError> {
+    rt.block_on(apply::check_fresh(stack, state, saved, parallelism, &pins))?;
+    let mut reasons = Vec::new();
+    if saved.lineage.ref_name != lineage.ref_name {
+        reasons.push(format!(
+            "the plan file's lineage.ref is {}, but this stack records to {}",
+            saved.lineage.ref_name, lineage.ref_name
+        ));
+    }
+    // The source commit is recorded as where the change came from: it must be a commit of this
+    // repository holding the spec the plan was made from (when the plan was made from a clean tree).
+    if let Some(commit) = &saved.source.commit {
+        match lineage.file_digest_at(commit, &saved.source.spec)? {
+            None => reasons.push(format!(
+                "the plan's source commit {commit} is not in this repository: the plan was made in another repository, or edited"
+            )),
+            Some(at) if !saved.source.dirty && at.as_deref() != Some(saved.source.spec_digest.as_str()) => {
+                reasons.push(format!(
+                    "the plan's source commit {commit} does not hold the spec it was made from ({} {})",
+                    saved.source.spec,
+                    if at.is_none() { "is not in that commit" } else { "differs there" }
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let targets = saved
+        .targets
+        .iter()
+        .map(|t| {
+            t.parse().map_err(|e| EngineError::PlanFile(format!("the plan's target `{t}` is not an address: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = PlanRequest { targets, parallelism, promotion: saved.promotion.clone().map(|p| (p, pins)) };
+    let fresh = rt.block_on(engine::plan(stack, state.clone(), saved.source.clone(), &request))?;
+    reasons.extend(engine::recheck::differences(saved, &fresh));
+    if reasons.is_empty() { Ok(fresh) } else { Err(EngineError::Stale(reasons).into()) }
+}
+
+/// A saved plan as `check` evaluates it: rechecked against the world ([`recheck`]) and replaced
+/// by the plan the world gives, so a policy never passes an edited plan.
+pub fn recheck_saved(
+    stack: &Stack,
+    lineage: &Lineage,
+    state: &State,
+    rt: &tokio::runtime::Runtime,
+    saved: &Plan,
+    parallelism: usize,
+) -> Result<Plan, OpError> {
+    let pins = pins_of(stack, saved)?;
+    let rolled_back = match &saved.promotion {
+        Some(p) if p.rollback => Some(rollback_stack(stack, &pins)?),
+        _ => None,
+    };
+    recheck(rolled_back.as_ref().unwrap_or(stack), lineage, state, rt, saved, parallelism, pins)
+}
+
 /// The promotion a saved plan carries, as pins for its staleness check.
 pub fn pins_of(stack: &Stack, plan: &Plan) -> Result<Pins, OpError> {
     match &plan.promotion {
@@ -194,6 +263,11 @@ pub struct ApplyInput {
     pub lock_remote: Option<String>,
     pub allow_data_loss: bool,
     pub options: ApplyOptions,
+    /// Set when the user asks the apply to stop (the first Ctrl-C): no change starts after it,
+    /// those running finish and everything done is recorded.
+    pub interrupt: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Sign the lineage commit with the user's Git signing configuration.
+    pub sign: bool,
 }
 
 /// The caller's part in an apply: hearing notices, seeing the plan, confirming, following progress.
@@ -212,6 +286,8 @@ pub trait ApplyHooks: Sync {
 pub enum ApplyEnd {
     NothingToDo,
     Cancelled,
+    /// Interrupted before any change started: nothing was changed.
+    Interrupted,
     Applied(Applied),
 }
 
@@ -285,7 +361,11 @@ pub fn apply(
     input: ApplyInput,
     hooks: &dyn ApplyHooks,
 ) -> Result<ApplyReport, OpError> {
-    let ApplyInput { saved, request, operation, lock_remote, allow_data_loss, options } = input;
+    let ApplyInput { saved, request, operation, lock_remote, allow_data_loss, options, interrupt, sign } = input;
+    if sign {
+        // Found before anything changes: a signature that cannot be made refuses the apply.
+        lineage.check_signing()?;
+    }
     // Held from before the state is read until the result is recorded: two applies never interleave.
     let _remote_lock = lock_remote.as_deref().map(|r| lineage.lock_remote(r, &operation)).transpose()?;
     let lock = lineage.lock(&operation)?;
@@ -304,7 +384,7 @@ pub fn apply(
     let fresh = saved.is_none();
     let plan = match saved {
         Some(saved) => {
-            rt.block_on(apply::check_fresh(stack, &state, &saved, parallelism, &saved_pins))?;
+            recheck(stack, lineage, &state, rt, &saved, parallelism, saved_pins)?;
             saved
         }
         None => plan(stack, lineage, state.clone(), rt, &request)?,
@@ -319,6 +399,9 @@ pub fn apply(
         return Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Cancelled });
     }
 
+    if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Interrupted });
+    }
     hooks.starting(&plan);
     let journal = lineage.journal();
     journal.begin(&plan).map_err(|e| OpError::Io(format!("cannot write the apply journal: {e}")))?;
@@ -332,13 +415,14 @@ pub fn apply(
             hooks.event(&e);
         }
     };
-    let report = rt.block_on(apply::apply(stack, &state, &plan, parallelism, &options, &sink));
+    let report = rt.block_on(apply::apply(stack, &state, &plan, parallelism, &options, &interrupt, &sink));
     let commit = if report.changed() {
         Some(lineage.record(
             state.tip.as_deref(),
             Record {
                 partial: report.partial(),
                 context: record_context(stack, &plan),
+                sign,
                 ..Record::new(&plan, &report.outcomes, &report.records)
             },
         )?)

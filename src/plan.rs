@@ -89,8 +89,9 @@ pub struct Summary {
     pub delete: usize,
     pub no_op: usize,
     pub drifted: usize,
-    /// Live objects that match the spec but that lineage does not record (a lost lineage ref,
-    /// an apply killed before its journal's first line): apply records them.
+    /// Live objects that match the spec but that lineage does not record, or records in another
+    /// state (a lost or moved-back lineage ref, an apply killed before it recorded): apply
+    /// records them as they are live.
     #[serde(default)]
     pub unrecorded: usize,
 }
@@ -241,6 +242,22 @@ impl ResourceChange {
     /// Live and as the spec wants it, but not in lineage: nothing to change, something to record.
     pub fn is_unrecorded(&self) -> bool {
         self.action == Action::NoOp && self.prior.is_none() && self.live.is_some()
+    }
+
+    /// Live and as the spec wants it, but lineage records another state (an apply killed after
+    /// changing it and before recording, a lineage ref moved back): nothing to change, the live
+    /// state to record, so lineage never stays behind what is live.
+    pub fn is_behind(&self) -> bool {
+        self.action == Action::NoOp
+            && match (&self.prior, &self.live) {
+                (Some(p), Some(l)) => !std::sync::Arc::ptr_eq(p, l) && **p != **l,
+                _ => false,
+            }
+    }
+
+    /// Nothing to change but something to record: [`Self::is_unrecorded`] or [`Self::is_behind`].
+    pub fn is_to_record(&self) -> bool {
+        self.is_unrecorded() || self.is_behind()
     }
 }
 
@@ -399,7 +416,7 @@ impl Plan {
         let mut s = Summary { drifted: drift.len(), ..Summary::default() };
         for c in changes {
             match c.action {
-                Action::NoOp if c.is_unrecorded() => s.unrecorded += 1,
+                Action::NoOp if c.is_to_record() => s.unrecorded += 1,
                 Action::NoOp => s.no_op += 1,
                 Action::Create => s.create += 1,
                 Action::Update => s.update += 1,

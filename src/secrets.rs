@@ -24,7 +24,7 @@ impl std::fmt::Debug for Secrets {
 }
 
 /// HMAC-SHA256 (RFC 2104).
-fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 64];
     if key.len() > 64 {
         k[..32].copy_from_slice(&Sha256::digest(key));
@@ -46,6 +46,12 @@ pub fn key(base_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Vec<u8> {
     // The repository lineage uses (GIT_DIR honoured as git does), next to its journal.
     let git_dir = gix::discover_with_environment_overrides(base_dir).ok().map(|r| r.common_dir().to_path_buf());
     let Some(git_dir) = git_dir else { return random_bytes() };
+    repository_key(&git_dir)
+}
+
+/// The random key kept in a Git directory (`mlops/secret-key`, never committed), created on
+/// first use: it keys the secrets' digests and the lineage index's line checks.
+pub fn repository_key(git_dir: &Path) -> Vec<u8> {
     let path = git_dir.join("mlops").join("secret-key");
     if let Ok(k) = std::fs::read(&path) {
         if k.len() >= 32 {
@@ -167,6 +173,40 @@ impl Secrets {
         marker.ends_with(&format!("hmac:{})", self.digest(middle))).then(|| template.to_string())
     }
 
+    /// Masks by place: wherever a template (what the spec wants, what lineage recorded) holds a
+    /// string with a marker, the value read back at the same place must already be one of those
+    /// strings (after [`Self::mask`]); anything else the backend holds there — a value set by
+    /// hand, a rotation this clone cannot know — becomes `(secret NAME changed)`, never clear text.
+    pub fn mask_places(v: &mut Value, templates: &[&Value]) {
+        let marked: Vec<&str> =
+            templates.iter().filter_map(|t| t.as_str()).filter(|t| t.contains(MARKER_START)).collect();
+        if let Some(first) = marked.first() {
+            if !v.as_str().is_some_and(|s| marked.contains(&s)) {
+                *v = Value::String(changed_marker(first));
+            }
+            return;
+        }
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m.iter_mut() {
+                    let sub: Vec<&Value> = templates.iter().filter_map(|t| t.get(k.as_str())).collect();
+                    if !sub.is_empty() {
+                        Self::mask_places(child, &sub);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter_mut().enumerate() {
+                    let sub: Vec<&Value> = templates.iter().filter_map(|t| t.get(i)).collect();
+                    if !sub.is_empty() {
+                        Self::mask_places(child, &sub);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The strings `v` holds that contain markers, e.g. in a recorded state.
     pub fn markers_in(v: &Value, out: &mut Vec<String>) {
         match v {
@@ -186,6 +226,26 @@ pub fn markers_of<'a>(sets: impl IntoIterator<Item = &'a crate::provider::Attrib
         attrs.values().for_each(|v| Secrets::markers_in(v, &mut out));
     }
     out
+}
+
+/// What stands at a secret's place when the backend holds a value of no known marker: the
+/// names of the template's secrets, no digest (the value must not be guessable from it).
+fn changed_marker(template: &str) -> String {
+    let names: Vec<&str> = template
+        .match_indices(MARKER_START)
+        .filter_map(|(i, _)| template[i + MARKER_START.len()..].split(',').next())
+        .collect();
+    format!("{MARKER_START}{} changed)", names.join(", "))
+}
+
+/// Masks by place every attribute of `state` (see [`Secrets::mask_places`]).
+pub fn mask_attribute_places(state: &mut crate::provider::Attributes, templates: &[&crate::provider::Attributes]) {
+    for (k, v) in state.iter_mut() {
+        let sub: Vec<&Value> = templates.iter().filter_map(|t| t.get(k)).collect();
+        if !sub.is_empty() {
+            Secrets::mask_places(v, &sub);
+        }
+    }
 }
 
 /// Whether an environment variable's name says it holds a secret.
@@ -223,5 +283,21 @@ mod tests {
         rotated.mask(&mut live, &[m.clone(), url.clone()]);
         assert_eq!(live["env"], Value::String(m));
         assert_eq!(live["url"], Value::String(url));
+    }
+
+    #[test]
+    fn a_value_at_a_secrets_place_that_no_marker_knows_is_masked_as_changed() {
+        let mut s = Secrets::new(b"k".to_vec());
+        let m = s.marker("DB_PW", "hunter2".into());
+        let want = serde_json::json!({ "env": { "DB_PW": m, "LOG": "info" } });
+        let mut live = serde_json::json!({ "env": { "DB_PW": "set-by-hand", "LOG": "debug" } });
+        s.mask(&mut live, &[]);
+        Secrets::mask_places(&mut live, &[&want]);
+        assert_eq!(live["env"]["DB_PW"], "(secret DB_PW changed)");
+        assert_eq!(live["env"]["LOG"], "debug", "other places are shown as they are");
+        let mut same = serde_json::json!({ "env": { "DB_PW": "hunter2" } });
+        s.mask(&mut same, &[]);
+        Secrets::mask_places(&mut same, &[&want]);
+        assert_eq!(same["env"]["DB_PW"], Value::String(m));
     }
 }

@@ -91,6 +91,8 @@ pub enum ExitStatus {
     Changes,
     /// `mlops check`: a policy blocks the plan.
     Blocked,
+    /// `mlops apply` stopped by SIGINT after recording what it did (128 + 2, as shells report it).
+    Interrupted,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -100,6 +102,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Error => ExitCode::from(1),
             ExitStatus::Changes => ExitCode::from(2),
             ExitStatus::Blocked => ExitCode::from(3),
+            ExitStatus::Interrupted => ExitCode::from(130),
         }
     }
 }

@@ -7,6 +7,9 @@ use crate::cli::progress::{ApplyProgress, live_wanted};
 use crate::cli::{CommandError, Context, ExitStatus};
 use crate::commands::plan::ScopeArgs;
 use crate::engine::apply::Event;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
 use crate::ops::{self, ApplyEnd, ApplyHooks, ApplyInput, Notice, OpError};
 use crate::plan::{Action, Plan};
 use crate::render::text;
@@ -32,6 +35,10 @@ pub struct ApplyArgs {
     /// Do not wait for deployments to become ready; the next plan shows any that are not.
     #[arg(long)]
     pub no_wait: bool,
+    /// Sign the lineage commit as `git commit -S` would, with your Git signing configuration
+    /// (`user.signingkey`, `gpg.format`); `mlops verify --signed` checks it. Also `MLOPS_SIGN=1`.
+    #[arg(long, env = "MLOPS_SIGN", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
+    pub sign: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
 }
@@ -79,7 +86,18 @@ impl ApplyHooks for Hooks<'_> {
     }
 }
 
+/// The first SIGINT (Ctrl-C) sets the flag the apply reads: no change starts after it, those
+/// running finish and are recorded. A second SIGINT ends the process at once, as before.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    // Registered first, so it sees the flag as the first signal left it.
+    let _ = signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, flag.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, flag.clone());
+    flag
+}
+
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
+    let interrupt = interrupt_flag();
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let saved = match &args.plan_file {
@@ -104,6 +122,8 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         lock_remote: args.lock_remote.clone(),
         allow_data_loss: args.allow_data_loss,
         options: ApplyOptions { force_conflicts: args.force_conflicts, wait: !args.no_wait },
+        interrupt,
+        sign: args.sign,
     };
     let hooks = Hooks { ctx, auto_approve: args.auto_approve, progress: ApplyProgress::new(ctx.style, live_wanted()) };
     let report = ops::apply(&stack, &lineage, ctx.runtime()?, input, &hooks)?;
@@ -113,6 +133,10 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         ApplyEnd::Cancelled => {
             println!("Apply cancelled; nothing was changed.");
             return Ok(ExitStatus::Error);
+        }
+        ApplyEnd::Interrupted => {
+            eprintln!("Interrupted before any change started; nothing was changed.");
+            return Ok(ExitStatus::Interrupted);
         }
         ApplyEnd::Applied(applied) => applied,
     };
@@ -134,6 +158,15 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
         count(Action::Replace),
         count(Action::Delete)
     );
+    if applied.report.interrupted {
+        eprintln!(
+            "\n{} the changes running when it came finished and are recorded; {} change(s) did not start. \
+             Resources: {summary}\nRun `mlops plan` to see what is left to do.",
+            ctx.err_style.red(&ctx.err_style.bold("Apply interrupted:")),
+            applied.report.outcomes.values().filter(|o| o.status == crate::plan::OutcomeStatus::Skipped).count(),
+        );
+        return Ok(ExitStatus::Interrupted);
+    }
     if applied.report.partial() && crate::lineage::rolled_back(outcomes) {
         eprintln!(
             "\n{} {} change(s) were rolled back: what served before still serves, and lineage records it. \

@@ -39,7 +39,14 @@ fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec, root: Option<&spec::yaml
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let plan: Plan = match &args.plan_file {
-        Some(f) => Plan::read_file(&ctx.cwd.join(f), &f.display().to_string())?,
+        // A saved plan is evaluated as the world gives it now: an edited one is refused as stale.
+        Some(f) => {
+            let saved = Plan::read_file(&ctx.cwd.join(f), &f.display().to_string())?;
+            let lineage = ctx.lineage(&stack)?;
+            let state = ctx.lineage_state(&lineage)?;
+            let parallelism = args.scope.request()?.parallelism;
+            crate::ops::recheck_saved(&stack, &lineage, &state, ctx.runtime()?, &saved, parallelism)?
+        }
         None => {
             let lineage = ctx.lineage(&stack)?;
             let state = ctx.lineage_state(&lineage)?;

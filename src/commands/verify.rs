@@ -12,6 +12,10 @@ pub struct VerifyArgs {
     /// (nothing rewritten). Fetch it first.
     #[arg(long, value_name = "REMOTE")]
     pub remote: Option<String>,
+    /// Also require every lineage commit to carry a signature Git verifies (`git verify-commit`:
+    /// `gpg.ssh.allowedSignersFile` for SSH keys, the GnuPG keyring for OpenPGP).
+    #[arg(long)]
+    pub signed: bool,
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
@@ -29,7 +33,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
             )
         })?),
     };
-    let v = audit::verify(&lineage, remote_tip.as_deref())?;
+    let v = audit::verify(&lineage, remote_tip.as_deref(), args.signed)?;
     let drift = if args.live {
         // Read-only: the state as recorded (an interrupted apply's journal is left for the next apply).
         let state = lineage.state()?;
@@ -44,6 +48,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
             "commits": v.commits,
             "problems": v.problems,
             "drift": drift.as_ref().map(|p| &p.drift),
+            "behind": drift.as_ref().map(|p| p.changes.iter().filter(|c| c.is_to_record()).map(|c| c.address.to_string()).collect::<Vec<_>>()),
         });
         println!("{}", serde_json::to_string_pretty(&json).expect("serializes"));
     } else {
@@ -63,7 +68,17 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
             }
         }
         if let Some(plan) = &drift {
-            if plan.drift.is_empty() {
+            let behind: Vec<String> =
+                plan.changes.iter().filter(|c| c.is_to_record()).map(|c| c.address.to_string()).collect();
+            if !behind.is_empty() {
+                println!(
+                    "{} lineage does not record {} live resource(s) as they are: {} (the next apply records them)",
+                    style.yellow("behind"),
+                    behind.len(),
+                    behind.join(", ")
+                );
+            }
+            if plan.drift.is_empty() && behind.is_empty() {
                 println!("{} the live state matches the lineage tip.", style.green("ok"));
             } else {
                 println!(
@@ -81,5 +96,6 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
     if !v.problems.is_empty() {
         return Err(CommandError::Reported);
     }
-    Ok(if drift.is_some_and(|p| !p.drift.is_empty()) { ExitStatus::Changes } else { ExitStatus::Success })
+    let differs = drift.is_some_and(|p| !p.drift.is_empty() || p.summary.unrecorded > 0);
+    Ok(if differs { ExitStatus::Changes } else { ExitStatus::Success })
 }

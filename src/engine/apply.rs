@@ -81,6 +81,8 @@ pub struct ApplyReport {
     pub failed: usize,
     /// Failed changes that still changed something (recorded with what is live after them).
     pub changed_anyway: usize,
+    /// Stopped by an interrupt: the changes not started are reported as skipped.
+    pub interrupted: bool,
 }
 
 impl ApplyReport {
@@ -209,11 +211,19 @@ fn reveal(secrets: &crate::secrets::Secrets, attributes: &Attributes) -> Attribu
     attributes.iter().map(|(k, v)| (k.clone(), secrets.reveal(v))).collect()
 }
 
-/// A state read back from a provider, with secret values masked.
-pub(crate) fn mask_state(secrets: &crate::secrets::Secrets, state: &mut plan::RecordedState, known: &[String]) {
+/// A state read back from a provider, with secret values masked: every value the spec's secrets
+/// hold, and every value at a place where `places` (what the spec wants, what lineage recorded)
+/// hold a secret's marker, whatever the backend holds there.
+pub(crate) fn mask_state(
+    secrets: &crate::secrets::Secrets,
+    state: &mut plan::RecordedState,
+    known: &[String],
+    places: &[&Attributes],
+) {
     for v in state.attributes.values_mut().chain(state.outputs.values_mut()) {
         secrets.mask(v, known);
     }
+    crate::secrets::mask_attribute_places(&mut state.attributes, places);
 }
 
 /// Applies the plan's changes. Never fails as a whole: each change's outcome is in the report.
@@ -223,6 +233,8 @@ pub async fn apply(
     plan: &Plan,
     parallelism: usize,
     options: &ApplyOptions,
+    // Once set, no change starts; those running finish and are reported.
+    interrupt: &std::sync::atomic::AtomicBool,
     sink: &dyn EventSink,
 ) -> ApplyReport {
     let changes: BTreeMap<&Address, &ResourceChange> =
@@ -278,9 +290,9 @@ pub async fn apply(
     let outputs: Mutex<BTreeMap<Address, Attributes>> = Mutex::new(BTreeMap::new());
     let mut outcomes = Outcomes::new();
     let mut records: BTreeMap<Address, ResourceRecord> = state.resources.clone();
-    // Resources that match the spec but were never recorded (e.g. after a lost lineage) are adopted.
-    let unrecorded: Vec<&ResourceChange> =
-        plan.changes.iter().filter(|c| c.action == Action::NoOp && !records.contains_key(&c.address)).collect();
+    // Resources that match the spec but are not recorded as they are live (a lost lineage, an
+    // apply killed between its change and its record) are recorded as live.
+    let unrecorded: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.is_to_record()).collect();
     let mut adopted = 0;
     for c in unrecorded {
         if let Some(live) = &c.live {
@@ -296,7 +308,7 @@ pub async fn apply(
 
     loop {
         // Start what is ready (every prerequisite done), up to the parallelism.
-        while running.len() < parallelism.max(1) {
+        while running.len() < parallelism.max(1) && !interrupt.load(std::sync::atomic::Ordering::SeqCst) {
             let Some(a) = ready.pop_front() else { break };
             if blocked.contains_key(a) {
                 continue;
@@ -376,8 +388,25 @@ pub async fn apply(
             },
         );
     }
+    let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
+    if interrupted {
+        for (a, c) in &changes {
+            if !outcomes.contains_key(&a.to_string()) {
+                failed += 1;
+                outcomes.insert(
+                    a.to_string(),
+                    Outcome {
+                        action: c.action,
+                        status: OutcomeStatus::Skipped,
+                        error: Some("not started: the apply was interrupted".into()),
+                        kind: None,
+                    },
+                );
+            }
+        }
+    }
     changed_anyway += finish_deposed(stack, plan, &outcomes, &mut records, sink).await;
-    ApplyReport { outcomes, records, applied, failed, changed_anyway }
+    ApplyReport { outcomes, records, applied, failed, changed_anyway, interrupted }
 }
 
 /// Create-before-destroy, second half: what replacements left behind (`outputs.deposed`) is
@@ -484,15 +513,15 @@ async fn run_one<'a>(
     let started = Instant::now();
     let secrets = &stack.spec.secrets;
     let progress = ResourceProgress { address: address.clone(), sink, secrets };
-    let known = crate::secrets::markers_of(
-        [
-            change.desired.as_ref(),
-            change.prior.as_ref().map(|p| &p.attributes),
-            change.live.as_ref().map(|l| &l.attributes),
-        ]
-        .into_iter()
-        .flatten(),
-    );
+    let places: Vec<&Attributes> = [
+        change.desired.as_ref(),
+        change.prior.as_ref().map(|p| &p.attributes),
+        change.live.as_ref().map(|l| &l.attributes),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let known = crate::secrets::markers_of(places.iter().copied());
     let work = async {
         let recorded = state.resources.get(&address);
         let provider = match stack.spec.resource(&address) {
@@ -585,12 +614,12 @@ async fn run_one<'a>(
     };
     // And masked in everything that comes back: records, errors, what was left.
     match &mut result {
-        Ok(Some(state)) => mask_state(secrets, state, &known),
+        Ok(Some(state)) => mask_state(secrets, state, &known, &places),
         Ok(None) => {}
         Err(Failure { message, left, .. }) => {
             *message = secrets.mask_str(message);
             if let Some(state) = left {
-                mask_state(secrets, state, &known);
+                mask_state(secrets, state, &known, &places);
             }
         }
     }

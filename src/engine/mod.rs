@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod recheck;
 pub mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,14 @@ pub enum EngineError {
     #[error("could not read the live state of {} resource(s):\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(code(engine::refresh), help("nothing was changed; fix the cause and run the command again"))]
     Refresh(Vec<(Address, ProviderError)>),
+    #[error("could not compute what the spec wants of {} resource(s) from their inputs:\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
+    #[diagnostic(
+        code(engine::desired),
+        help(
+            "nothing was changed; fix the inputs named above (source files, artifacts, references) and run the command again"
+        )
+    )]
+    Desired(Vec<(Address, ProviderError)>),
     #[error("cannot roll back {} resource(s): the recorded versions cannot be produced any more:\n{}", .0.len(), .0.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"))]
     #[diagnostic(
         code(engine::unrestorable),
@@ -343,7 +352,11 @@ pub async fn desired_states(
         }
     }
     if !errors.is_empty() {
-        return Err(EngineError::Refresh(errors));
+        // A backend that cannot be reached is a read failure; anything else is the inputs'.
+        let unreachable = errors.iter().any(|(_, e)| {
+            matches!(e.kind, mlops_provider_core::ErrorKind::Unavailable | mlops_provider_core::ErrorKind::Timeout)
+        });
+        return Err(if unreachable { EngineError::Refresh(errors) } else { EngineError::Desired(errors) });
     }
     // Every resource is checked before refusing: the refusal names all that cannot be restored.
     if !unrestorable.is_empty() {
@@ -424,13 +437,14 @@ pub async fn refresh(
                             state.attributes.insert(ARTIFACT_REF.into(), r.clone());
                         }
                         // Values read back are masked as the markers the spec and lineage hold.
-                        let known = crate::secrets::markers_of(
+                        let places: Vec<&mlops_provider_core::Attributes> =
                             [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)]
                                 .into_iter()
-                                .flatten(),
-                        );
+                                .flatten()
+                                .collect();
+                        let known = crate::secrets::markers_of(places.iter().copied());
                         if !secrets.is_empty() || !known.is_empty() {
-                            apply::mask_state(secrets, &mut state, &known);
+                            apply::mask_state(secrets, &mut state, &known, &places);
                         }
                         match prior {
                             Some(p) if **p == state => p.clone(),

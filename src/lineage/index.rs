@@ -5,6 +5,12 @@
 //! the ref's tip and catches up by walking back from the tip to it (a full rebuild when the walk
 //! does not meet it: a rewritten ref, a fresh clone). An apply appends its line after moving the
 //! ref, so reading history costs what the question asks for, not what the history holds.
+//!
+//! Each line is checked as Git checks its own index: it carries a keyed digest of its content
+//! (HMAC-SHA256 with the repository's key in `mlops/secret-key`), and each line's parent must be
+//! the line before it. From the first line that fails either check (an edited, duplicated or
+//! forged line), the index is rebuilt from Git. Only a regular file of bounded size is read: a
+//! FIFO, a device or a symlink in its place is replaced, never read.
 
 use std::io::Write;
 use std::ops::Range;
@@ -12,14 +18,27 @@ use std::path::PathBuf;
 
 use super::{Entry, Lineage, LineageError, git, io};
 
-const HEADER: &str = "mlops-lineage-index 1";
+const HEADER: &str = "mlops-lineage-index 2";
+
+/// Past this size the file is not read (a history of 100,000 applies is about 100 MB).
+const MAX_BYTES: u64 = 4 << 30;
+
+/// Hex digits of a line's check: 128 bits of HMAC-SHA256.
+const TAG_LEN: usize = 32;
 
 /// The index of one stack's lineage, as read: lines are parsed only when asked for.
 pub struct Index {
     text: String,
+    /// The JSON of each line (after its check).
     lines: Vec<Range<usize>>,
     /// The oldest commit held, when its parent is not in this repository (a shallow fetch).
     pub shallow_end: Option<String>,
+    /// Lines found that failed their check or broke the chain (rebuilt from Git).
+    pub distrusted: usize,
+}
+
+fn tag(key: &[u8], json: &str) -> String {
+    hex::encode(&crate::secrets::hmac(key, json.as_bytes())[..TAG_LEN / 2])
 }
 
 /// The raw value after `field` (`"commit":`, `"parent":`, `"seconds":`) among the leading
@@ -35,27 +54,34 @@ fn leading_field<'a>(line: &'a str, field: &str) -> Option<&'a str> {
 }
 
 impl Index {
-    fn parse(text: String) -> Index {
+    fn parse(text: String, key: &[u8]) -> Index {
         let mut lines = Vec::new();
-        let ok = text.starts_with(HEADER);
+        let mut distrusted = 0;
+        let ok = text.starts_with(HEADER) && text.as_bytes().get(HEADER.len()) == Some(&b'\n');
         if ok {
             let mut start = HEADER.len() + 1;
             while start < text.len() {
                 // A line without its newline is torn (a writer was killed): it ends the index.
                 let Some(end) = text[start..].find('\n').map(|e| start + e) else { break };
-                lines.push(start..end);
+                let line = &text[start..end];
+                let checked = line.len() > TAG_LEN + 1
+                    && line.as_bytes()[TAG_LEN] == b' '
+                    && line.is_char_boundary(TAG_LEN)
+                    && tag(key, &line[TAG_LEN + 1..]) == line[..TAG_LEN];
+                if !checked {
+                    distrusted = text[start..].lines().count();
+                    break;
+                }
+                lines.push(start + TAG_LEN + 1..end);
                 start = end + 1;
             }
         }
-        let mut index = Index { text: if ok { text } else { String::new() }, lines, shallow_end: None };
-        // Two writers racing (an apply appending, a reader catching up) can repeat the last lines:
-        // the chain must link, or its tail is dropped and caught up again.
-        while index.len() >= 2 {
-            let n = index.len();
-            if index.parent(n - 1) == Some(index.commit(n - 2)) {
-                break;
-            }
-            index.lines.pop();
+        let mut index = Index { text: if ok { text } else { String::new() }, lines, shallow_end: None, distrusted };
+        // Each line's parent is the line before: a duplicated, dropped or reordered line (two
+        // writers racing repeat the last lines) ends what is believed; Git rebuilds the rest.
+        if let Some(bad) = (1..index.len()).find(|&i| index.parent(i) != Some(index.commit(i - 1))) {
+            index.distrusted += index.len() - bad;
+            index.lines.truncate(bad);
         }
         index
     }
@@ -115,10 +141,22 @@ impl Needle {
     }
 }
 
-fn line_of(entry: &Entry) -> String {
-    let mut line = serde_json::to_string(entry).expect("entries serialize");
-    line.push('\n');
-    line
+fn line_of(entry: &Entry, key: &[u8]) -> String {
+    let json = serde_json::to_string(entry).expect("entries serialize");
+    format!("{} {json}\n", tag(key, &json))
+}
+
+/// The index file's text, if it is a regular file of bounded size (never a FIFO, a device or a
+/// symlink: those are replaced by the rebuilt index).
+fn read_regular(path: &std::path::Path) -> String {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.len() <= MAX_BYTES => std::fs::read_to_string(path).unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+fn is_regular(path: &std::path::Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() <= MAX_BYTES)
 }
 
 impl Lineage {
@@ -127,12 +165,17 @@ impl Lineage {
         self.repo.common_dir().join("mlops").join("index").join(format!("{rel}.jsonl"))
     }
 
+    fn index_key(&self) -> &[u8] {
+        self.index_key.get_or_init(|| crate::secrets::repository_key(self.repo.common_dir()))
+    }
+
     /// The index, caught up with the ref's tip (and saved, when it had to catch up).
     pub fn index(&self) -> Result<Index, LineageError> {
         let path = self.index_path();
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let mut index = Index::parse(text);
-        let Some(tip) = self.tip()? else { return Ok(Index::parse(String::new())) };
+        let key = self.index_key();
+        let mut index = Index::parse(read_regular(&path), key);
+        let distrusted = index.distrusted;
+        let Some(tip) = self.tip()? else { return Ok(Index::parse(String::new(), key)) };
         let tip = tip.to_string();
         if index.last_commit() != Some(tip.as_str()) {
             // Walk back from the tip to the last indexed commit; not meeting it means the ref was
@@ -153,7 +196,7 @@ impl Lineage {
                     .transpose()?
                     .filter(|p| self.repo.has_object(*p));
                 // Kept as its line, not as a value: a rebuild of 100,000 applies holds text only.
-                newer.push(line_of(&entry));
+                newer.push(line_of(&entry, key));
             }
             // Met: the index up to its last line (the header included); not met: a new one.
             let mut text = match index.lines.last() {
@@ -171,7 +214,8 @@ impl Lineage {
             if std::fs::write(&tmp, &text).is_ok() && std::fs::rename(&tmp, &path).is_err() {
                 let _ = std::fs::remove_file(&tmp);
             }
-            index = Index::parse(text);
+            index = Index::parse(text, key);
+            index.distrusted = distrusted;
         }
         if let Some(parent) = (!index.is_empty()).then(|| index.parent(0)).flatten() {
             let missing = gix::ObjectId::from_hex(parent.as_bytes()).map_or(true, |p| !self.repo.has_object(p));
@@ -186,10 +230,13 @@ impl Lineage {
     /// `parent` (otherwise the next read catches up). Costs one entry, whatever the history holds.
     pub(super) fn index_append(&self, parent: Option<&str>, commit: gix::ObjectId) -> Result<(), LineageError> {
         let path = self.index_path();
-        let last = last_line(&path);
+        let key = self.index_key();
+        let last = if is_regular(&path) { last_line(&path) } else { None };
         let at_parent = match (parent, &last) {
             (None, _) => false,
-            (Some(p), Some(line)) => leading_field(line, "\"commit\":") == Some(p),
+            (Some(p), Some(line)) => {
+                leading_field(line.get(TAG_LEN + 1..).unwrap_or_default(), "\"commit\":") == Some(p)
+            }
             (Some(_), None) => false,
         };
         let entry = self.entry(commit)?;
@@ -199,7 +246,7 @@ impl Lineage {
                 std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
             }
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry)))
+            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry, key)))
                 .map_err(io(format!("write {}", tmp.display())))?;
             return std::fs::rename(&tmp, &path).map_err(io(format!("rename {}", tmp.display())));
         }
@@ -208,7 +255,7 @@ impl Lineage {
         }
         let mut f =
             std::fs::OpenOptions::new().append(true).open(&path).map_err(io(format!("open {}", path.display())))?;
-        f.write_all(line_of(&entry).as_bytes()).map_err(io(format!("append to {}", path.display())))
+        f.write_all(line_of(&entry, key).as_bytes()).map_err(io(format!("append to {}", path.display())))
     }
 }
 

@@ -59,6 +59,14 @@ pub enum LineageError {
         help("no apply can hold it; if no apply of this stack is running, remove it with `mlops unlock --force`")
     )]
     BrokenLock { ref_name: String, what: String },
+    #[error("cannot sign the lineage commit: {0}")]
+    #[diagnostic(
+        code(lineage::signing),
+        help(
+            "`apply --sign` signs as `git commit -S` does: set `user.signingkey` (and `gpg.format ssh` for an SSH key) in your Git config"
+        )
+    )]
+    Signing(String),
     #[error("lineage record {0} is corrupt: {1}")]
     #[diagnostic(code(lineage::corrupt))]
     Corrupt(String, String),
@@ -137,6 +145,8 @@ pub struct EntryChange {
 pub struct Lineage {
     repo: gix::Repository,
     pub ref_name: String,
+    /// The key of the index's line checks, read when the index is first used.
+    index_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 pub fn ref_name(project: &str, environment: &str) -> String {
@@ -159,12 +169,23 @@ pub struct Record<'a> {
     pub context: Vec<(String, String)>,
     /// When it happened, Unix seconds; `None`: now (or `MLOPS_NOW`).
     pub time: Option<i64>,
+    /// Signed with the user's Git signing configuration (`git commit-tree -S`).
+    pub sign: bool,
 }
 
 impl<'a> Record<'a> {
     /// A complete apply, now, with no more trailers: change what differs with struct update.
     pub fn new(plan: &'a Plan, outcomes: &'a Outcomes, resources: &'a BTreeMap<Address, ResourceRecord>) -> Self {
-        Record { plan, outcomes, resources, partial: false, interrupted: false, context: vec![], time: None }
+        Record {
+            plan,
+            outcomes,
+            resources,
+            partial: false,
+            interrupted: false,
+            context: vec![],
+            time: None,
+            sign: false,
+        }
     }
 }
 
@@ -224,7 +245,7 @@ impl Lineage {
     pub fn open(dir: &Path, project: &str, environment: &str) -> Result<Self, LineageError> {
         let repo = gix::discover_with_environment_overrides(dir)
             .map_err(|_| LineageError::NoRepository(dir.display().to_string()))?;
-        Ok(Lineage { repo, ref_name: ref_name(project, environment) })
+        Ok(Lineage { repo, ref_name: ref_name(project, environment), index_key: Default::default() })
     }
 
     pub fn workdir(&self) -> Option<&Path> {
@@ -319,7 +340,11 @@ impl Lineage {
             message: message.into(),
             extra_headers: vec![],
         };
-        let id = self.repo.write_object(&commit).map_err(git)?.detach();
+        let id = if rec.sign {
+            self.commit_signed(&commit)?
+        } else {
+            self.repo.write_object(&commit).map_err(git)?.detach()
+        };
         let constraint = match parents.first() {
             Some(p) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(*p)),
             None => PreviousValue::MustNotExist,
@@ -590,6 +615,16 @@ impl Lineage {
     /// A commit's parents, as recorded.
     pub fn parents(&self, id: gix::ObjectId) -> Result<Vec<gix::ObjectId>, LineageError> {
         Ok(self.repo.find_commit(id).map_err(git)?.parent_ids().map(|p| p.detach()).collect())
+    }
+
+    /// The `sha256:` digest of the file at `path` in commit `commit`: `None` when this repository
+    /// has no such commit, `Some(None)` when the commit has no such file.
+    pub fn file_digest_at(&self, commit: &str, path: &str) -> Result<Option<Option<String>>, LineageError> {
+        use sha2::{Digest, Sha256};
+        let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else { return Ok(None) };
+        let Ok(commit) = self.repo.find_commit(id) else { return Ok(None) };
+        let tree = commit.tree().map_err(git)?;
+        Ok(Some(self.blob_at(&tree, path)?.map(|b| format!("sha256:{}", hex::encode(Sha256::digest(&b))))))
     }
 
     /// Whether this repository has the object (a shallow history lacks the oldest parents).
@@ -926,6 +961,69 @@ impl Drop for RemoteLockGuard {
                 &format!(":{}", self.lock_ref),
             ],
         );
+    }
+}
+
+impl Lineage {
+    /// Writes `commit` signed by Git itself (`git commit-tree -S`), so the signature is exactly
+    /// what `git verify-commit` checks, made with the user's signing configuration (`gpg.format`,
+    /// `user.signingkey`, SSH or OpenPGP).
+    fn commit_signed(&self, commit: &gix::objs::Commit) -> Result<gix::ObjectId, LineageError> {
+        use std::io::Write;
+        let date = format!("{} +0000", commit.author.time.seconds);
+        let mut cmd = std::process::Command::new("git");
+        cmd.arg("--git-dir").arg(self.repo.common_dir()).args(["commit-tree", "-S"]);
+        let tree = commit.tree.to_string();
+        cmd.arg(&tree);
+        for p in &commit.parents {
+            cmd.arg("-p").arg(p.to_string());
+        }
+        cmd.args(["-F", "-"])
+            .env("GIT_AUTHOR_NAME", commit.author.name.to_string())
+            .env("GIT_AUTHOR_EMAIL", commit.author.email.to_string())
+            .env("GIT_AUTHOR_DATE", &date)
+            .env("GIT_COMMITTER_NAME", commit.committer.name.to_string())
+            .env("GIT_COMMITTER_EMAIL", commit.committer.email.to_string())
+            .env("GIT_COMMITTER_DATE", &date)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let fail = |e: String| LineageError::Signing(e);
+        let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run git: {e}")))?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(&commit.message)
+            .map_err(|e| fail(format!("cannot write to git: {e}")))?;
+        let out = child.wait_with_output().map_err(|e| fail(format!("git failed: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        gix::ObjectId::from_hex(String::from_utf8_lossy(&out.stdout).trim().as_bytes()).map_err(git)
+    }
+
+    /// Whether a lineage commit can be signed here: a signed commit of the empty tree is made
+    /// (and left unreferenced) before an apply changes anything.
+    pub fn check_signing(&self) -> Result<(), LineageError> {
+        let empty = self.repo.write_object(gix::objs::Tree::empty()).map_err(git)?.detach();
+        let sig = self.signature();
+        let probe = gix::objs::Commit {
+            tree: empty,
+            parents: Default::default(),
+            author: sig.clone(),
+            committer: sig,
+            encoding: None,
+            message: "mlops signing check".into(),
+            extra_headers: vec![],
+        };
+        self.commit_signed(&probe).map(|_| ())
+    }
+
+    /// `git verify-commit`: `Err` with Git's reason when the commit is not signed by a key the
+    /// repository trusts.
+    pub fn verify_signature(&self, commit: &str) -> Result<(), String> {
+        git_cli(self.repo.common_dir(), &["verify-commit", commit]).map(|_| ())
     }
 }
 

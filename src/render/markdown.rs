@@ -105,10 +105,10 @@ fn header(p: &Plan) -> String {
     }
     if s.unrecorded > 0 {
         let names: Vec<String> =
-            p.changes.iter().filter(|c| c.is_unrecorded()).map(|c| format!("`{}`", c.address)).collect();
+            p.changes.iter().filter(|c| c.is_to_record()).map(|c| format!("`{}`", c.address)).collect();
         let _ = writeln!(
             out,
-            "**{} exist(s) but not recorded in lineage** (apply records them): {}\n",
+            "**{} live but not recorded as live in lineage** (apply records them): {}\n",
             s.unrecorded,
             names.join(", ")
         );

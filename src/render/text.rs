@@ -116,6 +116,21 @@ pub fn plan(p: &Plan, style: &Style) -> String {
         }
         let _ = writeln!(out);
     }
+    let behind: Vec<_> = p.changes.iter().filter(|c| c.is_behind()).collect();
+    if !behind.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold(&style.yellow(
+                "Recorded in another state: live objects as the spec wants them, lineage behind (apply records them as live)"
+            ))
+        );
+        let _ = writeln!(out);
+        for c in &behind {
+            let _ = writeln!(out, "  {} {}", style.yellow("?"), style.bold(&c.address.to_string()));
+        }
+        let _ = writeln!(out);
+    }
     let unrecorded: Vec<_> = p.changes.iter().filter(|c| c.is_unrecorded()).collect();
     if !unrecorded.is_empty() {
         let _ = writeln!(
@@ -132,8 +147,8 @@ pub fn plan(p: &Plan, style: &Style) -> String {
         let _ = writeln!(out);
     }
     let changed: Vec<_> = p.changes.iter().filter(|c| c.action != Action::NoOp).collect();
-    if changed.is_empty() && !unrecorded.is_empty() {
-        let _ = writeln!(out, "{} {} to record, nothing to change.", style.bold("Plan:"), unrecorded.len());
+    if changed.is_empty() && p.summary.unrecorded > 0 {
+        let _ = writeln!(out, "{} {} to record, nothing to change.", style.bold("Plan:"), p.summary.unrecorded);
         return out;
     }
     if changed.is_empty() {

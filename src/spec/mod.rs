@@ -341,7 +341,17 @@ fn to_json(node: &Node, path: &mut Vec<String>, env: &mut Interpolation<'_>, dia
         NodeValue::Int(i) => Value::from(*i),
         NodeValue::UInt(u) => Value::from(*u),
         NodeValue::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
-        NodeValue::Str(s) => Value::String(interpolate(s, node.span, env, diags)),
+        NodeValue::Str(s) => {
+            if let Some(why) = s.contains("${secret:").then(|| secret_refused_at(path)).flatten() {
+                diags.push(
+                    SpecDiagnostic::new("spec::secret_not_allowed", format!("`${{secret:…}}` cannot be used in `{}`", path.join(".")))
+                        .label(node.span, why)
+                        .help("a secret reaches a backend only as a value it stores (an environment variable, a password): give paths, names and addresses in clear, or through `${env:NAME}`"),
+                );
+                return Value::String(s.clone());
+            }
+            Value::String(interpolate(s, node.span, env, diags))
+        }
         NodeValue::Seq(items) => Value::Array(
             items
                 .iter()
@@ -386,6 +396,21 @@ fn to_json(node: &Node, path: &mut Vec<String>, env: &mut Interpolation<'_>, dia
             }
             Value::Object(out)
         }
+    }
+}
+
+/// Where a `${secret:…}` cannot work, and why: a provider block configures mlops itself (its
+/// values are used as written, and recorded), and paths, addresses and references name things
+/// (a secret there would name a folder after its marker).
+fn secret_refused_at(path: &[String]) -> Option<&'static str> {
+    match path {
+        [first, ..] if first == "providers" => Some("provider settings are used as written and recorded in plans"),
+        [section, _, field, ..] if Kind::from_section(section).is_some() => {
+            ["source", "artifact", "uri", "provider", "model", "trained_on", "image", "name"]
+                .contains(&field.as_str())
+                .then_some("a path, address or reference names something; a secret's marker would be used as its name")
+        }
+        _ => None,
     }
 }
 

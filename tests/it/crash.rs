@@ -143,11 +143,61 @@ fn an_apply_killed_at_any_moment_converges_with_one_more_apply() {
         assert_eq!(recorded.lines().count(), 40, "trial {trial}: lineage knows every live object\n{recorded}");
         env.git(&["fsck", "--no-progress", "--no-dangling"]);
         assert!(!env.join(".git/mlops/journal/crash/default.plan.json").exists(), "trial {trial}: the journal is gone");
+        assert_lineage_is_live(&env, trial);
     }
     assert!(
         landed_mid_apply >= 5,
         "enough kills landed mid-apply to mean something: {landed_mid_apply} of 12 (changes took {phase:?})"
     );
+}
+
+/// Lineage equals the live state: no drift, nothing live that lineage records otherwise.
+fn assert_lineage_is_live(env: &TestEnv, trial: u32) {
+    let verify = env.mlops(&["verify", "--live"]);
+    assert_eq!(verify.status, 0, "trial {trial}: lineage equals the live state\n{}\n{}", verify.stdout, verify.stderr);
+}
+
+/// New bytes in every dataset and model of an applied crash stack: an update of 20 resources.
+fn change_inputs(env: &TestEnv) {
+    for i in 0..10 {
+        let to = env.join(&format!("data/d{i}/part-9.bin"));
+        std::fs::hard_link(pool().join(format!("d{}-0.bin", (i + 1) % 10)), to).unwrap();
+        env.write(&format!("models/m{i}.bin"), &format!("weights {i}, retrained\n"));
+    }
+    env.commit("retrained");
+}
+
+#[test]
+fn an_update_killed_at_any_moment_converges_with_lineage_equal_to_the_live_state() {
+    let probe = stack();
+    probe.mlops(&["apply", "--auto-approve"]).ok();
+    change_inputs(&probe);
+    let (mut child, began) = start_apply(&probe);
+    assert!(child.wait().unwrap().success());
+    let phase = began.expect("the journal appeared").elapsed();
+    drop(probe);
+
+    for trial in 0..10u32 {
+        let env = stack();
+        env.mlops(&["apply", "--auto-approve"]).ok();
+        let before = env.git(&["rev-parse", "refs/mlops/lineage/crash/default"]);
+        change_inputs(&env);
+        let (mut child, began) = start_apply(&env);
+        if let Some(began) = began {
+            std::thread::sleep((phase * trial / 10).saturating_sub(began.elapsed()));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let killed_at = env.git(&["rev-parse", "refs/mlops/lineage/crash/default"]);
+        eprintln!("trial {trial}: killed, lineage {}", if before == killed_at { "not moved" } else { "moved" });
+
+        let run = env.mlops(&["apply", "--auto-approve"]);
+        assert_eq!(run.status, 0, "trial {trial}: one apply converges\n{}\n{}", run.stdout, run.stderr);
+        let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status, 0, "trial {trial}: nothing left to do or record\n{}\n{}", plan.stdout, plan.stderr);
+        assert_lineage_is_live(&env, trial);
+        assert_eq!(live_objects(&env), 40, "trial {trial}");
+    }
 }
 
 #[test]
@@ -161,10 +211,36 @@ fn live_objects_lineage_lost_show_as_unrecorded_and_apply_records_them() {
     assert!(plan.stdout.contains("? endpoints.churn-api"), "{}", plan.stdout);
     assert!(plan.stdout.contains("4 to record"), "{}", plan.stdout);
     let md = env.mlops(&["plan", "--format", "markdown"]).ok();
-    assert!(md.stdout.contains("not recorded in lineage"), "{}", md.stdout);
+    assert!(md.stdout.contains("not recorded as live in lineage"), "{}", md.stdout);
     env.mlops(&["apply", "--auto-approve"]).ok();
     assert_eq!(env.lineage("quickstart").len(), 1);
     let files = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/quickstart/default", "resources/"]);
     assert_eq!(files.lines().count(), 4, "{files}");
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+}
+
+#[test]
+fn the_first_sigint_lets_running_changes_finish_records_them_and_exits_130() {
+    let env = stack();
+    let (child, began) = start_apply(&env);
+    assert!(began.is_some(), "the apply started its changes");
+    std::thread::sleep(Duration::from_millis(300));
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "exit 130 after the first SIGINT\n{stderr}");
+    assert!(stderr.contains("Apply interrupted"), "{stderr}");
+    let done = live_objects(&env);
+    assert!(done > 0 && done < 40, "stopped mid-apply: {done} of 40 live");
+    // Everything that finished is recorded, no journal is left, lineage equals the live state.
+    assert!(!env.join(".git/mlops/journal/crash/default.plan.json").exists());
+    let recorded = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/crash/default", "resources/"]);
+    assert_eq!(recorded.lines().count(), done, "every live object is recorded\n{recorded}");
+    let log = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/crash/default"]);
+    assert!(log.contains("Result: partial"), "{log}");
+    assert_lineage_is_live(&env, 0);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(live_objects(&env), 40);
     assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
 }

@@ -573,7 +573,7 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
             journal.append(&JournalEntry { address, outcome, record }).unwrap();
         }
     };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &sink));
     assert_eq!(report.applied, 4);
 }
 
@@ -595,7 +595,7 @@ fn a_dataset_copy_reports_bytes_transferred() {
             seen.lock().unwrap().push((address.to_string(), done, total));
         }
     };
-    rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
+    rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &sink));
     let seen = seen.into_inner().unwrap();
     let sizes: u64 =
         std::fs::read_dir(env.join("data/train")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();

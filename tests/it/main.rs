@@ -13,6 +13,7 @@ mod environments;
 mod feast;
 #[cfg(feature = "gcp")]
 mod gcp;
+mod integrity;
 #[cfg(all(feature = "kubernetes", feature = "gcp"))]
 mod kubernetes;
 pub mod lifecycle;

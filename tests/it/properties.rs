@@ -105,7 +105,7 @@ proptest! {
         let state = lineage.state().unwrap();
         let plan = rt.block_on(engine::plan(&stack, state.clone(), source(), &PlanRequest::default())).unwrap();
         prop_assert!(plan.changes.iter().all(|c| c.action == Action::Create));
-        let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &|_e| {}));
+        let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &|_e| {}));
         prop_assert_eq!(report.failed, 0, "{:?}", report.outcomes);
         lineage.record(state.tip.as_deref(), Record::new(&plan, &report.outcomes, &report.records)).unwrap();
         let state = lineage.state().unwrap();

@@ -105,7 +105,7 @@ fn the_journal_holds_no_secret_value() {
         };
         entries.lock().unwrap().push_str(&line);
     };
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &sink));
+    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &sink));
     assert_eq!(report.applied, 4);
     let entries = entries.into_inner().unwrap();
     assert!(entries.contains("(secret DB_PASSWORD"), "{entries}");

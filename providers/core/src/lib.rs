@@ -478,8 +478,15 @@ pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, 
                 stack.push(path);
             } else if ft.is_file() {
                 let rel = path.strip_prefix(dir).unwrap_or(&path);
-                let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-                out.insert(rel, path);
+                // A name that is not UTF-8 cannot be carried as an object key: refused at plan.
+                let Some(rel) = rel.components().map(|c| c.as_os_str().to_str()).collect::<Option<Vec<_>>>() else {
+                    return Err(ProviderError::invalid(format!(
+                        "the source file {} has a name that is not UTF-8: rename it",
+                        path.display()
+                    ))
+                    .at(ValuePath::key("source")));
+                };
+                out.insert(rel.join("/"), path);
             }
         }
     }

@@ -193,6 +193,42 @@ fn manifest(dir: &Path) -> Result<BTreeMap<String, String>, ProviderError> {
     Ok(out)
 }
 
+/// Refuses, at plan time and naming the file, a source file the local store cannot hold as it
+/// is named: a name that is not UTF-8, one ending in the store's temporary suffix (the store
+/// would take it for a leftover), or one too long to write beside its temporary name.
+fn carriable(src: &Path) -> Result<(), ProviderError> {
+    // NAME_MAX is 255 bytes; the temporary name adds a dot and the suffix.
+    const LONGEST: usize = 255 - 1 - TMP_SUFFIX.len();
+    let mut stack = vec![src.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = fs::read_dir(&d).map_err(|e| io_err("cannot list", &d, e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let refuse = |why: String| {
+                Err(ProviderError::invalid(format!("the source file {} {why}", path.display()))
+                    .at(ValuePath::key("source")))
+            };
+            let Some(name) = name.to_str() else {
+                return refuse("has a name that is not UTF-8: rename it".into());
+            };
+            if name.ends_with(TMP_SUFFIX) {
+                return refuse(format!("ends in `{TMP_SUFFIX}`, the suffix of the store's temporary files: rename it"));
+            }
+            if name.len() > LONGEST {
+                return refuse(format!(
+                    "has a name of {} bytes; the local store holds names of at most {LONGEST}",
+                    name.len()
+                ));
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The dataset version: a digest over the sorted manifest.
 fn manifest_digest(files: &BTreeMap<String, String>) -> String {
     let mut h = Sha256::new();
@@ -273,6 +309,7 @@ impl LocalProvider {
                             ))
                             .at(ValuePath::key("source")));
                         }
+                        carriable(&src)?;
                         manifest(&src)?
                     }
                     None => BTreeMap::new(),
