@@ -289,6 +289,10 @@ pub enum ChangeTag {
     Conflict { detail: String },
     /// Part of a rollback to the versions recorded at this lineage commit.
     Rollback { to_commit: String },
+    /// Lineage recorded the resource under other settings of its provider (a local `root:`, an
+    /// account, a project) and nothing is there under the current ones: what exists under the
+    /// recorded settings is left in place and forgotten, never called deleted.
+    ProviderMoved { from: Value, to: Value },
     /// The new model version takes the traffic in steps (the endpoint's `rollout:`): the share
     /// after each step, the wait between steps, the bake, and what rolls it back.
     Rollout {
@@ -312,6 +316,7 @@ impl ChangeTag {
             ChangeTag::LongRunning { .. } => "long-running",
             ChangeTag::Conflict { .. } => "conflict",
             ChangeTag::Rollback { .. } => "rollback",
+            ChangeTag::ProviderMoved { .. } => "provider-moved",
             ChangeTag::Rollout { .. } => "rollout",
         }
     }
@@ -339,6 +344,9 @@ impl ChangeTag {
             }
             ChangeTag::Conflict { detail } => detail.clone(),
             ChangeTag::Rollback { to_commit } => format!("back to lineage {}", &to_commit[..12.min(to_commit.len())]),
+            ChangeTag::ProviderMoved { from, to } => format!(
+                "recorded under provider settings {from}, now {to}: what exists under the recorded settings is left in place and forgotten"
+            ),
             ChangeTag::Rollout { strategy, steps, interval_secs, bake_secs, alarms, auto_rollback, expected_secs } => {
                 let steps: Vec<String> = steps.iter().map(|s| format!("{s}%")).collect();
                 let watch = match (alarms.is_empty(), auto_rollback) {

@@ -106,6 +106,11 @@ impl Stack {
         }
     }
 
+    /// Whether the spec has a block for provider `name`.
+    pub fn configures(&self, name: &str) -> bool {
+        self.blocks.contains_key(name)
+    }
+
     /// A provider's block, shared: every change of the provider holds the same one.
     pub fn provider_block(&self, name: &str) -> Arc<Value> {
         self.blocks.get(name).cloned().unwrap_or_else(|| Arc::new(Value::Null))
@@ -521,8 +526,18 @@ pub fn assemble(
             let ResourceRecord { provider, provider_config, depends_on, .. } = p;
             (provider, provider_config, depends_on)
         });
+        // Recorded under other settings of the same provider, and nothing under the current ones:
+        // moved by the spec, not deleted behind mlops's back.
+        let moved = match (&prior, &live_state) {
+            (Some((provider, recorded, _)), None) if stack.configures(provider) => {
+                let now = stack.provider_block(provider);
+                (**recorded != *now && !recorded.is_null()).then(|| ((**recorded).clone(), (*now).clone()))
+            }
+            _ => None,
+        };
         if let Some(p) = &prior_state {
             match &live_state {
+                None if moved.is_some() => {}
                 None => drift.push(Drift { address: address.clone(), kind: DriftKind::Deleted, attributes: vec![] }),
                 Some(l) if Arc::ptr_eq(p, l) => {}
                 Some(l) => {
@@ -580,6 +595,9 @@ pub fn assemble(
         let rollout = spec_res.and_then(|r| mlops_provider_core::rollout::Rollout::of(&r.config));
         let rolled = provider.map(|p| p.rollout_attributes()).unwrap_or_default();
         change.tags.extend(tags::rollout(&change, rollout.as_ref(), rolled));
+        if let Some((from, to)) = moved {
+            change.tags.push(plan::ChangeTag::ProviderMoved { from, to });
+        }
         if let Some((p, _)) = request.promotion.as_ref().filter(|(p, _)| p.rollback) {
             if change.action != Action::NoOp {
                 change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone() });

@@ -699,6 +699,38 @@ fn a_secret_reaches_the_sagemaker_model_and_nothing_mlops_writes() {
     let m = a.sdk.rt.block_on(a.sdk.sm.describe_model().model_name(&name).send()).unwrap();
     let env = m.primary_container().unwrap().environment().unwrap();
     assert_eq!(env.get("DB_PASSWORD").map(String::as_str), Some(value));
+
+    // Someone sets another value in SageMaker by hand (moto's CreateModel overwrites a model of
+    // the same name): the plan shows that the secret changed, never the value.
+    let hand = "Hand-Set-In-SageMaker-42";
+    let c = m.primary_container().unwrap();
+    let mut changed = env.clone();
+    changed.insert("DB_PASSWORD".into(), hand.into());
+    let container = aws_sdk_sagemaker::types::ContainerDefinition::builder()
+        .set_image(c.image().map(str::to_string))
+        .set_model_data_url(c.model_data_url().map(str::to_string))
+        .set_environment(Some(changed))
+        .build();
+    a.sdk
+        .rt
+        .block_on(
+            a.sdk
+                .sm
+                .create_model()
+                .model_name(&name)
+                .primary_container(container)
+                .set_execution_role_arn(m.execution_role_arn().map(str::to_string))
+                .send(),
+        )
+        .unwrap();
+    let mut seen = String::new();
+    for args in [vec!["plan"], vec!["plan", "--json"], vec!["plan", "--format", "markdown"]] {
+        let run = a.env.mlops_env(&args, &aws_env);
+        seen.push_str(&run.stdout);
+        seen.push_str(&run.stderr);
+    }
+    assert!(!seen.contains(hand), "the hand-set value is shown:\n{seen}");
+    assert!(seen.contains("(secret DB_PASSWORD changed)"), "{seen}");
 }
 
 /// SIGKILL at three moments of an apply against moto (before anything, while the models and the
@@ -733,6 +765,12 @@ fn an_apply_killed_against_moto_converges_with_one_more_apply() {
         assert_eq!(run.status, 0, "trial {trial}: one apply converges\n{}\n{}", run.stdout, run.stderr);
         let plan = a.mlops(&["plan", "--detailed-exitcode"]);
         assert_eq!(plan.status, 0, "trial {trial}: nothing left\n{}\n{}", plan.stdout, plan.stderr);
+        let verify = a.mlops(&["verify", "--live"]);
+        assert_eq!(
+            verify.status, 0,
+            "trial {trial}: lineage equals the live state\n{}\n{}",
+            verify.stdout, verify.stderr
+        );
         let recorded = a.env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/sm/default", "resources/"]);
         assert_eq!(recorded.lines().count(), 5, "trial {trial}: every resource recorded\n{recorded}");
         // The endpoint lineage records is the one SageMaker serves, InService.

@@ -394,3 +394,22 @@ fn source_problems_are_named_as_such_and_names_the_store_cannot_hold_are_refused
     std::fs::remove_file(&odd).unwrap();
     env.mlops(&["apply", "--auto-approve"]).ok();
 }
+
+#[test]
+fn a_changed_root_is_a_plan_that_forgets_the_old_objects_explicitly() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("mlops.yaml", &env.read("mlops.yaml").replace("root: .mlops/local", "root: .mlops/elsewhere"));
+    env.commit("another root");
+    let plan = env.mlops(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.status, 2, "{}", plan.stdout);
+    assert!(!plan.stdout.contains("outside mlops"), "never called deleted outside mlops:\n{}", plan.stdout);
+    assert!(plan.stdout.contains("provider-moved"), "{}", plan.stdout);
+    assert!(flat(&plan.stdout).contains("left in place and forgotten"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("4 to create"), "{}", plan.stdout);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(env.join(".mlops/local/endpoints/churn-api.json").exists(), "the old objects are left in place");
+    assert!(env.join(".mlops/elsewhere/endpoints/churn-api.json").exists());
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+    assert_eq!(env.mlops(&["verify", "--live"]).status, 0);
+}
