@@ -167,6 +167,9 @@ pub struct ResourceChange {
     /// depends on it has moved (the provider's `create_before_destroy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_before_destroy: bool,
+    /// What the provider warns about without refusing (a source file left out of a dataset).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// ML-aware flags a reviewer should not miss, computed by the engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<ChangeTag>,

@@ -576,6 +576,7 @@ pub fn assemble(
             desired: None,
             force_new: Default::default(),
             subset: Default::default(),
+            warnings: Vec::new(),
             live_fingerprint: plan::fingerprint(live_state.as_deref()),
             live: live_state,
             prior: prior_state,
@@ -584,10 +585,11 @@ pub fn assemble(
         // Tags read the desired attributes from the change, the rest (waits, conflicts) from `want`.
         let mut want = want;
         change.desired = want.as_mut().map(|d| std::mem::take(&mut d.attributes));
-        if let Some(w) = &want {
+        if let Some(w) = &mut want {
             change.force_new = w.force_new.clone();
             change.subset = w.subset.clone();
             change.create_before_destroy = change.action == Action::Replace && w.create_before_destroy;
+            change.warnings = std::mem::take(&mut w.warnings);
         }
         let provider = stack.providers.get(&change.provider);
         let traffic = provider.map(|p| p.traffic_attributes()).unwrap_or_default();
@@ -646,5 +648,6 @@ pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
         subset: fresh.map(|d| d.subset.clone()).unwrap_or_else(|| change.subset.clone()),
         expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
         conflicts: Vec::new(),
+        warnings: Vec::new(),
     }
 }

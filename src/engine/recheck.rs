@@ -120,6 +120,7 @@ mod tests {
                 data_destroying: false,
                 create_before_destroy: false,
                 tags: vec![],
+                warnings: vec![],
                 desired: None,
                 force_new: Default::default(),
                 subset: Default::default(),

@@ -103,6 +103,11 @@ fn header(p: &Plan) -> String {
             s.create, s.update, s.replace, s.delete, s.no_op
         );
     }
+    for c in p.changes.iter() {
+        for w in &c.warnings {
+            let _ = writeln!(out, "> ⚠️ `{}`: {w}\n", c.address);
+        }
+    }
     if s.unrecorded > 0 {
         let names: Vec<String> =
             p.changes.iter().filter(|c| c.is_to_record()).map(|c| format!("`{}`", c.address)).collect();

@@ -116,6 +116,14 @@ pub fn plan(p: &Plan, style: &Style) -> String {
         }
         let _ = writeln!(out);
     }
+    for c in p.changes.iter().filter(|c| !c.warnings.is_empty()) {
+        for w in &c.warnings {
+            let _ = writeln!(out, "{} {}: {w}", style.yellow(&style.bold("Warning:")), c.address);
+        }
+    }
+    if p.changes.iter().any(|c| !c.warnings.is_empty()) {
+        let _ = writeln!(out);
+    }
     let behind: Vec<_> = p.changes.iter().filter(|c| c.is_behind()).collect();
     if !behind.is_empty() {
         let _ = writeln!(

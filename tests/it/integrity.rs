@@ -413,3 +413,17 @@ fn a_changed_root_is_a_plan_that_forgets_the_old_objects_explicitly() {
     assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
     assert_eq!(env.mlops(&["verify", "--live"]).status, 0);
 }
+
+#[test]
+fn a_symlink_in_a_source_folder_is_a_warning_at_plan_never_silently_left_out() {
+    let env = TestEnv::quickstart();
+    std::os::unix::fs::symlink("2026-09.csv", env.join("data/train/linked.csv")).unwrap();
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("Warning: datasets.churn-train: source file linked.csv is a symlink: it is not part of the dataset"),
+        "{}",
+        plan.stdout
+    );
+    let md = env.mlops(&["plan", "--format", "markdown"]).ok();
+    assert!(md.stdout.contains("linked.csv is a symlink"), "{}", md.stdout);
+}

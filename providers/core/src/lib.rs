@@ -223,6 +223,9 @@ pub struct Desired {
     /// them without `--force-conflicts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// What the plan should warn about without refusing (a source file left out of a dataset).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// The operations a provider is asked to perform.
@@ -493,6 +496,29 @@ pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, 
     Ok(out)
 }
 
+/// What under a dataset's `source` is not part of it (symlinks, sockets, devices, FIFOs), each
+/// as a warning naming the file: never silently left out.
+pub fn skipped_source_entries(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(ft) = entry.file_type() else { continue };
+            let path = entry.path();
+            if ft.is_dir() {
+                stack.push(path);
+            } else if !ft.is_file() {
+                let rel = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                let what = if ft.is_symlink() { "a symlink" } else { "not a regular file" };
+                out.push(format!("source file {rel} is {what}: it is not part of the dataset"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A per-file manifest entry of a provider (its checksums and size, as its store reports them).
 pub type EntryOf = fn(&std::path::Path) -> Result<Value, ProviderError>;
 
@@ -519,6 +545,9 @@ pub async fn dataset_manifest(
     .await
     .map_err(|e| ProviderError::failed(format!("checksum task failed: {e}")))??;
     desired.attributes.insert("files".into(), files);
+    if let Some(src) = config.local_path("source") {
+        desired.warnings.extend(skipped_source_entries(&src));
+    }
     if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
         desired.subset.insert("files".into());
     }

@@ -310,6 +310,7 @@ impl LocalProvider {
                             .at(ValuePath::key("source")));
                         }
                         carriable(&src)?;
+                        d.warnings.extend(mlops_provider_core::skipped_source_entries(&src));
                         manifest(&src)?
                     }
                     None => BTreeMap::new(),
