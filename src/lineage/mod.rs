@@ -1157,8 +1157,10 @@ impl Journal {
     }
 
     /// True when an apply began and has not finished (or died): its record is still to be made.
+    /// Entries without their plan file are never written by an apply (the plan comes first and
+    /// goes last): such a journal is pending too, to be moved aside and said so, never dropped.
     pub fn is_pending(&self) -> bool {
-        self.plan_path().exists()
+        self.plan_path().exists() || std::fs::metadata(&self.path).is_ok_and(|m| m.len() > 0)
     }
 
     /// The plan and entries of an apply that did not finish, if any.

@@ -427,3 +427,16 @@ fn a_symlink_in_a_source_folder_is_a_warning_at_plan_never_silently_left_out() {
     let md = env.mlops(&["plan", "--format", "markdown"]).ok();
     assert!(md.stdout.contains("linked.csv is a symlink"), "{}", md.stdout);
 }
+
+#[test]
+fn a_garbage_journal_without_its_plan_is_moved_aside_and_said_so() {
+    let env = TestEnv::quickstart();
+    env.write(".git/mlops/journal/quickstart/default.jsonl", "garbage that no apply wrote\n");
+    let run = env.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stderr.contains("cannot be read; it was moved to"), "said so:\n{}", run.stderr);
+    assert!(!env.join(".git/mlops/journal/quickstart/default.jsonl").exists());
+    let aside = std::fs::read_dir(env.join(".git/mlops/journal/quickstart")).unwrap().flatten().any(|e| {
+        e.file_name().to_string_lossy().contains("corrupt")
+    });
+    assert!(aside, "kept for a person to look at");
+}
