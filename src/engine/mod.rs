@@ -559,10 +559,12 @@ pub fn assemble(
             }
             None => prior.expect("leaving resources come from lineage"),
         };
-        let data_destroying = decision.data_destroying
-            || (decision.action == Action::Delete
-                && address.kind == mlops_provider_core::Kind::FeatureStore
-                && live_state.is_some());
+        // What a delete destroys is the provider's to say, per kind and per live object.
+        let delete_reason = match (&live_state, decision.action) {
+            (Some(live), Action::Delete) => stack.provider(&provider).ok().and_then(|p| p.delete_destroys_data(address, live)),
+            _ => None,
+        };
+        let data_destroying = decision.data_destroying || delete_reason.is_some();
         let mut change = ResourceChange {
             address: address.clone(),
             provider,
@@ -594,6 +596,13 @@ pub fn assemble(
         let provider = stack.providers.get(&change.provider);
         let traffic = provider.map(|p| p.traffic_attributes()).unwrap_or_default();
         change.tags = tags::tags(&change, want.as_ref(), traffic);
+        if let Some(reason) = delete_reason {
+            for t in &mut change.tags {
+                if let plan::ChangeTag::DataDestroying { reason: r } = t {
+                    *r = reason.clone();
+                }
+            }
+        }
         let rollout = spec_res.and_then(|r| mlops_provider_core::rollout::Rollout::of(&r.config));
         let rolled = provider.map(|p| p.rollout_attributes()).unwrap_or_default();
         change.tags.extend(tags::rollout(&change, rollout.as_ref(), rolled));

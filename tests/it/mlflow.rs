@@ -202,7 +202,15 @@ fn someone_elses_model_is_not_adopted_but_can_be_imported_and_deletes_are_ours_o
         &format!("version: 1\nproject: reg\nproviders:\n  mlflow: {{ tracking_uri: {} }}\n", r.uri),
     );
     r.env.commit("remove");
-    r.mlops(&["apply", "--auto-approve"]).ok();
+    // Deleting a registered model deletes its versions: data-destroying, refused without the flag.
+    let plan = r.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("[data-destroying]"), "{}", plan.stdout);
+    assert!(plan.stdout.contains(&format!("deletes registered model {} and every version in it", r.name)), "{}", plan.stdout);
+    let refused = r.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    assert_eq!(registered(&r.name)["versions"].as_object().unwrap().len(), 2, "nothing deleted");
+    r.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
     assert_eq!(registered(&r.name), Value::Null, "deleted");
 }
 

@@ -392,6 +392,15 @@ pub trait Provider: Send + Sync {
         &[]
     }
 
+    /// Whether deleting `address`, live as `live`, destroys stored data no apply can bring back
+    /// (a feature store's records, a registered model's versions): the reason, shown in the plan
+    /// with the `data-destroying` tag; such a delete needs `--allow-data-loss`. By default a
+    /// feature store's delete does.
+    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
+        let _ = live;
+        (address.kind == Kind::FeatureStore).then(|| format!("deleting {address} destroys its stored records"))
+    }
+
     /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
     /// a change to one is tagged `traffic-shift`.
     fn traffic_attributes(&self) -> &'static [&'static str] {

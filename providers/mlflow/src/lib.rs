@@ -438,6 +438,12 @@ impl Provider for MlflowProvider {
         "mlflow"
     }
 
+    /// Deleting a registered model deletes every version in it: the registry's history.
+    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
+        let name = live.outputs.get("registered_model").and_then(Value::as_str).unwrap_or(&address.name);
+        Some(format!("deleting {address} deletes registered model {name} and every version in it"))
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["artifact_digest", "artifact"]
     }
