@@ -433,3 +433,71 @@ pub fn apply(
     let journal_error = journal_error.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Applied(Applied { report, commit, journal_error }) })
 }
+
+/// What `import` did.
+pub struct ImportReport {
+    pub ref_name: String,
+    pub commit: String,
+    /// What the next apply would do to the adopted object, from the spec.
+    pub pending: crate::plan::Action,
+}
+
+/// Adopts backend object `id` as spec resource `address`, under one lock: an interrupted apply's
+/// journal is recorded first, then the import is recorded as one lineage commit with the plan the
+/// adopted state gives (the records built as an apply builds them).
+pub fn import(
+    stack: &Stack,
+    lineage: &Lineage,
+    rt: &tokio::runtime::Runtime,
+    address: &mlops_provider_core::Address,
+    id: &str,
+    notice: &dyn Fn(Notice),
+) -> Result<ImportReport, OpError> {
+    use crate::plan::{Action, Outcome, OutcomeStatus};
+    let Some(resource) = stack.spec.resource(address) else {
+        return Err(OpError::refused(
+            format!("{address} is not in the spec"),
+            "declare the resource in the spec first, then import the object it stands for",
+        ));
+    };
+    let lock = lineage.lock(&format!("mlops import {address} {id}"))?;
+    recover(lineage, &lock, notice)?;
+    let state = lineage.state()?;
+    if state.resources.contains_key(address) {
+        return Err(OpError::refused(
+            format!("{address} is already recorded in {}; nothing was changed", lineage.ref_name),
+            "`mlops plan` compares it with the live object; remove it from the spec and apply to forget it",
+        ));
+    }
+    let provider = stack.provider(&resource.config.provider)?;
+    let live = rt.block_on(provider.import(&resource.config, id)).map_err(|e| {
+        OpError::refused(
+            format!("cannot import {address} from `{id}`: {e}"),
+            "check the identifier and the provider block",
+        )
+    })?;
+    let record = apply::record_imported(stack, &resource.config, live, &state);
+    let mut after = state.clone();
+    after.resources.insert(address.clone(), record);
+    // The plan recorded with the import: what the next apply would do, from the adopted state.
+    let request = PlanRequest { targets: vec![address.clone()], ..Default::default() };
+    let plan = rt.block_on(engine::plan(stack, after.clone(), source_info(stack, lineage), &request))?;
+    let outcomes = std::collections::BTreeMap::from([(
+        address.to_string(),
+        Outcome {
+            action: Action::NoOp,
+            status: OutcomeStatus::Applied,
+            error: Some(format!("imported from `{id}`")),
+            kind: None,
+        },
+    )]);
+    let commit = lineage.record(
+        state.tip.as_deref(),
+        Record {
+            context: crate::lineage::ci_context(&|k| std::env::var(k).ok()),
+            ..Record::new(&plan, &outcomes, &after.resources)
+        },
+    )?;
+    let pending = plan.change(address).map(|c| c.action).unwrap_or(Action::NoOp);
+    Ok(ImportReport { ref_name: lineage.ref_name.clone(), commit, pending })
+}

@@ -458,6 +458,34 @@ async fn finish_deposed(
     cleaned
 }
 
+/// The record of an object adopted by `import`: as an apply records it, with the versions its
+/// dependencies have in lineage as its inputs.
+pub(crate) fn record_imported(
+    stack: &Stack,
+    config: &mlops_provider_core::ResourceConfig,
+    live: plan::RecordedState,
+    state: &State,
+) -> ResourceRecord {
+    let inputs = inputs_of(&config.dependencies, &|d| state.resources.get(d).map(|r| r.outputs.clone()));
+    ResourceRecord {
+        address: config.address.clone(),
+        provider: config.provider.clone(),
+        provider_config: stack.provider_block(&config.provider),
+        attributes: live.attributes,
+        outputs: live.outputs,
+        depends_on: config.dependencies.clone(),
+        inputs,
+    }
+}
+
+/// Each dependency's version (from its outputs), as a record's `inputs`.
+fn inputs_of(depends_on: &[Address], outputs_of: &dyn Fn(&Address) -> Option<Attributes>) -> BTreeMap<String, Value> {
+    depends_on
+        .iter()
+        .map(|d| (d.to_string(), outputs_of(d).as_ref().and_then(plan::version_in).cloned().unwrap_or(Value::Null)))
+        .collect()
+}
+
 fn record_of(
     change: &ResourceChange,
     live: plan::RecordedState,
@@ -465,15 +493,8 @@ fn record_of(
     outputs: &Mutex<BTreeMap<Address, Attributes>>,
 ) -> ResourceRecord {
     let outs = outputs.lock().unwrap_or_else(|e| e.into_inner());
-    let inputs = change
-        .depends_on
-        .iter()
-        .map(|d| {
-            let o = outs.get(d).or_else(|| records.get(d).map(|r| &r.outputs));
-            let version = o.and_then(plan::version_in).cloned().unwrap_or(Value::Null);
-            (d.to_string(), version)
-        })
-        .collect();
+    let inputs =
+        inputs_of(&change.depends_on, &|d| outs.get(d).or_else(|| records.get(d).map(|r| &r.outputs)).cloned());
     ResourceRecord {
         address: change.address.clone(),
         provider: change.provider.clone(),

@@ -561,7 +561,9 @@ pub fn assemble(
         };
         // What a delete destroys is the provider's to say, per kind and per live object.
         let delete_reason = match (&live_state, decision.action) {
-            (Some(live), Action::Delete) => stack.provider(&provider).ok().and_then(|p| p.delete_destroys_data(address, live)),
+            (Some(live), Action::Delete) => {
+                stack.provider(&provider).ok().and_then(|p| p.delete_destroys_data(address, live))
+            }
             _ => None,
         };
         let data_destroying = decision.data_destroying || delete_reason.is_some();

@@ -244,3 +244,43 @@ fn the_first_sigint_lets_running_changes_finish_records_them_and_exits_130() {
     assert_eq!(live_objects(&env), 40);
     assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
 }
+
+#[test]
+fn import_with_a_pending_journal_records_it_first_and_once() {
+    let env = stack();
+    let (mut child, began) = start_apply(&env);
+    assert!(began.is_some());
+    // Killed once the journal holds its first finished change.
+    let entries = env.join(".git/mlops/journal/crash/default.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&entries).map_or(true, |t| !t.contains('\n')) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let journal = env.join(".git/mlops/journal/crash/default.plan.json");
+    assert!(journal.exists(), "the killed apply left its journal");
+    assert!(env.lineage("crash").is_empty());
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&entries).unwrap().lines().next().unwrap()).unwrap();
+    let address = first["address"].as_str().unwrap().to_string();
+    let name = address.split('.').nth(1).unwrap().to_string();
+    // Its object exists and the journal says so: the import records the journal first.
+    let run = env.mlops(&["import", &address, &name]);
+    assert!(run.stderr.contains("now recorded as"), "the journal is recorded first:\n{}", run.stderr);
+    assert!(!run.stderr.contains("deferred") && !run.stderr.contains("holds the lock"), "{}", run.stderr);
+    assert_eq!(run.status, 1, "d0 is recorded by the recovery: {}", run.stdout);
+    assert!(run.stderr.contains("already recorded"), "{}", run.stderr);
+    assert!(!journal.exists());
+    assert_eq!(env.lineage("crash").len(), 1, "recorded once");
+    // Lineage lost: the local store's objects are imported by name, each once.
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.git(&["update-ref", "-d", "refs/mlops/lineage/crash/default"]);
+    let run = env.mlops(&["import", "datasets.d3", "d3"]).ok();
+    assert!(run.stdout.contains("Imported datasets.d3"), "{}", run.stdout);
+    let recorded = env.git(&["ls-tree", "-r", "--name-only", "refs/mlops/lineage/crash/default", "resources/"]);
+    assert_eq!(recorded.trim(), "resources/datasets/d3.json");
+    let wrong = env.mlops(&["import", "datasets.d4", "elsewhere"]);
+    assert_eq!(wrong.status, 1);
+    assert!(wrong.stderr.contains("by their spec name"), "{}", wrong.stderr);
+}

@@ -420,7 +420,9 @@ fn a_symlink_in_a_source_folder_is_a_warning_at_plan_never_silently_left_out() {
     std::os::unix::fs::symlink("2026-09.csv", env.join("data/train/linked.csv")).unwrap();
     let plan = env.mlops(&["plan"]).ok();
     assert!(
-        plan.stdout.contains("Warning: datasets.churn-train: source file linked.csv is a symlink: it is not part of the dataset"),
+        plan.stdout.contains(
+            "Warning: datasets.churn-train: source file linked.csv is a symlink: it is not part of the dataset"
+        ),
         "{}",
         plan.stdout
     );
@@ -435,8 +437,9 @@ fn a_garbage_journal_without_its_plan_is_moved_aside_and_said_so() {
     let run = env.mlops(&["apply", "--auto-approve"]).ok();
     assert!(run.stderr.contains("cannot be read; it was moved to"), "said so:\n{}", run.stderr);
     assert!(!env.join(".git/mlops/journal/quickstart/default.jsonl").exists());
-    let aside = std::fs::read_dir(env.join(".git/mlops/journal/quickstart")).unwrap().flatten().any(|e| {
-        e.file_name().to_string_lossy().contains("corrupt")
-    });
+    let aside = std::fs::read_dir(env.join(".git/mlops/journal/quickstart"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
     assert!(aside, "kept for a person to look at");
 }

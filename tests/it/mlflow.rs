@@ -205,7 +205,11 @@ fn someone_elses_model_is_not_adopted_but_can_be_imported_and_deletes_are_ours_o
     // Deleting a registered model deletes its versions: data-destroying, refused without the flag.
     let plan = r.mlops(&["plan"]).ok();
     assert!(plan.stdout.contains("[data-destroying]"), "{}", plan.stdout);
-    assert!(plan.stdout.contains(&format!("deletes registered model {} and every version in it", r.name)), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains(&format!("deletes registered model {} and every version in it", r.name)),
+        "{}",
+        plan.stdout
+    );
     let refused = r.mlops(&["apply", "--auto-approve"]);
     assert_eq!(refused.status, 1, "{}", refused.stdout);
     assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);

@@ -880,6 +880,20 @@ impl Provider for LocalProvider {
         self.read_sync(address)
     }
 
+    /// The local store names each object by its spec name: `id` must be that name.
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let address = &config.address;
+        if id != address.name {
+            return Err(ProviderError::invalid(format!(
+                "the local store names objects by their spec name: import {address} as `{}`",
+                address.name
+            )));
+        }
+        self.read_sync(address)?.ok_or_else(|| {
+            ProviderError::invalid(format!("the local store under {} holds no {address}", self.root.display()))
+        })
+    }
+
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
         let this = self.clone();
         let (address, op, desired, config, deps) = (
