@@ -250,12 +250,31 @@ impl ResourceChange {
     /// Live and as the spec wants it, but lineage records another state (an apply killed after
     /// changing it and before recording, a lineage ref moved back): nothing to change, the live
     /// state to record, so lineage never stays behind what is live.
+    ///
+    /// Only what the record is believed for counts: an attribute the spec sets (within the keys
+    /// it lists, for a map that constrains only those) or the version the outputs carry. What the
+    /// backend moves by itself (an autoscaler's replica count, a status) is not a record behind.
     pub fn is_behind(&self) -> bool {
-        self.action == Action::NoOp
-            && match (&self.prior, &self.live) {
-                (Some(p), Some(l)) => !std::sync::Arc::ptr_eq(p, l) && **p != **l,
-                _ => false,
+        if self.action != Action::NoOp {
+            return false;
+        }
+        let (Some(prior), Some(live)) = (&self.prior, &self.live) else { return false };
+        if std::sync::Arc::ptr_eq(prior, live) || prior == live {
+            return false;
+        }
+        if version_in(&prior.outputs) != version_in(&live.outputs) {
+            return true;
+        }
+        let Some(desired) = &self.desired else { return false };
+        desired.iter().any(|(key, want)| {
+            let (p, l) = (prior.attributes.get(key), live.attributes.get(key));
+            match (want, p, l) {
+                (Value::Object(want), Some(Value::Object(p)), Some(Value::Object(l))) if self.subset.contains(key) => {
+                    want.keys().any(|k| p.get(k) != l.get(k))
+                }
+                _ => p != l,
             }
+        })
     }
 
     /// Nothing to change but something to record: [`Self::is_unrecorded`] or [`Self::is_behind`].

@@ -145,11 +145,8 @@ pub async fn check_fresh(
     }
     let touched: Vec<&ResourceChange> = plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     // Read through the plan's desired states, so providers compare the same fields as at plan time.
-    let planned: BTreeMap<Address, mlops_provider_core::Desired> = touched
-        .iter()
-        .filter(|c| c.desired.is_some())
-        .map(|c| (c.address.clone(), super::desired_of(c, None)))
-        .collect();
+    let planned: BTreeMap<Address, mlops_provider_core::Desired> =
+        touched.iter().filter(|c| c.desired.is_some()).map(|c| (c.address.clone(), super::desired_of(c))).collect();
     let priors = super::priors_of(state, touched.iter().map(|c| &c.address));
     let live = refresh(stack, state, &priors, touched.iter().map(|c| c.address.clone()), &planned, parallelism).await?;
     for c in &touched {
@@ -391,17 +388,14 @@ pub async fn apply(
     let interrupted = interrupt.load(std::sync::atomic::Ordering::SeqCst);
     if interrupted {
         for (a, c) in &changes {
-            if !outcomes.contains_key(&a.to_string()) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = outcomes.entry(a.to_string()) {
                 failed += 1;
-                outcomes.insert(
-                    a.to_string(),
-                    Outcome {
-                        action: c.action,
-                        status: OutcomeStatus::Skipped,
-                        error: Some("not started: the apply was interrupted".into()),
-                        kind: None,
-                    },
-                );
+                slot.insert(Outcome {
+                    action: c.action,
+                    status: OutcomeStatus::Skipped,
+                    error: Some("not started: the apply was interrupted".into()),
+                    kind: None,
+                });
             }
         }
     }
@@ -587,7 +581,7 @@ async fn run_one<'a>(
                 .collect()
         };
         // Secrets are put back only into what the provider gets to apply.
-        let mut desired = super::desired_of(change, None);
+        let mut desired = super::desired_of(change);
         desired.attributes = reveal(secrets, &desired.attributes);
         let mut config = mlops_provider_core::ResourceConfig {
             body: secrets.reveal(&resource.config.body),

@@ -649,15 +649,15 @@ pub fn now_rfc3339() -> String {
 }
 
 /// The desired state a plan's change decided, for the provider: attributes, what forces a
-/// replace and the subset semantics as planned (or as `fresh` computes them, when given).
-pub fn desired_of(change: &ResourceChange, fresh: Option<&Desired>) -> Desired {
+/// replace and the subset semantics exactly as planned.
+pub fn desired_of(change: &ResourceChange) -> Desired {
     Desired {
         attributes: change.desired.clone().unwrap_or_default(),
-        force_new: fresh.map(|d| d.force_new.clone()).unwrap_or_else(|| change.force_new.clone()),
+        force_new: change.force_new.clone(),
         replace_destroys_data: change.data_destroying,
         create_before_destroy: change.create_before_destroy,
-        subset: fresh.map(|d| d.subset.clone()).unwrap_or_else(|| change.subset.clone()),
-        expected_wait_secs: fresh.and_then(|d| d.expected_wait_secs),
+        subset: change.subset.clone(),
+        expected_wait_secs: None,
         conflicts: Vec::new(),
         warnings: Vec::new(),
     }

@@ -280,6 +280,26 @@ fn ci_context_and_policy_verdict_are_recorded_and_exported() {
     assert_eq!(lines[0]["pull_request"], "#17");
     // The quickstart has no policies: no verdict recorded.
     assert!(lines.iter().all(|l| l["policy"].is_null()));
+
+    // With policies, each apply records their verdict, and the export carries it.
+    let spec = env.read("mlops.yaml");
+    env.write("mlops.yaml", &format!("{spec}\npolicies:\n  replicas: {{ max: 1 }}\n"));
+    env.commit("a policy the endpoint breaks");
+    env.write("model/churn-clf.json", "{\"weights\": [4]}\n");
+    env.commit("v3");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let msg = env.git(&["log", "-1", "--format=%B", REF]);
+    assert!(msg.contains("Policy: 1 violation(s): policy::replicas\n"), "{msg}");
+    let lines: Vec<Value> =
+        env.mlops(&["audit", "export"]).ok().stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.last().unwrap()["policy"], "1 violation(s): policy::replicas", "{lines:?}");
+    env.write("mlops.yaml", &format!("{spec}\npolicies:\n  replicas: {{ max: 5 }}\n"));
+    env.commit("a policy it meets");
+    env.write("model/churn-clf.json", "{\"weights\": [5]}\n");
+    env.commit("v4");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let msg = env.git(&["log", "-1", "--format=%B", REF]);
+    assert!(msg.contains("Policy: passed\n"), "{msg}");
 }
 
 fn registry_current(env: &TestEnv) -> Value {

@@ -45,3 +45,30 @@ fn the_ci_pipeline_runs_end_to_end() {
     let blocked = run("pr");
     assert_eq!(blocked.status.code(), Some(3), "{}", String::from_utf8_lossy(&blocked.stderr));
 }
+
+/// scripts/test never reports a green run that skipped: feature arguments and the variables that
+/// make tests rewrite their expectations are refused before anything runs.
+#[test]
+fn the_test_command_refuses_what_would_skip_or_rewrite_tests() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/test");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(&script).args(args).env_remove("CI").env_remove("UPDATE_SCHEMAS").env_remove("INSTA_UPDATE");
+        c.env_remove("INSTA_FORCE_PASS");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    for args in [&["--no-default-features"][..], &["--features", "local"], &["-p", "mlops"]] {
+        let (code, err) = run(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("would compile provider tests away"), "{args:?}: {err}");
+    }
+    for var in ["UPDATE_SCHEMAS", "INSTA_UPDATE", "INSTA_FORCE_PASS"] {
+        let (code, err) = run(&[], &[("CI", "true"), (var, "1")]);
+        assert_eq!(code, Some(2), "{var}: {err}");
+        assert!(err.contains(&format!("{var} is set under CI")), "{err}");
+    }
+}

@@ -186,3 +186,10 @@ pub fn service(var: &str, on: Option<&str>, start: &str) -> String {
         _ => panic!("test service missing: {var} is not set; start it with `eval \"$(scripts/services up {start})\"`"),
     }
 }
+
+/// The JSON an independent client printed (its last line): `null` when it printed nothing, and a
+/// failure, never `null`, when it printed anything else, so absence is only ever what it said.
+pub fn printed_json(text: &str, client: &str) -> serde_json::Value {
+    let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return serde_json::Value::Null };
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{client} printed something that is not JSON ({e}):\n{text}"))
+}

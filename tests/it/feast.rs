@@ -21,7 +21,7 @@ fn feast(code: &str) -> Value {
     let out = Command::new(python).args(["-c", &script]).current_dir(&repo).output().expect("python runs");
     assert!(out.status.success(), "python failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+    crate::common::printed_json(&text, "the Feast SDK")
 }
 
 /// A feature view as Feast's SDK sees it (with its entity), or null.
@@ -224,27 +224,6 @@ fn feature_services_follow_the_view_and_leave_with_the_spec() {
     s.mlops(&["apply", "--auto-approve"]).ok();
     assert_eq!(served(&service), Value::Null);
     assert!(!view(&s.view_name()).is_null());
-}
-
-#[test]
-fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
-    let env = TestEnv::new();
-    let spec = |ttl: &str| {
-        format!(
-            "version: 1\nproject: fs\nproviders:\n  feast: {{ registry: 127.0.0.1:1 }}\n\
-             feature_stores:\n  churn:\n    provider: feast\n    record_identifier: id\n    event_time: ts\n\
-             \x20   features: {{ id: string, ts: string, x: integral }}\n    ttl: {ttl}\n"
-        )
-    };
-    env.write("mlops.yaml", &spec("1d"));
-    let run = env.mlops(&["validate"]);
-    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("mlops.yaml:11:"), "the ttl is marked at its line: {}", run.stderr);
-    env.write("mlops.yaml", &spec("24h"));
-    let run = env.mlops(&["validate"]);
-    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
-    assert!(run.stderr.contains("feast::no_source"), "the provider's own code is kept: {}", run.stderr);
 }
 
 /// A registry server in TLS mode (as `feast serve_registry --key --cert` runs it), trusted through

@@ -204,7 +204,8 @@ fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_reco
     let plan = rt.block_on(mlops::engine::plan(&stack, state.clone(), source, &Default::default())).unwrap();
     assert_eq!(plan.change(&"datasets.train".parse().unwrap()).unwrap().action, mlops::plan::Action::Update);
     let theirs = put_object(&g.host, &g.bucket, "churn/train/a.csv", "theirs, later");
-    let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &|_e| {}));
+    let report =
+        rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &|_e| {}));
     let outcome = &report.outcomes["datasets.train"];
     assert_eq!(outcome.status, mlops::plan::OutcomeStatus::Failed);
     assert!(outcome.error.as_deref().unwrap().contains("was written by someone else since the plan"), "{outcome:?}");
@@ -259,9 +260,15 @@ fn the_gcp_example_applies_and_converges() {
     let names: Vec<String> = objects(&host, &data, "churn/train/").into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["churn/train/part-0000.csv", "churn/train/part-0001.csv"]);
     assert!(env.mlops_env(&["plan"], &with).ok().stdout.contains("No changes."));
-    // An object someone else put under the prefix is left alone without `prune`.
+    // An object someone else put under the prefix is left alone without `prune`: nothing to
+    // change, but the dataset's live version now includes it, and lineage records that.
     put_object(&host, &data, "churn/train/extra.csv", "x");
+    let plan = env.mlops_env(&["plan"], &with).ok();
+    assert!(plan.stdout.contains("Plan: 1 to record, nothing to change."), "{}", plan.stdout);
+    env.mlops_env(&["apply", "--auto-approve"], &with).ok();
     assert!(env.mlops_env(&["plan"], &with).ok().stdout.contains("No changes."));
+    let names: Vec<String> = objects(&host, &data, "churn/train/").into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 3, "left alone: {names:?}");
 }
 
 #[test]

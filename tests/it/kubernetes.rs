@@ -278,17 +278,31 @@ impl K8s {
         }
     }
 
-    /// Plans until the controller has caught up and nothing is left to do.
-    fn wait_until_no_changes(&self) {
+    /// Plans until the controller has caught up: nothing left to change (lineage may still record
+    /// the objects as they were before they became ready: that is left for an apply to record).
+    fn wait_until_nothing_to_change(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let plan = self.mlops(&["plan", "--detailed-exitcode"]);
-            if plan.status == 0 {
+            let plan = self.plan_json();
+            let s = &plan["summary"];
+            let changes = ["create", "update", "replace", "delete"].iter().map(|k| s[k].as_u64().unwrap()).sum::<u64>();
+            if changes == 0 {
                 return;
             }
-            assert!(Instant::now() < deadline, "still changes to make:\n{}{}", plan.stdout, plan.stderr);
+            assert!(Instant::now() < deadline, "still changes to make: {s}");
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Plans until the controller has caught up, records what became ready, and checks that
+    /// nothing is left to do.
+    fn wait_until_no_changes(&self) {
+        self.wait_until_nothing_to_change();
+        if self.plan_json()["summary"]["unrecorded"].as_u64() != Some(0) {
+            self.mlops(&["apply", "--auto-approve"]).ok();
+        }
+        let plan = self.mlops(&["plan", "--detailed-exitcode"]);
+        assert_eq!(plan.status, 0, "nothing left to do:\n{}{}", plan.stdout, plan.stderr);
     }
 
     /// The storageUri of an InferenceService's predictor, as the apiserver holds it.
@@ -510,11 +524,15 @@ fn not_ready_in_time_is_a_clear_error_recorded_as_partial() {
     let plan = k.plan_json();
     let c = change(&plan, "endpoints.churn-api");
     assert_eq!(paths(c), ["ready"]);
-    // Once the controller catches up, nothing is left, and the plan says the objects became ready.
+    // Once the controller catches up, nothing is left to change, the plan says the objects became
+    // ready, and an apply records them as they are.
     let _controller = k.controller();
-    k.wait_until_no_changes();
+    k.wait_until_nothing_to_change();
     let text = k.mlops(&["plan"]).ok();
     assert!(text.stdout.contains("~ ready = false → true"), "{}", text.stdout);
+    assert!(text.stdout.contains("to record, nothing to change"), "{}", text.stdout);
+    k.wait_until_no_changes();
+    assert_eq!(k.lineage_record("endpoints.churn-api")["attributes"]["ready"], true);
 }
 
 #[test]

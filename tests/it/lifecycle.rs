@@ -745,16 +745,30 @@ fn a_shallow_lineage_is_read_as_far_as_it_goes() {
     assert!(log.stderr.contains("a shallow fetch"), "{}", log.stderr);
 }
 
-/// What forces a replace is decided at plan time and carried by the saved plan to the apply.
+/// What forces a replace is decided at plan time, carried by the saved plan, and applied from it.
 #[test]
-fn a_saved_plan_carries_what_forces_a_replace() {
+fn a_saved_plan_carries_what_forces_a_replace_and_the_apply_replaces() {
     let env = TestEnv::quickstart();
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let spec = env.read("mlops.yaml").replace("record_identifier: customer_id", "record_identifier: tenure_months");
+    env.write("mlops.yaml", &spec);
+    env.commit("another key");
     env.mlops(&["plan", "--out", "p.json"]).ok();
     let plan = mlops::plan::Plan::read_file(&env.join("p.json"), "p.json").unwrap();
     let store = plan.changes.iter().find(|c| c.address.to_string() == "feature_stores.customer").unwrap();
     assert!(store.force_new.contains("record_identifier"), "{:?}", store.force_new);
-    let desired = mlops::engine::desired_of(store, None);
-    assert_eq!(desired.force_new, store.force_new, "the apply gets what the plan decided");
+    assert_eq!(store.action, mlops::plan::Action::Replace);
+    assert_eq!(store.replace_reasons, ["record_identifier"]);
+    let run = env.mlops(&["apply", "p.json", "--allow-data-loss"]).ok();
+    assert!(run.stdout.contains("1 replaced"), "{}", run.stdout);
+    let recorded: serde_json::Value = serde_json::from_str(
+        &env.git(&["show", "refs/mlops/lineage/quickstart/default:resources/feature_stores/customer.json"]),
+    )
+    .unwrap();
+    assert_eq!(recorded["attributes"]["record_identifier"], "tenure_months", "{recorded}");
+    let result = env.git(&["show", "refs/mlops/lineage/quickstart/default:result.json"]);
+    assert!(result.contains("\"action\": \"replace\""), "{result}");
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0);
 }
 
 /// A holder killed but not yet reaped (a zombie) holds nothing: its lock is broken like a dead one's.

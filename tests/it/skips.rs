@@ -19,7 +19,9 @@ fn this_binary(args: &[&str]) -> (bool, String) {
 fn provider_tests(list: &str) -> Vec<String> {
     list.lines()
         .filter_map(|l| l.strip_suffix(": test"))
-        .filter(|name| ["gcp::", "aws::", "kubernetes::", "vertex::"].iter().any(|m| name.starts_with(m)))
+        .filter(|name| {
+            ["gcp::", "aws::", "kubernetes::", "vertex::", "mlflow::", "feast::"].iter().any(|m| name.starts_with(m))
+        })
         .map(str::to_string)
         .collect()
 }

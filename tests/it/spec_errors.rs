@@ -377,3 +377,51 @@ fn a_sagemaker_rollout_step_over_half_the_fleet_is_refused() {
     assert!(run.stderr.contains("takes steps of 1 to 50 percent, not 60"), "{}", run.stderr);
     assert!(run.stderr.contains("`rollback: manual` with `alarms`"), "{}", run.stderr);
 }
+
+// The provider modules hold only tests that need their service (tests/it/skips.rs checks it):
+// these spec checks need none.
+
+#[cfg(feature = "mlflow")]
+#[test]
+fn a_bad_tracking_uri_or_alias_is_refused_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write("model.pkl", "x");
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: reg\nproviders:\n  mlflow: { tracking_uri: mlflow.internal:5000 }\n\
+         models:\n  m:\n    provider: mlflow\n    artifact: ./model.pkl\n    aliases: [v2]\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("`tracking_uri` must be an http:// or https://"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:4:"), "{}", run.stderr);
+    // With a good address, the alias `v2` (it names a version) is refused with the provider's code.
+    let spec = env.read("mlops.yaml").replace("mlflow.internal:5000", "http://mlflow.internal:5000");
+    env.write("mlops.yaml", &spec);
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("mlflow::invalid_alias"), "{}", run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:9:"), "{}", run.stderr);
+}
+
+#[cfg(feature = "feast")]
+#[test]
+fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
+    let env = crate::common::TestEnv::new();
+    let spec = |ttl: &str| {
+        format!(
+            "version: 1\nproject: fs\nproviders:\n  feast: {{ registry: 127.0.0.1:1 }}\n\
+             feature_stores:\n  churn:\n    provider: feast\n    record_identifier: id\n    event_time: ts\n\
+             \x20   features: {{ id: string, ts: string, x: integral }}\n    ttl: {ttl}\n"
+        )
+    };
+    env.write("mlops.yaml", &spec("1d"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("mlops.yaml:11:"), "the ttl is marked at its line: {}", run.stderr);
+    env.write("mlops.yaml", &spec("24h"));
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
+    assert!(run.stderr.contains("feast::no_source"), "the provider's own code is kept: {}", run.stderr);
+}

@@ -27,7 +27,7 @@ pub(crate) fn vertex(code: &str) -> Value {
     let out = Command::new(python).args(["-c", &script]).output().expect("python runs");
     assert!(out.status.success(), "python failed:\n{script}\n{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("null")).unwrap_or(Value::Null)
+    crate::common::printed_json(&text, "the Vertex client")
 }
 
 #[test]
