@@ -228,7 +228,7 @@ impl Lineage {
 
     /// Appends the entry of `commit`, just recorded on top of `parent`, when the index is at
     /// `parent` (otherwise the next read catches up). Costs one entry, whatever the history holds.
-    pub(super) fn index_append(&self, parent: Option<&str>, commit: gix::ObjectId) -> Result<(), LineageError> {
+    pub(super) fn index_append(&self, parent: Option<&str>, entry: &Entry) -> Result<(), LineageError> {
         let path = self.index_path();
         let key = self.index_key();
         let last = if is_regular(&path) { last_line(&path) } else { None };
@@ -239,14 +239,13 @@ impl Lineage {
             }
             (Some(_), None) => false,
         };
-        let entry = self.entry(commit)?;
         if parent.is_none() {
             // The first apply: the index starts here.
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
             }
             let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(&entry, key)))
+            std::fs::write(&tmp, format!("{HEADER}\n{}", line_of(entry, key)))
                 .map_err(io(format!("write {}", tmp.display())))?;
             return std::fs::rename(&tmp, &path).map_err(io(format!("rename {}", tmp.display())));
         }
@@ -255,7 +254,7 @@ impl Lineage {
         }
         let mut f =
             std::fs::OpenOptions::new().append(true).open(&path).map_err(io(format!("open {}", path.display())))?;
-        f.write_all(line_of(&entry, key).as_bytes()).map_err(io(format!("append to {}", path.display())))
+        f.write_all(line_of(entry, key).as_bytes()).map_err(io(format!("append to {}", path.display())))
     }
 }
 

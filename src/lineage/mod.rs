@@ -360,8 +360,10 @@ impl Lineage {
             }
             return Err(git(e));
         }
-        // The index is a cache: when it cannot be written, the next read rebuilds it.
-        let _ = self.index_append(expected_tip, id);
+        // The index is a cache: when it cannot be written, the next read rebuilds it. Its line is
+        // built from what this apply holds in memory, never read back from the commit.
+        let entry = entry_of(&id, &commit, &rec);
+        let _ = self.index_append(expected_tip, &entry);
         Ok(id.to_string())
     }
 
@@ -696,6 +698,40 @@ pub fn parse_trailers(message: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The [`Entry`] of a commit just written from `rec`: what [`Lineage::entry`] reads back from it.
+fn entry_of(id: &gix::ObjectId, commit: &gix::objs::Commit, rec: &Record<'_>) -> Entry {
+    let message = commit.message.to_str_lossy();
+    let seconds = commit.author.time.seconds;
+    let changes = rec
+        .outcomes
+        .iter()
+        .map(|(address, o)| {
+            let outputs = match (o.action, address.parse::<Address>()) {
+                (Action::Delete, _) | (_, Err(_)) => None,
+                (_, Ok(a)) => rec.resources.get(&a).map(|r| r.outputs.clone()),
+            };
+            EntryChange {
+                outputs,
+                address: address.clone(),
+                action: o.action,
+                status: o.status,
+                error: o.error.clone(),
+                error_kind: o.kind,
+            }
+        })
+        .collect();
+    Entry {
+        commit: id.to_string(),
+        parent: commit.parents.first().map(|p| p.to_string()),
+        time: chrono::DateTime::from_timestamp(seconds, 0).map(|t| t.to_rfc3339()).unwrap_or_default(),
+        seconds,
+        applied_by: format!("{} <{}>", commit.author.name.to_str_lossy(), commit.author.email.to_str_lossy()),
+        summary: message.lines().next().unwrap_or_default().to_string(),
+        trailers: parse_trailers(&message),
+        changes,
+    }
 }
 
 fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {

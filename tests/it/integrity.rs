@@ -443,3 +443,13 @@ fn a_garbage_journal_without_its_plan_is_moved_aside_and_said_so() {
         .any(|e| e.file_name().to_string_lossy().contains("corrupt"));
     assert!(aside, "kept for a person to look at");
 }
+
+#[test]
+fn the_index_line_an_apply_writes_from_memory_is_the_one_git_gives() {
+    let env = three_applies();
+    let appended = env.read(INDEX);
+    std::fs::remove_file(env.join(INDEX)).unwrap();
+    let from_git = env.mlops(&["log", "--json"]).ok().stdout;
+    assert_eq!(env.read(INDEX), appended, "rebuilt from Git, the index is byte for byte what the applies appended");
+    assert!(from_git.contains("Test User"));
+}
