@@ -532,6 +532,8 @@ fn records_against_plan(
                     out.push(format!("{a}'s record is not the live state its plan recorded"));
                 }
             }
+            // Refreshed by an apply that recorded anyway: as the plan saw it live.
+            None if change.and_then(|c| c.live.as_deref()).is_some_and(|l| *l == state(record)) => {}
             None => {
                 if before.get(a).map(without_deposed) != Some(without_deposed(record)) {
                     out.push(format!("{a}'s record changed, but its plan did not change or record it"));

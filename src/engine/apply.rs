@@ -400,6 +400,17 @@ pub async fn apply(
         }
     }
     changed_anyway += finish_deposed(stack, plan, &outcomes, &mut records, sink).await;
+    // A commit is made anyway: every resource refreshed is recorded as it is live, also what the
+    // backend moved by itself (an autoscaler's count, a status), so lineage is the live state.
+    if applied + changed_anyway > 0 {
+        for c in plan.changes.iter().filter(|c| c.action == Action::NoOp && !c.is_to_record()) {
+            let (Some(live), Some(record)) = (&c.live, records.get_mut(&c.address)) else { continue };
+            if record.attributes != live.attributes || record.outputs != live.outputs {
+                record.attributes = live.attributes.clone();
+                record.outputs = live.outputs.clone();
+            }
+        }
+    }
     ApplyReport { outcomes, records, applied, failed, changed_anyway, interrupted }
 }
 
