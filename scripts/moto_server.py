@@ -20,7 +20,12 @@ Added, following the SageMaker API reference (action names, parameters, error co
   FailureReason (a failed update rolls back: InService on the old config, FailureReason set).
   Updating an endpoint that is not InService is a ValidationException, as on AWS.
 - Feature groups: OnlineStoreConfig kept and described, OfflineStoreConfig optional, and
-  DescribeFeatureGroup of a missing group is ResourceNotFound (moto answers HTTP 500).
+  DescribeFeatureGroup of a missing group is ResourceNotFound (moto answers HTTP 500). A group is
+  `Creating` for MOTO_SAGEMAKER_FEATURE_GROUP_DELAY seconds (default 1) before `Created`, and
+  `Deleting` as long before it is gone; creating a group whose name is still taken (Deleting) is
+  ResourceInUse, updating one that is not Created a ResourceInUse too, as on AWS.
+- An endpoint whose model's ModelDataUrl names no S3 object goes to `Failed` with SageMaker's
+  FailureReason (moto brings it InService).
 """
 
 import os
@@ -29,11 +34,12 @@ import time
 
 from moto.core.responses import ActionResult, EmptyResult
 from moto.sagemaker import models as sm
-from moto.sagemaker.exceptions import ConflictException, ResourceNotFound, ValidationError
+from moto.sagemaker.exceptions import ConflictException, ResourceInUseException, ResourceNotFound, ValidationError
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemaker.utils import arn_formatter
 
 DELAY = float(os.environ.get("MOTO_SAGEMAKER_ENDPOINT_DELAY", "2"))
+FG_DELAY = float(os.environ.get("MOTO_SAGEMAKER_FEATURE_GROUP_DELAY", "1"))
 UNAVAILABLE = {
     t.strip()
     for t in os.environ.get("MOTO_SAGEMAKER_UNAVAILABLE_INSTANCE_TYPES", "ml.p3.16xlarge").split(",")
@@ -53,6 +59,41 @@ def _unavailable(backend, config_name):
         if v.get("InstanceType") in UNAVAILABLE:
             return v.get("InstanceType")
     return None
+
+
+def _missing_model_data(backend, config_name):
+    """The first ModelDataUrl of the config's models that names no S3 object, if any."""
+    from moto.s3.models import s3_backends
+
+    config = backend.endpoint_configs.get(config_name)
+    if config is None:
+        return None
+    s3 = s3_backends[backend.account_id]["aws"]
+    for v in config.production_variants:
+        model = backend._models.get(v.get("ModelName"))
+        if model is None:
+            continue
+        containers = [model.primary_container] if model.primary_container else list(model.containers or [])
+        for c in containers:
+            url = (c or {}).get("ModelDataUrl")
+            if not url or not url.startswith("s3://"):
+                continue
+            bucket, _, key = url[len("s3://"):].partition("/")
+            try:
+                found = s3.get_object(bucket, key)
+            except Exception:
+                found = None
+            if found is None:
+                return url
+    return None
+
+
+def _model_data_reason(url):
+    return (
+        f'Failed to download model data for container "container_1" from URL: "{url}". Please ensure that '
+        "there is an object located at the URL and that the role passed to CreateModel has permissions to "
+        "download the object."
+    )
 
 
 # --- endpoint lifecycle -------------------------------------------------------------------------
@@ -99,10 +140,14 @@ def _settle(endpoint):
     endpoint._mlops_pending = None
     backend = pending["backend"]
     failed_type = _unavailable(backend, pending["config"])
+    missing = _missing_model_data(backend, pending["config"]) if pending["kind"] != "weights" else None
     if pending["kind"] == "create":
         if failed_type:
             endpoint.endpoint_status = "Failed"
             endpoint.failure_reason = CAPACITY_REASON
+        elif missing:
+            endpoint.endpoint_status = "Failed"
+            endpoint.failure_reason = _model_data_reason(missing)
         else:
             endpoint.endpoint_status = "InService"
     elif pending["kind"] == "update":
@@ -122,10 +167,10 @@ def _settle(endpoint):
             if time.monotonic() < pending["at"] + rollout["duration"]:
                 endpoint._mlops_pending = pending
                 return
-        if failed_type:
+        if failed_type or missing:
             # The update is rolled back: the endpoint keeps serving its old config.
             endpoint.endpoint_status = "InService"
-            endpoint.failure_reason = CAPACITY_REASON
+            endpoint.failure_reason = CAPACITY_REASON if failed_type else _model_data_reason(missing)
         else:
             config = backend.endpoint_configs[pending["config"]]
             old = {v["VariantName"]: v for v in endpoint.production_variants}
@@ -288,15 +333,35 @@ def _feature_group_arn(backend, name):
     return arn_formatter(region_name=backend.region_name, account_id=backend.account_id, _type="feature-group", _id=name.lower())
 
 
+def _fg_status(backend, group):
+    """A feature group's status along its lifecycle; a group whose deletion finished is removed."""
+    status, until = getattr(group, "_mlops_status", ("Created", 0))
+    if time.monotonic() < until:
+        return status
+    if status == "Deleting":
+        backend.feature_groups.pop(group.arn, None)
+        return None
+    group._mlops_status = ("Created", 0)
+    return "Created"
+
+
 def _find_feature_group(backend, name):
     group = backend.feature_groups.get(_feature_group_arn(backend, name))
-    if group is None:
+    if group is None or _fg_status(backend, group) is None:
         raise ResourceNotFound(message=f"Resource Not Found: FeatureGroup with name {name} not found")
     return group
 
 
+def _resource_in_use(message):
+    return ResourceInUseException(message=message)
+
+
 def _r_create_feature_group(self):
     backend = self.sagemaker_backend
+    name = self._get_param("FeatureGroupName")
+    taken = backend.feature_groups.get(_feature_group_arn(backend, name))
+    if taken is not None and _fg_status(backend, taken) is not None:
+        raise _resource_in_use(f"Resource Already Exists: FeatureGroup with name {name} already exists. Choose a different name.")
     offline = self._get_param("OfflineStoreConfig")
     arn = backend.create_feature_group(
         feature_group_name=self._get_param("FeatureGroupName"),
@@ -310,6 +375,7 @@ def _r_create_feature_group(self):
     group = backend.feature_groups[arn]
     group._mlops_online = self._get_param("OnlineStoreConfig")
     group._mlops_has_offline = offline is not None
+    group._mlops_status = ("Creating", time.monotonic() + FG_DELAY)
     return ActionResult({"FeatureGroupArn": arn})
 
 
@@ -321,6 +387,7 @@ def _r_describe_feature_group(self):
     if not getattr(group, "_mlops_has_offline", True):
         out.pop("OfflineStoreConfig", None)
     out["Tags"] = group.tags or []
+    out["FeatureGroupStatus"] = _fg_status(self.sagemaker_backend, group) or "Deleting"
     return ActionResult(out)
 
 
@@ -328,15 +395,18 @@ def _r_list_feature_groups(self):
     backend = self.sagemaker_backend
     name_contains = self._get_param("NameContains")
     summaries = []
-    for g in backend.feature_groups.values():
+    for g in list(backend.feature_groups.values()):
         if name_contains and name_contains not in g.feature_group_name:
+            continue
+        status = _fg_status(backend, g)
+        if status is None:
             continue
         summaries.append(
             {
                 "FeatureGroupName": g.feature_group_name,
                 "FeatureGroupArn": g.arn,
                 "CreationTime": g.creation_time,
-                "FeatureGroupStatus": "Created",
+                "FeatureGroupStatus": status,
             }
         )
     return ActionResult({"FeatureGroupSummaries": summaries})
@@ -345,12 +415,17 @@ def _r_list_feature_groups(self):
 def _r_delete_feature_group(self):
     backend = self.sagemaker_backend
     group = _find_feature_group(backend, self._get_param("FeatureGroupName"))
-    del backend.feature_groups[group.arn]
+    if _fg_status(backend, group) == "Deleting":
+        raise _resource_in_use(f"FeatureGroup {group.feature_group_name} is already being deleted.")
+    group._mlops_status = ("Deleting", time.monotonic() + FG_DELAY)
     return EmptyResult()
 
 
 def _r_update_feature_group(self):
     group = _find_feature_group(self.sagemaker_backend, self._get_param("FeatureGroupName"))
+    status = _fg_status(self.sagemaker_backend, group)
+    if status != "Created":
+        raise _resource_in_use(f"FeatureGroup {group.feature_group_name} is {status}: it cannot be updated now.")
     additions = self._get_param("FeatureAdditions") or []
     existing = {d["FeatureName"] for d in group.feature_definitions}
     for a in additions:

@@ -1071,3 +1071,68 @@ fn a_canary_rollout_completes_while_its_alarm_is_ok_and_is_rolled_back_when_it_f
     assert_eq!(change(&plan, &format!("endpoints.{ep}"))["action"], "update", "the change is still pending");
     cloudwatch("OK");
 }
+
+/// The moto launcher fails what SageMaker fails, checked through boto3: an endpoint whose model's
+/// ModelDataUrl names no S3 object goes to Failed with SageMaker's reason.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn the_test_service_fails_an_endpoint_whose_model_data_is_missing() {
+    let url = endpoint_url();
+    let name = unique("nodata").replace('_', "-");
+    let out = boto3(
+        &url,
+        &format!(
+            "import time\nc = boto3.client('sagemaker', **kw)\n\
+             s3 = boto3.client('s3', **kw)\ns3.create_bucket(Bucket='{name}')\n\
+             c.create_model(ModelName='{name}', ExecutionRoleArn='arn:aws:iam::123456789012:role/r', \
+               PrimaryContainer={{'Image': 'img', 'ModelDataUrl': 's3://{name}/missing/model.tar.gz'}})\n\
+             c.create_endpoint_config(EndpointConfigName='{name}', ProductionVariants=[{{'VariantName': 'v', \
+               'ModelName': '{name}', 'InitialInstanceCount': 1, 'InstanceType': 'ml.m5.large'}}])\n\
+             c.create_endpoint(EndpointName='{name}', EndpointConfigName='{name}')\n\
+             first = c.describe_endpoint(EndpointName='{name}')['EndpointStatus']\n\
+             while c.describe_endpoint(EndpointName='{name}')['EndpointStatus'] == 'Creating':\n    time.sleep(0.2)\n\
+             e = c.describe_endpoint(EndpointName='{name}')\n\
+             print(json.dumps([first, e['EndpointStatus'], e.get('FailureReason')]))"
+        ),
+    );
+    assert_eq!(out[0], "Creating", "{out}");
+    assert_eq!(out[1], "Failed", "{out}");
+    assert!(
+        out[2].as_str().unwrap().starts_with(&format!(
+            "Failed to download model data for container \"container_1\" from URL: \"s3://{name}/missing/model.tar.gz\""
+        )),
+        "{out}"
+    );
+}
+
+/// Feature groups pass through Creating and Deleting as on SageMaker (so the provider's polling
+/// runs under test), and a name still being deleted cannot be taken: checked through boto3.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn the_test_service_gives_feature_groups_a_lifecycle() {
+    let url = endpoint_url();
+    let name = unique("fg").replace('_', "-");
+    let out = boto3(
+        &url,
+        &format!(
+            "import time\nfrom botocore.exceptions import ClientError\nc = boto3.client('sagemaker', **kw)\n\
+             d = [{{'FeatureName': 'id', 'FeatureType': 'String'}}, {{'FeatureName': 'ts', 'FeatureType': 'String'}}]\n\
+             c.create_feature_group(FeatureGroupName='{name}', RecordIdentifierFeatureName='id', \
+               EventTimeFeatureName='ts', FeatureDefinitions=d, OnlineStoreConfig={{'EnableOnlineStore': True}})\n\
+             seen = [c.describe_feature_group(FeatureGroupName='{name}')['FeatureGroupStatus']]\n\
+             try:\n    c.update_feature_group(FeatureGroupName='{name}', FeatureAdditions=[{{'FeatureName': 'x', 'FeatureType': 'String'}}])\n    seen.append('updated while creating')\nexcept ClientError as e:\n    seen.append(e.response['Error']['Code'])\n\
+             while c.describe_feature_group(FeatureGroupName='{name}')['FeatureGroupStatus'] == 'Creating':\n    time.sleep(0.1)\n\
+             seen.append(c.describe_feature_group(FeatureGroupName='{name}')['FeatureGroupStatus'])\n\
+             c.delete_feature_group(FeatureGroupName='{name}')\n\
+             seen.append(c.describe_feature_group(FeatureGroupName='{name}')['FeatureGroupStatus'])\n\
+             try:\n    c.create_feature_group(FeatureGroupName='{name}', RecordIdentifierFeatureName='id', EventTimeFeatureName='ts', FeatureDefinitions=d)\n    seen.append('created while deleting')\nexcept ClientError as e:\n    seen.append(e.response['Error']['Code'])\n\
+             while True:\n    try:\n        c.describe_feature_group(FeatureGroupName='{name}')\n        time.sleep(0.1)\n    except ClientError as e:\n        seen.append(e.response['Error']['Code'])\n        break\n\
+             print(json.dumps(seen))"
+        ),
+    );
+    assert_eq!(
+        out,
+        json!(["Creating", "ResourceInUse", "Created", "Deleting", "ResourceInUse", "ResourceNotFound"]),
+        "{out}"
+    );
+}
