@@ -458,6 +458,16 @@ impl Plan {
     }
 }
 
+/// The current time, or `MLOPS_NOW` (Unix seconds) for reproducible tests.
+pub fn now_rfc3339() -> String {
+    let now = std::env::var("MLOPS_NOW")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .unwrap_or_else(chrono::Utc::now);
+    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// The version a resource's outputs carry: `version` (datasets, models), `model_version` (the
 /// model version an endpoint serves), else `digest`.
 pub fn version_in(outputs: &Attributes) -> Option<&Value> {

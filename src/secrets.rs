@@ -248,6 +248,21 @@ pub fn mask_attribute_places(state: &mut crate::provider::Attributes, templates:
     }
 }
 
+/// A state read back from a provider, with secret values masked: every value the spec's secrets
+/// hold, and every value at a place where `places` (what the spec wants, what lineage recorded)
+/// hold a secret's marker, whatever the backend holds there.
+pub(crate) fn mask_state(
+    secrets: &Secrets,
+    state: &mut crate::plan::RecordedState,
+    known: &[String],
+    places: &[&crate::provider::Attributes],
+) {
+    for v in state.attributes.values_mut().chain(state.outputs.values_mut()) {
+        secrets.mask(v, known);
+    }
+    mask_attribute_places(&mut state.attributes, places);
+}
+
 /// Whether an environment variable's name says it holds a secret.
 pub fn looks_secret(name: &str) -> bool {
     let n = name.to_ascii_uppercase();

@@ -208,21 +208,6 @@ fn reveal(secrets: &crate::secrets::Secrets, attributes: &Attributes) -> Attribu
     attributes.iter().map(|(k, v)| (k.clone(), secrets.reveal(v))).collect()
 }
 
-/// A state read back from a provider, with secret values masked: every value the spec's secrets
-/// hold, and every value at a place where `places` (what the spec wants, what lineage recorded)
-/// hold a secret's marker, whatever the backend holds there.
-pub(crate) fn mask_state(
-    secrets: &crate::secrets::Secrets,
-    state: &mut plan::RecordedState,
-    known: &[String],
-    places: &[&Attributes],
-) {
-    for v in state.attributes.values_mut().chain(state.outputs.values_mut()) {
-        secrets.mask(v, known);
-    }
-    crate::secrets::mask_attribute_places(&mut state.attributes, places);
-}
-
 /// Applies the plan's changes. Never fails as a whole: each change's outcome is in the report.
 pub async fn apply(
     stack: &Stack,
@@ -640,12 +625,12 @@ async fn run_one<'a>(
     };
     // And masked in everything that comes back: records, errors, what was left.
     match &mut result {
-        Ok(Some(state)) => mask_state(secrets, state, &known, &places),
+        Ok(Some(state)) => crate::secrets::mask_state(secrets, state, &known, &places),
         Ok(None) => {}
         Err(Failure { message, left, .. }) => {
             *message = secrets.mask_str(message);
             if let Some(state) = left {
-                mask_state(secrets, state, &known, &places);
+                crate::secrets::mask_state(secrets, state, &known, &places);
             }
         }
     }

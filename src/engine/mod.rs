@@ -449,7 +449,7 @@ pub async fn refresh(
                                 .collect();
                         let known = crate::secrets::markers_of(places.iter().copied());
                         if !secrets.is_empty() || !known.is_empty() {
-                            apply::mask_state(secrets, &mut state, &known, &places);
+                            crate::secrets::mask_state(secrets, &mut state, &known, &places);
                         }
                         match prior {
                             Some(p) if **p == state => p.clone(),
@@ -624,7 +624,7 @@ pub fn assemble(
         mlops_version: env!("CARGO_PKG_VERSION").to_string(),
         project: stack.project().to_string(),
         environment: stack.environment.clone(),
-        created_at: now_rfc3339(),
+        created_at: plan::now_rfc3339(),
         source,
         lineage: LineageBase {
             ref_name: crate::lineage::ref_name(stack.project(), &stack.environment),
@@ -636,16 +636,6 @@ pub fn assemble(
         changes,
         drift,
     }
-}
-
-/// The current time, or `MLOPS_NOW` (Unix seconds) for reproducible tests.
-pub fn now_rfc3339() -> String {
-    let now = std::env::var("MLOPS_NOW")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-        .unwrap_or_else(chrono::Utc::now);
-    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The desired state a plan's change decided, for the provider: attributes, what forces a
