@@ -178,7 +178,7 @@ fn rollback_stack(stack: &Stack, pins: &Pins) -> Result<Stack, OpError> {
 /// and touched live objects unchanged since it was made), from this repository, and equal in
 /// every field that decides what happens to what the spec, the lineage tip and the live reads
 /// give now. Returns that recomputed plan; any difference refuses the plan as stale, naming it.
-pub fn recheck(
+fn recheck(
     stack: &Stack,
     lineage: &Lineage,
     state: &State,
@@ -235,12 +235,19 @@ pub fn recheck_saved(
     saved: &Plan,
     parallelism: usize,
 ) -> Result<Plan, OpError> {
+    let (pins, rolled_back) = saved_scope(stack, saved)?;
+    recheck(rolled_back.as_ref().unwrap_or(stack), lineage, state, rt, saved, parallelism, pins)
+}
+
+/// A saved plan's pins, read once (its recheck needs them), and for a saved rollback the stack its
+/// plan worked on: the spec without what did not exist then.
+fn saved_scope(stack: &Stack, saved: &Plan) -> Result<(Pins, Option<Stack>), OpError> {
     let pins = pins_of(stack, saved)?;
     let rolled_back = match &saved.promotion {
         Some(p) if p.rollback => Some(rollback_stack(stack, &pins)?),
         _ => None,
     };
-    recheck(rolled_back.as_ref().unwrap_or(stack), lineage, state, rt, saved, parallelism, pins)
+    Ok((pins, rolled_back))
 }
 
 /// The promotion a saved plan carries, as pins for its staleness check.
@@ -372,12 +379,9 @@ pub fn apply(
     recover(lineage, &lock, &|n| hooks.notice(n))?;
     let state = lineage.state()?;
     let parallelism = request.parallelism;
-    // A saved plan's pins, read once: its staleness check needs them, and a saved rollback works
-    // on the spec as its plan did (without what did not exist then).
-    let saved_pins = saved.as_ref().map(|p| pins_of(stack, p)).transpose()?.unwrap_or_default();
-    let rolled_back = match saved.as_ref().and_then(|p| p.promotion.as_ref()) {
-        Some(p) if p.rollback => Some(rollback_stack(stack, &saved_pins)?),
-        _ => None,
+    let (saved_pins, rolled_back) = match &saved {
+        Some(p) => saved_scope(stack, p)?,
+        None => (Pins::new(), None),
     };
     let stack = rolled_back.as_ref().unwrap_or(stack);
 

@@ -242,6 +242,30 @@ impl Plan {
 }
 
 impl ResourceChange {
+    /// A change with nothing but an address and an action, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(address: &str, action: Action) -> Self {
+        ResourceChange {
+            address: address.parse().expect("a test address"),
+            provider: "test".into(),
+            action,
+            depends_on: vec![],
+            attributes: vec![],
+            replace_reasons: vec![],
+            data_destroying: false,
+            create_before_destroy: false,
+            tags: vec![],
+            warnings: vec![],
+            desired: None,
+            force_new: Default::default(),
+            subset: Default::default(),
+            live: None,
+            live_fingerprint: "absent".into(),
+            prior: None,
+            provider_config: Default::default(),
+        }
+    }
+
     /// Live and as the spec wants it, but not in lineage: nothing to change, something to record.
     pub fn is_unrecorded(&self) -> bool {
         self.action == Action::NoOp && self.prior.is_none() && self.live.is_some()

@@ -13,15 +13,7 @@ use crate::plan::{Plan, ResourceChange};
 /// empty when they agree. Times, the mlops version and the dirty flag are not compared.
 pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
     let mut out = Vec::new();
-    let mut field = |name: &str, a: &dyn Erased, b: &dyn Erased| {
-        if a.json() != b.json() {
-            out.push(format!(
-                "the plan file's {name} is {}, but the spec, lineage and live state give {}",
-                a.short(),
-                b.short()
-            ));
-        }
-    };
+    let mut field = |name: &str, a: &dyn Erased, b: &dyn Erased| differ(&mut out, "", name, a, b);
     field("lineage.ref", &saved.lineage.ref_name, &fresh.lineage.ref_name);
     field("lineage.base", &saved.lineage.base, &fresh.lineage.base);
     field("targets", &saved.targets, &fresh.targets);
@@ -46,15 +38,8 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
             ));
             continue;
         };
-        let mut field = |name: &str, x: &dyn Erased, y: &dyn Erased| {
-            if x.json() != y.json() {
-                out.push(format!(
-                    "{a}: the plan file's {name} is {}, but the spec, lineage and live state give {}",
-                    x.short(),
-                    y.short()
-                ));
-            }
-        };
+        let at = format!("{a}: ");
+        let mut field = |name: &str, x: &dyn Erased, y: &dyn Erased| differ(&mut out, &at, name, x, y);
         field("action", &c.action, &f.action);
         field("provider", &c.provider, &f.provider);
         field("data_destroying", &c.data_destroying, &f.data_destroying);
@@ -71,6 +56,18 @@ pub fn differences(saved: &Plan, fresh: &Plan) -> Vec<String> {
         field("live_fingerprint", &c.live_fingerprint, &f.live_fingerprint);
     }
     out
+}
+
+/// One line in `out` when the plan file's field `name` (of the change `at` names, if any) is not
+/// what the world gives.
+fn differ(out: &mut Vec<String>, at: &str, name: &str, saved: &dyn Erased, fresh: &dyn Erased) {
+    if saved.json() != fresh.json() {
+        out.push(format!(
+            "{at}the plan file's {name} is {}, but the spec, lineage and live state give {}",
+            saved.short(),
+            fresh.short()
+        ));
+    }
 }
 
 /// Any serializable field, compared and shown by its JSON.
@@ -110,25 +107,7 @@ mod tests {
             targets: vec![],
             promotion: None,
             summary: Summary { update: 1, ..Summary::default() },
-            changes: vec![ResourceChange {
-                address: "datasets.d".parse().unwrap(),
-                provider: "local".into(),
-                action: Action::Update,
-                depends_on: vec![],
-                attributes: vec![],
-                replace_reasons: vec![],
-                data_destroying: false,
-                create_before_destroy: false,
-                tags: vec![],
-                warnings: vec![],
-                desired: None,
-                force_new: Default::default(),
-                subset: Default::default(),
-                live: None,
-                live_fingerprint: "absent".into(),
-                prior: None,
-                provider_config: Default::default(),
-            }],
+            changes: vec![ResourceChange::for_test("datasets.d", Action::Update)],
             drift: vec![],
         }
     }

@@ -111,7 +111,6 @@ pub fn rollout(
 
 #[cfg(test)]
 mod tests {
-    use mlops_provider_core::Address;
 
     use super::*;
     use crate::plan::AttributeChange;
@@ -122,25 +121,7 @@ mod tests {
     }
 
     fn change(address: &str, action: Action, attributes: Vec<AttributeChange>) -> ResourceChange {
-        ResourceChange {
-            address: address.parse::<Address>().unwrap(),
-            provider: "test".into(),
-            action,
-            depends_on: vec![],
-            attributes,
-            replace_reasons: vec![],
-            data_destroying: false,
-            create_before_destroy: false,
-            tags: vec![],
-            warnings: vec![],
-            desired: None,
-            force_new: Default::default(),
-            subset: Default::default(),
-            live: None,
-            live_fingerprint: "absent".into(),
-            prior: None,
-            provider_config: Default::default(),
-        }
+        ResourceChange { attributes, ..ResourceChange::for_test(address, action) }
     }
 
     #[test]
