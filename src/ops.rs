@@ -474,12 +474,13 @@ pub fn import(
         ));
     }
     let provider = stack.provider(&resource.config.provider)?;
-    let live = rt.block_on(provider.import(&resource.config, id)).map_err(|e| {
-        OpError::refused(
-            format!("cannot import {address} from `{id}`: {e}"),
-            "check the identifier and the provider block",
-        )
-    })?;
+    let live =
+        rt.block_on(async { provider.type_of(address.kind)?.import(&resource.config, id).await }).map_err(|e| {
+            OpError::refused(
+                format!("cannot import {address} from `{id}`: {e}"),
+                "check the identifier and the provider block",
+            )
+        })?;
     let record = apply::record_imported(stack, &resource.config, live, &state);
     let mut after = state.clone();
     after.resources.insert(address.clone(), record);

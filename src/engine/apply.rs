@@ -432,7 +432,7 @@ async fn finish_deposed(
         let Ok(provider) = provider else { continue };
         let state = LiveState { attributes: record.attributes.clone(), outputs: record.outputs.clone() };
         let progress = ResourceProgress { address: address.clone(), sink, secrets: &stack.spec.secrets };
-        match provider.finish(&address, &state, &progress).await {
+        match async { provider.type_of(address.kind)?.finish(&address, &state, &progress).await }.await {
             Ok(done) => {
                 if done.outputs != record.outputs {
                     cleaned += 1;
@@ -548,6 +548,8 @@ async fn run_one<'a>(
                 return Ok(None); // Already gone: only forget it.
             }
             provider
+                .type_of(address.kind)
+                .map_err(|e| Failure::new(e.to_string(), e.kind))?
                 .delete(&address, &prior.unwrap_or_default(), &progress)
                 .await
                 .map_err(|e| Failure::new(e.to_string(), e.kind))?;
@@ -603,7 +605,8 @@ async fn run_one<'a>(
             dependencies: &deps,
             options,
         };
-        let mut applied = provider.apply(req, &progress).await.map_err(|e| Failure {
+        let kind = provider.type_of(address.kind).map_err(|e| Failure::new(e.to_string(), e.kind))?;
+        let mut applied = kind.apply(req, &progress).await.map_err(|e| Failure {
             message: e.message,
             kind: e.kind,
             left: e.state.map(|s| *s),

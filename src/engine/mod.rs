@@ -321,20 +321,21 @@ pub async fn desired_states(
                         None => (&r.config, None),
                     };
                     let res = match stack.provider(&r.config.provider) {
-                        // Pinned before dependents see it: an endpoint follows its promoted model.
-                        Ok(p) => match p.desired(config, &deps).await {
-                            Ok(mut d) => {
+                        Ok(p) => {
+                            async {
+                                let rt = p.type_of(a.kind).map_err(|e| (false, e))?;
+                                let mut d = rt.desired(config, &deps).await.map_err(|e| (false, e))?;
                                 if let Some(reference) = reference {
                                     d.attributes.insert(ARTIFACT_REF.into(), reference.clone());
                                 }
+                                // Pinned before dependents see it: an endpoint follows its promoted model.
                                 if pin(&mut d, pins.get(&a), p.version_attributes()) && restore {
-                                    p.restorable(&r.config, &d).await.map(|_| d).map_err(|e| (true, e))
-                                } else {
-                                    Ok(d)
+                                    rt.restorable(&r.config, &d).await.map_err(|e| (true, e))?;
                                 }
+                                Ok(d)
                             }
-                            Err(e) => Err((false, e)),
-                        },
+                            .await
+                        }
                         Err(e) => Err((false, ProviderError::invalid(e.to_string()))),
                     };
                     (a, res)
@@ -433,30 +434,32 @@ pub async fn refresh(
             };
             let secrets = &stack.spec.secrets;
             let res = match provider {
-                Ok(p) => p.read(&a, prior.map(|p| &**p), desired.get(&a)).await.map(|live| {
-                    live.map(|l| {
-                        let mut state = l;
-                        // What a reference resolved to is known only to lineage: the live object
-                        // holds the bytes, not the name they were resolved from.
-                        if let Some(r) = prior.and_then(|p| p.attributes.get(ARTIFACT_REF)) {
-                            state.attributes.insert(ARTIFACT_REF.into(), r.clone());
-                        }
-                        // Values read back are masked as the markers the spec and lineage hold.
-                        let places: Vec<&mlops_provider_core::Attributes> =
-                            [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)]
-                                .into_iter()
-                                .flatten()
-                                .collect();
-                        let known = crate::secrets::markers_of(places.iter().copied());
-                        if !secrets.is_empty() || !known.is_empty() {
-                            crate::secrets::mask_state(secrets, &mut state, &known, &places);
-                        }
-                        match prior {
-                            Some(p) if **p == state => p.clone(),
-                            _ => Arc::new(state),
-                        }
-                    })
-                }),
+                Ok(p) => async { p.type_of(a.kind)?.read(&a, prior.map(|p| &**p), desired.get(&a)).await }.await.map(
+                    |live| {
+                        live.map(|l| {
+                            let mut state = l;
+                            // What a reference resolved to is known only to lineage: the live object
+                            // holds the bytes, not the name they were resolved from.
+                            if let Some(r) = prior.and_then(|p| p.attributes.get(ARTIFACT_REF)) {
+                                state.attributes.insert(ARTIFACT_REF.into(), r.clone());
+                            }
+                            // Values read back are masked as the markers the spec and lineage hold.
+                            let places: Vec<&mlops_provider_core::Attributes> =
+                                [prior.map(|p| &p.attributes), desired.get(&a).map(|d| &d.attributes)]
+                                    .into_iter()
+                                    .flatten()
+                                    .collect();
+                            let known = crate::secrets::markers_of(places.iter().copied());
+                            if !secrets.is_empty() || !known.is_empty() {
+                                crate::secrets::mask_state(secrets, &mut state, &known, &places);
+                            }
+                            match prior {
+                                Some(p) if **p == state => p.clone(),
+                                _ => Arc::new(state),
+                            }
+                        })
+                    },
+                ),
                 Err(e) => Err(ProviderError::invalid(e.to_string())),
             };
             (a, res)
@@ -561,9 +564,10 @@ pub fn assemble(
         };
         // What a delete destroys is the provider's to say, per kind and per live object.
         let delete_reason = match (&live_state, decision.action) {
-            (Some(live), Action::Delete) => {
-                stack.provider(&provider).ok().and_then(|p| p.delete_destroys_data(address, live))
-            }
+            (Some(live), Action::Delete) => stack
+                .provider(&provider)
+                .ok()
+                .and_then(|p| p.resource(address.kind)?.delete_destroys_data(address, live)),
             _ => None,
         };
         let data_destroying = decision.data_destroying || delete_reason.is_some();

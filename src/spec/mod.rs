@@ -986,6 +986,14 @@ fn semantic_check(
                     diags.push(d);
                 }
             }
+            Ok(instance) if instance.resource(address.kind).is_none() => diags.push(
+                SpecDiagnostic::new(
+                    "spec::kind_not_served",
+                    format!("the {provider} provider does not serve {}; `{address}` cannot be on it", address.kind),
+                )
+                .label(provider_span, format!("provider `{provider}`"))
+                .help(format!("put it on a provider that serves {}", address.kind)),
+            ),
             Ok(instance) => {
                 // A setting another provider owns would be ignored by this one: refused at its line.
                 let mut foreign = BTreeSet::new();
@@ -1029,9 +1037,11 @@ fn semantic_check(
                 if reference.is_some() {
                     foreign.insert("artifact".to_string());
                 }
+                let kind_checks = instance.resource(address.kind).map(|t| t.check(&config)).unwrap_or_default();
                 for cd in instance
                     .check(&config)
                     .into_iter()
+                    .chain(kind_checks)
                     .filter(|cd| !cd.path.0.first().is_some_and(|k| foreign.contains(k)))
                 {
                     let span = if cd.path.0.is_empty() {

@@ -224,7 +224,11 @@ fn the_first_sigint_lets_running_changes_finish_records_them_and_exits_130() {
     let env = stack();
     let (child, began) = start_apply(&env);
     assert!(began.is_some(), "the apply started its changes");
-    std::thread::sleep(Duration::from_millis(300));
+    // Interrupted once its first change is live: not on a timer a loaded machine can outrun.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live_objects(&env) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();

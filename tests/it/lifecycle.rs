@@ -789,3 +789,41 @@ fn a_lock_held_by_a_zombie_is_broken() {
     assert!(run.stderr.contains("removed the lock left by Killed Apply"), "{}", run.stderr);
     let _ = zombie.wait();
 }
+
+/// A local model's folder holds every registered version: removing it from the spec is
+/// data-destroying, refused without `--allow-data-loss`, and nothing is deleted until then.
+#[test]
+fn removing_a_local_model_destroys_its_versions_and_needs_allow_data_loss() {
+    let env = TestEnv::new();
+    env.write("model.bin", "v1");
+    env.write(".gitignore", ".mlops/\n");
+    let head = "version: 1\nproject: drop\nproviders: { local: {} }\n";
+    env.write("mlops.yaml", &format!("{head}models:\n  clf: {{ artifact: ./model.bin }}\n"));
+    env.commit("model");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    env.write("model.bin", "v2");
+    env.commit("v2");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let registry = env.join(".mlops/local/models/clf");
+    assert!(registry.join("v2/artifact").is_file());
+
+    env.write("mlops.yaml", head);
+    env.commit("drop the model");
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(
+        plan.stdout.contains("- models.clf # will be deleted (removed from the spec) [data-destroying"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("destroys its local registry: version 2 and every version before it"),
+        "{}",
+        plan.stdout
+    );
+    let refused = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    assert!(registry.join("v1/artifact").is_file(), "nothing deleted");
+    env.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    assert!(!registry.exists());
+}

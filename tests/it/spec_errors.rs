@@ -425,3 +425,12 @@ fn a_feature_store_on_feast_needs_a_source_and_a_duration_ttl() {
     assert!(run.stderr.contains("needs a data source on Feast"), "{}", run.stderr);
     assert!(run.stderr.contains("feast::no_source"), "the provider's own code is kept: {}", run.stderr);
 }
+
+#[test]
+#[cfg(feature = "mlflow")]
+fn a_kind_the_provider_does_not_serve_is_refused_at_its_provider_line() {
+    let src = "version: 1\nproject: demo\nproviders:\n  mlflow: { tracking_uri: \"http://127.0.0.1:9\" }\ndatasets:\n  train:\n    provider: mlflow\n    source: ./data\n";
+    expect(src, "spec::kind_not_served", 7);
+    let d = errors_of(src.as_bytes());
+    assert!(d[0].message.contains("the mlflow provider does not serve datasets"), "{}", d[0].message);
+}

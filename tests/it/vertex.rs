@@ -241,7 +241,14 @@ fn a_model_goes_to_the_vertex_registry_and_new_bytes_are_a_new_version() {
     // Removed from the spec: the Vertex model this stack uploaded is deleted.
     s.env.write("mlops.yaml", &format!("version: 1\nproject: {}\nproviders:\n  gcp: {{ project: test }}\n", s.project));
     s.env.commit("remove");
-    s.mlops(&["apply", "--auto-approve"]).ok();
+    // Deleting a Vertex model deletes every version in it: tagged, and refused without the flag.
+    let refused = s.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("[data-destroying"), "{}", refused.stdout);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    let kept = vertex(&format!("print(json.dumps(ai.projects().locations().models().get(name={name:?}).execute()))"));
+    assert_eq!(kept["name"], name.as_str(), "nothing deleted: {kept}");
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
     let gone = vertex(&format!("print(json.dumps(error(ai.projects().locations().models().get(name={name:?}))))"));
     assert_eq!(gone["status"], "NOT_FOUND", "{gone}");
 }
@@ -441,7 +448,7 @@ fn the_vertex_example_applies_converges_and_is_destroyed() {
     assert_eq!(e["deployedModels"][0]["dedicatedResources"]["maxReplicaCount"], 3);
     env.write("mlops.yaml", &format!("version: 1\nproject: {project}\nproviders:\n  gcp: {{ project: acme-ml }}\n"));
     env.commit("destroy");
-    let run = env.mlops_env(&["apply", "--auto-approve"], &with).ok();
+    let run = env.mlops_env(&["apply", "--auto-approve", "--allow-data-loss"], &with).ok();
     assert!(run.stdout.contains("2 destroyed"), "{}", run.stdout);
 }
 

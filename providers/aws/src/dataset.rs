@@ -18,7 +18,12 @@ use mlops_provider_core::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::{AwsProvider, parse_s3, sdk_error};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mlops_provider_core::{Address, ConfigDiagnostic, Dependencies, ResourceType};
+
+use crate::{Aws, diag, parse_s3, sdk_error};
 
 /// The bucket and the prefix (empty, or ending with `/`).
 fn location(uri: &str) -> Result<(String, String), ProviderError> {
@@ -45,7 +50,7 @@ fn md5_of(path: &std::path::Path) -> Result<(String, u64), ProviderError> {
     Ok((hex::encode(md5::Digest::finalize(h)), size))
 }
 
-pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+pub(crate) async fn desired(_p: &Aws, config: &ResourceConfig) -> Result<Desired, ProviderError> {
     let uri = config.str("uri").unwrap_or_default();
     location(uri)?;
     let mut d = Desired::default();
@@ -55,7 +60,7 @@ pub(crate) async fn desired(_p: &AwsProvider, config: &ResourceConfig) -> Result
 }
 
 pub(crate) async fn read(
-    p: &AwsProvider,
+    p: &Aws,
     prior: Option<&PriorState>,
     desired: Option<&Desired>,
 ) -> Result<Option<LiveState>, ProviderError> {
@@ -69,7 +74,7 @@ pub(crate) async fn read(
     }
 }
 
-async fn bucket_exists(p: &AwsProvider, bucket: &str) -> Result<bool, ProviderError> {
+async fn bucket_exists(p: &Aws, bucket: &str) -> Result<bool, ProviderError> {
     let c = p.clients().await?;
     match c.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
@@ -79,7 +84,7 @@ async fn bucket_exists(p: &AwsProvider, bucket: &str) -> Result<bool, ProviderEr
     }
 }
 
-pub(crate) async fn read_uri(p: &AwsProvider, uri: &str) -> Result<Option<LiveState>, ProviderError> {
+pub(crate) async fn read_uri(p: &Aws, uri: &str) -> Result<Option<LiveState>, ProviderError> {
     let (bucket, prefix) = location(uri)?;
     if !bucket_exists(p, &bucket).await? {
         return Ok(None);
@@ -140,12 +145,7 @@ pub(crate) async fn read_uri(p: &AwsProvider, uri: &str) -> Result<Option<LiveSt
 
 /// A version of `key` whose bytes have this ETag (an earlier upload the bucket's versioning
 /// keeps), newest first: what a rollback copies back when the source no longer has those bytes.
-async fn version_with_etag(
-    p: &AwsProvider,
-    bucket: &str,
-    key: &str,
-    etag: &str,
-) -> Result<Option<String>, ProviderError> {
+async fn version_with_etag(p: &Aws, bucket: &str, key: &str, etag: &str) -> Result<Option<String>, ProviderError> {
     let c = p.clients().await?;
     let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
     loop {
@@ -182,11 +182,7 @@ fn entry_of(path: &std::path::Path) -> Result<Value, ProviderError> {
 
 /// A rollback's files come from the source when it still has their bytes, otherwise from the
 /// object version S3 kept: each must be one or the other.
-pub(crate) async fn restorable(
-    p: &AwsProvider,
-    config: &ResourceConfig,
-    desired: &Desired,
-) -> Result<(), ProviderError> {
+pub(crate) async fn restorable(p: &Aws, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
     let (bucket, prefix) = location(config.str("uri").unwrap_or_default())?;
     let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut gone = Vec::new();
@@ -203,7 +199,7 @@ pub(crate) async fn restorable(
 }
 
 pub(crate) async fn apply(
-    p: &AwsProvider,
+    p: &Aws,
     req: &ApplyRequest<'_>,
     progress: &dyn Progress,
 ) -> Result<LiveState, ProviderError> {
@@ -325,7 +321,7 @@ pub(crate) async fn apply(
 }
 
 /// Deletes the objects lineage says we wrote (a delete marker each: versioning keeps the data).
-pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+pub(crate) async fn delete(p: &Aws, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
     let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
     let Ok((bucket, prefix)) = location(uri) else { return Ok(()) };
     let c = p.clients().await?;
@@ -341,4 +337,62 @@ pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn P
         progress.report(&format!("deleted s3://{bucket}/{key} (its versions are kept)"));
     }
     Ok(())
+}
+
+/// Datasets on S3: the objects under a `uri` prefix, in a bucket whose versioning keeps every
+/// object's earlier bytes (so a delete leaves delete markers, and destroys nothing).
+pub(crate) struct Datasets(pub(crate) Arc<Aws>);
+
+#[async_trait]
+impl ResourceType for Datasets {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        match config.str("uri") {
+            None => vec![diag(
+                ValuePath::root(),
+                format!("{} is on aws and needs a `uri`", config.address),
+                "add `uri: s3://BUCKET/PREFIX/`",
+            )],
+            Some(u) if parse_s3(u).is_none() => vec![diag(
+                ValuePath::key("uri"),
+                format!("`{u}` is not a valid s3://bucket/prefix URI"),
+                "bucket names are 3-63 lowercase letters, digits, `-` and `.`",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        desired(&self.0, config).await
+    }
+
+    async fn read(
+        &self,
+        _address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        read(&self.0, prior, desired).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        apply(&self.0, &request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        _address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        delete(&self.0, prior, progress).await
+    }
+
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        restorable(&self.0, config, desired).await
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let found = read_uri(&self.0, id).await?;
+        self.0.adopt(config, id, "S3 location", found, None).await
+    }
 }

@@ -20,8 +20,8 @@ use mlops_provider_core::{
 use serde_json::json;
 
 use crate::{
-    AwsProvider, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, sagemaker_name,
-    scaling, sdk_error, short_hash, str_of,
+    Aws, diag, error_code, error_message, first_poll, labels_from_tags, labels_of, next_poll, sagemaker_name, scaling,
+    sdk_error, short_hash, str_of,
 };
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(3600);
@@ -136,11 +136,7 @@ fn variants(config: &ResourceConfig, deps: &Dependencies) -> Result<Vec<VariantS
     Ok(out)
 }
 
-pub(crate) async fn desired(
-    p: &AwsProvider,
-    config: &ResourceConfig,
-    deps: &Dependencies,
-) -> Result<Desired, ProviderError> {
+pub(crate) async fn desired(p: &Aws, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
     let vs = variants(config, deps)?;
     let identity: Vec<Value> = vs
         .iter()
@@ -178,7 +174,7 @@ pub(crate) async fn desired(
 }
 
 pub(crate) async fn read(
-    p: &AwsProvider,
+    p: &Aws,
     address: &Address,
     prior: Option<&PriorState>,
     desired: Option<&Desired>,
@@ -198,7 +194,7 @@ pub(crate) async fn read(
     }
 }
 
-pub(crate) async fn read_named(p: &AwsProvider, name: &str, scaled: bool) -> Result<Option<LiveState>, ProviderError> {
+pub(crate) async fn read_named(p: &Aws, name: &str, scaled: bool) -> Result<Option<LiveState>, ProviderError> {
     read_with(p, name, None, scaled).await
 }
 
@@ -208,7 +204,7 @@ pub(crate) async fn read_named(p: &AwsProvider, name: &str, scaled: bool) -> Res
 /// With `scaled`, also what Application Auto Scaling holds for it, and the instance counts as
 /// outputs (the autoscaler's, not compared).
 async fn read_with(
-    p: &AwsProvider,
+    p: &Aws,
     name: &str,
     known: Option<(&str, &Value)>,
     scaled: bool,
@@ -317,7 +313,7 @@ fn variant_shapes(variants: Option<&Value>) -> Vec<(String, String)> {
 
 /// Deregisters every variant `autoscaling` (an attribute as read) scales.
 async fn deregister_all(
-    p: &AwsProvider,
+    p: &Aws,
     name: &str,
     autoscaling: Option<&Value>,
     progress: &dyn Progress,
@@ -332,11 +328,7 @@ fn per_variant<'a>(want: &'a mlops_provider_core::Attributes, key: &str, variant
     want.get(key).and_then(|m| m.get(variant))
 }
 
-async fn create_config(
-    p: &AwsProvider,
-    req: &ApplyRequest<'_>,
-    progress: &dyn Progress,
-) -> Result<String, ProviderError> {
+async fn create_config(p: &Aws, req: &ApplyRequest<'_>, progress: &dyn Progress) -> Result<String, ProviderError> {
     let c = p.clients().await?;
     let want = &req.desired.attributes;
     let config_name = str_of(want.get("config_name"));
@@ -371,14 +363,14 @@ async fn create_config(
     c.sm.create_endpoint_config()
         .endpoint_config_name(&config_name)
         .set_production_variants(Some(variants))
-        .set_tags(Some(AwsProvider::sm_tags(&p.tags(req.config))))
+        .set_tags(Some(Aws::sm_tags(&p.tags(req.config))))
         .send()
         .await
         .map_err(|e| sdk_error(&format!("create endpoint config {config_name}"), e))?;
     Ok(config_name)
 }
 
-async fn delete_config(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+async fn delete_config(p: &Aws, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
     match c.sm.delete_endpoint_config().endpoint_config_name(name).send().await {
         Ok(_) => {
@@ -391,7 +383,7 @@ async fn delete_config(p: &AwsProvider, name: &str, progress: &dyn Progress) -> 
 }
 
 /// Waits until the endpoint is InService; Failed, or the timeout, is an error.
-async fn wait(p: &AwsProvider, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<(), ProviderError> {
+async fn wait(p: &Aws, name: &str, timeout: Duration, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
     let started = Instant::now();
     let mut pause = first_poll(c.emulated);
@@ -434,7 +426,7 @@ async fn wait(p: &AwsProvider, name: &str, timeout: Duration, progress: &dyn Pro
 }
 
 pub(crate) async fn apply(
-    p: &AwsProvider,
+    p: &Aws,
     req: &ApplyRequest<'_>,
     progress: &dyn Progress,
 ) -> Result<LiveState, ProviderError> {
@@ -484,7 +476,7 @@ pub(crate) async fn apply(
             c.sm.create_endpoint()
                 .endpoint_name(&name)
                 .endpoint_config_name(&config_name)
-                .set_tags(Some(AwsProvider::sm_tags(&p.tags(req.config))))
+                .set_tags(Some(Aws::sm_tags(&p.tags(req.config))))
                 .send()
                 .await
                 .map_err(|e| sdk_error(&format!("create endpoint {name}"), e))?;
@@ -605,7 +597,7 @@ pub(crate) async fn apply(
 }
 
 pub(crate) async fn delete(
-    p: &AwsProvider,
+    p: &Aws,
     address: &Address,
     prior: &PriorState,
     progress: &dyn Progress,
@@ -643,4 +635,57 @@ pub(crate) async fn delete(
         delete_config(p, config, progress).await?;
     }
     Ok(())
+}
+
+/// SageMaker endpoints: an endpoint config per shape of variants, switched by `UpdateEndpoint`,
+/// with autoscaling and rollouts.
+pub(crate) struct Endpoints(pub(crate) std::sync::Arc<Aws>);
+
+#[async_trait::async_trait]
+impl mlops_provider_core::ResourceType for Endpoints {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        check(config)
+    }
+
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        desired(&self.0, config, deps).await
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        read(&self.0, address, prior, desired).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        // What `desired` saw before this change is not what a later read must see.
+        self.0.reads.take(&request.address.to_string());
+        apply(&self.0, &request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        delete(&self.0, address, prior, progress).await
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let scaled = mlops_provider_core::autoscaling::Autoscaling::of(config).is_some();
+        let found = read_named(&self.0, id, scaled).await?;
+        let c = self.0.clients().await?;
+        let arn =
+            c.sm.describe_endpoint()
+                .endpoint_name(id)
+                .send()
+                .await
+                .ok()
+                .and_then(|e| e.endpoint_arn().map(str::to_string));
+        self.0.adopt(config, id, "SageMaker endpoint", found, arn).await
+    }
 }

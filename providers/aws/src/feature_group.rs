@@ -14,7 +14,7 @@ use mlops_provider_core::{
 };
 use serde_json::json;
 
-use crate::{AwsProvider, diag, error_code, first_poll, parse_s3, sdk_error, str_of};
+use crate::{Aws, diag, error_code, first_poll, parse_s3, sdk_error, str_of};
 
 fn group_name(address: &Address) -> String {
     address.name.replace('.', "-")
@@ -61,7 +61,7 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
     out
 }
 
-pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+pub(crate) async fn desired(p: &Aws, config: &ResourceConfig) -> Result<Desired, ProviderError> {
     let b = &config.body;
     let mut d = Desired::default();
     let a = &mut d.attributes;
@@ -94,7 +94,7 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
     Ok(d)
 }
 
-pub(crate) async fn read(p: &AwsProvider, address: &Address) -> Result<Option<LiveState>, ProviderError> {
+pub(crate) async fn read(p: &Aws, address: &Address) -> Result<Option<LiveState>, ProviderError> {
     let name = group_name(address);
     match p.reads.take(&address.to_string()) {
         Some((seen, _, live)) if seen == name => Ok(live),
@@ -102,7 +102,7 @@ pub(crate) async fn read(p: &AwsProvider, address: &Address) -> Result<Option<Li
     }
 }
 
-pub(crate) async fn read_named(p: &AwsProvider, name: &str) -> Result<Option<LiveState>, ProviderError> {
+pub(crate) async fn read_named(p: &Aws, name: &str) -> Result<Option<LiveState>, ProviderError> {
     let c = p.clients().await?;
     let g = match c.sm.describe_feature_group().feature_group_name(name).send().await {
         Ok(g) => g,
@@ -149,7 +149,7 @@ fn definitions(features: &serde_json::Map<String, Value>) -> Vec<FeatureDefiniti
         .collect()
 }
 
-async fn delete_named(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+async fn delete_named(p: &Aws, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
     match c.sm.describe_feature_group().feature_group_name(name).send().await {
         Ok(g) => p.require_owned("feature group", name, g.feature_group_arn().unwrap_or_default()).await?,
@@ -175,7 +175,7 @@ async fn delete_named(p: &AwsProvider, name: &str, progress: &dyn Progress) -> R
 }
 
 pub(crate) async fn apply(
-    p: &AwsProvider,
+    p: &Aws,
     req: &ApplyRequest<'_>,
     progress: &dyn Progress,
 ) -> Result<LiveState, ProviderError> {
@@ -216,7 +216,7 @@ pub(crate) async fn apply(
                         .enable_online_store(want.get("online").and_then(Value::as_bool).unwrap_or(true))
                         .build(),
                 )
-                .set_tags(Some(AwsProvider::sm_tags(&p.tags(req.config))));
+                .set_tags(Some(Aws::sm_tags(&p.tags(req.config))));
         if want.get("offline").and_then(Value::as_bool).unwrap_or(true) {
             create = create
                 .offline_store_config(
@@ -258,6 +258,69 @@ pub(crate) async fn apply(
         .ok_or_else(|| ProviderError::failed(format!("feature group {name} is missing right after it was applied")))
 }
 
-pub(crate) async fn delete(p: &AwsProvider, address: &Address, progress: &dyn Progress) -> Result<(), ProviderError> {
+pub(crate) async fn delete(p: &Aws, address: &Address, progress: &dyn Progress) -> Result<(), ProviderError> {
     delete_named(p, &group_name(address), progress).await
+}
+
+/// SageMaker feature groups: a schema, and the records in its online and offline stores.
+pub(crate) struct FeatureGroups(pub(crate) std::sync::Arc<Aws>);
+
+#[async_trait::async_trait]
+impl mlops_provider_core::ResourceType for FeatureGroups {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        check(config)
+    }
+
+    async fn desired(
+        &self,
+        config: &ResourceConfig,
+        _deps: &mlops_provider_core::Dependencies,
+    ) -> Result<Desired, ProviderError> {
+        desired(&self.0, config).await
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        _prior: Option<&mlops_provider_core::PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        read(&self.0, address).await
+    }
+
+    async fn apply(
+        &self,
+        request: mlops_provider_core::ApplyRequest<'_>,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        // What `desired` saw before this change is not what a later read must see.
+        self.0.reads.take(&request.address.to_string());
+        apply(&self.0, &request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        _prior: &mlops_provider_core::PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        delete(&self.0, address, progress).await
+    }
+
+    fn delete_destroys_data(&self, address: &Address, _live: &LiveState) -> Option<String> {
+        mlops_provider_core::records_destroyed(address)
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let found = read_named(&self.0, id).await?;
+        let c = self.0.clients().await?;
+        let arn =
+            c.sm.describe_feature_group()
+                .feature_group_name(id)
+                .send()
+                .await
+                .ok()
+                .and_then(|g| g.feature_group_arn().map(str::to_string));
+        self.0.adopt(config, id, "SageMaker feature group", found, arn).await
+    }
 }

@@ -33,8 +33,8 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use mlops_provider_core::{
-    Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState, Progress,
-    Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath,
+    ConfigDiagnostic, ErrorKind, Kind, LiveState, Provider, ProviderContext, ProviderError, ResourceConfig,
+    ResourceType, Value, ValuePath,
 };
 use sha2::{Digest, Sha256};
 
@@ -44,17 +44,32 @@ pub const ADDRESS_TAG: &str = "mlops:address";
 /// Builds the provider from its `providers.aws` block.
 pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
     let s = |k: &str| block.get(k).and_then(Value::as_str).map(str::to_string);
-    Ok(Arc::new(AwsProvider {
+    let aws = Arc::new(Aws {
         region: s("region"),
         profile: s("profile"),
         endpoint_url: s("endpoint_url"),
         project: ctx.project.clone(),
         clients: tokio::sync::OnceCell::new(),
         reads: Default::default(),
+    });
+    Ok(Arc::new(AwsProvider {
+        datasets: dataset::Datasets(aws.clone()),
+        models: model::Models(aws.clone()),
+        endpoints: endpoint::Endpoints(aws.clone()),
+        feature_groups: feature_group::FeatureGroups(aws),
     }))
 }
 
+/// The provider: one [`ResourceType`] per kind, over one shared [`Aws`] context.
 pub struct AwsProvider {
+    datasets: dataset::Datasets,
+    models: model::Models,
+    endpoints: endpoint::Endpoints,
+    feature_groups: feature_group::FeatureGroups,
+}
+
+/// What every kind shares: the block's settings, the SDK clients, and the read cache.
+pub(crate) struct Aws {
     region: Option<String>,
     profile: Option<String>,
     endpoint_url: Option<String>,
@@ -177,7 +192,7 @@ pub(crate) fn first_poll(emulated: bool) -> Duration {
     if emulated { Duration::from_millis(250) } else { Duration::from_secs(5) }
 }
 
-impl AwsProvider {
+impl Aws {
     pub(crate) async fn clients(&self) -> Result<&Clients, ProviderError> {
         self.clients
             .get_or_try_init(|| async {
@@ -314,6 +329,15 @@ impl Provider for AwsProvider {
         "aws"
     }
 
+    fn resource(&self, kind: Kind) -> Option<&dyn ResourceType> {
+        Some(match kind {
+            Kind::Dataset => &self.datasets,
+            Kind::Model => &self.models,
+            Kind::Endpoint => &self.endpoints,
+            Kind::FeatureStore => &self.feature_groups,
+        })
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["files", "artifact_digest", "artifact_version", "size"]
     }
@@ -326,166 +350,22 @@ impl Provider for AwsProvider {
         // The variants' models and instance types: a new endpoint config.
         &["variants"]
     }
+}
 
-    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let mut out = Vec::new();
-        let b = &config.body;
-        match config.address.kind {
-            Kind::Dataset => match config.str("uri") {
-                None => out.push(diag(
-                    ValuePath::root(),
-                    format!("{} is on aws and needs a `uri`", config.address),
-                    "add `uri: s3://BUCKET/PREFIX/`",
-                )),
-                Some(u) if parse_s3(u).is_none() => out.push(diag(
-                    ValuePath::key("uri"),
-                    format!("`{u}` is not a valid s3://bucket/prefix URI"),
-                    "bucket names are 3-63 lowercase letters, digits, `-` and `.`",
-                )),
-                _ => {}
-            },
-            Kind::Model => {
-                match config.str("artifact") {
-                    Some(a) if parse_s3(a).is_some_and(|(_, k)| !k.is_empty()) => {}
-                    Some(a) => out.push(diag(
-                        ValuePath::key("artifact"),
-                        format!("`{a}` is not an s3://bucket/key URI"),
-                        "a SageMaker model loads its artifact from S3: `artifact: s3://BUCKET/path/model.tar.gz`",
-                    )),
-                    None => {}
-                }
-                for (key, help) in [
-                    (
-                        "image",
-                        "the inference container image, e.g. `image: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1`",
-                    ),
-                    (
-                        "execution_role",
-                        "the IAM role SageMaker runs the model as: `execution_role: arn:aws:iam::ACCOUNT:role/NAME`",
-                    ),
-                ] {
-                    if b.get(key).is_none() {
-                        out.push(diag(ValuePath::root(), format!("a SageMaker model needs `{key}`"), help));
-                    }
-                }
-            }
-            Kind::Endpoint => out.extend(endpoint::check(config)),
-            Kind::FeatureStore => out.extend(feature_group::check(config)),
-        }
-        out
-    }
-
-    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
-        match config.address.kind {
-            Kind::Dataset => dataset::desired(self, config).await,
-            Kind::Model => model::desired(self, config).await,
-            Kind::Endpoint => endpoint::desired(self, config, deps).await,
-            Kind::FeatureStore => feature_group::desired(self, config).await,
-        }
-    }
-
-    async fn read(
+impl Aws {
+    /// An object `mlops import` found (`what` names it when it is missing), adopted: tagged with
+    /// this stack's ownership tags (when it has an ARN to tag), so it is this stack's to change
+    /// and to delete from now on.
+    pub(crate) async fn adopt(
         &self,
-        address: &Address,
-        prior: Option<&PriorState>,
-        desired: Option<&Desired>,
-    ) -> Result<Option<LiveState>, ProviderError> {
-        match address.kind {
-            Kind::Dataset => dataset::read(self, prior, desired).await,
-            Kind::Model => model::read(self, prior, desired).await,
-            Kind::Endpoint => endpoint::read(self, address, prior, desired).await,
-            Kind::FeatureStore => feature_group::read(self, address).await,
-        }
-    }
-
-    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
-        // What `desired` saw before this change is not what a later read must see.
-        self.reads.take(&request.address.to_string());
-        match request.address.kind {
-            Kind::Dataset => dataset::apply(self, &request, progress).await,
-            Kind::Model => model::apply(self, &request, progress).await,
-            Kind::Endpoint => endpoint::apply(self, &request, progress).await,
-            Kind::FeatureStore => feature_group::apply(self, &request, progress).await,
-        }
-    }
-
-    async fn delete(
-        &self,
-        address: &Address,
-        prior: &PriorState,
-        progress: &dyn Progress,
-    ) -> Result<(), ProviderError> {
-        match address.kind {
-            Kind::Dataset => dataset::delete(self, prior, progress).await,
-            Kind::Model => model::delete(self, prior, progress).await,
-            Kind::Endpoint => endpoint::delete(self, address, prior, progress).await,
-            Kind::FeatureStore => feature_group::delete(self, address, progress).await,
-        }
-    }
-
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
-        match config.address.kind {
-            Kind::Dataset => dataset::restorable(self, config, desired).await,
-            kind => Err(ProviderError::invalid(format!(
-                "the aws provider cannot yet roll a {kind} back to a recorded version"
-            ))),
-        }
-    }
-
-    async fn finish(
-        &self,
-        address: &Address,
-        state: &LiveState,
-        progress: &dyn Progress,
+        config: &ResourceConfig,
+        id: &str,
+        what: &str,
+        found: Option<LiveState>,
+        arn: Option<String>,
     ) -> Result<LiveState, ProviderError> {
-        match address.kind {
-            Kind::Model => model::finish(self, state, progress).await,
-            _ => Ok(state.clone()),
-        }
-    }
-
-    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
-        let found = match config.address.kind {
-            Kind::Model => model::import(self, id).await?,
-            Kind::Endpoint => {
-                endpoint::read_named(self, id, mlops_provider_core::autoscaling::Autoscaling::of(config).is_some())
-                    .await?
-            }
-            Kind::FeatureStore => feature_group::read_named(self, id).await?,
-            Kind::Dataset => dataset::read_uri(self, id).await?,
-        };
-        let what = match config.address.kind {
-            Kind::Dataset => "S3 location",
-            Kind::Model => "SageMaker model",
-            Kind::Endpoint => "SageMaker endpoint",
-            Kind::FeatureStore => "SageMaker feature group",
-        };
         let found = found
             .ok_or_else(|| ProviderError::invalid(format!("{what} `{id}` does not exist in {}", self.where_())))?;
-        // Adopted explicitly: from now on it is this stack's, to change and to delete.
-        let c = self.clients().await?;
-        let arn = match config.address.kind {
-            Kind::Model => {
-                c.sm.describe_model().model_name(id).send().await.ok().and_then(|m| m.model_arn().map(str::to_string))
-            }
-            Kind::Endpoint => {
-                c.sm.describe_endpoint()
-                    .endpoint_name(id)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|e| e.endpoint_arn().map(str::to_string))
-            }
-            Kind::FeatureStore => {
-                c.sm.describe_feature_group()
-                    .feature_group_name(id)
-                    .send()
-                    .await
-                    .ok()
-                    .and_then(|g| g.feature_group_arn().map(str::to_string))
-            }
-            Kind::Dataset => None,
-        };
         if let Some(arn) = arn {
             let mut tags = self.sm_tags_of(&arn).await?;
             tags.insert(PROJECT_TAG.into(), self.project.clone());
@@ -494,9 +374,6 @@ impl Provider for AwsProvider {
         }
         Ok(found)
     }
-}
-
-impl AwsProvider {
     fn where_(&self) -> String {
         match (&self.region, &self.endpoint_url) {
             (_, Some(u)) => u.clone(),

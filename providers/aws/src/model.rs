@@ -18,9 +18,14 @@ use mlops_provider_core::{
 };
 use serde_json::json;
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mlops_provider_core::{Address, ConfigDiagnostic, Dependencies, ResourceType};
+
 use crate::{
-    AwsProvider, error_code, error_message, labels_from_tags, labels_of, parse_s3, sagemaker_name, sdk_error,
-    short_hash, str_of,
+    Aws, diag, error_code, error_message, labels_from_tags, labels_of, parse_s3, sagemaker_name, sdk_error, short_hash,
+    str_of,
 };
 
 const FRAMEWORK_TAG: &str = "mlops:framework";
@@ -31,7 +36,7 @@ const VERSION_TAG: &str = "mlops:artifact-version";
 const IMMUTABLE: [&str; 7] =
     ["image", "artifact", "artifact_digest", "artifact_version", "execution_role", "environment", "model_name"];
 
-pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<Desired, ProviderError> {
+pub(crate) async fn desired(p: &Aws, config: &ResourceConfig) -> Result<Desired, ProviderError> {
     let artifact = config.str("artifact").unwrap_or_default();
     let (bucket, key) = parse_s3(artifact).ok_or_else(|| {
         ProviderError::invalid(format!("`{artifact}` is not an s3:// URI")).at(ValuePath::key("artifact"))
@@ -79,7 +84,7 @@ pub(crate) async fn desired(p: &AwsProvider, config: &ResourceConfig) -> Result<
 }
 
 async fn describe(
-    p: &AwsProvider,
+    p: &Aws,
     name: &str,
 ) -> Result<Option<aws_sdk_sagemaker::operation::describe_model::DescribeModelOutput>, ProviderError> {
     let c = p.clients().await?;
@@ -97,7 +102,7 @@ async fn describe(
 
 /// The live state of model `name`, with the bookkeeping `outputs` carries from before.
 async fn read_named(
-    p: &AwsProvider,
+    p: &Aws,
     name: &str,
     book: &serde_json::Map<String, Value>,
 ) -> Result<Option<LiveState>, ProviderError> {
@@ -162,7 +167,7 @@ fn bookkeeping(prior: Option<&PriorState>) -> serde_json::Map<String, Value> {
 }
 
 pub(crate) async fn read(
-    p: &AwsProvider,
+    p: &Aws,
     prior: Option<&PriorState>,
     desired: Option<&Desired>,
 ) -> Result<Option<LiveState>, ProviderError> {
@@ -177,12 +182,12 @@ pub(crate) async fn read(
     }
 }
 
-pub(crate) async fn import(p: &AwsProvider, id: &str) -> Result<Option<LiveState>, ProviderError> {
+pub(crate) async fn import(p: &Aws, id: &str) -> Result<Option<LiveState>, ProviderError> {
     read_named(p, id, &serde_json::Map::new()).await
 }
 
 pub(crate) async fn apply(
-    p: &AwsProvider,
+    p: &Aws,
     req: &ApplyRequest<'_>,
     progress: &dyn Progress,
 ) -> Result<LiveState, ProviderError> {
@@ -237,7 +242,7 @@ pub(crate) async fn apply(
                 .model_name(&name)
                 .primary_container(container.build())
                 .execution_role_arn(str_of(want.get("execution_role")))
-                .set_tags(Some(AwsProvider::sm_tags(&tags)))
+                .set_tags(Some(Aws::sm_tags(&tags)))
                 .send()
                 .await
                 .map_err(|e| sdk_error(&format!("create model {name}"), e))?;
@@ -311,7 +316,7 @@ pub(crate) async fn apply(
 }
 
 async fn ensure_group(
-    p: &AwsProvider,
+    p: &Aws,
     config: &ResourceConfig,
     group: &str,
     book: &mut serde_json::Map<String, Value>,
@@ -325,7 +330,7 @@ async fn ensure_group(
             c.sm.create_model_package_group()
                 .model_package_group_name(group)
                 .model_package_group_description(format!("model versions of {} (mlops)", config.address))
-                .set_tags(Some(AwsProvider::sm_tags(&p.tags(config))))
+                .set_tags(Some(Aws::sm_tags(&p.tags(config))))
                 .send()
                 .await
                 .map_err(|e| sdk_error(&format!("create model package group {group}"), e))?;
@@ -336,7 +341,7 @@ async fn ensure_group(
     }
 }
 
-async fn delete_model(p: &AwsProvider, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
+async fn delete_model(p: &Aws, name: &str, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
     match describe(p, name).await? {
         Some(m) => p.require_owned("SageMaker model", name, m.model_arn().unwrap_or_default()).await?,
@@ -358,11 +363,7 @@ async fn delete_model(p: &AwsProvider, name: &str, progress: &dyn Progress) -> R
 }
 
 /// Deletes the models a replacement left, now that nothing serves them.
-pub(crate) async fn finish(
-    p: &AwsProvider,
-    state: &LiveState,
-    progress: &dyn Progress,
-) -> Result<LiveState, ProviderError> {
+pub(crate) async fn finish(p: &Aws, state: &LiveState, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
     let deposed: Vec<String> = state
         .outputs
         .get("deposed")
@@ -385,7 +386,7 @@ pub(crate) async fn finish(
     Ok(out)
 }
 
-pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
+pub(crate) async fn delete(p: &Aws, prior: &PriorState, progress: &dyn Progress) -> Result<(), ProviderError> {
     let c = p.clients().await?;
     let names = prior
         .outputs
@@ -419,4 +420,89 @@ pub(crate) async fn delete(p: &AwsProvider, prior: &PriorState, progress: &dyn P
         }
     }
     Ok(())
+}
+
+/// SageMaker models, each version an immutable model under a content-hashed name, optionally
+/// registered as a model package in a group.
+pub(crate) struct Models(pub(crate) Arc<Aws>);
+
+#[async_trait]
+impl ResourceType for Models {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let mut out = Vec::new();
+        match config.str("artifact") {
+            Some(a) if parse_s3(a).is_some_and(|(_, k)| !k.is_empty()) => {}
+            Some(a) => out.push(diag(
+                ValuePath::key("artifact"),
+                format!("`{a}` is not an s3://bucket/key URI"),
+                "a SageMaker model loads its artifact from S3: `artifact: s3://BUCKET/path/model.tar.gz`",
+            )),
+            None => {}
+        }
+        for (key, help) in [
+            (
+                "image",
+                "the inference container image, e.g. `image: 683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1`",
+            ),
+            (
+                "execution_role",
+                "the IAM role SageMaker runs the model as: `execution_role: arn:aws:iam::ACCOUNT:role/NAME`",
+            ),
+        ] {
+            if config.body.get(key).is_none() {
+                out.push(diag(ValuePath::root(), format!("a SageMaker model needs `{key}`"), help));
+            }
+        }
+        out
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        desired(&self.0, config).await
+    }
+
+    async fn read(
+        &self,
+        _address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        read(&self.0, prior, desired).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        apply(&self.0, &request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        _address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        delete(&self.0, prior, progress).await
+    }
+
+    /// The model package versions mlops registered are deleted with the model: the registry's
+    /// history of them (approvals, metrics) is gone.
+    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
+        let n = live.outputs.get("package_arns").and_then(Value::as_array).map_or(0, Vec::len);
+        (n > 0).then(|| format!("deleting {address} deletes its {n} model registry version(s)"))
+    }
+
+    async fn finish(
+        &self,
+        _address: &Address,
+        state: &LiveState,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        finish(&self.0, state, progress).await
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let found = import(&self.0, id).await?;
+        let c = self.0.clients().await?;
+        let arn =
+            c.sm.describe_model().model_name(id).send().await.ok().and_then(|m| m.model_arn().map(str::to_string));
+        self.0.adopt(config, id, "SageMaker model", found, arn).await
+    }
 }

@@ -10,7 +10,7 @@ use aws_sdk_sagemaker::types::{
 use mlops_provider_core::rollout::{Rollout, RolloutSupport, Strategy};
 use mlops_provider_core::{ProviderError, ResourceConfig, ValuePath};
 
-use crate::{AwsProvider, sdk_error};
+use crate::{Aws, sdk_error};
 
 pub(crate) const SUPPORT: RolloutSupport = RolloutSupport {
     what: "SageMaker deployment guardrails",
@@ -52,7 +52,7 @@ pub(crate) fn deployment_config(r: &Rollout) -> DeploymentConfig {
 
 /// Plan-time: every alarm the rollout names exists in CloudWatch (SageMaker would otherwise
 /// refuse the update only once apply has started).
-pub(crate) async fn check_alarms(p: &AwsProvider, config: &ResourceConfig) -> Result<(), ProviderError> {
+pub(crate) async fn check_alarms(p: &Aws, config: &ResourceConfig) -> Result<(), ProviderError> {
     let Some(r) = Rollout::of(config).filter(|r| !r.alarms.is_empty()) else { return Ok(()) };
     let c = p.clients().await?;
     let found =

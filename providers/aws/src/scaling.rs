@@ -15,7 +15,7 @@ use mlops_provider_core::autoscaling::{Autoscaling, AutoscalingSupport, Metric};
 use mlops_provider_core::{Progress, ProviderError, ResourceConfig, Value};
 use serde_json::json;
 
-use crate::{AwsProvider, sdk_error};
+use crate::{Aws, sdk_error};
 
 pub(crate) const SUPPORT: AutoscalingSupport = AutoscalingSupport {
     what: "SageMaker (Application Auto Scaling)",
@@ -65,7 +65,7 @@ pub(crate) fn is_on(attribute: Option<&Value>) -> bool {
 }
 
 /// What Application Auto Scaling holds for the endpoint's variants (those with a scalable target).
-pub(crate) async fn read(p: &AwsProvider, endpoint: &str, variants: &[String]) -> Result<Value, ProviderError> {
+pub(crate) async fn read(p: &Aws, endpoint: &str, variants: &[String]) -> Result<Value, ProviderError> {
     let c = p.clients().await?;
     let ids: Vec<String> = variants.iter().map(|v| resource_id(endpoint, v)).collect();
     let targets = c
@@ -111,7 +111,7 @@ pub(crate) async fn read(p: &AwsProvider, endpoint: &str, variants: &[String]) -
 /// Brings Application Auto Scaling to `want` from `live`: registers (or updates) the target and
 /// puts the policy of each variant that differs, deregisters the variants `want` no longer scales.
 pub(crate) async fn apply(
-    p: &AwsProvider,
+    p: &Aws,
     endpoint: &str,
     want: Option<&Value>,
     live: Option<&Value>,
@@ -168,7 +168,7 @@ pub(crate) async fn apply(
 
 /// Deregisters one variant's scalable target (its policies go with it); gone already is fine.
 pub(crate) async fn deregister(
-    p: &AwsProvider,
+    p: &Aws,
     endpoint: &str,
     variant: &str,
     progress: &dyn Progress,

@@ -12,11 +12,17 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 pub mod autoscaling;
+mod contract;
+mod dataset;
 pub mod rollout;
 mod state;
+pub use contract::{Provider, ResourceType, records_destroyed};
+pub use dataset::{
+    EntryOf, SyncPlan, dataset_manifest, not_in_source, skipped_source_entries, source_files, sync_plan,
+    unrestorable_files,
+};
 pub use state::{LiveState, PriorState, ResourceState};
 
-use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use serde_json::Value;
 
@@ -380,220 +386,6 @@ impl ProviderError {
     }
 }
 
-/// A backend: manages some kinds of resource.
-#[async_trait]
-pub trait Provider: Send + Sync {
-    /// The provider type, as written under `providers:` (`local`, `aws`, ...).
-    fn name(&self) -> &str;
-
-    /// Attributes that identify a version of what a resource holds (bytes, generations, digests):
-    /// what a promotion pins and a rollback restores. Per-environment values (replicas) are not.
-    fn version_attributes(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    /// Whether deleting `address`, live as `live`, destroys stored data no apply can bring back
-    /// (a feature store's records, a registered model's versions): the reason, shown in the plan
-    /// with the `data-destroying` tag; such a delete needs `--allow-data-loss`. By default a
-    /// feature store's delete does.
-    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
-        let _ = live;
-        (address.kind == Kind::FeatureStore).then(|| format!("deleting {address} destroys its stored records"))
-    }
-
-    /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
-    /// a change to one is tagged `traffic-shift`.
-    fn traffic_attributes(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    /// Attributes (or the last segment of an attribute path) whose change an endpoint's
-    /// `rollout:` steps through (the model it serves): such a change is tagged `rollout`.
-    fn rollout_attributes(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    /// Checks only this provider can make (names, values it cannot honour). No I/O.
-    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic>;
-
-    /// The desired state of a resource. May read local files (to digest them), never the backend.
-    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError>;
-
-    /// The live state of a resource, or `None` if it does not exist. `desired`, when known, says
-    /// which fields matter (a provider whose objects carry server-set fields compares only those).
-    async fn read(
-        &self,
-        address: &Address,
-        prior: Option<&PriorState>,
-        desired: Option<&Desired>,
-    ) -> Result<Option<LiveState>, ProviderError>;
-
-    /// Creates, updates or replaces a resource; returns its live state afterwards.
-    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError>;
-
-    /// Deletes a resource this tool created.
-    async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress)
-    -> Result<(), ProviderError>;
-
-    /// Removes what a create-before-destroy replacement left behind (outputs `deposed`: e.g. the
-    /// previous SageMaker model), once everything depending on the resource has moved off it.
-    /// Returns the state without them. Called only when `outputs.deposed` is a non-empty list.
-    async fn finish(
-        &self,
-        _address: &Address,
-        state: &LiveState,
-        _progress: &dyn Progress,
-    ) -> Result<LiveState, ProviderError> {
-        Ok(state.clone())
-    }
-
-    /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
-    /// produced: the recorded bytes are still there (a registry version, a source file, an
-    /// object version). Asked at plan time, so a rollback that cannot restore is refused before
-    /// anything changes; a provider that cannot tell says so, which refuses the rollback.
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
-        let _ = desired;
-        Err(ProviderError::invalid(format!(
-            "the {} provider cannot yet roll a {} back to a recorded version",
-            self.name(),
-            config.address.kind
-        )))
-    }
-
-    /// What `reference` (one of the schemes its entry's `references` lists) names now. Called at
-    /// plan time for other providers' resources, and again before a saved plan is applied.
-    async fn resolve(&self, reference: &str) -> Result<Resolved, ProviderError> {
-        Err(ProviderError::invalid(format!("the {} provider does not resolve `{reference}`", self.name())))
-    }
-
-    /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
-    /// URI), to adopt it as the resource `config` declares (`mlops import`).
-    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
-        let _ = id;
-        Err(ProviderError::invalid(format!("the {} provider cannot import {}", self.name(), config.address.kind)))
-    }
-}
-
-/// Every regular file under `dir`, by its path relative to `dir` with `/` separators (a
-/// dataset's `source`). Symlinks and special files are not part of a dataset.
-pub fn source_files(dir: &std::path::Path) -> Result<BTreeMap<String, PathBuf>, ProviderError> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|e| {
-            ProviderError::invalid(format!("cannot list {}: {e}", d.display())).at(ValuePath::key("source"))
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_file() {
-                let rel = path.strip_prefix(dir).unwrap_or(&path);
-                // A name that is not UTF-8 cannot be carried as an object key: refused at plan.
-                let Some(rel) = rel.components().map(|c| c.as_os_str().to_str()).collect::<Option<Vec<_>>>() else {
-                    return Err(ProviderError::invalid(format!(
-                        "the source file {} has a name that is not UTF-8: rename it",
-                        path.display()
-                    ))
-                    .at(ValuePath::key("source")));
-                };
-                out.insert(rel.join("/"), path);
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// What under a dataset's `source` is not part of it (symlinks, sockets, devices, FIFOs), each
-/// as a warning naming the file: never silently left out.
-pub fn skipped_source_entries(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for entry in entries.flatten() {
-            let Ok(ft) = entry.file_type() else { continue };
-            let path = entry.path();
-            if ft.is_dir() {
-                stack.push(path);
-            } else if !ft.is_file() {
-                let rel = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
-                let what = if ft.is_symlink() { "a symlink" } else { "not a regular file" };
-                out.push(format!("source file {rel} is {what}: it is not part of the dataset"));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// A per-file manifest entry of a provider (its checksums and size, as its store reports them).
-pub type EntryOf = fn(&std::path::Path) -> Result<Value, ProviderError>;
-
-/// A dataset's desired `files`: each file of its `source` with `entry_of`'s manifest entry
-/// (computed on a blocking thread). Without `prune`, `files` only constrains the files the source
-/// has (remote files it lacks are left alone). Nothing is added without a `source`.
-pub async fn dataset_manifest(
-    config: &ResourceConfig,
-    entry_of: EntryOf,
-    desired: &mut Desired,
-) -> Result<(), ProviderError> {
-    let Some(src) = config.local_path("source") else { return Ok(()) };
-    let files = tokio::task::spawn_blocking(move || -> Result<Value, ProviderError> {
-        if !src.is_dir() {
-            return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
-                .at(ValuePath::key("source")));
-        }
-        let mut m = serde_json::Map::new();
-        for (rel, path) in source_files(&src)? {
-            m.insert(rel, entry_of(&path)?);
-        }
-        Ok(Value::Object(m))
-    })
-    .await
-    .map_err(|e| ProviderError::failed(format!("checksum task failed: {e}")))??;
-    desired.attributes.insert("files".into(), files);
-    if let Some(src) = config.local_path("source") {
-        desired.warnings.extend(skipped_source_entries(&src));
-    }
-    if !config.body.get("prune").and_then(Value::as_bool).unwrap_or(false) {
-        desired.subset.insert("files".into());
-    }
-    Ok(())
-}
-
-/// What a dataset apply has to write: each file whose desired manifest entry is not the live one,
-/// with its path under the source, and their bytes in all (for the transfer bar).
-pub struct SyncPlan {
-    pub writes: Vec<(String, PathBuf, Value)>,
-    pub total_bytes: u64,
-}
-
-/// A dataset state's `files` manifest.
-fn files_of(attributes: Option<&Attributes>) -> Option<&serde_json::Map<String, Value>> {
-    attributes.and_then(|a| a.get("files")).and_then(Value::as_object)
-}
-
-/// The writes of a dataset apply (see [`SyncPlan`]).
-pub fn sync_plan(req: &ApplyRequest<'_>) -> Result<SyncPlan, ProviderError> {
-    let want = files_of(Some(&req.desired.attributes)).into_iter().flatten();
-    let live = files_of(req.live.map(|l| &l.attributes));
-    let src = req.config.local_path("source");
-    let mut writes = Vec::new();
-    let mut total_bytes = 0;
-    for (rel, entry) in want {
-        if live.and_then(|l| l.get(rel)) == Some(entry) {
-            continue;
-        }
-        let src = src.as_ref().ok_or_else(|| ProviderError::invalid("dataset has files but no source"))?;
-        let path = src.join(rel);
-        total_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
-        writes.push((rel.clone(), path, entry.clone()));
-    }
-    Ok(SyncPlan { writes, total_bytes })
-}
-
 /// An error and its whole chain of causes on one line (`outer: cause: root cause`), skipping a
 /// cause whose text the line already holds: never just the outermost "service error".
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -608,38 +400,6 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     out
-}
-
-/// The files of a pinned dataset manifest (`rel → entry`) that its `source` folder cannot produce:
-/// missing there, or with another entry (`entry_of` computes a file's: its checksums). What a
-/// rollback must find elsewhere (an object version, a generation the bucket kept).
-pub fn not_in_source(
-    config: &ResourceConfig,
-    want: &serde_json::Map<String, Value>,
-    entry_of: impl Fn(&std::path::Path) -> Result<Value, ProviderError>,
-) -> Result<Vec<String>, ProviderError> {
-    let src = config.local_path("source");
-    let mut out = Vec::new();
-    for (rel, entry) in want {
-        let have = match &src {
-            Some(s) if s.join(rel).is_file() => Some(entry_of(&s.join(rel))?),
-            _ => None,
-        };
-        if have.as_ref() != Some(entry) {
-            out.push(rel.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// The refusal of a rollback whose recorded files are in neither the source nor `kept` (the
-/// object versions or generations the store keeps at `place`).
-pub fn unrestorable_files(gone: &[String], place: &str, kept: &str) -> ProviderError {
-    ProviderError::invalid(format!(
-        "the recorded bytes of {} object(s) are in neither the source nor {place}'s kept {kept} ({}): one was deleted",
-        gone.len(),
-        gone.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-    ))
 }
 
 /// A duration as the spec writes it: `90s`, `10m`, `1h`, or a number of seconds.

@@ -32,7 +32,7 @@ pub(crate) fn entry_of(path: &Path) -> Result<Value, ProviderError> {
     Ok(file_entry(&md5, &crc, size))
 }
 
-impl GcpProvider {
+impl Gcp {
     pub(crate) fn dataset_location(config: &ResourceConfig) -> Result<(String, String), ProviderError> {
         let uri = config.str("uri").unwrap_or_default();
         parse_gs(uri, true).ok_or_else(|| {
@@ -204,5 +204,105 @@ impl GcpProvider {
         self.dataset_read(req.config.str("uri").unwrap_or_default()).await?.ok_or_else(|| {
             ProviderError::failed(format!("gs://{bucket}/{prefix} is missing right after it was written"))
         })
+    }
+}
+
+/// Datasets on GCS: the objects under a `gs://bucket/prefix/`, in a bucket whose object
+/// versioning keeps every earlier generation (so a delete destroys nothing).
+pub(crate) struct Datasets(pub(crate) Arc<Gcp>);
+
+#[async_trait]
+impl ResourceType for Datasets {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let diag = ConfigDiagnostic::unsupported;
+        match config.str("uri") {
+            None => vec![diag(
+                ValuePath::root(),
+                format!("{} is on gcp and needs a `uri`", config.address),
+                "add `uri: gs://BUCKET/PREFIX/`",
+            )],
+            Some(uri) if parse_gs(uri, true).is_none() => vec![diag(
+                ValuePath::key("uri"),
+                format!("`{uri}` is not a valid gs://bucket/prefix URI"),
+                "bucket names are 3-63 lowercase letters, digits, `-`, `_` and `.`",
+            )],
+            _ => vec![],
+        }
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        self.0.dataset_desired(config).await
+    }
+
+    async fn read(
+        &self,
+        _address: &Address,
+        prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        match recorded_uri(prior) {
+            Some(uri) => self.0.dataset_read(uri).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        self.0.dataset_apply(&request, progress).await
+    }
+
+    /// Only the objects lineage says we wrote, at the generations we wrote them.
+    async fn delete(
+        &self,
+        _address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        let p = &self.0;
+        let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
+        let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(()) };
+        let gens = prior.attributes.get("generations").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (rel, generation) in gens {
+            let name = format!("{prefix}{rel}");
+            // Checked here too, not only by the precondition: the object must still be the
+            // generation mlops wrote, marked with this stack's project.
+            let current = p.artifact(&format!("gs://{bucket}/{name}"), None).await.ok().flatten();
+            let ours = current.as_ref().is_some_and(|o| {
+                Some(o.generation) == generation.as_i64()
+                    && o.metadata.as_ref().and_then(|m| m.get("mlops-project")) == Some(&p.stack)
+            });
+            if !ours {
+                progress.report(&format!(
+                    "left gs://{bucket}/{name}: it is gone, or not the object mlops wrote (another generation or owner)"
+                ));
+                continue;
+            }
+            if p.delete_at(&bucket, &name, generation.as_i64()).await? {
+                progress.report(&format!("deleted gs://{bucket}/{name}"));
+            } else {
+                progress.report(&format!("left gs://{bucket}/{name}: it is gone or changed since mlops wrote it"));
+            }
+        }
+        Ok(())
+    }
+
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        let (bucket, prefix) = Gcp::dataset_location(config)?;
+        let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut gone = Vec::new();
+        for rel in mlops_provider_core::not_in_source(config, &want, entry_of)? {
+            if self.0.generation_with(&bucket, &format!("{prefix}{rel}"), &want[&rel]).await?.is_none() {
+                gone.push(rel);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        Err(mlops_provider_core::unrestorable_files(&gone, &format!("gs://{bucket}/{prefix}"), "generations"))
+    }
+
+    async fn import(&self, _config: &ResourceConfig, _id: &str) -> Result<LiveState, ProviderError> {
+        Err(ProviderError::invalid(
+            "the gcp provider does not import datasets: the next apply adopts the objects under the `uri`",
+        ))
     }
 }

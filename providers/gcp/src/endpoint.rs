@@ -61,7 +61,7 @@ fn scale_on(want: &Attributes) -> Vec<AutoscalingMetricSpec> {
         .unwrap_or_default()
 }
 
-impl GcpProvider {
+impl Gcp {
     async fn endpoints(&self) -> Result<&EndpointService, ProviderError> {
         self.vertex_endpoints
             .get_or_try_init(|| async {
@@ -490,5 +490,45 @@ impl GcpProvider {
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(vertex_error(&format!("delete Vertex endpoint {name}"), e)),
         }
+    }
+}
+
+/// Vertex AI endpoints: deployed models with traffic splits, autoscaling and rollouts.
+pub(crate) struct Endpoints(pub(crate) Arc<Gcp>);
+
+#[async_trait]
+impl ResourceType for Endpoints {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        Gcp::endpoint_check(config)
+    }
+
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
+        self.0.endpoint_desired(config, deps).await
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        self.0.endpoint_read(&self.0.endpoint_name(address, prior.map(|p| &p.outputs))).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        self.0.endpoint_apply(&request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        self.0.endpoint_delete(address, prior, progress).await
+    }
+
+    async fn import(&self, _config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        self.0.endpoint_import(id).await
     }
 }

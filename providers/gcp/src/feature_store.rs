@@ -29,7 +29,7 @@ fn fs_id(name: &str) -> String {
     if id.starts_with(|c: char| c.is_ascii_lowercase()) { id } else { format!("f_{id}") }
 }
 
-impl GcpProvider {
+impl Gcp {
     async fn registry(&self) -> Result<&FeatureRegistryService, ProviderError> {
         self.vertex_registry
             .get_or_try_init(|| async {
@@ -361,5 +361,46 @@ impl GcpProvider {
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(vertex_error(&format!("delete Vertex feature group {group}"), e)),
         }
+    }
+}
+
+/// Vertex AI feature stores: a feature group over BigQuery, an online store and a feature view.
+pub(crate) struct FeatureStores(pub(crate) Arc<Gcp>);
+
+#[async_trait]
+impl ResourceType for FeatureStores {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        Gcp::feature_store_check(config)
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        Ok(Gcp::feature_store_desired(config))
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        _prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        self.0.feature_store_read(address).await
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        self.0.feature_store_apply(&request, progress).await
+    }
+
+    async fn delete(
+        &self,
+        address: &Address,
+        _prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        self.0.feature_store_delete(address, progress).await
+    }
+
+    /// The online store's synced records go with it.
+    fn delete_destroys_data(&self, address: &Address, _live: &LiveState) -> Option<String> {
+        mlops_provider_core::records_destroyed(address)
     }
 }

@@ -43,7 +43,8 @@ use gcloud_storage::http::objects::list::ListObjectsRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use mlops_provider_core::{
     Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, Operation,
-    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
+    PriorState, Progress, Provider, ProviderContext, ProviderError, ResourceConfig, ResourceType, Value, ValuePath,
+    attributes_of,
 };
 use serde_json::json;
 use sha2::Digest;
@@ -72,7 +73,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| std::env::var("VERTEX_ENDPOINT").ok().filter(|s| !s.is_empty()));
-    Ok(Arc::new(GcpProvider {
+    let gcp = Arc::new(Gcp {
         endpoint: endpoint.trim_end_matches('/').to_string(),
         anonymous,
         project,
@@ -85,10 +86,25 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         vertex_registry: tokio::sync::OnceCell::new(),
         vertex_online: tokio::sync::OnceCell::new(),
         reads: Default::default(),
+    });
+    Ok(Arc::new(GcpProvider {
+        datasets: dataset::Datasets(gcp.clone()),
+        models: model::Models(gcp.clone()),
+        endpoints: endpoint::Endpoints(gcp.clone()),
+        feature_stores: feature_store::FeatureStores(gcp),
     }))
 }
 
+/// The provider: one [`ResourceType`] per kind, over one shared [`Gcp`] context.
 pub struct GcpProvider {
+    datasets: dataset::Datasets,
+    models: model::Models,
+    endpoints: endpoint::Endpoints,
+    feature_stores: feature_store::FeatureStores,
+}
+
+/// What every kind shares: the block's settings, the GCS and Vertex AI clients, the read cache.
+pub(crate) struct Gcp {
     endpoint: String,
     anonymous: bool,
     project: Option<String>,
@@ -146,7 +162,7 @@ fn transient(e: &GcsError) -> bool {
     }
 }
 
-impl GcpProvider {
+impl Gcp {
     async fn client(&self) -> Result<&Client, ProviderError> {
         self.client
             .get_or_try_init(|| async {
@@ -343,7 +359,7 @@ pub(crate) fn string_map(v: Option<&Value>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-impl GcpProvider {
+impl Gcp {
     /// Refuses `what` (e.g. "Vertex model NAME") unless it carries this stack's `mlops-project`
     /// label: when `adopting` an object lineage does not know, pointing at `mlops import`;
     /// otherwise (a delete) saying it was left alone.
@@ -387,6 +403,15 @@ impl Provider for GcpProvider {
         "gcp"
     }
 
+    fn resource(&self, kind: Kind) -> Option<&dyn ResourceType> {
+        Some(match kind {
+            Kind::Dataset => &self.datasets,
+            Kind::Model => &self.models,
+            Kind::Endpoint => &self.endpoints,
+            Kind::FeatureStore => &self.feature_stores,
+        })
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["files", "artifact_digest", "generation", "crc32c", "md5", "size"]
     }
@@ -398,268 +423,11 @@ impl Provider for GcpProvider {
     fn rollout_attributes(&self) -> &'static [&'static str] {
         &["serving"]
     }
+}
 
-    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let diag = ConfigDiagnostic::unsupported;
-        match config.address.kind {
-            Kind::Dataset => match config.str("uri") {
-                None => vec![diag(
-                    ValuePath::root(),
-                    format!("{} is on gcp and needs a `uri`", config.address),
-                    "add `uri: gs://BUCKET/PREFIX/`",
-                )],
-                Some(uri) if parse_gs(uri, true).is_none() => vec![diag(
-                    ValuePath::key("uri"),
-                    format!("`{uri}` is not a valid gs://bucket/prefix URI"),
-                    "bucket names are 3-63 lowercase letters, digits, `-`, `_` and `.`",
-                )],
-                _ => vec![],
-            },
-            Kind::Model => {
-                let mut out = match config.str("artifact") {
-                    Some(a) if parse_gs(a, false).is_some() => vec![],
-                    Some(a) => vec![diag(
-                        ValuePath::key("artifact"),
-                        format!("`{a}` is not a gs://bucket/object URI"),
-                        "a model on gcp pins a GCS object: `artifact: gs://BUCKET/path/model.tar.gz`",
-                    )],
-                    None => vec![],
-                };
-                if config.body.get("vertex").is_some() && config.str("image").is_none() {
-                    out.push(diag(
-                        ValuePath::key("vertex"),
-                        format!(
-                            "{} goes to the Vertex AI Model Registry, which needs a serving container",
-                            config.address
-                        ),
-                        "set the model's `image` (its serving container image)",
-                    ));
-                }
-                out
-            }
-            Kind::Endpoint => Self::endpoint_check(config),
-            Kind::FeatureStore => Self::feature_store_check(config),
-        }
-    }
-
-    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
-        match config.address.kind {
-            Kind::Dataset => self.dataset_desired(config).await,
-            Kind::Endpoint => self.endpoint_desired(config, deps).await,
-            Kind::FeatureStore => Ok(Self::feature_store_desired(config)),
-            Kind::Model => {
-                // Resolved at plan time: the plan shows new bytes behind an unchanged URI.
-                let uri = config.str("artifact").unwrap_or_default();
-                let o = self.artifact(uri, None).await?.ok_or_else(|| {
-                    ProviderError::invalid(format!("the model artifact {uri} does not exist"))
-                        .at(ValuePath::key("artifact"))
-                })?;
-                let mut attributes = Self::model_attributes(uri, &o);
-                for key in ["framework", "image"] {
-                    if let Some(v) = config.body.get(key) {
-                        attributes.insert(key.into(), v.clone());
-                    }
-                }
-                let vertex = Self::vertex_desired(config, &attributes);
-                self.reads.keep(config.address.to_string(), o);
-                let mut d = Desired { attributes, ..Default::default() };
-                if let Some(v) = vertex {
-                    d.attributes.insert("vertex".into(), v);
-                    d.expected_wait_secs = Some(120);
-                }
-                Ok(d)
-            }
-        }
-    }
-
-    async fn read(
-        &self,
-        address: &Address,
-        prior: Option<&PriorState>,
-        _desired: Option<&Desired>,
-    ) -> Result<Option<LiveState>, ProviderError> {
-        let uri = prior
-            .and_then(|p| p.attributes.get("uri").or_else(|| p.attributes.get("artifact")))
-            .and_then(Value::as_str);
-        match address.kind {
-            Kind::Dataset => match uri {
-                Some(uri) => self.dataset_read(uri).await,
-                None => Ok(None),
-            },
-            Kind::Endpoint => self.endpoint_read(&self.endpoint_name(address, prior.map(|p| &p.outputs))).await,
-            Kind::FeatureStore => self.feature_store_read(address).await,
-            Kind::Model => {
-                let (Some(uri), Some(generation)) =
-                    (uri, prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
-                else {
-                    return Ok(None);
-                };
-                // Live is the pinned generation, as long as GCS still has it; when the current
-                // object `desired` just read is that generation, it is the answer.
-                let current = self.reads.take(&address.to_string());
-                let pinned = match current {
-                    Some(o)
-                        if o.generation == generation
-                            && parse_gs(uri, false).is_some_and(|(b, n)| b == o.bucket && n == o.name) =>
-                    {
-                        Some(o)
-                    }
-                    _ => self.artifact(uri, Some(generation)).await?,
-                };
-                let Some(o) = pinned else { return Ok(None) };
-                let mut attributes = Self::model_attributes(uri, &o);
-                for key in ["framework", "image"] {
-                    if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
-                        attributes.insert(key.into(), v.clone());
-                    }
-                }
-                let mut outputs = Self::model_outputs(uri, &o);
-                // The Vertex model lineage recorded: its default version now.
-                if let Some(name) = prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str)
-                    && let Some((vertex, out)) = self.vertex_read(name).await?
-                {
-                    attributes.insert("vertex".into(), vertex);
-                    outputs.extend(out);
-                }
-                Ok(Some(LiveState { attributes, outputs }))
-            }
-        }
-    }
-
-    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
-        // What `desired` saw before this change is not what a later read must see.
-        self.reads.take(&request.address.to_string());
-        match request.address.kind {
-            Kind::Dataset => self.dataset_apply(&request, progress).await,
-            Kind::Endpoint => self.endpoint_apply(&request, progress).await,
-            Kind::FeatureStore => self.feature_store_apply(&request, progress).await,
-            Kind::Model => {
-                let uri = request.config.str("artifact").unwrap_or_default();
-                let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
-                let o = self
-                    .artifact(uri, None)
-                    .await?
-                    .ok_or_else(|| ProviderError::failed(format!("the model artifact {uri} no longer exists")))?;
-                // A rollback pins a generation GCS kept; otherwise the object moved since the plan.
-                let o = match want {
-                    Some(g) if g != o.generation => self.artifact(uri, Some(g)).await?.ok_or_else(|| {
-                        ProviderError::new(
-                            ErrorKind::Conflict,
-                            format!("{uri} changed since the plan (planned generation {g}, now {}), and GCS no longer keeps generation {g}", o.generation),
-                        )
-                    })?,
-                    _ => o,
-                };
-                progress.report(&format!("pinned {uri} at generation {}", o.generation));
-                let mut attributes = Self::model_attributes(uri, &o);
-                for key in ["framework", "image"] {
-                    if let Some(v) = request.desired.attributes.get(key) {
-                        attributes.insert(key.into(), v.clone());
-                    }
-                }
-                let mut outputs = Self::model_outputs(uri, &o);
-                let recorded = request.prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str);
-                let live_vertex = request.live.and_then(|l| l.attributes.get("vertex"));
-                if let Some(want) = request.desired.attributes.get("vertex") {
-                    let live = live_vertex.zip(recorded);
-                    let (vertex, out) = self.vertex_apply(request.address, want, live, progress).await?;
-                    attributes.insert("vertex".into(), vertex);
-                    outputs.extend(out);
-                } else if let Some(name) = recorded {
-                    // `vertex:` left the spec: the model leaves the registry.
-                    self.vertex_delete(name, progress).await?;
-                }
-                Ok(LiveState { attributes, outputs })
-            }
-        }
-    }
-
-    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
-        match config.address.kind {
-            Kind::Endpoint => self.endpoint_import(id).await,
-            Kind::Model if config.body.get("vertex").is_some() => self.vertex_import(config, id).await,
-            kind => Err(ProviderError::invalid(format!(
-                "the gcp provider imports Vertex AI models and endpoints, not {kind}: a dataset or a pin is \
-                 adopted by the next apply"
-            ))),
-        }
-    }
-
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
-        match config.address.kind {
-            Kind::Dataset => {
-                let (bucket, prefix) = Self::dataset_location(config)?;
-                let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
-                let mut gone = Vec::new();
-                for rel in mlops_provider_core::not_in_source(config, &want, entry_of)? {
-                    if self.generation_with(&bucket, &format!("{prefix}{rel}"), &want[&rel]).await?.is_none() {
-                        gone.push(rel);
-                    }
-                }
-                if gone.is_empty() {
-                    return Ok(());
-                }
-                Err(mlops_provider_core::unrestorable_files(&gone, &format!("gs://{bucket}/{prefix}"), "generations"))
-            }
-            Kind::Model => {
-                let uri = config.str("artifact").unwrap_or_default();
-                let Some(g) = desired.attributes.get("generation").and_then(Value::as_i64) else { return Ok(()) };
-                match self.artifact(uri, Some(g)).await? {
-                    Some(_) => Ok(()),
-                    None => Err(ProviderError::invalid(format!(
-                        "the recorded generation {g} of {uri} is gone: GCS no longer keeps it"
-                    ))),
-                }
-            }
-            kind => Err(ProviderError::invalid(format!("the gcp provider does not manage {kind}"))),
-        }
-    }
-
-    async fn delete(
-        &self,
-        address: &Address,
-        prior: &PriorState,
-        progress: &dyn Progress,
-    ) -> Result<(), ProviderError> {
-        match address.kind {
-            Kind::Dataset => {
-                // Only the objects lineage says we wrote, at the generations we wrote them.
-                let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
-                let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(()) };
-                let gens = prior.attributes.get("generations").and_then(Value::as_object).cloned().unwrap_or_default();
-                for (rel, generation) in gens {
-                    let name = format!("{prefix}{rel}");
-                    // Checked here too, not only by the precondition: the object must still be the
-                    // generation mlops wrote, marked with this stack's project.
-                    let current = self.artifact(&format!("gs://{bucket}/{name}"), None).await.ok().flatten();
-                    let ours = current.as_ref().is_some_and(|o| {
-                        Some(o.generation) == generation.as_i64()
-                            && o.metadata.as_ref().and_then(|m| m.get("mlops-project")) == Some(&self.stack)
-                    });
-                    if !ours {
-                        progress.report(&format!(
-                            "left gs://{bucket}/{name}: it is gone, or not the object mlops wrote (another generation or owner)"
-                        ));
-                        continue;
-                    }
-                    if self.delete_at(&bucket, &name, generation.as_i64()).await? {
-                        progress.report(&format!("deleted gs://{bucket}/{name}"));
-                    } else {
-                        progress
-                            .report(&format!("left gs://{bucket}/{name}: it is gone or changed since mlops wrote it"));
-                    }
-                }
-                Ok(())
-            }
-            Kind::Endpoint => self.endpoint_delete(address, prior, progress).await,
-            Kind::FeatureStore => self.feature_store_delete(address, progress).await,
-            // A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
-            Kind::Model => match prior.outputs.get("vertex_model").and_then(Value::as_str) {
-                Some(name) => self.vertex_delete(name, progress).await,
-                None => Ok(()),
-            },
-        }
-    }
+/// The location a resource's lineage recorded (`uri` of a dataset, `artifact` of a model).
+pub(crate) fn recorded_uri(prior: Option<&PriorState>) -> Option<&str> {
+    prior.and_then(|p| p.attributes.get("uri").or_else(|| p.attributes.get("artifact"))).and_then(Value::as_str)
 }
 
 #[cfg(test)]

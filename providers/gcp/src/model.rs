@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl GcpProvider {
+impl Gcp {
     /// The artifact's current metadata, or its metadata at `generation`.
     pub(crate) async fn artifact(&self, uri: &str, generation: Option<i64>) -> Result<Option<Object>, ProviderError> {
         let (bucket, object) = parse_gs(uri, false).ok_or_else(|| {
@@ -30,5 +30,182 @@ impl GcpProvider {
 
     pub(crate) fn model_outputs(uri: &str, o: &Object) -> Attributes {
         attributes_of(json!({ "version": o.generation, "pinned_uri": format!("{uri}#{}", o.generation) }))
+    }
+}
+
+/// Models on gcp: a GCS artifact pinned at a generation, optionally registered in the Vertex AI
+/// Model Registry (`vertex:`).
+pub(crate) struct Models(pub(crate) Arc<Gcp>);
+
+#[async_trait]
+impl ResourceType for Models {
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let diag = ConfigDiagnostic::unsupported;
+        let mut out = match config.str("artifact") {
+            Some(a) if parse_gs(a, false).is_some() => vec![],
+            Some(a) => vec![diag(
+                ValuePath::key("artifact"),
+                format!("`{a}` is not a gs://bucket/object URI"),
+                "a model on gcp pins a GCS object: `artifact: gs://BUCKET/path/model.tar.gz`",
+            )],
+            None => vec![],
+        };
+        if config.body.get("vertex").is_some() && config.str("image").is_none() {
+            out.push(diag(
+                ValuePath::key("vertex"),
+                format!("{} goes to the Vertex AI Model Registry, which needs a serving container", config.address),
+                "set the model's `image` (its serving container image)",
+            ));
+        }
+        out
+    }
+
+    async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        let p = &self.0;
+        // Resolved at plan time: the plan shows new bytes behind an unchanged URI.
+        let uri = config.str("artifact").unwrap_or_default();
+        let o = p.artifact(uri, None).await?.ok_or_else(|| {
+            ProviderError::invalid(format!("the model artifact {uri} does not exist")).at(ValuePath::key("artifact"))
+        })?;
+        let mut attributes = Gcp::model_attributes(uri, &o);
+        for key in ["framework", "image"] {
+            if let Some(v) = config.body.get(key) {
+                attributes.insert(key.into(), v.clone());
+            }
+        }
+        let vertex = Gcp::vertex_desired(config, &attributes);
+        p.reads.keep(config.address.to_string(), o);
+        let mut d = Desired { attributes, ..Default::default() };
+        if let Some(v) = vertex {
+            d.attributes.insert("vertex".into(), v);
+            d.expected_wait_secs = Some(120);
+        }
+        Ok(d)
+    }
+
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        _desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError> {
+        let p = &self.0;
+        let (Some(uri), Some(generation)) =
+            (recorded_uri(prior), prior.and_then(|p| p.attributes.get("generation")).and_then(Value::as_i64))
+        else {
+            return Ok(None);
+        };
+        // Live is the pinned generation, as long as GCS still has it; when the current object
+        // `desired` just read is that generation, it is the answer.
+        let current = p.reads.take(&address.to_string());
+        let pinned = match current {
+            Some(o)
+                if o.generation == generation
+                    && parse_gs(uri, false).is_some_and(|(b, n)| b == o.bucket && n == o.name) =>
+            {
+                Some(o)
+            }
+            _ => p.artifact(uri, Some(generation)).await?,
+        };
+        let Some(o) = pinned else { return Ok(None) };
+        let mut attributes = Gcp::model_attributes(uri, &o);
+        for key in ["framework", "image"] {
+            if let Some(v) = prior.and_then(|p| p.attributes.get(key)) {
+                attributes.insert(key.into(), v.clone());
+            }
+        }
+        let mut outputs = Gcp::model_outputs(uri, &o);
+        // The Vertex model lineage recorded: its default version now.
+        if let Some(name) = prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str)
+            && let Some((vertex, out)) = p.vertex_read(name).await?
+        {
+            attributes.insert("vertex".into(), vertex);
+            outputs.extend(out);
+        }
+        Ok(Some(LiveState { attributes, outputs }))
+    }
+
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        let p = &self.0;
+        // What `desired` saw before this change is not what a later read must see.
+        p.reads.take(&request.address.to_string());
+        let uri = request.config.str("artifact").unwrap_or_default();
+        let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
+        let o = p
+            .artifact(uri, None)
+            .await?
+            .ok_or_else(|| ProviderError::failed(format!("the model artifact {uri} no longer exists")))?;
+        // A rollback pins a generation GCS kept; otherwise the object moved since the plan.
+        let o = match want {
+            Some(g) if g != o.generation => p.artifact(uri, Some(g)).await?.ok_or_else(|| {
+                ProviderError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "{uri} changed since the plan (planned generation {g}, now {}), and GCS no longer keeps generation {g}",
+                        o.generation
+                    ),
+                )
+            })?,
+            _ => o,
+        };
+        progress.report(&format!("pinned {uri} at generation {}", o.generation));
+        let mut attributes = Gcp::model_attributes(uri, &o);
+        for key in ["framework", "image"] {
+            if let Some(v) = request.desired.attributes.get(key) {
+                attributes.insert(key.into(), v.clone());
+            }
+        }
+        let mut outputs = Gcp::model_outputs(uri, &o);
+        let recorded = request.prior.and_then(|p| p.outputs.get("vertex_model")).and_then(Value::as_str);
+        let live_vertex = request.live.and_then(|l| l.attributes.get("vertex"));
+        if let Some(want) = request.desired.attributes.get("vertex") {
+            let live = live_vertex.zip(recorded);
+            let (vertex, out) = p.vertex_apply(request.address, want, live, progress).await?;
+            attributes.insert("vertex".into(), vertex);
+            outputs.extend(out);
+        } else if let Some(name) = recorded {
+            // `vertex:` left the spec: the model leaves the registry.
+            p.vertex_delete(name, progress).await?;
+        }
+        Ok(LiveState { attributes, outputs })
+    }
+
+    /// A pin owns nothing remote: forgetting it is the delete; a Vertex model goes.
+    async fn delete(
+        &self,
+        _address: &Address,
+        prior: &PriorState,
+        progress: &dyn Progress,
+    ) -> Result<(), ProviderError> {
+        match prior.outputs.get("vertex_model").and_then(Value::as_str) {
+            Some(name) => self.0.vertex_delete(name, progress).await,
+            None => Ok(()),
+        }
+    }
+
+    /// A Vertex AI model is deleted with every version it holds; a bare pin destroys nothing.
+    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
+        let name = live.outputs.get("vertex_model").and_then(Value::as_str)?;
+        Some(format!("deleting {address} deletes the Vertex AI model {name} and every version in it"))
+    }
+
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        let uri = config.str("artifact").unwrap_or_default();
+        let Some(g) = desired.attributes.get("generation").and_then(Value::as_i64) else { return Ok(()) };
+        match self.0.artifact(uri, Some(g)).await? {
+            Some(_) => Ok(()),
+            None => Err(ProviderError::invalid(format!(
+                "the recorded generation {g} of {uri} is gone: GCS no longer keeps it"
+            ))),
+        }
+    }
+
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        if config.body.get("vertex").is_none() {
+            return Err(ProviderError::invalid(
+                "the gcp provider imports Vertex AI models (a model with `vertex:`): a bare pin is adopted by the next apply",
+            ));
+        }
+        self.0.vertex_import(config, id).await
     }
 }

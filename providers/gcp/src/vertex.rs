@@ -52,7 +52,7 @@ fn artifact_folder(uri: &str) -> String {
     }
 }
 
-impl GcpProvider {
+impl Gcp {
     pub(crate) fn location(&self) -> String {
         format!("projects/{}/locations/{}", self.project.as_deref().unwrap_or("-"), self.region)
     }

@@ -12,6 +12,7 @@
 //! A dry run that collides with another field manager puts the conflict in the plan, and apply
 //! refuses it unless forced.
 
+mod endpoint;
 mod errors;
 mod manifests;
 mod readiness;
@@ -32,7 +33,7 @@ use kube::core::{ApiResource, Status};
 use kube::{Client, Config};
 use mlops_provider_core::{
     Address, ApplyRequest, Attributes, ConfigDiagnostic, Dependencies, Desired, ErrorKind, Kind, LiveState, PriorState,
-    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, Value, ValuePath, attributes_of,
+    Progress, Provider, ProviderContext, ProviderError, ResourceConfig, ResourceType, Value, ValuePath, attributes_of,
 };
 use serde_json::json;
 
@@ -54,7 +55,7 @@ const POLL: Duration = Duration::from_millis(500);
 /// Builds the provider from its `providers.kubernetes` block.
 pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
     let s = |k: &str| block.get(k).and_then(Value::as_str).map(str::to_string);
-    Ok(Arc::new(KubernetesProvider {
+    let cluster = Arc::new(Cluster {
         kubeconfig: s("kubeconfig").map(|p| ctx.base_dir.join(p)),
         context: s("context"),
         namespace: s("namespace"),
@@ -64,10 +65,17 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         reads: Default::default(),
         kserve_served: tokio::sync::OnceCell::new(),
         hpa_api: tokio::sync::OnceCell::new(),
-    }))
+    });
+    Ok(Arc::new(KubernetesProvider { endpoints: endpoint::Endpoints(cluster) }))
 }
 
+/// The provider: it serves one kind, endpoints.
 pub struct KubernetesProvider {
+    endpoints: endpoint::Endpoints,
+}
+
+/// The cluster: the block's settings, the client, what was found served, the read cache.
+pub(crate) struct Cluster {
     kubeconfig: Option<PathBuf>,
     context: Option<String>,
     namespace: Option<String>,
@@ -171,7 +179,7 @@ fn wait_timeout(config: &ResourceConfig) -> Duration {
     config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT)
 }
 
-impl KubernetesProvider {
+impl Cluster {
     /// The client, the namespace endpoints go to, and the cluster URL (for messages).
     async fn client(&self) -> Result<&(Client, String, String), ProviderError> {
         self.client
@@ -315,176 +323,6 @@ impl KubernetesProvider {
         Ok(serde_json::to_value(o).expect("objects serialize"))
     }
 
-    async fn desired_endpoint(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
-        let (_, default_ns, url) = self.client().await?;
-        let namespace = default_ns.clone();
-        let runtime = config.str("runtime").unwrap_or("kserve");
-        if runtime == "kserve" {
-            self.require_kserve().await?;
-            let canary = if config.body.pointer("/traffic/canary_percent").is_some() {
-                Some(ValuePath::keys(&["traffic", "canary_percent"]))
-            } else {
-                config.body.get("rollout").map(|_| ValuePath::key("rollout"))
-            };
-            if let Some(at) = canary {
-                let mode = self.kserve_deployment_mode().await?;
-                if mode.as_deref() == Some("RawDeployment") {
-                    return Err(ProviderError::invalid(format!(
-                        "KServe on {url} deploys in RawDeployment mode (ConfigMap {}/inferenceservice-config), \
-                         which ignores canaryTrafficPercent: this canary would not happen",
-                        self.kserve_namespace
-                    ))
-                    .at(at));
-                }
-            }
-        }
-        let name = &config.address.name;
-        let mut d = Desired::default();
-        let mut fetched = BTreeMap::new();
-        for (part, manifest) in self.manifests(config, deps, &namespace)? {
-            let kind = part.resource().kind;
-            let live = self.get(&namespace, part, name).await?;
-            fetched.insert((namespace.clone(), part.attribute()), live.clone());
-            if let Some(live) = live {
-                let owner = live.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
-                if owner.and_then(Value::as_str) != Some(&config.address.to_string()) {
-                    d.conflicts.push(format!(
-                        "{kind} {namespace}/{name} exists and was not created by mlops for {} (annotation {ADDRESS_ANNOTATION} is {})",
-                        config.address,
-                        owner.map(|o| o.to_string()).unwrap_or_else(|| "absent".into())
-                    ));
-                }
-            }
-            let what = format!("dry-run apply of {kind} {namespace}/{name} on {url}");
-            let result = match self.ssa(&manifest, part, true, false).await {
-                Ok(o) => o,
-                Err(e) if api_status(&e).is_some_and(|s| s.code == 409) => {
-                    let mut conflicts = conflicts_of(&kind, name, api_status(&e).expect("checked"));
-                    // The replica count the autoscaler mlops is removing held is mlops's again.
-                    if part == Part::Deployment && self.own_autoscaler(&namespace, &config.address).await? {
-                        conflicts.retain(|c| !c.contains(" .spec.replicas:"));
-                    }
-                    d.conflicts.extend(conflicts);
-                    self.ssa(&manifest, part, true, true).await.map_err(|e| kube_error(&what, e))?
-                }
-                Err(e) if api_status(&e).is_some_and(|s| s.code == 404 && s.message.contains("namespace")) => {
-                    return Err(ProviderError::invalid(format!(
-                        "namespace {namespace} does not exist on {url}; create it, or set `namespace` in the kubernetes provider block"
-                    )));
-                }
-                Err(e) => return Err(kube_error(&what, e)),
-            };
-            d.attributes.insert(part.attribute().into(), prune(&result, &Self::template(&manifest)));
-        }
-        self.reads.keep(config.address.to_string(), fetched);
-        d.attributes.insert("runtime".into(), json!(runtime));
-        d.attributes.insert("namespace".into(), json!(namespace));
-        d.attributes.insert("ready".into(), json!(true));
-        // Another kind of object, or another namespace, is another object: created, then the old one deleted.
-        d.force_new.insert("runtime".into());
-        d.force_new.insert("namespace".into());
-        d.create_before_destroy = true;
-        let rollout = mlops_provider_core::rollout::Rollout::of(config).map(|r| r.expected().as_secs()).unwrap_or(0);
-        d.expected_wait_secs = Some(if runtime == "kserve" { 180 + rollout } else { 60 });
-        Ok(d)
-    }
-
-    /// Whether the endpoint has a HorizontalPodAutoscaler mlops made for it.
-    async fn own_autoscaler(&self, namespace: &str, address: &Address) -> Result<bool, ProviderError> {
-        let hpa = self.get(namespace, Part::Autoscaler, &address.name).await?;
-        let owner = hpa.as_ref().and_then(|o| {
-            o.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")))?
-                .as_str()
-                .map(String::from)
-        });
-        Ok(owner.as_deref() == Some(&address.to_string()))
-    }
-
-    /// The parts an endpoint has, from what is wanted or what was recorded.
-    fn parts_of(attrs: &Attributes) -> Vec<Part> {
-        Part::ALL.into_iter().filter(|p| attrs.contains_key(p.attribute())).collect()
-    }
-
-    async fn read_endpoint(
-        &self,
-        address: &Address,
-        prior: Option<&PriorState>,
-        desired: Option<&Desired>,
-    ) -> Result<Option<LiveState>, ProviderError> {
-        let (_, default_ns, _) = self.client().await?;
-        let ns_of = |a: &Attributes| a.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
-        // What the spec wants, then what lineage recorded (mid-replacement, the old objects still
-        // count as this endpoint's, so a change of runtime or namespace reads as a replacement).
-        let mut sources: Vec<(&Attributes, bool)> = Vec::new();
-        if let Some(d) = desired {
-            sources.push((&d.attributes, false));
-        }
-        if let Some(p) = prior {
-            sources.push((&p.attributes, true));
-        }
-        let name = &address.name;
-        let mut fetched = self.reads.take(&address.to_string()).unwrap_or_default();
-        let mut attributes = Attributes::new();
-        let mut objects = Vec::new();
-        let mut seen: Vec<(Part, String)> = Vec::new();
-        let (mut ready, mut url, mut digest) = (true, Value::Null, Value::Null);
-        let (mut runtime, mut namespace) = (None, None);
-        for (source, recorded) in sources {
-            let ns = ns_of(source);
-            for part in Self::parts_of(source) {
-                if seen.contains(&(part, ns.clone())) {
-                    continue;
-                }
-                seen.push((part, ns.clone()));
-                let o = match fetched.remove(&(ns.clone(), part.attribute())) {
-                    Some(o) => o,
-                    None => self.get(&ns, part, name).await?,
-                };
-                let Some(o) = o else {
-                    ready &= recorded;
-                    continue;
-                };
-                if recorded || runtime.is_none() {
-                    runtime = Some(if part == Part::InferenceService { "kserve" } else { "deployment" });
-                    namespace = Some(ns.clone());
-                }
-                let template = source.get(part.attribute()).cloned().unwrap_or(Value::Null);
-                attributes.insert(part.attribute().into(), prune(&o, &template));
-                ready &= readiness(part, &o).0;
-                objects.push(json!({
-                    "kind": part.resource().kind,
-                    "api_version": self.resource_of(part).api_version,
-                    "namespace": ns,
-                    "name": name,
-                    "uid": o.pointer("/metadata/uid"),
-                    "generation": o.pointer("/metadata/generation"),
-                }));
-                let annotation = |path: &str| {
-                    o.pointer(&format!("{path}/{}", DIGEST_ANNOTATION.replace('/', "~1")))
-                        .cloned()
-                        .unwrap_or(Value::Null)
-                };
-                match part {
-                    Part::InferenceService => {
-                        url = o.pointer("/status/url").cloned().unwrap_or(Value::Null);
-                        digest = annotation("/spec/predictor/annotations");
-                    }
-                    Part::Deployment => digest = annotation("/spec/template/metadata/annotations"),
-                    Part::Service => url = json!(format!("http://{name}.{ns}.svc.cluster.local")),
-                    Part::Autoscaler => {}
-                }
-            }
-        }
-        let (Some(runtime), Some(namespace)) = (runtime, namespace) else {
-            return Ok(None);
-        };
-        attributes.insert("ready".into(), json!(ready));
-        attributes.insert("namespace".into(), json!(namespace));
-        attributes.insert("runtime".into(), json!(runtime));
-        let outputs = attributes_of(json!({ "objects": objects, "url": url, "model_digest": digest }));
-        Ok(Some(LiveState { attributes, outputs }))
-    }
-
     async fn delete_objects(&self, objects: &[Value], progress: &dyn Progress) -> Result<(), ProviderError> {
         let (client, _, url) = self.client().await?;
         for o in objects {
@@ -525,6 +363,14 @@ impl Provider for KubernetesProvider {
         "kubernetes"
     }
 
+    /// Endpoints only: datasets and models stay on a store or a registry, which it serves from.
+    fn resource(&self, kind: Kind) -> Option<&dyn ResourceType> {
+        match kind {
+            Kind::Endpoint => Some(&self.endpoints),
+            _ => None,
+        }
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["artifact_digest", "generation"]
     }
@@ -536,236 +382,6 @@ impl Provider for KubernetesProvider {
     fn rollout_attributes(&self) -> &'static [&'static str] {
         // The predictor's model: where it is, and the digest that rolls it when the bytes change.
         &["storageUri", DIGEST_ANNOTATION]
-    }
-
-    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        let diag = ConfigDiagnostic::unsupported;
-        if config.address.kind != Kind::Endpoint {
-            return vec![diag(
-                ValuePath::key("provider"),
-                format!("the kubernetes provider serves endpoints only, not {}", config.address.kind),
-                "keep datasets and models on local, gcp or aws; a kubernetes endpoint serves a model from there",
-            )];
-        }
-        let mut out = Vec::new();
-        if !valid_k8s_name(&config.address.name) {
-            out.push(ConfigDiagnostic {
-                path: ValuePath::root(),
-                code: "spec::invalid_name".into(),
-                message: format!("`{}` is not a valid Kubernetes object name", config.address.name),
-                help: Some(
-                    "use 1 to 63 lowercase letters, digits and `-`, starting with a letter and not ending with `-`"
-                        .into(),
-                ),
-            });
-        }
-        let runtime = config.str("runtime");
-        if runtime.is_none() {
-            out.push(diag(
-                ValuePath::root(),
-                format!("{} is on kubernetes and needs a `runtime`", config.address),
-                "add `runtime: kserve` (an InferenceService) or `runtime: deployment` (a Deployment + Service)",
-            ));
-        }
-        if config.body.get("variants").is_some() {
-            out.push(diag(
-                ValuePath::key("variants"),
-                "`variants` are SageMaker production variants; a Kubernetes endpoint would ignore them".into(),
-                "on kubernetes, use `runtime: kserve` with `traffic: { canary_percent: N }`",
-            ));
-        }
-        if config.body.get("instance_type").is_some() {
-            out.push(diag(
-                ValuePath::key("instance_type"),
-                "`instance_type` has no meaning on kubernetes and would be ignored".into(),
-                "size the pods with `resources: { cpu: \"1\", memory: 2Gi }` instead",
-            ));
-        }
-        let canary = config.body.pointer("/traffic/canary_percent").and_then(Value::as_u64);
-        if runtime == Some("deployment") {
-            if canary.is_some() {
-                out.push(diag(
-                    ValuePath::keys(&["traffic", "canary_percent"]),
-                    "a Deployment cannot split traffic between model versions: this canary would be ignored".into(),
-                    "use `runtime: kserve` for canaries, or remove `traffic.canary_percent`",
-                ));
-            }
-            if config.body.get("max_replicas").is_some() && config.body.get("autoscaling").is_none() {
-                out.push(diag(
-                    ValuePath::key("max_replicas"),
-                    "`runtime: deployment` scales only with `autoscaling`: `max_replicas` would be ignored".into(),
-                    "write `autoscaling: { min, max, target: { metric: cpu, value: 70 } }` (a HorizontalPodAutoscaler)",
-                ));
-            }
-            let cpu_target = config.body.pointer("/autoscaling/target/metric").and_then(Value::as_str) == Some("cpu");
-            if cpu_target && config.body.pointer("/resources/cpu").is_none() {
-                out.push(diag(
-                    ValuePath::keys(&["autoscaling", "target", "metric"]),
-                    "a HorizontalPodAutoscaler measures CPU in percent of what the pods request, and these request none"
-                        .into(),
-                    "set `resources: { cpu: \"500m\" }` on the endpoint",
-                ));
-            }
-        }
-        let support = match runtime {
-            Some("deployment") => Some(&DEPLOYMENT_AUTOSCALING),
-            _ => Some(&KSERVE_AUTOSCALING),
-        };
-        out.extend(mlops_provider_core::autoscaling::check(config, support));
-        if runtime == Some("deployment") && config.body.get("rollout").is_some() {
-            out.push(diag(
-                ValuePath::key("rollout"),
-                "a Deployment replaces its pods by its own rolling update; it cannot split traffic in steps: \
-                 `rollout` would be ignored"
-                    .into(),
-                "use `runtime: kserve` for a canary or linear rollout driven by mlops",
-            ));
-        } else {
-            out.extend(mlops_provider_core::rollout::check(config, Some(&KSERVE_ROLLOUT)));
-        }
-
-        if runtime == Some("kserve") {
-            for key in ["image", "args", "port"] {
-                if config.body.get(key).is_some() {
-                    out.push(diag(
-                        ValuePath::key(key),
-                        format!("`{key}` applies to `runtime: deployment`; KServe picks its server from the model's framework"),
-                        "remove it, or use `runtime: deployment` to run your own serving image",
-                    ));
-                }
-            }
-        }
-        out.extend(mlops_provider_core::autoscaling::check_bounds(config));
-        out.extend(mlops_provider_core::check_duration(
-            ValuePath::key("wait_timeout"),
-            config.body.get("wait_timeout"),
-        ));
-        out
-    }
-
-    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
-        match config.address.kind {
-            Kind::Endpoint => self.desired_endpoint(config, deps).await,
-            k => Err(ProviderError::invalid(format!("the kubernetes provider does not manage {k}"))),
-        }
-    }
-
-    async fn read(
-        &self,
-        address: &Address,
-        prior: Option<&PriorState>,
-        desired: Option<&Desired>,
-    ) -> Result<Option<LiveState>, ProviderError> {
-        match address.kind {
-            Kind::Endpoint => self.read_endpoint(address, prior, desired).await,
-            _ => Ok(None),
-        }
-    }
-
-    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
-        let address = request.address;
-        // What `desired` saw before this change is not what a later read must see.
-        self.reads.take(&address.to_string());
-        let name = &address.name;
-        let attrs = &request.desired.attributes;
-        let (_, default_ns, url) = self.client().await?;
-        let namespace = attrs.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
-        let parts = Self::parts_of(attrs);
-        // Autoscaling removed: the Deployment takes its replica count back from the autoscaler
-        // mlops made (its HorizontalPodAutoscaler is deleted below, once this is applied).
-        let had_autoscaler =
-            request.prior.and_then(|p| p.outputs.get("objects")).and_then(Value::as_array).is_some_and(|os| {
-                os.iter().any(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
-            });
-        let take_back = had_autoscaler && !parts.contains(&Part::Autoscaler);
-        // Another model on KServe with a `rollout:`: stepped by mlops.
-        let stepped = parts == [Part::InferenceService] && request.options.wait;
-        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config).filter(|_| stepped)
-            && Self::moves_model(request.live, attrs)
-        {
-            return self.roll_out(&request, &r, &namespace, progress).await;
-        }
-        let mut changed = false;
-        for part in &parts {
-            let force = request.options.force_conflicts || (take_back && *part == Part::Deployment);
-            let kind = part.resource().kind;
-            // Exactly what the plan showed: the planned fields, with the object's identity.
-            let manifest = Self::identity(*part, name, &namespace, &attrs[part.attribute()]);
-            progress.report(&format!(
-                "server-side apply of {kind} {namespace}/{name}{}",
-                if force { " (forced)" } else { "" }
-            ));
-            if let Err(e) = self.ssa(&manifest, *part, false, force).await {
-                let err = match api_status(&e) {
-                    Some(s) if s.code == 409 => ProviderError::new(
-                        ErrorKind::Conflict,
-                        format!(
-                            "{}; apply again with --force-conflicts to take these fields",
-                            conflicts_of(&kind, name, s).join("; ")
-                        ),
-                    ),
-                    _ => kube_error(&format!("apply {kind} {namespace}/{name} on {url}"), e),
-                };
-                return Err(self.with_state(err, address, request.desired, changed).await);
-            }
-            changed = true;
-        }
-        // Objects lineage recorded that this endpoint no longer has (another runtime or namespace):
-        // deleted once the new ones are ready, and kept on record until then.
-        let leftovers: Vec<Value> = request
-            .prior
-            .and_then(|p| p.outputs.get("objects"))
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|o| {
-                o.get("namespace").and_then(Value::as_str) != Some(&namespace)
-                    || !parts.iter().any(|p| o.get("kind").and_then(Value::as_str) == Some(&p.resource().kind))
-            })
-            .collect();
-        let keep_on_record = |mut e: ProviderError| {
-            if let Some(Value::Array(objects)) = e.state.as_mut().and_then(|s| s.outputs.get_mut("objects")) {
-                objects.extend(leftovers.iter().cloned());
-            }
-            e
-        };
-        if request.options.wait {
-            let timeout = wait_timeout(request.config);
-            progress.report(&format!("waiting up to {}s for {namespace}/{name} to be ready", timeout.as_secs()));
-            if let Err(e) = self.wait_ready(&parts, &namespace, name, timeout, progress).await {
-                return Err(keep_on_record(self.with_state(e, address, request.desired, true).await));
-            }
-        }
-        if let Err(e) = self.delete_objects(&leftovers, progress).await {
-            return Err(keep_on_record(self.with_state(e, address, request.desired, true).await));
-        }
-        self.read_endpoint(address, None, Some(request.desired))
-            .await?
-            .ok_or_else(|| ProviderError::failed(format!("{namespace}/{name} is missing right after it was applied")))
-    }
-
-    async fn delete(
-        &self,
-        _address: &Address,
-        prior: &PriorState,
-        progress: &dyn Progress,
-    ) -> Result<(), ProviderError> {
-        let objects = prior.outputs.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
-        self.delete_objects(&objects, progress).await
-    }
-}
-
-impl KubernetesProvider {
-    /// The error, with what is live when something was written before it.
-    async fn with_state(&self, e: ProviderError, address: &Address, desired: &Desired, changed: bool) -> ProviderError {
-        if !changed {
-            return e;
-        }
-        match self.read_endpoint(address, None, Some(desired)).await {
-            Ok(Some(live)) => e.with_state(live),
-            _ => e,
-        }
     }
 }
 

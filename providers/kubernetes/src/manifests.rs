@@ -22,7 +22,7 @@ pub(crate) fn str_map(v: Option<&Value>) -> serde_json::Map<String, Value> {
     v.and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
-impl KubernetesProvider {
+impl Cluster {
     /// The objects an endpoint is made of, as mlops would apply them.
     pub(crate) fn manifests(
         &self,

@@ -47,7 +47,7 @@ pub(crate) fn rollout_failed(o: &Value) -> Option<String> {
     })
 }
 
-impl KubernetesProvider {
+impl Cluster {
     /// Waits until every part is ready, reporting each new status line.
     pub(crate) async fn wait_ready(
         &self,

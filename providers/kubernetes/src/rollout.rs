@@ -8,7 +8,7 @@ use mlops_provider_core::rollout::Rollout;
 
 use super::*;
 
-impl KubernetesProvider {
+impl Cluster {
     /// Whether applying `want` moves the InferenceService to another model than `live` serves.
     pub(crate) fn moves_model(live: Option<&LiveState>, want: &Attributes) -> bool {
         let isvc = |a: Option<&Attributes>| a.and_then(|a| a.get(Part::InferenceService.attribute())).cloned();

@@ -1,0 +1,140 @@
+//! The contract: a [`Provider`] is a backend with its clients; each kind of resource it serves is
+//! a [`ResourceType`] (as Terraform's provider protocol names a resource type in every request).
+//! The engine asks the provider for the kind's type once and calls it; a kind a provider does not
+//! serve is a validate error at the resource's line.
+
+use async_trait::async_trait;
+
+use crate::{
+    Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, Kind, LiveState, PriorState, Progress,
+    ProviderError, Resolved, ResourceConfig,
+};
+
+/// A backend: its name, what identifies versions and moves traffic in its attributes, the
+/// references it resolves, and the kinds of resource it serves.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider type, as written under `providers:` (`local`, `aws`, ...).
+    fn name(&self) -> &str;
+
+    /// The type serving `kind`, or `None` when this provider does not serve it. The one place a
+    /// provider dispatches on the kind.
+    fn resource(&self, kind: Kind) -> Option<&dyn ResourceType>;
+
+    /// Attributes that identify a version of what a resource holds (bytes, generations, digests):
+    /// what a promotion pins and a rollback restores. Per-environment values (replicas) are not.
+    fn version_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
+    /// a change to one is tagged `traffic-shift`.
+    fn traffic_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Attributes (or the last segment of an attribute path) whose change an endpoint's
+    /// `rollout:` steps through (the model it serves): such a change is tagged `rollout`.
+    fn rollout_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Checks this provider makes of a resource of any kind it serves (its naming rules), before
+    /// the kind's own [`ResourceType::check`]. No I/O.
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let _ = config;
+        Vec::new()
+    }
+
+    /// What `reference` (one of the schemes its entry's `references` lists) names now. Called at
+    /// plan time for other providers' resources, and again before a saved plan is applied.
+    async fn resolve(&self, reference: &str) -> Result<Resolved, ProviderError> {
+        Err(ProviderError::invalid(format!("the {} provider does not resolve `{reference}`", self.name())))
+    }
+}
+
+impl dyn Provider {
+    /// The type serving `kind`; an error naming the provider when it serves none (validation
+    /// refuses such a resource first, so this is a guard, not a message users see).
+    pub fn type_of(&self, kind: Kind) -> Result<&dyn ResourceType, ProviderError> {
+        self.resource(kind)
+            .ok_or_else(|| ProviderError::invalid(format!("the {} provider does not serve {kind}", self.name())))
+    }
+}
+
+/// One kind of resource a provider serves: how its configuration becomes desired attributes, how
+/// its live state is read, changed and deleted, and what a delete or a rollback means for it.
+#[async_trait]
+pub trait ResourceType: Send + Sync {
+    /// Checks only this type can make (values its backend cannot honour). No I/O.
+    fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        let _ = config;
+        Vec::new()
+    }
+
+    /// The desired state of a resource. May read local files (to digest them), and the backend
+    /// to learn what it needs (a read it makes may be kept for the `read` that follows).
+    async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError>;
+
+    /// The live state of a resource, or `None` if it does not exist. `desired`, when known, says
+    /// which fields matter (a provider whose objects carry server-set fields compares only those).
+    async fn read(
+        &self,
+        address: &Address,
+        prior: Option<&PriorState>,
+        desired: Option<&Desired>,
+    ) -> Result<Option<LiveState>, ProviderError>;
+
+    /// Creates, updates or replaces a resource; returns its live state afterwards.
+    async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError>;
+
+    /// Deletes a resource this tool created.
+    async fn delete(&self, address: &Address, prior: &PriorState, progress: &dyn Progress)
+    -> Result<(), ProviderError>;
+
+    /// Whether deleting `address`, live as `live`, destroys stored data no apply can bring back
+    /// (a feature store's records, a registered model's versions, objects no version keeps): the
+    /// reason, shown in the plan with the `data-destroying` tag; such a delete needs
+    /// `--allow-data-loss`. (Whether a *replace* does is [`Desired::replace_destroys_data`].)
+    fn delete_destroys_data(&self, address: &Address, live: &LiveState) -> Option<String> {
+        let _ = (address, live);
+        None
+    }
+
+    /// Removes what a create-before-destroy replacement left behind (outputs `deposed`: e.g. the
+    /// previous SageMaker model), once everything depending on the resource has moved off it.
+    /// Returns the state without them. Called only when `outputs.deposed` is a non-empty list.
+    async fn finish(
+        &self,
+        address: &Address,
+        state: &LiveState,
+        progress: &dyn Progress,
+    ) -> Result<LiveState, ProviderError> {
+        let _ = (address, progress);
+        Ok(state.clone())
+    }
+
+    /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
+    /// produced: the recorded bytes are still there (a registry version, a source file, an
+    /// object version). Asked at plan time, so a rollback that cannot restore is refused before
+    /// anything changes; a type that cannot tell says so, which refuses the rollback.
+    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+        let _ = desired;
+        Err(ProviderError::invalid(format!(
+            "the {} provider cannot yet roll a {} back to a recorded version",
+            config.provider, config.address.kind
+        )))
+    }
+
+    /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
+    /// URI), to adopt it as the resource `config` declares (`mlops import`).
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        let _ = id;
+        Err(ProviderError::invalid(format!("the {} provider cannot import {}", config.provider, config.address.kind)))
+    }
+}
+
+/// The usual `delete_destroys_data` of a feature store: its stored records go with it.
+pub fn records_destroyed(address: &Address) -> Option<String> {
+    Some(format!("deleting {address} destroys its stored records"))
+}
