@@ -51,9 +51,12 @@ fn examples_validate_against_the_committed_schema() {
         // And the full validation (semantics, provider checks), offline.
         let env = crate::common::TestEnv::new();
         crate::common::copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(example), env.path());
-        env.mlops(&["validate"]).ok();
+        // The addresses a user's environment gives (never contacted by validate); without them a
+        // provider that needs one is unavailable, as a user would be told.
+        let addresses = [("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"), ("FEAST_REGISTRY", "127.0.0.1:9")];
+        env.mlops_env(&["validate"], &addresses).ok();
         if example == "mlflow-kserve" {
-            env.mlops(&["-f", "registry.yaml", "validate"]).ok();
+            env.mlops_env(&["-f", "registry.yaml", "validate"], &addresses).ok();
         }
     }
 }
