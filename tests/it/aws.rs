@@ -639,6 +639,25 @@ fn the_aws_example_applies_and_converges() {
     assert_eq!(listed.contents().len(), 1);
     let plan = env.mlops_env(&["plan", "--detailed-exitcode"], &aws);
     assert_eq!(plan.status, 0, "{}{}", plan.stdout, plan.stderr);
+
+    // Everything removed: the models' registry versions go with them, so the delete is
+    // data-destroying and refused without the flag; nothing is deleted until it is given.
+    let head = &spec[..spec.find("\ndatasets:").expect("the example declares datasets")];
+    env.write("mlops.yaml", &format!("{head}\n"));
+    env.commit("remove everything");
+    let refused = env.mlops_env(&["apply", "--auto-approve"], &aws);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("deletes its 1 model registry version(s)"), "{}", refused.stdout);
+    assert!(refused.stderr.contains("--allow-data-loss"), "{}", refused.stderr);
+    let packages = |sdk: &Sdk| {
+        sdk.rt
+            .block_on(sdk.sm.list_model_packages().model_package_group_name(format!("churn-{sfx}")).send())
+            .map(|l| l.model_package_summary_list().len())
+            .unwrap_or(0)
+    };
+    assert_eq!(packages(&sdk), 2, "nothing deleted");
+    env.mlops_env(&["apply", "--auto-approve", "--allow-data-loss"], &aws).ok();
+    assert_eq!(packages(&sdk), 0, "the versions mlops registered are deleted");
 }
 
 #[test]
