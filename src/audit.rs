@@ -114,7 +114,7 @@ pub fn state_at(lineage: &Lineage, when: &str) -> Result<StateAt, AuditError> {
     let index = lineage.index()?;
     let at = locate(lineage, &index, when)?;
     let head = index.entry(at)?;
-    let id = gix::ObjectId::from_hex(head.commit.as_bytes()).map_err(|e| LineageError::Git(e.to_string()))?;
+    let id = gix::ObjectId::from_hex(head.commit.as_bytes()).map_err(|e| LineageError::Git(e.into()))?;
     let records = lineage.resources_at(id)?;
     // Walk back until every resource has its last apply: as far as the oldest change needs.
     let mut pending: BTreeMap<String, Needle> =
@@ -391,7 +391,7 @@ pub fn export(
             continue;
         }
         let e = index.entry(i)?;
-        let id = gix::ObjectId::from_hex(e.commit.as_bytes()).map_err(|e| LineageError::Git(e.to_string()))?;
+        let id = gix::ObjectId::from_hex(e.commit.as_bytes()).map_err(|e| LineageError::Git(e.into()))?;
         let plan = lineage.plan_at(id)?;
         for c in &e.changes {
             let planned = plan.as_ref().and_then(|p| p.changes.iter().find(|pc| pc.address.to_string() == c.address));

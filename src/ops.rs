@@ -28,9 +28,14 @@ pub enum OpError {
         #[help]
         help: String,
     },
-    #[error("{0}")]
+    /// The apply journal could not be written or removed: what, and the OS error as its cause.
+    #[error("cannot {what}")]
     #[diagnostic(code(apply::io))]
-    Io(String),
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl OpError {
@@ -408,7 +413,7 @@ pub fn apply(
     }
     hooks.starting(&plan);
     let journal = lineage.journal();
-    journal.begin(&plan).map_err(|e| OpError::Io(format!("cannot write the apply journal: {e}")))?;
+    journal.begin(&plan).map_err(|source| OpError::Io { what: "write the apply journal", source })?;
     let journal_error = Mutex::new(None);
     let sink = |e: Event| {
         if let Event::Outcome { address, outcome, record } = e {
@@ -433,7 +438,7 @@ pub fn apply(
     } else {
         None
     };
-    journal.finish().map_err(|e| OpError::Io(format!("cannot remove the apply journal: {e}")))?;
+    journal.finish().map_err(|source| OpError::Io { what: "remove the apply journal", source })?;
     let journal_error = journal_error.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(ApplyReport { ref_name, plan, end: ApplyEnd::Applied(Applied { report, commit, journal_error }) })
 }

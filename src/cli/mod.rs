@@ -133,15 +133,24 @@ pub enum CommandError {
         #[help]
         help: Option<String>,
     },
-    #[error("{0}")]
+    /// A file or the runtime could not be made: what, and the OS error as its cause.
+    #[error("cannot {what}")]
     #[diagnostic(code(cli::io))]
-    Io(String),
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Already reported (e.g. a partial apply): just exit 1.
     #[error("failed")]
     Reported,
 }
 
 impl CommandError {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        CommandError::Io { what: what.into(), source }
+    }
+
     pub fn user(message: impl Into<String>, help: impl Into<String>) -> Self {
         CommandError::User { message: message.into(), help: Some(help.into()) }
     }
@@ -231,7 +240,7 @@ impl Context {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
-            .map_err(|e| CommandError::Io(format!("cannot start the async runtime: {e}")))?;
+            .map_err(|e| CommandError::io("start the async runtime", e))?;
         Ok(self.runtime.get_or_init(|| rt))
     }
 

@@ -54,7 +54,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<ExitStatus, CommandError> 
     let lineage = ctx.lineage(&stack)?;
     let lines = audit::export(&lineage, &stack.environment, args.since, args.until)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let io = |e: std::io::Error| CommandError::Io(format!("cannot write the export: {e}"));
+    let io = |e: std::io::Error| CommandError::io("write the export", e);
     match args.format {
         ExportFormat::Jsonl => {
             for l in &lines {

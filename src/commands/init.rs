@@ -70,7 +70,7 @@ fn project_name(ctx: &Context, given: &Option<String>) -> String {
 }
 
 pub fn run(ctx: &Context, args: &InitArgs) -> Result<ExitStatus, CommandError> {
-    let io = |what: &str, e: std::io::Error| CommandError::Io(format!("cannot {what}: {e}"));
+    let io = |what: &str, e: std::io::Error| CommandError::io(what, e);
     if ctx.spec_path.exists() && !args.force {
         return Err(CommandError::user(
             format!("{} already exists; nothing was changed", ctx.spec_display),

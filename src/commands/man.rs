@@ -13,7 +13,7 @@ pub struct ManArgs {
 }
 
 pub fn run(ctx: &Context, args: &ManArgs) -> Result<ExitStatus, CommandError> {
-    let io = |e: std::io::Error| CommandError::Io(format!("cannot write the man page: {e}"));
+    let io = |e: std::io::Error| CommandError::io("write the man page", e);
     let command = Cli::command();
     match &args.out_dir {
         Some(dir) => {

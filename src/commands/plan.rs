@@ -52,7 +52,7 @@ impl OutputArgs {
                 print!("{}", parts.join(markdown::PART_SEPARATOR));
                 if let Some(dir) = &self.parts_dir {
                     let dir = ctx.cwd.join(dir);
-                    let io = |e: std::io::Error| CommandError::Io(format!("cannot write {}: {e}", dir.display()));
+                    let io = |e: std::io::Error| CommandError::io(format!("write {}", dir.display()), e);
                     std::fs::create_dir_all(&dir).map_err(io)?;
                     for (i, part) in parts.iter().enumerate() {
                         std::fs::write(dir.join(format!("part-{}.md", i + 1)), part).map_err(io)?;
@@ -121,7 +121,7 @@ impl PinnedPlanArgs {
 }
 
 pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
-    std::fs::write(path, plan.to_json()).map_err(|e| CommandError::Io(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, plan.to_json()).map_err(|e| CommandError::io(format!("write {}", path.display()), e))
 }
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {

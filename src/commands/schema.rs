@@ -37,7 +37,7 @@ pub fn run(ctx: &Context, args: &SchemaArgs) -> Result<ExitStatus, CommandError>
     let text = text(args.kind);
     match &args.out {
         Some(file) => std::fs::write(ctx.cwd.join(file), text)
-            .map_err(|e| CommandError::Io(format!("cannot write {}: {e}", file.display())))?,
+            .map_err(|e| CommandError::io(format!("write {}", file.display()), e))?,
         None => print!("{text}"),
     }
     Ok(ExitStatus::Success)

@@ -24,7 +24,7 @@ pub fn run(ctx: &Context, args: &UnlockArgs) -> Result<ExitStatus, CommandError>
             ));
         }
         for p in &git_locks {
-            std::fs::remove_file(p).map_err(|e| CommandError::Io(format!("cannot remove {}: {e}", p.display())))?;
+            std::fs::remove_file(p).map_err(|e| CommandError::io(format!("remove {}", p.display()), e))?;
         }
         println!("Removed Git's stale lock file(s): {}.", list.join(", "));
     }

@@ -52,9 +52,14 @@ pub enum EngineError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Lineage(#[from] LineageError),
-    #[error("provider `{0}`: {1}")]
+    /// A provider could not be built from its block: its name, and why.
+    #[error("provider `{name}` is unavailable")]
     #[diagnostic(code(engine::provider_unavailable))]
-    ProviderUnavailable(String, String),
+    ProviderUnavailable {
+        name: String,
+        #[source]
+        source: ProviderError,
+    },
 }
 
 /// A loaded spec with its providers instantiated.
@@ -78,7 +83,7 @@ impl Stack {
             let block = spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null);
             let p = registry
                 .instantiate(name, &block, spec.base_dir(), &spec.spec.project)
-                .map_err(|e| EngineError::ProviderUnavailable(name.clone(), e.message))?;
+                .map_err(|source| EngineError::ProviderUnavailable { name: name.clone(), source })?;
             providers.insert(name.clone(), p);
         }
         let environment = registry.environment.clone();
@@ -126,17 +131,17 @@ impl Stack {
         let configured = self.spec.json.get("providers").and_then(Value::as_object);
         // With no provider block at all, the registry's default provider is implied.
         if configured.is_some_and(|c| !c.is_empty() && !c.contains_key(name)) {
-            return Err(EngineError::ProviderUnavailable(
-                name.to_string(),
-                format!(
+            return Err(EngineError::ProviderUnavailable {
+                name: name.to_string(),
+                source: ProviderError::invalid(format!(
                     "the spec no longer configures it; add `providers: {{ {name}: ... }}` back to change or delete what it manages"
-                ),
-            ));
+                )),
+            });
         }
         let block = self.provider_block(name);
         self.registry
             .instantiate(name, &block, self.spec.base_dir(), self.project())
-            .map_err(|e| EngineError::ProviderUnavailable(name.to_string(), e.message))
+            .map_err(|source| EngineError::ProviderUnavailable { name: name.to_string(), source })
     }
 }
 

@@ -139,7 +139,7 @@ impl Lineage {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Err(LineageError::Git(format!("cannot take the lock {}: {last_error}", self.lock_ref())))
+        Err(LineageError::Git(format!("cannot take the lock {}: {last_error}", self.lock_ref()).into()))
     }
 
     /// Who holds the lock, if anyone.
@@ -250,6 +250,6 @@ impl Lineage {
             last_error = push_error;
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {last_error}")))
+        Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {last_error}").into()))
     }
 }

@@ -36,9 +36,10 @@ pub enum LineageError {
         help("mlops records every apply in Git: run `git init` (or `mlops init`) first")
     )]
     NoRepository(String),
-    #[error("Git: {0}")]
+    /// A Git operation failed: the error gix or git gave, as the cause.
+    #[error("a Git operation on the lineage failed")]
     #[diagnostic(code(lineage::git))]
-    Git(String),
+    Git(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A file mlops keeps in the Git directory (journal, index) could not be written or moved.
     #[error("cannot {what}")]
     #[diagnostic(code(lineage::io))]
@@ -84,8 +85,8 @@ pub enum LineageError {
     Corrupt(String, String),
 }
 
-fn git(e: impl std::fmt::Display) -> LineageError {
-    LineageError::Git(e.to_string())
+fn git(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LineageError {
+    LineageError::Git(e.into())
 }
 
 /// An I/O error on a file in the Git directory, saying what was being done to which file.
@@ -349,7 +350,7 @@ impl Lineage {
 
     /// The lineage tip on a Git remote (`git ls-remote`), if it has the ref.
     pub fn remote_tip(&self, remote: &str) -> Result<Option<String>, LineageError> {
-        let out = git_cli(self.repo.common_dir(), &["ls-remote", remote, &self.ref_name]).map_err(LineageError::Git)?;
+        let out = git_cli(self.repo.common_dir(), &["ls-remote", remote, &self.ref_name]).map_err(git)?;
         Ok(out.split_whitespace().next().map(str::to_string))
     }
 
