@@ -174,7 +174,7 @@ pub struct Model {
     pub trained_on: Vec<Reference>,
     /// Model registry entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<Registry>,
+    pub registry: Option<ModelRegistration>,
     /// Environment variables for the serving container.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
@@ -186,7 +186,7 @@ pub struct Model {
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Registry {
+pub struct ModelRegistration {
     /// The model group (package group) the versions are registered in.
     pub group: String,
     #[serde(default)]
