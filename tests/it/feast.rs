@@ -25,7 +25,7 @@ fn feast(code: &str) -> Value {
 }
 
 /// A feature view as Feast's SDK sees it (with its entity), or null.
-fn view(name: &str) -> Value {
+pub(crate) fn view(name: &str) -> Value {
     feast(&format!(
         "fvs = [v for v in store.list_feature_views() if v.name == {name:?}]\n\
          if not fvs:\n    print('null'); raise SystemExit\n\

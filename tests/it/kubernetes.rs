@@ -248,8 +248,9 @@ impl K8s {
         K8s { env, cluster, ns, gcs, _crd: guard }
     }
 
+    /// mlops with the test services' environment, as a user has it after `scripts/services up`.
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
-        self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs)])
+        self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs), ("KUBECONFIG", &self.cluster.kubeconfig)])
     }
 
     fn controller(&self) -> Controller {
@@ -984,4 +985,184 @@ fn a_kserve_rollout_raises_the_canary_step_by_step_and_a_step_not_ready_resets_t
     assert!(message.contains("Result: rolled-back"), "{message}");
     let plan = k.plan_json();
     assert_eq!(change(&plan, "endpoints.churn-isvc")["action"], "update", "the change is still pending");
+}
+
+/// examples/kubernetes-kserve as its header tells a user: the services up (their environment:
+/// `KUBECONFIG`, `STORAGE_EMULATOR_HOST`), the CRD applied to the bare apiserver, the artifact its
+/// training job would write, the namespace it names; applied, then nothing left to do.
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn the_kserve_example_applies_as_its_header_says_and_converges() {
+    let kubeconfig = kubeconfig();
+    let gcs = emulator();
+    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::new(&kubeconfig);
+    cluster.install_crd();
+    let ns = unique("ex");
+    cluster.create_namespace(&ns);
+    let models = unique("models");
+    versioned_bucket(&gcs, &models);
+    put_object(&gcs, &models, "churn/model.bst", "weights v1");
+    let env = TestEnv::new();
+    crate::common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes-kserve"),
+        env.path(),
+    );
+    // The names a shared test server needs unique: the namespace and the bucket, nothing else.
+    let spec = env.read("mlops.yaml");
+    assert!(spec.contains("namespace: ml-serving") && spec.contains("gs://acme-ml-models/"), "{spec}");
+    env.write(
+        "mlops.yaml",
+        &spec
+            .replace("namespace: ml-serving", &format!("namespace: {ns}"))
+            .replace("gs://acme-ml-models/", &format!("gs://{models}/")),
+    );
+    env.commit("the example");
+    let k = K8s { env, cluster, ns, gcs, _crd: guard };
+    let _controller = k.controller();
+    let run = k.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("3 added"), "{}", run.stdout);
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").expect("the InferenceService exists");
+    assert_eq!(isvc["spec"]["predictor"]["minReplicas"], 2, "{isvc}");
+    let d = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").expect("the Deployment exists");
+    assert_eq!(d["spec"]["replicas"], 3, "{d}");
+    k.wait_until_no_changes();
+}
+
+/// examples/kubernetes-feast as its header tells a user (`scripts/services up gcp kubernetes
+/// feast`: `FEAST_REGISTRY` from their environment), applied, seen through Feast's own SDK, then
+/// nothing left to do.
+#[cfg(feature = "feast")]
+#[test]
+#[ignore = "needs the test apiserver, fake-gcs-server and a Feast registry: `eval \"$(scripts/services up gcp kubernetes feast)\"`, then `cargo test -- --include-ignored`"]
+fn the_feast_example_applies_as_its_header_says_and_converges() {
+    let registry = crate::common::service("FEAST_REGISTRY", None, "feast");
+    let kubeconfig = kubeconfig();
+    let gcs = emulator();
+    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::new(&kubeconfig);
+    cluster.install_crd();
+    let ns = unique("ex");
+    cluster.create_namespace(&ns);
+    let models = unique("models");
+    versioned_bucket(&gcs, &models);
+    put_object(&gcs, &models, "churn/model.bst", "weights v1");
+    let env = TestEnv::new();
+    crate::common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes-feast"),
+        env.path(),
+    );
+    // Unique on the shared servers: the namespace, the bucket, the feature store's name; the
+    // Feast project is the one the test registry serves.
+    let store = unique("customers");
+    let spec = env.read("mlops.yaml");
+    for needed in ["namespace: ml-serving", "gs://acme-ml-models/", "customer-features", "project: churn "] {
+        assert!(spec.contains(needed), "{needed} not in the example");
+    }
+    env.write(
+        "mlops.yaml",
+        &spec
+            .replace("namespace: ml-serving", &format!("namespace: {ns}"))
+            .replace("gs://acme-ml-models/", &format!("gs://{models}/"))
+            .replace("customer-features", &store)
+            .replace("project: churn ", "project: mlops "),
+    );
+    env.commit("the example");
+    let k = K8s { env, cluster, ns, gcs, _crd: guard };
+    let _controller = k.controller();
+    let run = k.env.mlops_env(
+        &["apply", "--auto-approve"],
+        &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
+    );
+    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    let view = crate::feast::view(&store.replace('-', "_"));
+    assert_eq!(view["join_key"], "customer_id", "{view}");
+    assert_eq!(view["path"], "s3://acme-ml-features/customers.parquet", "{view}");
+    assert!(k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").is_some(), "the InferenceService exists");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plan = k.env.mlops_env(
+            &["plan", "--detailed-exitcode"],
+            &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
+        );
+        if plan.status == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still changes:\n{}{}", plan.stdout, plan.stderr);
+        k.env
+            .mlops_env(
+                &["apply", "--auto-approve"],
+                &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
+            )
+            .ok();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// examples/mlflow-kserve as its header tells a user (`scripts/services up gcp kubernetes mlflow`):
+/// the registry stack (registry.yaml) registers the artifact and points `champion` at it, the
+/// serving stack resolves `models:/churn@champion` to that object, pins it and serves it on KServe;
+/// then neither stack has anything left to do.
+#[cfg(feature = "mlflow")]
+#[test]
+#[ignore = "needs the test apiserver, fake-gcs-server and MLflow: `eval \"$(scripts/services up gcp kubernetes mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges() {
+    let mlflow = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+    let kubeconfig = kubeconfig();
+    let gcs = emulator();
+    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
+    let cluster = Cluster::new(&kubeconfig);
+    cluster.install_crd();
+    let ns = unique("ex");
+    cluster.create_namespace(&ns);
+    let models = unique("models");
+    versioned_bucket(&gcs, &models);
+    put_object(&gcs, &models, "churn/2026-11-28/model.bst", "weights v1");
+    let env = TestEnv::new();
+    crate::common::copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlflow-kserve"),
+        env.path(),
+    );
+    // Unique on the shared servers: the namespace, the bucket, the registered model's name.
+    let registered = unique("churn");
+    for file in ["mlops.yaml", "registry.yaml"] {
+        let spec = env.read(file);
+        env.write(
+            file,
+            &spec
+                .replace("namespace: ml-serving", &format!("namespace: {ns}"))
+                .replace("gs://acme-ml-models/", &format!("gs://{models}/"))
+                .replace("registered_model: churn", &format!("registered_model: {registered}"))
+                .replace("models:/churn@champion", &format!("models:/{registered}@champion")),
+        );
+    }
+    env.commit("the example");
+    let k = K8s { env, cluster, ns, gcs, _crd: guard };
+    let vars = [
+        ("STORAGE_EMULATOR_HOST", k.gcs.as_str()),
+        ("KUBECONFIG", kubeconfig.as_str()),
+        ("MLFLOW_TRACKING_URI", mlflow.as_str()),
+    ];
+    let _controller = k.controller();
+    k.env.mlops_env(&["-f", "registry.yaml", "apply", "--auto-approve"], &vars).ok();
+    let version = crate::mlflow::mlflow(&format!(
+        "print(json.dumps(c.get_model_version_by_alias({registered:?}, 'champion').source))"
+    ));
+    assert_eq!(version, format!("gs://{models}/churn/2026-11-28/model.bst"));
+    k.env.mlops_env(&["apply", "--auto-approve"], &vars).ok();
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").expect("the InferenceService exists");
+    assert_eq!(isvc["spec"]["predictor"]["model"]["storageUri"], format!("gs://{models}/churn/2026-11-28/model.bst"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plan = k.env.mlops_env(&["plan", "--detailed-exitcode"], &vars);
+        if plan.status == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still changes:\n{}{}", plan.stdout, plan.stderr);
+        k.env.mlops_env(&["apply", "--auto-approve"], &vars).ok();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let registry = k.env.mlops_env(&["-f", "registry.yaml", "plan", "--detailed-exitcode"], &vars);
+    assert_eq!(registry.status, 0, "{}{}", registry.stdout, registry.stderr);
 }

@@ -107,3 +107,34 @@ fn the_engine_names_no_provider() {
         found.join("\n")
     );
 }
+
+/// Every folder under examples/ has a test that applies it as its header tells a user (with only
+/// the test services' environment) and plans again to no changes; a new example without one
+/// fails here.
+#[test]
+fn every_example_is_applied_by_a_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let applied_by = std::collections::BTreeMap::from([
+        ("aws-sagemaker", ("aws.rs", "fn the_aws_example_applies_and_converges(")),
+        ("ci", ("ci.rs", "fn the_ci_pipeline_runs_end_to_end(")),
+        ("gcp-gcs", ("gcp.rs", "fn the_gcp_example_applies_and_converges(")),
+        ("gcp-vertex", ("vertex.rs", "fn the_vertex_example_applies_converges_and_is_destroyed(")),
+        ("kubernetes-feast", ("kubernetes.rs", "fn the_feast_example_applies_as_its_header_says_and_converges(")),
+        ("kubernetes-kserve", ("kubernetes.rs", "fn the_kserve_example_applies_as_its_header_says_and_converges(")),
+        ("mlflow-kserve", ("kubernetes.rs", "fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges(")),
+        ("quickstart", ("lifecycle.rs", "fn quickstart_apply_then_nothing_to_do(")),
+    ]);
+    let folders: Vec<String> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(folders, applied_by.keys().map(|k| k.to_string()).collect::<Vec<_>>(), "an example without a test");
+    for (example, (file, test)) in applied_by {
+        let source = std::fs::read_to_string(root.join("tests/it").join(file)).unwrap();
+        assert!(source.contains(test), "{example}: {test} is not in tests/it/{file}");
+    }
+}
