@@ -80,10 +80,17 @@ impl Stack {
             if providers.contains_key(name) {
                 continue;
             }
-            let block = spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null);
-            let p = registry
-                .instantiate(name, &block, spec.base_dir(), &spec.spec.project)
-                .map_err(|source| EngineError::ProviderUnavailable { name: name.clone(), source })?;
+            // Built by validation already when it was for this environment: once a run.
+            let built = spec.providers.built.get(name).filter(|_| spec.providers.environment == registry.environment);
+            let p = match built {
+                Some(p) => p.clone(),
+                None => {
+                    let block = spec.json.pointer(&format!("/providers/{name}")).cloned().unwrap_or(Value::Null);
+                    registry
+                        .instantiate(name, &block, spec.base_dir(), &spec.spec.project)
+                        .map_err(|source| EngineError::ProviderUnavailable { name: name.clone(), source })?
+                }
+            };
             providers.insert(name.clone(), p);
         }
         let environment = registry.environment.clone();

@@ -53,6 +53,21 @@ pub struct LoadedSpec {
     pub secrets: crate::secrets::Secrets,
     /// Not errors, but worth saying (e.g. a secret-looking `${env:…}`).
     pub warnings: Vec<SpecDiagnostic>,
+    /// The providers validation built from their blocks, for the stack to use: built once a run.
+    pub providers: Providers,
+}
+
+/// Providers built from the spec's blocks for one environment, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    pub environment: String,
+    pub built: BTreeMap<String, std::sync::Arc<dyn mlops_provider_core::Provider>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers").field("environment", &self.environment).field("built", &self.built.keys()).finish()
+    }
 }
 
 impl LoadedSpec {
@@ -215,7 +230,7 @@ pub fn load_bytes(
     };
 
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let resources = semantic_check(&spec, &json, &root, &base_dir, registry, &mut diags);
+    let (resources, providers) = semantic_check(&spec, &json, &root, &base_dir, registry, &mut diags);
     // The typed resources were checked; their bodies live on in each resource's `config`.
     let mut spec = spec;
     spec.datasets.clear();
@@ -245,6 +260,7 @@ pub fn load_bytes(
         index,
         secrets: interp.secrets,
         warnings,
+        providers,
     })
 }
 

@@ -11,7 +11,7 @@ pub(super) fn semantic_check(
     base_dir: &Path,
     registry: &Registry,
     diags: &mut Vec<SpecDiagnostic>,
-) -> Vec<Resource> {
+) -> (Vec<Resource>, Providers) {
     let configured: BTreeSet<String> =
         json.get("providers").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default();
     let declared: BTreeSet<Address> = Kind::ALL
@@ -317,7 +317,8 @@ pub(super) fn semantic_check(
         }
         out.push(Resource { config, name_span });
     }
-    out
+    let built = instances.into_iter().filter_map(|(name, p)| Some((name, p.ok()?))).collect();
+    (out, Providers { environment: registry.environment.clone(), built })
 }
 
 /// Elementary cycles, found by DFS; each reported once (rotated to start at its smallest node).
