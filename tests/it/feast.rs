@@ -127,6 +127,11 @@ fn create_replan_add_a_feature_change_the_key_and_delete() {
         &format!("version: 1\nproject: fs\nproviders:\n  feast: {{ registry: {}, project: mlops }}\n", s.registry),
     );
     s.env.commit("remove");
+    // Its online records go with the view: data-destroying, refused without the flag.
+    let refused = s.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(refused.stdout.contains("its online-store records are no longer served"), "{}", refused.stdout);
+    assert_eq!(view(&s.view_name())["join_key"], "account_id", "nothing deleted");
     s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
     assert_eq!(view(&s.view_name()), Value::Null, "deleted");
     let entities = feast("print(json.dumps([e.name for e in store.list_entities()]))");
