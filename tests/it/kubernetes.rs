@@ -199,6 +199,8 @@ struct K8s {
     cluster: Cluster,
     ns: String,
     gcs: String,
+    /// The other services' environment a stack needs (`FEAST_REGISTRY`, `MLFLOW_TRACKING_URI`).
+    vars: Vec<(&'static str, String)>,
     _crd: std::sync::RwLockReadGuard<'static, ()>,
 }
 
@@ -245,12 +247,57 @@ impl K8s {
             ),
         );
         env.commit("k8s stack");
-        K8s { env, cluster, ns, gcs, _crd: guard }
+        K8s { env, cluster, ns, gcs, vars: vec![], _crd: guard }
     }
 
     /// mlops with the test services' environment, as a user has it after `scripts/services up`.
     fn mlops(&self, args: &[&str]) -> crate::common::Run {
-        self.env.mlops_env(args, &[("STORAGE_EMULATOR_HOST", &self.gcs), ("KUBECONFIG", &self.cluster.kubeconfig)])
+        let mut vars =
+            vec![("STORAGE_EMULATOR_HOST", self.gcs.as_str()), ("KUBECONFIG", self.cluster.kubeconfig.as_str())];
+        vars.extend(self.vars.iter().map(|(k, v)| (*k, v.as_str())));
+        self.env.mlops_env(args, &vars)
+    }
+
+    /// examples/`folder` as its header tells a user: the CRD applied to the bare apiserver, the
+    /// namespace it names created, the artifact `object` its training job writes put in a
+    /// versioned bucket, and the other services' environment `vars`. Only the names a shared
+    /// test server needs unique are replaced in `files`: the namespace, the bucket, and `edits`.
+    /// Returns the stack and the bucket.
+    fn example(
+        folder: &str,
+        files: &[&str],
+        object: &str,
+        edits: &[(&str, String)],
+        vars: Vec<(&'static str, String)>,
+    ) -> (K8s, String) {
+        let kubeconfig = kubeconfig();
+        let gcs = emulator();
+        let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
+        let cluster = Cluster::new(&kubeconfig);
+        cluster.install_crd();
+        let ns = unique("ex");
+        cluster.create_namespace(&ns);
+        let models = unique("models");
+        versioned_bucket(&gcs, &models);
+        put_object(&gcs, &models, object, "weights v1");
+        let env = TestEnv::new();
+        crate::common::copy_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(folder),
+            env.path(),
+        );
+        let mut edits = edits.to_vec();
+        edits.push(("namespace: ml-serving", format!("namespace: {ns}")));
+        edits.push(("gs://acme-ml-models/", format!("gs://{models}/")));
+        let mut specs: Vec<String> = files.iter().map(|f| env.read(f)).collect();
+        for (from, to) in &edits {
+            assert!(specs.iter().any(|s| s.contains(from)), "`{from}` is not in examples/{folder}");
+            specs = specs.iter().map(|s| s.replace(from, to)).collect();
+        }
+        for (file, spec) in files.iter().zip(specs) {
+            env.write(file, &spec);
+        }
+        env.commit("the example");
+        (K8s { env, cluster, ns, gcs, vars, _crd: guard }, models)
     }
 
     fn controller(&self) -> Controller {
@@ -987,38 +1034,12 @@ fn a_kserve_rollout_raises_the_canary_step_by_step_and_a_step_not_ready_resets_t
     assert_eq!(change(&plan, "endpoints.churn-isvc")["action"], "update", "the change is still pending");
 }
 
-/// examples/kubernetes-kserve as its header tells a user: the services up (their environment:
-/// `KUBECONFIG`, `STORAGE_EMULATOR_HOST`), the CRD applied to the bare apiserver, the artifact its
-/// training job would write, the namespace it names; applied, then nothing left to do.
+/// examples/kubernetes-kserve as its header tells a user (`scripts/services up gcp kubernetes`),
+/// applied, then nothing left to do.
 #[test]
 #[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
 fn the_kserve_example_applies_as_its_header_says_and_converges() {
-    let kubeconfig = kubeconfig();
-    let gcs = emulator();
-    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
-    let cluster = Cluster::new(&kubeconfig);
-    cluster.install_crd();
-    let ns = unique("ex");
-    cluster.create_namespace(&ns);
-    let models = unique("models");
-    versioned_bucket(&gcs, &models);
-    put_object(&gcs, &models, "churn/model.bst", "weights v1");
-    let env = TestEnv::new();
-    crate::common::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes-kserve"),
-        env.path(),
-    );
-    // The names a shared test server needs unique: the namespace and the bucket, nothing else.
-    let spec = env.read("mlops.yaml");
-    assert!(spec.contains("namespace: ml-serving") && spec.contains("gs://acme-ml-models/"), "{spec}");
-    env.write(
-        "mlops.yaml",
-        &spec
-            .replace("namespace: ml-serving", &format!("namespace: {ns}"))
-            .replace("gs://acme-ml-models/", &format!("gs://{models}/")),
-    );
-    env.commit("the example");
-    let k = K8s { env, cluster, ns, gcs, _crd: guard };
+    let (k, _) = K8s::example("kubernetes-kserve", &["mlops.yaml"], "churn/model.bst", &[], vec![]);
     let _controller = k.controller();
     let run = k.mlops(&["apply", "--auto-approve"]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
@@ -1038,66 +1059,24 @@ fn the_kserve_example_applies_as_its_header_says_and_converges() {
 #[ignore = "needs the test apiserver, fake-gcs-server and a Feast registry: `eval \"$(scripts/services up gcp kubernetes feast)\"`, then `cargo test -- --include-ignored`"]
 fn the_feast_example_applies_as_its_header_says_and_converges() {
     let registry = crate::common::service("FEAST_REGISTRY", None, "feast");
-    let kubeconfig = kubeconfig();
-    let gcs = emulator();
-    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
-    let cluster = Cluster::new(&kubeconfig);
-    cluster.install_crd();
-    let ns = unique("ex");
-    cluster.create_namespace(&ns);
-    let models = unique("models");
-    versioned_bucket(&gcs, &models);
-    put_object(&gcs, &models, "churn/model.bst", "weights v1");
-    let env = TestEnv::new();
-    crate::common::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes-feast"),
-        env.path(),
-    );
-    // Unique on the shared servers: the namespace, the bucket, the feature store's name; the
-    // Feast project is the one the test registry serves.
+    // Unique on the shared registry: the feature store's name; the Feast project is the one the
+    // test registry serves.
     let store = unique("customers");
-    let spec = env.read("mlops.yaml");
-    for needed in ["namespace: ml-serving", "gs://acme-ml-models/", "customer-features", "project: churn "] {
-        assert!(spec.contains(needed), "{needed} not in the example");
-    }
-    env.write(
-        "mlops.yaml",
-        &spec
-            .replace("namespace: ml-serving", &format!("namespace: {ns}"))
-            .replace("gs://acme-ml-models/", &format!("gs://{models}/"))
-            .replace("customer-features", &store)
-            .replace("project: churn ", "project: mlops "),
+    let edits = [("customer-features", store.clone()), ("project: churn ", "project: mlops ".to_string())];
+    let (k, _) = K8s::example(
+        "kubernetes-feast",
+        &["mlops.yaml"],
+        "churn/model.bst",
+        &edits,
+        vec![("FEAST_REGISTRY", registry)],
     );
-    env.commit("the example");
-    let k = K8s { env, cluster, ns, gcs, _crd: guard };
     let _controller = k.controller();
-    let run = k.env.mlops_env(
-        &["apply", "--auto-approve"],
-        &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
-    );
-    assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
+    k.mlops(&["apply", "--auto-approve"]).ok();
     let view = crate::feast::view(&store.replace('-', "_"));
     assert_eq!(view["join_key"], "customer_id", "{view}");
     assert_eq!(view["path"], "s3://acme-ml-features/customers.parquet", "{view}");
     assert!(k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").is_some(), "the InferenceService exists");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let plan = k.env.mlops_env(
-            &["plan", "--detailed-exitcode"],
-            &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
-        );
-        if plan.status == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still changes:\n{}{}", plan.stdout, plan.stderr);
-        k.env
-            .mlops_env(
-                &["apply", "--auto-approve"],
-                &[("STORAGE_EMULATOR_HOST", &k.gcs), ("KUBECONFIG", &kubeconfig), ("FEAST_REGISTRY", &registry)],
-            )
-            .ok();
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    k.wait_until_no_changes();
 }
 
 /// examples/mlflow-kserve as its header tells a user (`scripts/services up gcp kubernetes mlflow`):
@@ -1109,60 +1088,25 @@ fn the_feast_example_applies_as_its_header_says_and_converges() {
 #[ignore = "needs the test apiserver, fake-gcs-server and MLflow: `eval \"$(scripts/services up gcp kubernetes mlflow)\"`, then `cargo test -- --include-ignored`"]
 fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges() {
     let mlflow = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
-    let kubeconfig = kubeconfig();
-    let gcs = emulator();
-    let guard = crd_lock().read().unwrap_or_else(|e| e.into_inner());
-    let cluster = Cluster::new(&kubeconfig);
-    cluster.install_crd();
-    let ns = unique("ex");
-    cluster.create_namespace(&ns);
-    let models = unique("models");
-    versioned_bucket(&gcs, &models);
-    put_object(&gcs, &models, "churn/2026-11-28/model.bst", "weights v1");
-    let env = TestEnv::new();
-    crate::common::copy_dir(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/mlflow-kserve"),
-        env.path(),
-    );
-    // Unique on the shared servers: the namespace, the bucket, the registered model's name.
+    // Unique on the shared tracking server: the registered model's name.
     let registered = unique("churn");
-    for file in ["mlops.yaml", "registry.yaml"] {
-        let spec = env.read(file);
-        env.write(
-            file,
-            &spec
-                .replace("namespace: ml-serving", &format!("namespace: {ns}"))
-                .replace("gs://acme-ml-models/", &format!("gs://{models}/"))
-                .replace("registered_model: churn", &format!("registered_model: {registered}"))
-                .replace("models:/churn@champion", &format!("models:/{registered}@champion")),
-        );
-    }
-    env.commit("the example");
-    let k = K8s { env, cluster, ns, gcs, _crd: guard };
-    let vars = [
-        ("STORAGE_EMULATOR_HOST", k.gcs.as_str()),
-        ("KUBECONFIG", kubeconfig.as_str()),
-        ("MLFLOW_TRACKING_URI", mlflow.as_str()),
+    let edits = [
+        ("registered_model: churn", format!("registered_model: {registered}")),
+        ("models:/churn@champion", format!("models:/{registered}@champion")),
     ];
+    let object = "churn/2026-11-28/model.bst";
+    let files = ["mlops.yaml", "registry.yaml"];
+    let (k, models) = K8s::example("mlflow-kserve", &files, object, &edits, vec![("MLFLOW_TRACKING_URI", mlflow)]);
     let _controller = k.controller();
-    k.env.mlops_env(&["-f", "registry.yaml", "apply", "--auto-approve"], &vars).ok();
+    k.mlops(&["-f", "registry.yaml", "apply", "--auto-approve"]).ok();
     let version = crate::mlflow::mlflow(&format!(
         "print(json.dumps(c.get_model_version_by_alias({registered:?}, 'champion').source))"
     ));
-    assert_eq!(version, format!("gs://{models}/churn/2026-11-28/model.bst"));
-    k.env.mlops_env(&["apply", "--auto-approve"], &vars).ok();
+    assert_eq!(version, format!("gs://{models}/{object}"));
+    k.mlops(&["apply", "--auto-approve"]).ok();
     let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").expect("the InferenceService exists");
-    assert_eq!(isvc["spec"]["predictor"]["model"]["storageUri"], format!("gs://{models}/churn/2026-11-28/model.bst"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let plan = k.env.mlops_env(&["plan", "--detailed-exitcode"], &vars);
-        if plan.status == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still changes:\n{}{}", plan.stdout, plan.stderr);
-        k.env.mlops_env(&["apply", "--auto-approve"], &vars).ok();
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let registry = k.env.mlops_env(&["-f", "registry.yaml", "plan", "--detailed-exitcode"], &vars);
+    assert_eq!(isvc["spec"]["predictor"]["model"]["storageUri"], format!("gs://{models}/{object}"));
+    k.wait_until_no_changes();
+    let registry = k.mlops(&["-f", "registry.yaml", "plan", "--detailed-exitcode"]);
     assert_eq!(registry.status, 0, "{}{}", registry.stdout, registry.stderr);
 }
