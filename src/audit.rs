@@ -28,19 +28,52 @@ fn when_error(message: impl Into<String>, lineage: &Lineage) -> AuditError {
     AuditError::When {
         message: message.into(),
         help: format!(
-            "WHEN is `now`, a time (RFC 3339, e.g. 2026-05-01T12:00:00Z, or a date, meaning its end in UTC), a lineage revision (`lineage~3`, a commit of `git log {}`), or a source commit an apply was made from",
+            "WHEN is `now`, a time (RFC 3339, e.g. 2026-05-01T12:00:00Z, or a date, meaning its end in UTC), a time ago as Git writes it (`2.hours.ago`, `1 day ago`, `yesterday`), a lineage revision (`lineage~3`, a commit of `git log {}`), or a source commit an apply was made from",
             lineage.ref_name
         ),
     }
 }
 
-/// A time: RFC 3339, or `YYYY-MM-DD` (the end of that day, UTC).
+/// A time: RFC 3339, `YYYY-MM-DD` (the end of that day, UTC), or a time ago as Git's approxidate
+/// writes it (`2.hours.ago`, `1 day ago`, `yesterday`: a day ago).
 pub fn parse_time(s: &str) -> Option<i64> {
+    parse_time_at(s, chrono::Utc::now().timestamp())
+}
+
+/// [`parse_time`] with the present at `now` (seconds since the epoch).
+fn parse_time_at(s: &str, now: i64) -> Option<i64> {
+    if let Some(ago) = parse_ago(s) {
+        return Some(now - ago);
+    }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp());
     }
     let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
     Some(d.and_hms_opt(23, 59, 59)?.and_utc().timestamp())
+}
+
+/// Seconds ago: `N UNIT ago` with dots or spaces between the words (`2.hours.ago`), the unit
+/// singular or plural (seconds, minutes, hours, days, weeks, months of 30 days, years of 365), or
+/// `yesterday`.
+fn parse_ago(s: &str) -> Option<i64> {
+    let s = s.trim().to_ascii_lowercase();
+    if s == "yesterday" {
+        return Some(86_400);
+    }
+    let words: Vec<&str> = s.split(['.', ' ', '_']).filter(|w| !w.is_empty()).collect();
+    let [n, unit, "ago"] = words[..] else { return None };
+    let n: i64 = n.parse().ok()?;
+    let seconds = match unit.strip_suffix('s').unwrap_or(unit) {
+        "second" | "sec" => 1,
+        "minute" | "min" => 60,
+        "hour" => 3_600,
+        "day" => 86_400,
+        "week" => 604_800,
+        "month" => 2_592_000,
+        "year" => 31_536_000,
+        _ => return None,
+    };
+    n.checked_mul(seconds)
 }
 
 /// The index position of the lineage commit that stood at `when`.
@@ -660,4 +693,23 @@ pub fn verify(lineage: &Lineage, remote_tip: Option<&str>, signed: bool) -> Resu
         });
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_ago_read_as_git_writes_them() {
+        let now = 1_000_000_000;
+        assert_eq!(parse_time_at("2.hours.ago", now), Some(now - 7_200));
+        assert_eq!(parse_time_at("1 day ago", now), Some(now - 86_400));
+        assert_eq!(parse_time_at("3 weeks ago", now), Some(now - 3 * 604_800));
+        assert_eq!(parse_time_at("yesterday", now), Some(now - 86_400));
+        assert_eq!(parse_time_at("90.minutes.ago", now), Some(now - 5_400));
+        assert_eq!(parse_time_at("2026-05-01", now), Some(1_777_679_999));
+        for no in ["2.fortnights.ago", "hours.ago", "2 hours", "ago", "-1.x.ago", "lineage~3"] {
+            assert_eq!(parse_time_at(no, now), None, "{no}");
+        }
+    }
 }

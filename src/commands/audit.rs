@@ -35,7 +35,8 @@ pub struct ExportArgs {
     pub format: ExportFormat,
 }
 
-const TIME_HELP: &str = "expected RFC 3339 (2026-05-01T12:00:00Z) or a date (2026-05-01)";
+const TIME_HELP: &str =
+    "expected RFC 3339 (2026-05-01T12:00:00Z), a date (2026-05-01) or a time ago (2.hours.ago, yesterday)";
 
 fn since_time(s: &str) -> Result<i64, String> {
     match chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {

@@ -5,7 +5,8 @@ use crate::ops;
 
 #[derive(clap::Args, Debug)]
 pub struct RollbackArgs {
-    /// The point to go back to (as `mlops state --at`): a time, a lineage revision or a source commit.
+    /// The point to go back to (as `mlops state --at`): a time, a time ago
+    /// (`2.hours.ago`, `yesterday`), a lineage revision or a source commit.
     pub when: String,
     #[command(flatten)]
     pub plan: PinnedPlanArgs,

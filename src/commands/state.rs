@@ -5,8 +5,8 @@ use crate::cli::{CommandError, Context, ExitStatus};
 
 #[derive(clap::Args, Debug)]
 pub struct StateArgs {
-    /// The point in history: `now`, a time (RFC 3339, or a date meaning its end in UTC), a
-    /// lineage revision (`lineage~3`, a lineage commit id) or a source commit an apply was made from.
+    /// The point in history: `now`, a time (RFC 3339, or a date meaning its end in UTC), a time
+    /// ago (`2.hours.ago`, `1 day ago`, `yesterday`), a lineage revision (`lineage~3`, a lineage commit id) or a source commit an apply was made from.
     #[arg(long, value_name = "WHEN", default_value = "now")]
     pub at: String,
     /// Print the state as JSON, with every resource's full record.

@@ -239,8 +239,15 @@ pub type Pins = BTreeMap<Address, mlops_provider_core::Attributes>;
 
 /// Pins the version attributes of `desired` (the provider's `version_attributes`: what `promote`
 /// carries from one environment to another; instance counts and other per-environment values stay
-/// as they are) to `pinned`'s; true when that changed any.
-fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>, versions: &[&str]) -> bool {
+/// as they are) to `pinned`'s, and the `restored` ones (a rollback's: see
+/// `ResourceType::restored_attributes`) present or absent as `pinned` has them; true when that
+/// changed any.
+fn pin(
+    desired: &mut Desired,
+    pinned: Option<&mlops_provider_core::Attributes>,
+    versions: &[&str],
+    restored: &[&str],
+) -> bool {
     let Some(pinned) = pinned else { return false };
     let mut changed = false;
     for &key in versions {
@@ -249,6 +256,16 @@ fn pin(desired: &mut Desired, pinned: Option<&mlops_provider_core::Attributes>, 
                 *slot = v.clone();
                 changed = true;
             }
+        }
+    }
+    for &key in restored {
+        let now = desired.attributes.get(key);
+        if now != pinned.get(key) {
+            match pinned.get(key) {
+                Some(v) => desired.attributes.insert(key.to_string(), v.clone()),
+                None => desired.attributes.remove(key),
+            };
+            changed = true;
         }
     }
     changed
@@ -308,7 +325,14 @@ pub async fn desired_states(
     let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut unrestorable = Vec::new();
+    // Refused by a rollback, with what depends on them: the refusal names the former only.
+    let mut refused: BTreeSet<Address> = BTreeSet::new();
     for wave in waves(stack, selected) {
+        let (wave, behind): (Vec<Address>, Vec<Address>) = wave.into_iter().partition(|a| {
+            let r = stack.spec.resource(a).expect("waves come from the spec");
+            !r.config.dependencies.iter().any(|d| refused.contains(d))
+        });
+        refused.extend(behind);
         let results: Vec<(Address, Result<Desired, DesiredError>)> = stream::iter(wave)
             .map(|a| {
                 let out = &out;
@@ -341,7 +365,8 @@ pub async fn desired_states(
                                     d.attributes.insert(ARTIFACT_REF.into(), reference.clone());
                                 }
                                 // Pinned before dependents see it: an endpoint follows its promoted model.
-                                if pin(&mut d, pins.get(&a), p.version_attributes()) && restore {
+                                let restored = if restore { rt.restored_attributes() } else { &[] };
+                                if pin(&mut d, pins.get(&a), p.version_attributes(), restored) && restore {
                                     rt.restorable(&r.config, &d).await.map_err(|e| (true, e))?;
                                 }
                                 Ok(d)
@@ -361,7 +386,10 @@ pub async fn desired_states(
                 Ok(d) => {
                     out.insert(a, d);
                 }
-                Err((true, e)) => unrestorable.push((a, e)),
+                Err((true, e)) => {
+                    refused.insert(a.clone());
+                    unrestorable.push((a, e));
+                }
                 Err((false, e)) => errors.push((a, e)),
             }
         }

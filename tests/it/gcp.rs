@@ -310,8 +310,9 @@ fn a_delete_leaves_objects_rewritten_by_someone_else() {
 }
 
 /// Rollback on GCS: a dataset object's earlier bytes come back from the generation the bucket
-/// kept, a model is pinned back to its recorded generation (checked with the JSON API); a deleted
-/// generation refuses the rollback and changes nothing.
+/// kept, a model is pinned back to its recorded object and generation (checked with the JSON API);
+/// a deleted generation, or one kept behind newer bytes a server would read, refuses the rollback
+/// and changes nothing.
 #[test]
 #[ignore = "needs fake-gcs-server: `eval \"$(scripts/services up gcp)\"`, then `cargo test -- --include-ignored`"]
 fn rollback_restores_kept_generations_and_refuses_deleted_ones() {
@@ -320,8 +321,11 @@ fn rollback_restores_kept_generations_and_refuses_deleted_ones() {
     let v1 = g.env.lineage("gcs")[0].clone();
     let model_v1 = g.lineage_record("resources/models/churn.json")["attributes"]["generation"].as_i64().unwrap();
     g.env.write("data/a.csv", "id,x\n1,2\n5,6\n");
-    g.env.commit("a.csv v2");
-    put_object(&g.host, &g.models, "churn/model.bst", "weights v2");
+    // A training job writes each model version to its own object.
+    put_object(&g.host, &g.models, "churn/v2/model.bst", "weights v2");
+    let spec = g.env.read("mlops.yaml").replace("/churn/model.bst", "/churn/v2/model.bst");
+    g.env.write("mlops.yaml", &spec);
+    g.env.commit("a.csv v2, model v2");
     g.mlops(&["apply", "--auto-approve"]).ok();
     let model_v2 = g.lineage_record("resources/models/churn.json")["attributes"]["generation"].as_i64().unwrap();
     assert_ne!(model_v1, model_v2);
@@ -341,6 +345,7 @@ fn rollback_restores_kept_generations_and_refuses_deleted_ones() {
     assert_eq!(media(&g.bucket, "churn/train/a.csv"), "id,x\n1,2\n", "v1's bytes are the live generation again");
     let model = g.lineage_record("resources/models/churn.json");
     assert_eq!(model["attributes"]["generation"].as_i64(), Some(model_v1), "pinned back to v1's generation");
+    assert_eq!(model["attributes"]["artifact"], format!("gs://{}/churn/model.bst", g.models), "and v1's object");
     let state =
         |at: &str| -> Value { serde_json::from_str(&g.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap() };
     let files = |s: &Value| {
@@ -348,6 +353,15 @@ fn rollback_restores_kept_generations_and_refuses_deleted_ones() {
     };
     assert_eq!(files(&state("now")), files(&state(&v1)));
     assert!(g.mlops(&["plan"]).ok().stdout.contains("~ models.churn"), "the unchanged spec rolls forward again");
+
+    // v1's object overwritten: GCS keeps v1's generation, but a server would read the new bytes.
+    put_object(&g.host, &g.models, "churn/model.bst", "weights v1, retrained");
+    let before = g.env.lineage("gcs");
+    let refused = g.mlops(&["rollback", &v1]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains(&format!("not the recorded {model_v1}")), "{}", refused.stderr);
+    assert!(refused.stderr.contains("copy it back"), "{}", refused.stderr);
+    assert_eq!(g.env.lineage("gcs"), before, "nothing recorded");
 
     // A generation GCS no longer keeps: an artifact in a bucket without versioning, overwritten.
     // (fake-gcs-server ignores `generation` on DELETE, so a kept generation cannot be deleted

@@ -1110,3 +1110,91 @@ fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges() {
     let registry = k.mlops(&["-f", "registry.yaml", "plan", "--detailed-exitcode"]);
     assert_eq!(registry.status, 0, "{}{}", registry.stdout, registry.stderr);
 }
+
+/// `mlops rollback` puts what serves back as it was: three applies of the model (a new object per
+/// version, as a training job writes them) and of the serving settings (canary share, image,
+/// replicas); rolled back to the first, the InferenceService serves v1's storage URI with v1's
+/// canary and the Deployment v1's image and replica count (read through kube's client), and
+/// `state --at now` equals `state --at` v1 for both. When v1's bytes are no longer what its URI
+/// serves, the rollback is refused, naming them, and nothing changes.
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn a_rollback_serves_the_recorded_model_with_the_recorded_canary_image_and_replicas() {
+    let k = K8s::new(ENDPOINTS);
+    let bucket = unique("versions");
+    versioned_bucket(&k.gcs, &bucket);
+    let _controller = k.controller();
+    let release = |v: u32, canary: u32, replicas: u32| {
+        put_object(&k.gcs, &bucket, &format!("churn/v{v}/model.bst"), &format!("weights v{v}"));
+        let spec =
+            regex_free_replace_artifact(&k.env.read("mlops.yaml"), &format!("gs://{bucket}/churn/v{v}/model.bst"));
+        let spec = spec
+            .lines()
+            .map(|l| match l.trim_start() {
+                t if t.starts_with("traffic:") => format!("    traffic: {{ canary_percent: {canary} }}"),
+                t if t.starts_with("image:") => format!("    image: ghcr.io/example/xgboost-server:1.{v}"),
+                "instance_count: 2" | "instance_count: 3" | "instance_count: 4" => {
+                    format!("    instance_count: {}", replicas)
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        k.env.write("mlops.yaml", &(spec + "\n"));
+        k.env.commit(&format!("v{v}"));
+        k.mlops(&["apply", "--auto-approve"]).ok();
+        k.rolled_out("churn-api");
+        k.wait_until_no_changes();
+        k.env.lineage("k8s")[0].clone()
+    };
+    let v1 = release(1, 10, 2);
+    let served = || {
+        let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+        let dep = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap();
+        (
+            isvc["spec"]["predictor"]["model"]["storageUri"].as_str().unwrap().to_string(),
+            isvc["spec"]["predictor"]["canaryTrafficPercent"].as_u64().unwrap(),
+            dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string(),
+            dep["spec"]["replicas"].as_u64().unwrap(),
+        )
+    };
+    let at_v1 = served();
+    assert_eq!(
+        at_v1,
+        (format!("gs://{bucket}/churn/v1/model.bst"), 10, "ghcr.io/example/xgboost-server:1.1".to_string(), 2)
+    );
+    release(2, 30, 3);
+    release(3, 50, 4);
+    assert_eq!(served().0, format!("gs://{bucket}/churn/v3/model.bst"));
+
+    let plan = k.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    for address in ["endpoints.churn-isvc", "endpoints.churn-api"] {
+        let line =
+            plan.stdout.lines().find(|l| l.contains(&format!("~ {address} # will be updated in place"))).unwrap();
+        assert!(line.ends_with("rollback]"), "{line}");
+    }
+    k.mlops(&["apply", "rb.json"]).ok();
+    k.rolled_out("churn-api");
+    assert_eq!(served(), at_v1, "v1's model, canary, image and replicas serve again");
+    let state =
+        |at: &str| -> Value { serde_json::from_str(&k.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap() };
+    let (now, then) = (state("now"), state(&v1));
+    for address in ["endpoints.churn-isvc", "endpoints.churn-api", "models.churn"] {
+        let attributes = |s: &Value| {
+            let r = s["resources"].as_array().unwrap().iter().find(|r| r["address"] == address).unwrap();
+            r["record"]["attributes"].clone()
+        };
+        assert_eq!(attributes(&now), attributes(&then), "{address} is recorded as it was at v1");
+    }
+
+    // v1's object rewritten in place: what its URI serves is no longer v1, so nothing is rolled back.
+    let v4 = release(4, 50, 4);
+    put_object(&k.gcs, &bucket, "churn/v1/model.bst", "weights v1, retrained");
+    let refused = k.mlops(&["rollback", &v1]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("models.churn"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("cannot roll back 1 resource(s)"), "only the model is named: {}", refused.stderr);
+    assert!(refused.stderr.contains("now holds generation"), "{}", refused.stderr);
+    assert_eq!(k.env.lineage("k8s")[0], v4, "nothing recorded");
+    assert_eq!(served().0, format!("gs://{bucket}/churn/v4/model.bst"), "nothing changed");
+}

@@ -114,6 +114,13 @@ pub trait ResourceType: Send + Sync {
         Ok(state.clone())
     }
 
+    /// What a rollback puts back as lineage recorded it, beside the provider's
+    /// [`Provider::version_attributes`]: these attributes present or absent as they were then (an
+    /// endpoint's serving objects, its traffic, replicas and models). Empty: the versions only.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
     /// produced: the recorded bytes are still there (a registry version, a source file, an
     /// object version). Asked at plan time, so a rollback that cannot restore is refused before

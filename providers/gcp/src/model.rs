@@ -129,25 +129,20 @@ impl ResourceType for Models {
         let p = &self.0;
         // What `desired` saw before this change is not what a later read must see.
         p.reads.take(&request.address.to_string());
-        let uri = request.config.str("artifact").unwrap_or_default();
+        // The planned URI: the spec's, or the one a rollback recorded.
+        let uri = request.desired.attributes.get("artifact").and_then(Value::as_str).unwrap_or_default();
         let want = request.desired.attributes.get("generation").and_then(Value::as_i64);
         let o = p
             .artifact(uri, None)
             .await?
             .ok_or_else(|| ProviderError::failed(format!("the model artifact {uri} no longer exists")))?;
-        // A rollback pins a generation GCS kept; otherwise the object moved since the plan.
-        let o = match want {
-            Some(g) if g != o.generation => p.artifact(uri, Some(g)).await?.ok_or_else(|| {
-                ProviderError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "{uri} changed since the plan (planned generation {g}, now {}), and GCS no longer keeps generation {g}",
-                        o.generation
-                    ),
-                )
-            })?,
-            _ => o,
-        };
+        // What a server reads is the current object: the planned generation must still be it.
+        if let Some(g) = want.filter(|g| *g != o.generation) {
+            return Err(ProviderError::new(
+                ErrorKind::Conflict,
+                format!("{uri} changed since the plan (planned generation {g}, now {}): plan again", o.generation),
+            ));
+        }
         progress.report(&format!("pinned {uri} at generation {}", o.generation));
         let mut attributes = Gcp::model_attributes(uri, &o);
         for key in ["framework", "image"] {
@@ -189,13 +184,33 @@ impl ResourceType for Models {
         Some(format!("deleting {address} deletes the Vertex AI model {name} and every version in it"))
     }
 
+    /// The recorded URI with its generation (a model moved to a new object per version comes back
+    /// to its earlier object), and the serving image and framework recorded with it.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["artifact", "image", "framework"]
+    }
+
+    /// The recorded generation must still be the object's current one: whatever serves the model
+    /// (KServe's storage initializer, a Vertex AI upload) reads the URI, not a generation, so a
+    /// generation GCS keeps behind newer bytes is named with how to put it back, not pretended.
     async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
-        let uri = config.str("artifact").unwrap_or_default();
+        let uri =
+            desired.attributes.get("artifact").and_then(Value::as_str).or(config.str("artifact")).unwrap_or_default();
         let Some(g) = desired.attributes.get("generation").and_then(Value::as_i64) else { return Ok(()) };
-        match self.0.artifact(uri, Some(g)).await? {
-            Some(_) => Ok(()),
-            None => Err(ProviderError::invalid(format!(
+        if self.0.artifact(uri, Some(g)).await?.is_none() {
+            return Err(ProviderError::invalid(format!(
                 "the recorded generation {g} of {uri} is gone: GCS no longer keeps it"
+            )));
+        }
+        match self.0.artifact(uri, None).await? {
+            Some(o) if o.generation == g => Ok(()),
+            current => Err(ProviderError::invalid(format!(
+                "{uri} {} and a server reads the object, not a generation: GCS keeps the recorded generation {g}; \
+                 copy it back (`gcloud storage cp {uri}#{g} {uri}`) and plan the rollback again",
+                match current {
+                    Some(o) => format!("now holds generation {}, not the recorded {g},", o.generation),
+                    None => "no longer exists,".to_string(),
+                }
             ))),
         }
     }

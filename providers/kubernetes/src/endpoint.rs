@@ -308,6 +308,18 @@ impl ResourceType for Endpoints {
         self.0.read_endpoint(address, prior, desired).await
     }
 
+    /// The objects as recorded (storage URI, model digest, image, replicas, canary share,
+    /// autoscaler), their runtime and namespace: applied again as a forward change is.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["inference_service", "deployment", "service", "autoscaler", "runtime", "namespace"]
+    }
+
+    /// Every recorded object is whole in the record; the bytes its storage URI names are the
+    /// model's to vouch for (its own `restorable`), and an image is restored as recorded.
+    async fn restorable(&self, _config: &ResourceConfig, _desired: &Desired) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
         let address = request.address;
         // What `desired` saw before this change is not what a later read must see.
