@@ -367,7 +367,7 @@ pub async fn desired_states(
                                 // Pinned before dependents see it: an endpoint follows its promoted model.
                                 let restored = if restore { rt.restored_attributes() } else { &[] };
                                 if pin(&mut d, pins.get(&a), p.version_attributes(), restored) && restore {
-                                    rt.restorable(&r.config, &d).await.map_err(|e| (true, e))?;
+                                    rt.restorable(&r.config, &d, &deps).await.map_err(|e| (true, e))?;
                                 }
                                 Ok(d)
                             }

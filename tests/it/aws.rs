@@ -1155,3 +1155,98 @@ fn the_test_service_gives_feature_groups_a_lifecycle() {
         "{out}"
     );
 }
+
+/// `mlops rollback` puts a SageMaker endpoint back as it served: three applies of the model (a new
+/// object per version, the third with a patched image) and of the variants' weights; rolled back
+/// to the first, the endpoint serves a model with v1's artifact and image at v1's weights and
+/// instance count (read through boto3), and `state --at now` equals `state --at` v1 for the model
+/// and the endpoint. When v1's object was rewritten, the rollback is refused, naming the version
+/// S3 keeps and how to put it back, and nothing changes.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn a_rollback_serves_the_recorded_model_image_and_weights_again() {
+    let a = Aws::new();
+    let models = format!("models-{}", a.sfx);
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let v1 = a.env.lineage("sm")[0].clone();
+    let served = || {
+        boto3(
+            &a.url,
+            &format!(
+                "sm = boto3.client('sagemaker', **kw)\n\
+                 e = sm.describe_endpoint(EndpointName={:?})\n\
+                 c = sm.describe_endpoint_config(EndpointConfigName=e['EndpointConfigName'])\n\
+                 out = {{}}\n\
+                 for v in c['ProductionVariants']:\n    \
+                     m = sm.describe_model(ModelName=v['ModelName'])['PrimaryContainer']\n    \
+                     live = [x for x in e['ProductionVariants'] if x['VariantName'] == v['VariantName']][0]\n    \
+                     out[v['VariantName']] = [m['ModelDataUrl'], m['Image'], live['CurrentWeight'], live['CurrentInstanceCount']]\n\
+                 print(json.dumps(out))",
+                a.endpoint()
+            ),
+        )
+    };
+    let at_v1 = served();
+    assert_eq!(at_v1["blue"], json!([format!("s3://{models}/churn/model.tar.gz"), IMAGE, 90.0, 2]), "{at_v1}");
+    let release = |v: u32, blue: u32, image: &str| {
+        a.sdk.put(&models, &format!("churn/v{v}/model.tar.gz"), &format!("xgboost weights v{v}"));
+        let spec = a.env.read("mlops.yaml");
+        let from = spec.lines().find(|l| l.contains("/churn/") && l.contains("artifact:")).unwrap().to_string();
+        let spec = spec
+            .replace(&from, &format!("    artifact: s3://{models}/churn/v{v}/model.tar.gz"))
+            .replace(
+                &spec.lines().find(|l| l.contains("name: blue")).unwrap().to_string(),
+                &format!("      - {{ name: blue, instance_count: 2, weight: {blue} }}"),
+            )
+            .replace(
+                &spec.lines().find(|l| l.contains("name: green")).unwrap().to_string(),
+                &format!("      - {{ name: green, model: models.churn-v2, weight: {} }}", 100 - blue),
+            );
+        let spec = spec.replacen(
+            &format!("    image: {IMAGE}\n    execution_role: {ROLE}\n    framework"),
+            &format!("    image: {image}\n    execution_role: {ROLE}\n    framework"),
+            1,
+        );
+        a.env.write("mlops.yaml", &spec);
+        a.env.commit(&format!("v{v}"));
+        a.mlops(&["apply", "--auto-approve"]).ok();
+        a.sdk.wait_in_service(&a.endpoint());
+    };
+    release(2, 70, IMAGE);
+    release(3, 50, &format!("{IMAGE}-patched"));
+    let at_v3 = served();
+    assert_eq!(
+        at_v3["blue"],
+        json!([format!("s3://{models}/churn/v3/model.tar.gz"), format!("{IMAGE}-patched"), 50.0, 2])
+    );
+
+    let plan = a.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    assert!(plan.stdout.contains("models.churn # will be replaced"), "{}", plan.stdout);
+    let line = plan.stdout.lines().find(|l| l.contains(&format!("~ endpoints.{} #", a.endpoint()))).unwrap();
+    assert!(line.ends_with("rollback]"), "{line}");
+    a.mlops(&["apply", "rb.json"]).ok();
+    a.sdk.wait_in_service(&a.endpoint());
+    assert_eq!(served(), at_v1, "v1's model, image, weights and counts serve again");
+    let state =
+        |at: &str| -> Value { serde_json::from_str(&a.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap() };
+    let (now, then) = (state("now"), state(&v1));
+    for address in [format!("endpoints.{}", a.endpoint()), "models.churn".to_string()] {
+        let attributes = |s: &Value| {
+            let r = s["resources"].as_array().unwrap().iter().find(|r| r["address"] == address.as_str()).unwrap();
+            r["record"]["attributes"].clone()
+        };
+        assert_eq!(attributes(&now), attributes(&then), "{address} is recorded as it was at v1");
+    }
+
+    // v1's object rewritten: SageMaker would load the new bytes, so nothing is rolled back.
+    release(4, 50, IMAGE);
+    let before = a.env.lineage("sm");
+    a.sdk.put(&models, "churn/model.tar.gz", "xgboost weights v1, retrained");
+    let refused = a.mlops(&["rollback", &v1]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("cannot roll back 1 resource(s)"), "only the model is named: {}", refused.stderr);
+    assert!(refused.stderr.contains("models.churn"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("copy it back"), "{}", refused.stderr);
+    assert_eq!(a.env.lineage("sm"), before, "nothing recorded");
+    assert_eq!(served()["blue"][0], format!("s3://{models}/churn/v4/model.tar.gz"), "nothing changed");
+}

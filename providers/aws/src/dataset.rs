@@ -387,7 +387,12 @@ impl ResourceType for Datasets {
         delete(&self.0, prior, progress).await
     }
 
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         restorable(&self.0, config, desired).await
     }
 

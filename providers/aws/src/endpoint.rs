@@ -675,6 +675,47 @@ impl mlops_provider_core::ResourceType for Endpoints {
         delete(&self.0, address, prior, progress).await
     }
 
+    /// The recorded endpoint config: its variants (models, instance types), weights, instance
+    /// counts and autoscaling, switched to through the same update path (and `rollout:`) as a
+    /// forward change.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["config_name", "variants", "weights", "capacity", "autoscaling"]
+    }
+
+    /// Every model a recorded variant served is produced by a model of this rollback, or is still
+    /// in SageMaker.
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        desired: &Desired,
+        deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        let produced: Vec<&str> =
+            deps.values().filter_map(|d| d.attributes.get("model_name").and_then(Value::as_str)).collect();
+        let c = self.0.clients().await?;
+        let mut gone = Vec::new();
+        for v in desired.attributes.get("variants").and_then(Value::as_array).into_iter().flatten() {
+            let model = str_of(v.get("model_name"));
+            if produced.contains(&model.as_str()) {
+                continue;
+            }
+            match c.sm.describe_model().model_name(&model).send().await {
+                Ok(_) => {}
+                Err(e) if error_code(&e).as_deref() == Some("ValidationException") => {
+                    gone.push(format!("{model} (variant {})", str_of(v.get("name"))))
+                }
+                Err(e) => return Err(sdk_error(&format!("describe model {model}"), e)),
+            }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::invalid(format!(
+            "it served {}, which SageMaker no longer has and no model of this stack makes again",
+            gone.join(", ")
+        )))
+    }
+
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
         let scaled = mlops_provider_core::autoscaling::Autoscaling::of(config).is_some();
         let found = read_named(&self.0, id, scaled).await?;

@@ -83,6 +83,47 @@ pub(crate) async fn desired(p: &Aws, config: &ResourceConfig) -> Result<Desired,
     Ok(d)
 }
 
+/// Whether the recorded artifact bytes are what its URI holds now: SageMaker loads the object
+/// when an instance starts and cannot pin a VersionId, so bytes S3 keeps behind newer ones are
+/// named with how to put them back, and bytes no version keeps are gone.
+async fn restorable(p: &Aws, desired: &Desired) -> Result<(), ProviderError> {
+    let want = &desired.attributes;
+    let artifact = str_of(want.get("artifact"));
+    let Some((bucket, key)) = parse_s3(&artifact) else { return Ok(()) };
+    let digest = str_of(want.get("artifact_digest"));
+    let c = p.clients().await?;
+    let etag = |h: &aws_sdk_s3::operation::head_object::HeadObjectOutput| {
+        format!("etag:{}", h.e_tag().unwrap_or_default().trim_matches('"'))
+    };
+    let now = match c.s3.head_object().bucket(&bucket).key(&key).send().await {
+        Ok(h) => Some(etag(&h)),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => None,
+        Err(e) => return Err(sdk_error(&format!("head {artifact}"), e)),
+    };
+    if now.as_deref() == Some(digest.as_str()) {
+        return Ok(());
+    }
+    let version = want.get("artifact_version").and_then(Value::as_str);
+    let kept = match version {
+        Some(v) => match c.s3.head_object().bucket(&bucket).key(&key).version_id(v).send().await {
+            Ok(h) => etag(&h) == digest,
+            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 400 | 404)) => false,
+            Err(e) => return Err(sdk_error(&format!("head {artifact} version {v}"), e)),
+        },
+        None => false,
+    };
+    let holds =
+        now.map_or_else(|| "no longer exists".to_string(), |n| format!("now holds {n}, not the recorded {digest}"));
+    Err(ProviderError::invalid(match (kept, version) {
+        (true, Some(v)) => format!(
+            "{artifact} {holds}, and SageMaker loads the object, not a version: S3 keeps the recorded version {v}; \
+             copy it back (`aws s3api copy-object --bucket {bucket} --key {key} --copy-source {bucket}/{key}?versionId={v}`) \
+             and plan the rollback again"
+        ),
+        _ => format!("{artifact} {holds}, and S3 keeps no version with the recorded bytes: they are gone"),
+    }))
+}
+
 async fn describe(
     p: &Aws,
     name: &str,
@@ -496,6 +537,21 @@ impl ResourceType for Models {
         progress: &dyn Progress,
     ) -> Result<LiveState, ProviderError> {
         finish(&self.0, state, progress).await
+    }
+
+    /// The recorded model: its name (a hash of what it is), image, artifact, role, environment
+    /// and registry approval; made again under that name where it was deleted.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["model_name", "image", "artifact", "execution_role", "environment", "framework", "registry"]
+    }
+
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        restorable(&self.0, desired).await
     }
 
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {

@@ -124,9 +124,15 @@ pub trait ResourceType: Send + Sync {
     /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
     /// produced: the recorded bytes are still there (a registry version, a source file, an
     /// object version). Asked at plan time, so a rollback that cannot restore is refused before
-    /// anything changes; a type that cannot tell says so, which refuses the rollback.
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
-        let _ = desired;
+    /// anything changes; a type that cannot tell says so, which refuses the rollback. `deps` are
+    /// its dependencies' desired states as the rollback pins them (an endpoint's models).
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        let _ = (desired, deps);
         Err(ProviderError::invalid(format!(
             "the {} provider cannot yet roll a {} back to a recorded version",
             config.provider, config.address.kind

@@ -285,7 +285,12 @@ impl ResourceType for Datasets {
         Ok(())
     }
 
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         let (bucket, prefix) = Gcp::dataset_location(config)?;
         let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
         let mut gone = Vec::new();

@@ -193,7 +193,12 @@ impl ResourceType for Models {
     /// The recorded generation must still be the object's current one: whatever serves the model
     /// (KServe's storage initializer, a Vertex AI upload) reads the URI, not a generation, so a
     /// generation GCS keeps behind newer bytes is named with how to put it back, not pretended.
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         let uri =
             desired.attributes.get("artifact").and_then(Value::as_str).or(config.str("artifact")).unwrap_or_default();
         let Some(g) = desired.attributes.get("generation").and_then(Value::as_i64) else { return Ok(()) };

@@ -316,7 +316,12 @@ impl ResourceType for Endpoints {
 
     /// Every recorded object is whole in the record; the bytes its storage URI names are the
     /// model's to vouch for (its own `restorable`), and an image is restored as recorded.
-    async fn restorable(&self, _config: &ResourceConfig, _desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         Ok(())
     }
 

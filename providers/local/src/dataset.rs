@@ -236,7 +236,12 @@ impl ResourceType for Datasets {
         blocking(move || store.delete_dataset(&name)).await
     }
 
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         // The dataset folder holds today's files: the recorded ones must still be in the source.
         let want: BTreeMap<String, String> =
             serde_json::from_value(desired.attributes.get("files").cloned().unwrap_or_default()).unwrap_or_default();

@@ -118,7 +118,12 @@ impl ResourceType for Endpoints {
     }
 
     /// An endpoint carries no bytes of its own: it follows its model, which restores them.
-    async fn restorable(&self, _config: &ResourceConfig, _desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         Ok(())
     }
 

@@ -88,7 +88,12 @@ impl ResourceType for FeatureStores {
     }
 
     /// A feature store carries no bytes of its own: its schema is all a rollback sets.
-    async fn restorable(&self, _config: &ResourceConfig, _desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         Ok(())
     }
 

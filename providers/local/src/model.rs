@@ -191,7 +191,12 @@ impl ResourceType for Models {
         Some(format!("deleting {address} destroys its local registry: version {version} and every version before it"))
     }
 
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         let digest = desired.attributes.get("artifact_digest").and_then(Value::as_str).unwrap_or_default();
         let dir = self.0.model_dir(&config.address.name);
         if VersionStore::read(&dir)?.map(|r| r.holding(digest)).transpose()?.flatten().is_some() {

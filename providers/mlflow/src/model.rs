@@ -519,7 +519,12 @@ impl ResourceType for Models {
         Some(format!("deleting {address} deletes registered model {name} and every version in it"))
     }
 
-    async fn restorable(&self, config: &ResourceConfig, desired: &Desired) -> Result<(), ProviderError> {
+    async fn restorable(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
         let name = Tracking::name_of(config);
         let versions = self.0.versions(&name).await?;
         if Tracking::current(&versions, Some(&desired.attributes), None).is_some() {
