@@ -333,8 +333,13 @@ pub enum ChangeTag {
     /// The change takes a field another owner holds (another field manager of the object), or adopts an
     /// object this tool did not create; `apply` refuses it without `--force-conflicts`.
     Conflict { detail: String },
-    /// Part of a rollback to the versions recorded at this lineage commit.
-    Rollback { to_commit: String },
+    /// Part of a rollback to the versions recorded at this lineage commit; `leaves` is what it
+    /// does not bring back (a feature store's stored records).
+    Rollback {
+        to_commit: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        leaves: Option<String>,
+    },
     /// Lineage recorded the resource under other settings of its provider (a local `root:`, an
     /// account, a project) and nothing is there under the current ones: what exists under the
     /// recorded settings is left in place and forgotten, never called deleted.
@@ -389,7 +394,13 @@ impl ChangeTag {
                 format!("expect about {} min", expected_wait_secs.div_ceil(60))
             }
             ChangeTag::Conflict { detail } => detail.clone(),
-            ChangeTag::Rollback { to_commit } => format!("back to lineage {}", &to_commit[..12.min(to_commit.len())]),
+            ChangeTag::Rollback { to_commit, leaves } => {
+                let to = format!("back to lineage {}", &to_commit[..12.min(to_commit.len())]);
+                match leaves {
+                    Some(l) => format!("{to}: {l}"),
+                    None => to,
+                }
+            }
             ChangeTag::ProviderMoved { from, to } => format!(
                 "recorded under provider settings {from}, now {to}: what exists under the recorded settings is left in place and forgotten"
             ),

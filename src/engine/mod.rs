@@ -271,6 +271,11 @@ fn pin(
     changed
 }
 
+/// Whether `address` depends on a resource a rollback refused.
+fn behind_refused(stack: &Stack, address: &Address, refused: &BTreeSet<Address>) -> bool {
+    stack.spec.resource(address).is_some_and(|r| r.config.dependencies.iter().any(|d| refused.contains(d)))
+}
+
 /// Why a desired state is missing: `true` when the provider cannot restore a rollback's pin.
 type DesiredError = (bool, ProviderError);
 
@@ -325,14 +330,10 @@ pub async fn desired_states(
     let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut unrestorable = Vec::new();
-    // Refused by a rollback, with what depends on them: the refusal names the former only.
+    // Refused by a rollback: what depends on one is still asked (it may be refused on its own
+    // account), but failing for want of it is not another error.
     let mut refused: BTreeSet<Address> = BTreeSet::new();
     for wave in waves(stack, selected) {
-        let (wave, behind): (Vec<Address>, Vec<Address>) = wave.into_iter().partition(|a| {
-            let r = stack.spec.resource(a).expect("waves come from the spec");
-            !r.config.dependencies.iter().any(|d| refused.contains(d))
-        });
-        refused.extend(behind);
         let results: Vec<(Address, Result<Desired, DesiredError>)> = stream::iter(wave)
             .map(|a| {
                 let out = &out;
@@ -389,6 +390,9 @@ pub async fn desired_states(
                 Err((true, e)) => {
                     refused.insert(a.clone());
                     unrestorable.push((a, e));
+                }
+                Err((false, _)) if behind_refused(stack, &a, &refused) => {
+                    refused.insert(a);
                 }
                 Err((false, e)) => errors.push((a, e)),
             }
@@ -657,7 +661,11 @@ pub fn assemble(
         }
         if let Some((p, _)) = request.promotion.as_ref().filter(|(p, _)| p.rollback) {
             if change.action != Action::NoOp {
-                change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone() });
+                let leaves = provider
+                    .and_then(|p| p.resource(change.address.kind))
+                    .and_then(|t| t.rollback_leaves())
+                    .map(str::to_string);
+                change.tags.push(plan::ChangeTag::Rollback { to_commit: p.lineage_commit.clone(), leaves });
             }
         }
         changes.push(change);

@@ -1,7 +1,7 @@
 //! Audit from lineage on the local provider: `log`, `state --at`, `graph`, `audit export`,
 //! `verify` and `rollback` over a history with replaces, deletes, partial and interrupted applies.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{NOW, TestEnv};
 
@@ -312,9 +312,21 @@ fn rollback_plans_exactly_the_versions_back_and_refuses_bytes_that_are_gone() {
     apply_at(&env, 0, &[]).ok();
     let v1 = env.lineage("quickstart")[0].clone();
     let original = env.read("data/train/2026-11.csv");
+    let spec = env.read("mlops.yaml");
     for (i, w) in ["2", "3"].iter().enumerate() {
         env.write("model/churn-clf.json", &format!("{{\"weights\": [{w}]}}\n"));
         env.write("data/train/2026-11.csv", &format!("{original}{w}00,0\n"));
+        // The serving settings and the feature store's definition move on with each release.
+        env.write(
+            "mlops.yaml",
+            &spec
+                .replace("instance_count: 2", &format!("instance_count: {}", 2 + i + 1))
+                .replace("canary_percent: 10", &format!("canary_percent: {}0", 2 + i))
+                .replace(
+                    "      event_time: string",
+                    &format!("      event_time: string\n      score_v{w}: fractional"),
+                ),
+        );
         env.commit(&format!("v{w}"));
         apply_at(&env, 100 * (i as i64 + 1), &[]).ok();
     }
@@ -351,6 +363,7 @@ fn rollback_plans_exactly_the_versions_back_and_refuses_bytes_that_are_gone() {
         [
             ("datasets.churn-train".into(), "update".into()),
             ("models.churn-clf".into(), "update".into()),
+            ("feature_stores.customer".into(), "update".into()),
             ("endpoints.churn-api".into(), "update".into()),
             ("endpoints.shadow".into(), "delete".into()),
         ]
@@ -361,12 +374,24 @@ fn rollback_plans_exactly_the_versions_back_and_refuses_bytes_that_are_gone() {
     let md = env.mlops(&["show", "rollback.json", "--format", "markdown"]).ok().stdout;
     assert!(md.contains("> **Rollback: every version back to lineage"), "{md}");
 
+    let store = plan["changes"].as_array().unwrap().iter().find(|c| c["address"] == "feature_stores.customer").unwrap();
+    let tag = store["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "rollback").unwrap();
+    assert_eq!(tag["leaves"], "the definition comes back as recorded; the stored feature records are not restored");
+    assert!(run.stdout.contains("the stored feature records are not restored"), "{}", run.stdout);
+
     env.mlops_env(&["apply", "rollback.json"], &[("MLOPS_NOW", &at(400))]).ok();
     // The registry points at version 1 again: no new version was registered.
     assert_eq!(registry_current(&env), 1);
+    // The serving record as v1 had it, read from the provider's own files.
+    let serving: Value = serde_json::from_str(&env.read(".mlops/local/endpoints/churn-api.json")).unwrap();
+    assert_eq!(
+        (&serving["spec"]["replicas"], &serving["spec"]["canary_percent"]),
+        (&json!(2), &json!(10)),
+        "{serving}"
+    );
     let now = json(env.mlops(&["state", "--json"]));
     let then = json(env.mlops(&["state", "--at", &v1, "--json"]));
-    for a in ["datasets.churn-train", "models.churn-clf", "endpoints.churn-api"] {
+    for a in ["datasets.churn-train", "models.churn-clf", "endpoints.churn-api", "feature_stores.customer"] {
         let pick = |s: &Value| {
             let r = resource(s, a).unwrap();
             (r["version"].clone(), r["record"]["attributes"].clone())

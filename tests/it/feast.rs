@@ -282,3 +282,45 @@ fn a_tls_registry_server_is_reached_with_the_blocks_ca_certificate() {
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(view(&s.view_name())["join_key"], "customer_id");
 }
+
+/// `mlops rollback` re-applies a feature view's recorded definition (checked through Feast's SDK):
+/// a feature added since goes again, the TTL comes back, and the plan says the stored records are
+/// not restored; a rollback across an entity key change is a replacement, refused without
+/// `--allow-data-loss` as a forward one is.
+#[test]
+#[ignore = "needs a Feast registry server: `eval \"$(scripts/services up feast)\"`, then `cargo test -- --include-ignored`"]
+fn a_rollback_reapplies_the_recorded_definition_and_says_records_stay() {
+    let s = Store::new();
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let v1 = s.env.lineage("fs")[0].clone();
+    let at_v1 = view(&s.view_name());
+    let spec = s
+        .env
+        .read("mlops.yaml")
+        .replace("ttl: 24h", "ttl: 48h")
+        .replace("spend: fractional", "spend: fractional, churn_score: fractional");
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("v2");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(view(&s.view_name())["features"]["churn_score"], "Float64");
+    assert_eq!(view(&s.view_name())["ttl"], 172800.0);
+
+    let run = s.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    assert!(run.stdout.contains("the stored feature records are not restored"), "{}", run.stdout);
+    s.mlops(&["apply", "rb.json"]).ok();
+    assert_eq!(view(&s.view_name()), at_v1, "the view is defined as it was at v1");
+    let state =
+        |at: &str| -> Value { serde_json::from_str(&s.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap() };
+    let attributes = |st: &Value| st["resources"][0]["record"]["attributes"].clone();
+    assert_eq!(attributes(&state("now")), attributes(&state(&v1)));
+
+    // Back across an entity key change: the rows become unreachable, so the flag is needed.
+    s.write("account_id: string, event_time: string, tenure: integral, spend: fractional", "account_id");
+    s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
+    s.mlops(&["rollback", &v1, "--out", "back.json"]).ok();
+    let refused = s.mlops(&["apply", "back.json"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(view(&s.view_name())["join_key"], "account_id", "nothing changed");
+    s.mlops(&["apply", "back.json", "--allow-data-loss"]).ok();
+    assert_eq!(view(&s.view_name())["join_key"], "customer_id");
+}

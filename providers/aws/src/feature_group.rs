@@ -271,6 +271,26 @@ impl mlops_provider_core::ResourceType for FeatureGroups {
         check(config)
     }
 
+    /// The recorded definition, applied again as a forward change is (a replacement it forces
+    /// is data-destroying, as ever).
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["record_identifier", "event_time", "features", "online", "offline", "offline_uri", "execution_role"]
+    }
+
+    fn rollback_leaves(&self) -> Option<&'static str> {
+        Some(mlops_provider_core::FEATURE_RECORDS_NOT_RESTORED)
+    }
+
+    /// The definition is whole in the record.
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &mlops_provider_core::Dependencies,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     async fn desired(
         &self,
         config: &ResourceConfig,

@@ -121,6 +121,12 @@ pub trait ResourceType: Send + Sync {
         &[]
     }
 
+    /// What a rollback of this type does not bring back, said in the plan beside the `rollback`
+    /// tag (a feature store's stored records: its definition comes back, not its data).
+    fn rollback_leaves(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
     /// produced: the recorded bytes are still there (a registry version, a source file, an
     /// object version). Asked at plan time, so a rollback that cannot restore is refused before
@@ -146,6 +152,10 @@ pub trait ResourceType: Send + Sync {
         Err(ProviderError::invalid(format!("the {} provider cannot import {}", config.provider, config.address.kind)))
     }
 }
+
+/// What a rollback of a feature store leaves as it is (its `rollback_leaves`).
+pub const FEATURE_RECORDS_NOT_RESTORED: &str =
+    "the definition comes back as recorded; the stored feature records are not restored";
 
 /// The usual `delete_destroys_data` of a feature store: its stored records go with it.
 pub fn records_destroyed(address: &Address) -> Option<String> {

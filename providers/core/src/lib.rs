@@ -16,7 +16,7 @@ mod contract;
 mod dataset;
 pub mod rollout;
 mod state;
-pub use contract::{Provider, ResourceType, records_destroyed};
+pub use contract::{FEATURE_RECORDS_NOT_RESTORED, Provider, ResourceType, records_destroyed};
 pub use dataset::{
     EntryOf, SyncPlan, dataset_manifest, not_in_source, skipped_source_entries, source_files, sync_plan,
     unrestorable_files,

@@ -287,6 +287,37 @@ impl ResourceType for FeatureViews {
         out
     }
 
+    /// The recorded definition, applied again as a forward change is (a replacement it forces
+    /// is data-destroying, as ever).
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &[
+            "entity",
+            "record_identifier",
+            "record_identifier_type",
+            "event_time",
+            "source",
+            "features",
+            "ttl_seconds",
+            "online",
+            "offline",
+            "feature_services",
+        ]
+    }
+
+    fn rollback_leaves(&self) -> Option<&'static str> {
+        Some(mlops_provider_core::FEATURE_RECORDS_NOT_RESTORED)
+    }
+
+    /// The definition is whole in the record.
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
         let b = &config.body;
         let names = FeastRegistry::names(&config.address, b);

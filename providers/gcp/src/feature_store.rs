@@ -373,6 +373,26 @@ impl ResourceType for FeatureStores {
         Gcp::feature_store_check(config)
     }
 
+    /// The recorded definition, applied again as a forward change is (a replacement it forces
+    /// is data-destroying, as ever).
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["table", "entity_id_columns", "timestamp_column", "features", "online", "labels"]
+    }
+
+    fn rollback_leaves(&self) -> Option<&'static str> {
+        Some(mlops_provider_core::FEATURE_RECORDS_NOT_RESTORED)
+    }
+
+    /// The definition is whole in the record.
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
         Ok(Gcp::feature_store_desired(config))
     }

@@ -117,6 +117,12 @@ impl ResourceType for Endpoints {
         blocking(move || remove_file_if_exists(&file)).await
     }
 
+    /// The recorded serving settings: instance type, replicas and canary share (its model's
+    /// digest follows the model, which restores its bytes).
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["instance_type", "replicas", "canary_percent"]
+    }
+
     /// An endpoint carries no bytes of its own: it follows its model, which restores them.
     async fn restorable(
         &self,

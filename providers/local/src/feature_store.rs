@@ -87,7 +87,17 @@ impl ResourceType for FeatureStores {
         mlops_provider_core::records_destroyed(address)
     }
 
-    /// A feature store carries no bytes of its own: its schema is all a rollback sets.
+    /// The recorded definition, applied again as a forward change is (a replacement it forces
+    /// is data-destroying, as ever).
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["record_identifier", "event_time", "features", "online", "offline"]
+    }
+
+    fn rollback_leaves(&self) -> Option<&'static str> {
+        Some(mlops_provider_core::FEATURE_RECORDS_NOT_RESTORED)
+    }
+
+    /// A feature store carries no bytes of its own: its definition is whole in the record.
     async fn restorable(
         &self,
         _config: &ResourceConfig,
