@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Runs `code` with `ai` (the discovery client), `loc` (a location) and `wait(op)` against the
 /// test service; the last line printed is JSON.
@@ -686,4 +686,69 @@ fn a_feature_store_is_a_feature_group_an_online_store_and_a_view_and_a_new_key_d
     s.env.commit("no feature store");
     s.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
     assert_eq!(look(&id), Value::Null);
+}
+
+/// `mlops rollback` on Vertex AI: two releases of the model (a new object, a new container) and of
+/// the endpoint's machine type and replicas; rolled back to the first, the default model version
+/// is one with v1's artifact folder, container and source, deployed on v1's machine type and
+/// replica bounds with all the traffic (read through Google's discovery client), and
+/// `state --at now` equals `state --at` v1 for both.
+#[cfg(feature = "gcp")]
+#[test]
+#[ignore = "needs fake-gcs-server and the Vertex AI test service: `eval \"$(scripts/services up gcp vertex)\"`, then `cargo test -- --include-ignored`"]
+fn a_rollback_serves_the_recorded_model_version_on_the_recorded_machines() {
+    let s = VertexStack::new();
+    s.append(
+        "endpoints:\n  api:\n    model: models.churn\n    instance_type: n1-standard-2\n    \
+             instance_count: 1\n    max_replicas: 2\n",
+    );
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let v1 = s.env.lineage(&s.project)[0].clone();
+    let name = format!("projects/test/locations/us-central1/endpoints/{}-api", s.project);
+    let served = || {
+        vertex(&format!(
+            "e = ai.projects().locations().endpoints().get(name={name:?}).execute()\n\
+             d = e['deployedModels'][0]\n\
+             m = ai.projects().locations().models().get(name=d['model'] + '@' + d['modelVersionId']).execute()\n\
+             r = d['dedicatedResources']\n\
+             print(json.dumps([len(e['deployedModels']), m['artifactUri'], m['containerSpec']['imageUri'], \
+               m['labels']['mlops-source'], 'default' in m['versionAliases'], r['machineSpec']['machineType'], \
+               r['minReplicaCount'], r['maxReplicaCount'], e['trafficSplit'][d['id']]]))"
+        ))
+    };
+    let at_v1 = served();
+    assert_eq!(at_v1[1], format!("gs://{}/churn/", s.bucket), "{at_v1}");
+    assert_eq!(at_v1[5], "n1-standard-2", "{at_v1}");
+
+    crate::gcp::put_object(&s.gcs, &s.bucket, "churn/v2/model.bst", "weights v2");
+    let spec = s
+        .env
+        .read("mlops.yaml")
+        .replace("/churn/model.bst", "/churn/v2/model.bst")
+        .replace("xgboost-cpu.1-7:latest", "xgboost-cpu.2-0:latest")
+        .replace("instance_type: n1-standard-2", "instance_type: n1-standard-4")
+        .replace("instance_count: 1\n    max_replicas: 2", "instance_count: 2\n    max_replicas: 3");
+    s.env.write("mlops.yaml", &spec);
+    s.env.commit("v2");
+    s.mlops(&["apply", "--auto-approve"]).ok();
+    let at_v2 = served();
+    assert_eq!(
+        (at_v2[1].clone(), at_v2[5].clone()),
+        (json!(format!("gs://{}/churn/v2/", s.bucket)), json!("n1-standard-4"))
+    );
+
+    let plan = s.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    assert!(plan.stdout.contains("# rollback: back to lineage"), "{}", plan.stdout);
+    s.mlops(&["apply", "rb.json"]).ok();
+    assert_eq!(served(), at_v1, "v1's artifact, container and source serve on v1's machines");
+    let state =
+        |at: &str| -> Value { serde_json::from_str(&s.mlops(&["state", "--at", at, "--json"]).ok().stdout).unwrap() };
+    let (now, then) = (state("now"), state(&v1));
+    for address in ["models.churn", "endpoints.api"] {
+        let attributes = |st: &Value| {
+            let r = st["resources"].as_array().unwrap().iter().find(|r| r["address"] == address).unwrap();
+            r["record"]["attributes"].clone()
+        };
+        assert_eq!(attributes(&now), attributes(&then), "{address} is recorded as it was at v1");
+    }
 }

@@ -128,22 +128,17 @@ pub trait ResourceType: Send + Sync {
     }
 
     /// Whether `desired`, pinned to versions recorded earlier (`mlops rollback`), can still be
-    /// produced: the recorded bytes are still there (a registry version, a source file, an
-    /// object version). Asked at plan time, so a rollback that cannot restore is refused before
-    /// anything changes; a type that cannot tell says so, which refuses the rollback. `deps` are
-    /// its dependencies' desired states as the rollback pins them (an endpoint's models).
+    /// produced: the recorded bytes are still there and still what the backend would serve (a
+    /// registry version, a source file, an object version that is the current one). Asked at plan
+    /// time, so a rollback that cannot restore is refused before anything changes, naming what is
+    /// gone. Every type answers: one that carries no bytes of its own says so. `deps` are its
+    /// dependencies' desired states as the rollback pins them (an endpoint's models).
     async fn restorable(
         &self,
         config: &ResourceConfig,
         desired: &Desired,
         deps: &Dependencies,
-    ) -> Result<(), ProviderError> {
-        let _ = (desired, deps);
-        Err(ProviderError::invalid(format!(
-            "the {} provider cannot yet roll a {} back to a recorded version",
-            config.provider, config.address.kind
-        )))
-    }
+    ) -> Result<(), ProviderError>;
 
     /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
     /// URI), to adopt it as the resource `config` declares (`mlops import`).

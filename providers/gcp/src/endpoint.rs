@@ -502,6 +502,22 @@ impl ResourceType for Endpoints {
         Gcp::endpoint_check(config)
     }
 
+    /// The recorded machine type, replica bounds, autoscaling target and traffic share; what it
+    /// serves follows its model, which is restored first.
+    fn restored_attributes(&self) -> &'static [&'static str] {
+        &["machine_type", "replicas", "scale_on", "traffic"]
+    }
+
+    /// An endpoint carries no bytes of its own: its model vouches for them.
+    async fn restorable(
+        &self,
+        _config: &ResourceConfig,
+        _desired: &Desired,
+        _deps: &Dependencies,
+    ) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     async fn desired(&self, config: &ResourceConfig, deps: &Dependencies) -> Result<Desired, ProviderError> {
         self.0.endpoint_desired(config, deps).await
     }

@@ -185,9 +185,11 @@ impl ResourceType for Models {
     }
 
     /// The recorded URI with its generation (a model moved to a new object per version comes back
-    /// to its earlier object), and the serving image and framework recorded with it.
+    /// to its earlier object), the serving image and framework recorded with it, and its Vertex AI
+    /// registration: a version with the recorded artifact, container and aliases is the default
+    /// again (uploaded again from those, as a forward change would).
     fn restored_attributes(&self) -> &'static [&'static str] {
-        &["artifact", "image", "framework"]
+        &["artifact", "image", "framework", "vertex"]
     }
 
     /// The recorded generation must still be the object's current one: whatever serves the model
