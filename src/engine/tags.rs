@@ -50,11 +50,20 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
         (Some(b), Some(n)) if b.get("version") != n.get("version") => Some((b, n)),
         _ => None,
     };
+    // The bytes' digest as the provider pinned them (an object's checksum, a folder's manifest).
+    let digest = |attrs: Option<&mlops_provider_core::Attributes>| -> Option<Value> {
+        attrs.and_then(|m| m.get("artifact_digest").or_else(|| m.get("model_digest"))).cloned()
+    };
     if let Some((before, now)) = moved {
+        // A reference's own digest where its registry knows one, else the pinned bytes'.
         out.push(ChangeTag::ModelVersionChange {
             from_version: before.get("version").cloned(),
-            from_digest: before.get("digest").cloned().filter(|d| !d.is_null()),
-            to_digest: now.get("digest").cloned().filter(|d| !d.is_null()),
+            from_digest: before
+                .get("digest")
+                .cloned()
+                .filter(|d| !d.is_null())
+                .or_else(|| digest(change.live.as_ref().map(|l| &l.attributes))),
+            to_digest: now.get("digest").cloned().filter(|d| !d.is_null()).or_else(|| digest(change.desired.as_ref())),
             reference: now.get("reference").and_then(Value::as_str).map(str::to_string),
             to_version: now.get("version").cloned(),
         });
@@ -63,9 +72,6 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
         {
             let outputs = change.live.as_ref().map(|l| &l.outputs);
             let from_version = outputs.and_then(crate::plan::version_in).cloned();
-            let digest = |attrs: Option<&mlops_provider_core::Attributes>| -> Option<Value> {
-                attrs.and_then(|m| m.get("artifact_digest").or_else(|| m.get("model_digest"))).cloned()
-            };
             out.push(ChangeTag::ModelVersionChange {
                 from_version,
                 from_digest: digest(change.live.as_ref().map(|l| &l.attributes)).or_else(|| a.before.clone()),

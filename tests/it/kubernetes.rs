@@ -365,10 +365,13 @@ impl K8s {
         serde_json::from_str(&run.stdout).unwrap()
     }
 
+    /// The lineage record of `address` in the stack mlops.yaml declares.
     fn lineage_record(&self, address: &str) -> Value {
         let (kind, name) = address.split_once('.').unwrap();
+        let spec = self.env.read("mlops.yaml");
+        let project = spec.lines().find_map(|l| l.strip_prefix("project: ")).expect("the spec names its project");
         serde_json::from_str(
-            &self.env.git(&["show", &format!("refs/mlops/lineage/k8s/default:resources/{kind}/{name}.json")]),
+            &self.env.git(&["show", &format!("refs/mlops/lineage/{project}/default:resources/{kind}/{name}.json")]),
         )
         .unwrap()
     }
@@ -1094,21 +1097,55 @@ fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges() {
         ("registered_model: churn", format!("registered_model: {registered}")),
         ("models:/churn@champion", format!("models:/{registered}@champion")),
     ];
+    // The training job writes an MLflow model folder: its MLmodel file and the weights.
     let object = "churn/2026-11-28/model.bst";
     let files = ["mlops.yaml", "registry.yaml"];
     let (k, models) = K8s::example("mlflow-kserve", &files, object, &edits, vec![("MLFLOW_TRACKING_URI", mlflow)]);
+    put_object(&k.gcs, &models, "churn/2026-11-28/MLmodel", "flavors: { xgboost: { model_format: xgb } }");
     let _controller = k.controller();
     k.mlops(&["-f", "registry.yaml", "apply", "--auto-approve"]).ok();
-    let version = crate::mlflow::mlflow(&format!(
-        "print(json.dumps(c.get_model_version_by_alias({registered:?}, 'champion').source))"
-    ));
-    assert_eq!(version, format!("gs://{models}/{object}"));
+    let champion = || {
+        crate::mlflow::mlflow(&format!(
+            "print(json.dumps(c.get_model_version_by_alias({registered:?}, 'champion').source))"
+        ))
+    };
+    let folder = format!("gs://{models}/churn/2026-11-28/");
+    assert_eq!(champion(), folder);
     k.mlops(&["apply", "--auto-approve"]).ok();
-    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-kserve").expect("the InferenceService exists");
-    assert_eq!(isvc["spec"]["predictor"]["model"]["storageUri"], format!("gs://{models}/{object}"));
+    let storage = || k.storage_uri("churn-kserve");
+    assert_eq!(storage(), folder);
+    // Pinned as the folder's manifest: both objects at their generations, its digest the version.
+    let record = k.lineage_record("models.churn");
+    let files: Vec<&String> = record["attributes"]["files"].as_object().unwrap().keys().collect();
+    assert_eq!(files, ["MLmodel", "model.bst"], "{record}");
+    let manifest = record["attributes"]["artifact_digest"].as_str().unwrap().to_string();
+    assert!(manifest.starts_with("sha256:"), "{record}");
     k.wait_until_no_changes();
     let registry = k.mlops(&["-f", "registry.yaml", "plan", "--detailed-exitcode"]);
     assert_eq!(registry.status, 0, "{}{}", registry.stdout, registry.stderr);
+
+    // Next week's model: a new folder registered and the alias moved, a reviewed change here.
+    put_object(&k.gcs, &models, "churn/2026-12-05/model.bst", "weights v2");
+    put_object(&k.gcs, &models, "churn/2026-12-05/MLmodel", "flavors: { xgboost: { model_format: xgb } }");
+    let spec = k.env.read("registry.yaml").replace("/churn/2026-11-28/", "/churn/2026-12-05/");
+    k.env.write("registry.yaml", &spec);
+    k.env.commit("next week's model");
+    k.mlops(&["-f", "registry.yaml", "apply", "--auto-approve"]).ok();
+    let plan = k.plan_json();
+    let m = change(&plan, "models.churn");
+    let tag = m["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "model-version-change").expect("tagged");
+    assert_eq!(tag["from_digest"], manifest.as_str(), "{tag}");
+    assert!(
+        tag["to_digest"].as_str().unwrap().starts_with("sha256:") && tag["to_digest"] != tag["from_digest"],
+        "{tag}"
+    );
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(storage(), format!("gs://{models}/churn/2026-12-05/"));
+
+    // One file of the pinned folder rewritten behind its back: a new version the plan shows.
+    put_object(&k.gcs, &models, "churn/2026-12-05/model.bst", "weights v2, retrained");
+    let plan = k.plan_json();
+    assert_eq!(change(&plan, "models.churn")["action"], "update", "{plan}");
 }
 
 /// `mlops rollback` puts what serves back as it was: three applies of the model (a new object per

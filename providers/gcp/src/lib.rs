@@ -221,6 +221,15 @@ impl Gcp {
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<Object>, ProviderError> {
+        self.list_with(bucket, prefix, false).await
+    }
+
+    /// Every generation GCS keeps under `prefix`, current and noncurrent.
+    async fn generations(&self, bucket: &str, prefix: &str) -> Result<Vec<Object>, ProviderError> {
+        self.list_with(bucket, prefix, true).await
+    }
+
+    async fn list_with(&self, bucket: &str, prefix: &str, versions: bool) -> Result<Vec<Object>, ProviderError> {
         let client = self.client().await?;
         let mut out = Vec::new();
         let mut page_token = None;
@@ -228,6 +237,7 @@ impl Gcp {
             let req = ListObjectsRequest {
                 bucket: bucket.to_string(),
                 prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+                versions: versions.then_some(true),
                 page_token: page_token.clone(),
                 ..Default::default()
             };

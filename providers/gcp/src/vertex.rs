@@ -89,10 +89,18 @@ impl Gcp {
             "image": config.str("image"),
             "artifact_uri": artifact_folder(uri),
             // The bytes and the container a version is made of (a label value: digits, `-`, hex).
-            "source": pinned.get("generation").map(|g| {
-                let image = config.str("image").unwrap_or_default();
-                format!("{g}-{}", &hex::encode(sha2::Sha256::digest(image.as_bytes()))[..8])
-            }),
+            // An object's generation, or a folder's manifest digest (its first 16 hex digits).
+            "source": pinned
+                .get("generation")
+                .map(|g| g.to_string())
+                .or_else(|| {
+                    let digest = pinned.get("artifact_digest")?.as_str()?.strip_prefix("sha256:")?;
+                    Some(digest[..16].to_string())
+                })
+                .map(|g| {
+                    let image = config.str("image").unwrap_or_default();
+                    format!("{g}-{}", &hex::encode(sha2::Sha256::digest(image.as_bytes()))[..8])
+                }),
             "aliases": aliases,
             "labels": config.body.get("labels").cloned().unwrap_or_else(|| json!({})),
         }))
