@@ -328,6 +328,9 @@ pub enum ChangeTag {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to_version: Option<Value>,
     },
+    /// The image's tag names another manifest than when it was last applied (someone pushed to
+    /// it): what serves would change without the spec changing.
+    ImageMoved { image: String, from_digest: String, to_digest: String },
     /// The change usually takes long (an endpoint deployment): the expected wait in seconds.
     LongRunning { expected_wait_secs: u64 },
     /// The change takes a field another owner holds (another field manager of the object), or adopts an
@@ -364,6 +367,7 @@ impl ChangeTag {
             ChangeTag::DataDestroying { .. } => "data-destroying",
             ChangeTag::TrafficShift { .. } => "traffic-shift",
             ChangeTag::ModelVersionChange { .. } => "model-version-change",
+            ChangeTag::ImageMoved { .. } => "image-moved",
             ChangeTag::LongRunning { .. } => "long-running",
             ChangeTag::Conflict { .. } => "conflict",
             ChangeTag::Rollback { .. } => "rollback",
@@ -389,6 +393,9 @@ impl ChangeTag {
             }
             ChangeTag::ModelVersionChange { from_version, from_digest, to_digest, .. } => {
                 format!("from version {} ({}) to {}", show(from_version), show(from_digest), show(to_digest))
+            }
+            ChangeTag::ImageMoved { image, from_digest, to_digest } => {
+                format!("{image} moved from {from_digest} to {to_digest} since it was applied")
             }
             ChangeTag::LongRunning { expected_wait_secs } => {
                 format!("expect about {} min", expected_wait_secs.div_ceil(60))

@@ -177,6 +177,20 @@ pub async fn check_fresh(
                         continue;
                     }
                 }
+                let (then, moved) =
+                    (want.get(super::images::IMAGE_REF), now.and_then(|a| a.get(super::images::IMAGE_REF)));
+                if let (Some(then), Some(moved)) = (then, moved) {
+                    if then.get("digest") != moved.get("digest") {
+                        reasons.push(format!(
+                            "the image {} now names {}, not {} as planned ({})",
+                            then["image"].as_str().unwrap_or_default(),
+                            moved["digest"].as_str().unwrap_or_default(),
+                            then["digest"].as_str().unwrap_or_default(),
+                            c.address
+                        ));
+                        continue;
+                    }
+                }
                 if now != Some(want) {
                     reasons.push(format!(
                         "the inputs of {} (source files, artifacts or environment variables) changed since the plan was made",
@@ -589,6 +603,9 @@ async fn run_one<'a>(
         if let Some(reference) = desired.attributes.get(super::ARTIFACT_REF) {
             super::point_artifact(&mut config, reference);
         }
+        if let Some(image) = desired.attributes.get(super::images::IMAGE_REF) {
+            super::point_image(&mut config, image);
+        }
         let live = change.live.as_deref().cloned();
         let op = match change.action {
             Action::Create => Operation::Create,
@@ -613,8 +630,10 @@ async fn run_one<'a>(
         })?;
         // What the applied artifact was resolved from: recorded on success only (after a failure
         // the next plan shows the reference still to apply).
-        if let Some(r) = desired.attributes.get(super::ARTIFACT_REF) {
-            applied.attributes.insert(super::ARTIFACT_REF.into(), r.clone());
+        for key in [super::ARTIFACT_REF, super::images::IMAGE_REF] {
+            if let Some(r) = desired.attributes.get(key) {
+                applied.attributes.insert(key.into(), r.clone());
+            }
         }
         Ok::<_, Failure>(Some(applied))
     };

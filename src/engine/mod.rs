@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod images;
 pub mod recheck;
 pub mod tags;
 
@@ -313,6 +314,49 @@ async fn resolve_artifact(
     Ok(Some((config, value)))
 }
 
+/// A resource's `image` pinned by digest (see [`images`]) on a provider that runs images, unless
+/// the spec says `images: { pin: tag }`: its config deploying `name@digest`, and the resolution to
+/// record as [`images::IMAGE_REF`]. A promotion carries the digest recorded for the same image; a
+/// rollback restores the recorded one, refused when its registry no longer has it.
+async fn resolve_image(
+    stack: &Stack,
+    provider: &dyn Provider,
+    config: &ResourceConfig,
+    pinned: Option<&mlops_provider_core::Attributes>,
+    restore: bool,
+) -> Result<Option<Resolution>, DesiredError> {
+    let by_tag = stack.spec.spec.images.as_ref().is_some_and(|i| i.pin == crate::spec::model::ImagePin::Tag);
+    let Some(image) = config.str("image").filter(|_| provider.runs_images() && !by_tag) else { return Ok(None) };
+    let recorded = pinned.and_then(|p| p.get(images::IMAGE_REF));
+    let value = match recorded {
+        Some(r) if restore => {
+            if !images::still_there(r).await.map_err(|e| (false, e))? {
+                return Err((
+                    true,
+                    ProviderError::invalid(format!(
+                        "the image {} ({} then) is no longer in its registry",
+                        images::pinned(r).unwrap_or_default(),
+                        r.get("image").and_then(Value::as_str).unwrap_or_default()
+                    )),
+                ));
+            }
+            r.clone()
+        }
+        Some(r) if r.get("image").and_then(Value::as_str) == Some(image) => r.clone(),
+        _ => images::resolve(image).await.map_err(|e| (false, e))?,
+    };
+    let mut config = config.clone();
+    point_image(&mut config, &value);
+    Ok(Some((config, value)))
+}
+
+/// Points a resource's `image` at the digest it was resolved to (an [`images::IMAGE_REF`] value).
+pub(crate) fn point_image(config: &mut ResourceConfig, image_ref: &Value) {
+    if let Some(pinned) = images::pinned(image_ref) {
+        config.body["image"] = Value::String(pinned);
+    }
+}
+
 /// Points a resource's `artifact` at what its reference resolved to (an [`ARTIFACT_REF`] value).
 pub(crate) fn point_artifact(config: &mut ResourceConfig, reference: &Value) {
     let uri = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
@@ -361,9 +405,14 @@ pub async fn desired_states(
                         Ok(p) => {
                             async {
                                 let rt = p.type_of(a.kind).map_err(|e| (false, e))?;
+                                let imaged = resolve_image(stack, &*p, config, pins.get(&a), restore).await?;
+                                let config = imaged.as_ref().map_or(config, |(c, _)| c);
                                 let mut d = rt.desired(config, &deps).await.map_err(|e| (false, e))?;
                                 if let Some(reference) = reference {
                                     d.attributes.insert(ARTIFACT_REF.into(), reference.clone());
+                                }
+                                if let Some((_, image)) = imaged {
+                                    d.attributes.insert(images::IMAGE_REF.into(), image);
                                 }
                                 // Pinned before dependents see it: an endpoint follows its promoted model.
                                 let restored = if restore { rt.restored_attributes() } else { &[] };
@@ -484,8 +533,10 @@ pub async fn refresh(
                             let mut state = l;
                             // What a reference resolved to is known only to lineage: the live object
                             // holds the bytes, not the name they were resolved from.
-                            if let Some(r) = prior.and_then(|p| p.attributes.get(ARTIFACT_REF)) {
-                                state.attributes.insert(ARTIFACT_REF.into(), r.clone());
+                            for key in [ARTIFACT_REF, images::IMAGE_REF] {
+                                if let Some(r) = prior.and_then(|p| p.attributes.get(key)) {
+                                    state.attributes.insert(key.into(), r.clone());
+                                }
                             }
                             // Values read back are masked as the markers the spec and lineage hold.
                             let places: Vec<&mlops_provider_core::Attributes> =

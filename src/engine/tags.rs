@@ -81,6 +81,22 @@ pub fn tags(change: &ResourceChange, desired: Option<&Desired>, traffic: &[&str]
             });
         }
     }
+    // The same image as written, another manifest behind it now.
+    let image_ref = |attrs: Option<&mlops_provider_core::Attributes>| {
+        attrs.and_then(|a| a.get(crate::engine::images::IMAGE_REF)).cloned()
+    };
+    if let (Some(before), Some(now)) =
+        (image_ref(change.live.as_ref().map(|l| &l.attributes)), image_ref(change.desired.as_ref()))
+    {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        if s(&before, "image") == s(&now, "image") && s(&before, "digest") != s(&now, "digest") {
+            out.push(ChangeTag::ImageMoved {
+                image: s(&now, "image"),
+                from_digest: s(&before, "digest"),
+                to_digest: s(&now, "digest"),
+            });
+        }
+    }
     if let Some(secs) = desired.and_then(|d| d.expected_wait_secs) {
         out.push(ChangeTag::LongRunning { expected_wait_secs: secs });
     }

@@ -42,12 +42,37 @@ pub struct Spec {
     /// Gates `mlops check` evaluates on a plan (exit 3 when one blocks it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policies: Option<PolicyRules>,
+    /// Container images (a model's or an endpoint's `image`) on the providers that run them:
+    /// pinned by digest at plan time unless `pin: tag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Images>,
     /// Per environment (`--env NAME`), values deep-merged over the ones above: provider blocks,
     /// resource fields (e.g. `endpoints: { churn-api: { instance_count: 4 } }`), policies.
     /// Each environment has its own lineage: `refs/mlops/lineage/<project>/<environment>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": r"^[a-z0-9][a-z0-9_-]{0,62}$"}))]
     pub environments: BTreeMap<String, EnvironmentOverrides>,
+}
+
+/// How container images are recorded and deployed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// `digest` (the default): each tag is resolved through its registry at plan time, deployed
+    /// as `name@sha256:…` and recorded with its digest, so a tag moved later is a change the plan
+    /// shows (`image-moved`) and a rollback restores the digest. `tag`: images are recorded and
+    /// deployed as written (placeholders, or a registry mlops cannot reach).
+    #[serde(default)]
+    pub pin: ImagePin,
+}
+
+/// See [`Images::pin`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImagePin {
+    #[default]
+    Digest,
+    Tag,
 }
 
 /// What an environment overrides. Resources must be declared at the top level first.

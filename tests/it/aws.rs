@@ -107,6 +107,7 @@ impl Aws {
             &format!(
                 r#"version: 1
 project: sm
+images: {{ pin: tag }}
 providers:
   aws: {{ region: us-east-1 }}
 datasets:

@@ -36,18 +36,28 @@ pub(crate) fn view(name: &str) -> Value {
     ))
 }
 
+/// One writer at a time on the shared registry server: `feast serve_registry` over a file
+/// registry reads, changes and writes the whole registry per call, so two tests applying at once
+/// can lose one's entity (Feast's file registry is not transactional).
+pub(crate) fn one_writer() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Store {
     env: TestEnv,
     name: String,
     registry: String,
+    _writer: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Store {
     fn new() -> Store {
         let registry = crate::common::service("FEAST_REGISTRY", None, "feast");
+        let _writer = one_writer();
         let name = unique("churn");
         let env = TestEnv::new();
-        let s = Store { env, name, registry };
+        let s = Store { env, name, registry, _writer };
         s.write("customer_id: string, event_time: string, tenure: integral, spend: fractional", "customer_id");
         s
     }

@@ -239,7 +239,7 @@ impl K8s {
         env.write(
             "mlops.yaml",
             &format!(
-                "version: 1\nproject: k8s\nproviders:\n  gcp: {{ project: test }}\n  \
+                "version: 1\nproject: k8s\nimages: {{ pin: tag }}\nproviders:\n  gcp: {{ project: test }}\n  \
                  kubernetes: {{ kubeconfig: {kubeconfig}, namespace: {ns}, kserve_namespace: {ns} }}\n\
                  models:\n  churn:\n    artifact: gs://{models}/churn/model.bst\n    framework: xgboost\n    \
                  image: ghcr.io/example/xgboost-server:1.7\n\
@@ -1062,6 +1062,7 @@ fn the_kserve_example_applies_as_its_header_says_and_converges() {
 #[ignore = "needs the test apiserver, fake-gcs-server and a Feast registry: `eval \"$(scripts/services up gcp kubernetes feast)\"`, then `cargo test -- --include-ignored`"]
 fn the_feast_example_applies_as_its_header_says_and_converges() {
     let registry = crate::common::service("FEAST_REGISTRY", None, "feast");
+    let _writer = crate::feast::one_writer();
     // Unique on the shared registry: the feature store's name; the Feast project is the one the
     // test registry serves.
     let store = unique("customers");
@@ -1234,4 +1235,162 @@ fn a_rollback_serves_the_recorded_model_with_the_recorded_canary_image_and_repli
     assert!(refused.stderr.contains("now holds generation"), "{}", refused.stderr);
     assert_eq!(k.env.lineage("k8s")[0], v4, "nothing recorded");
     assert_eq!(served().0, format!("gs://{bucket}/churn/v4/model.bst"), "nothing changed");
+}
+
+/// The test OCI registry (Distribution 2.8, `scripts/services up registry`): `host:port`.
+fn registry() -> String {
+    crate::common::service("MLOPS_TEST_REGISTRY", None, "registry")
+}
+
+/// Pushes a small image to `repo:tag` on the test registry with the distribution API itself (a
+/// config blob, a layer blob, an OCI manifest) and returns its manifest digest. `content` makes
+/// it another image.
+fn push_image(repo: &str, tag: &str, content: &str) -> String {
+    use sha2::Digest;
+    let host = registry();
+    let upload = |bytes: &[u8]| -> (String, usize) {
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-D",
+                "-",
+                "-X",
+                "POST",
+                &format!("http://{host}/v2/{repo}/blobs/uploads/"),
+            ])
+            .output()
+            .unwrap();
+        let headers = String::from_utf8_lossy(&out.stdout).to_string();
+        let location = headers
+            .lines()
+            .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+            .unwrap_or_else(|| panic!("no upload location: {headers}"))
+            .trim()
+            .to_string();
+        let url = if location.starts_with("http") { location } else { format!("http://{host}{location}") };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-f", "-X", "PUT", "-H", "content-type: application/octet-stream", "--data-binary", "@-"])
+            .arg(format!("{url}{sep}digest={digest}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(bytes)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "blob upload: {}", String::from_utf8_lossy(&out.stderr));
+        (digest, bytes.len())
+    };
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"content":"{content}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+    );
+    let (config_digest, config_size) = upload(config.as_bytes());
+    let (layer_digest, layer_size) = upload(content.as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size }],
+    })
+    .to_string();
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-f",
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/vnd.oci.image.manifest.v1+json",
+            "-d",
+            &manifest,
+        ])
+        .arg(format!("http://{host}/v2/{repo}/manifests/{tag}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "manifest put: {}", String::from_utf8_lossy(&out.stderr));
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(manifest.as_bytes())))
+}
+
+/// Images on a real registry: the tag is resolved to its digest at plan time and the Deployment
+/// runs `name@sha256:…` (read through kube's client); a tag pushed to again is `image-moved`
+/// with both digests; a saved plan made before a push is refused as stale; a rollback brings the
+/// recorded digest back, and is refused when its manifest was deleted from the registry.
+#[test]
+#[ignore = "needs the test apiserver, fake-gcs-server and the OCI registry: `eval \"$(scripts/services up gcp kubernetes registry)\"`, then `cargo test -- --include-ignored`"]
+fn images_are_pinned_by_digest_and_a_moved_tag_is_a_reviewed_change() {
+    let host = registry();
+    let k = K8s::new(
+        "  churn-api:\n    runtime: deployment\n    model: models.churn\n    instance_count: 1\n    port: 8080\n    wait_timeout: 30s\n",
+    );
+    let repo = format!("acme/{}", unique("server"));
+    let image = format!("{host}/{repo}:1.7");
+    let spec = k
+        .env
+        .read("mlops.yaml")
+        .replace("images: { pin: tag }\n", "")
+        .replace("ghcr.io/example/xgboost-server:1.7", &image);
+    k.env.write("mlops.yaml", &spec);
+    k.env.commit("images from our registry");
+    let _controller = k.controller();
+    let d1 = push_image(&repo, "1.7", "v1");
+    let deployed = || {
+        let dep = k.cluster.get(&k.ns, &deployment_ar(), "churn-api").unwrap();
+        dep["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string()
+    };
+    let plan = k.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains(&format!("{host}/{repo}@{d1}")), "the plan shows the digest:\n{}", plan.stdout);
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    let v1 = k.env.lineage("k8s")[0].clone();
+    assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "deployed by digest");
+    let record = k.lineage_record("models.churn");
+    assert_eq!(record["attributes"]["image_ref"], json!({ "image": image, "digest": d1 }), "{record}");
+    k.rolled_out("churn-api");
+    k.wait_until_no_changes();
+
+    // Someone pushes to the tag: the next plan says so, with both digests.
+    let d2 = push_image(&repo, "1.7", "v2");
+    let plan = k.plan_json();
+    let m = change(&plan, "models.churn");
+    let moved = m["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "image-moved").expect("image-moved");
+    assert_eq!((&moved["from_digest"], &moved["to_digest"]), (&json!(d1), &json!(d2)), "{moved}");
+    assert_eq!(change(&plan, "endpoints.churn-api")["action"], "update");
+    k.mlops(&["plan", "--out", "saved.json"]).ok();
+
+    // And again before the saved plan is applied: it is stale, and nothing changes.
+    let d3 = push_image(&repo, "1.7", "v3");
+    let stale = k.mlops(&["apply", "saved.json"]);
+    assert_eq!(stale.status, 1, "{}{}", stale.stdout, stale.stderr);
+    assert!(stale.stderr.contains("now names") && stale.stderr.contains(&d3), "{}", stale.stderr);
+    assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "nothing changed");
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    assert_eq!(deployed(), format!("{host}/{repo}@{d3}"));
+    let v3 = k.env.lineage("k8s")[0].clone();
+    k.rolled_out("churn-api");
+
+    // Back to v1: the digest recorded then, whatever the tag names now.
+    k.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    k.mlops(&["apply", "rb.json"]).ok();
+    assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "v1's image by digest");
+    k.rolled_out("churn-api");
+
+    // v3's manifest deleted from the registry: a rollback to it is refused, naming the image.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "DELETE", &format!("http://{host}/v2/{repo}/manifests/{d3}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = k.env.lineage("k8s");
+    let refused = k.mlops(&["rollback", &v3]);
+    assert_eq!(refused.status, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains("is no longer in its registry"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("models.churn"), "{}", refused.stderr);
+    assert_eq!(k.env.lineage("k8s"), before, "nothing recorded");
+    assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "nothing changed");
 }

@@ -146,7 +146,7 @@ impl VertexStack {
         env.write(
             "mlops.yaml",
             &format!(
-                "version: 1\nproject: {project}\nproviders:\n  gcp: {{ project: test, region: us-central1 }}\nmodels:\n  \
+                "version: 1\nproject: {project}\nimages: {{ pin: tag }}\nproviders:\n  gcp: {{ project: test, region: us-central1 }}\nmodels:\n  \
                  churn:\n    artifact: gs://{bucket}/churn/model.bst\n    framework: xgboost\n    \
                  image: us-docker.pkg.dev/vertex-ai/prediction/xgboost-cpu.1-7:latest\n    labels: {{ team: ml }}\n    \
                  vertex: {{ display_name: churn-{bucket}, aliases: [champion] }}\n"

@@ -338,6 +338,10 @@ impl Provider for AwsProvider {
         })
     }
 
+    fn runs_images(&self) -> bool {
+        true
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["files", "artifact_digest", "artifact_version", "size"]
     }

@@ -27,6 +27,12 @@ pub trait Provider: Send + Sync {
         &[]
     }
 
+    /// Whether the provider runs container images (a model's or an endpoint's `image`): those are
+    /// pinned by digest at plan time (the spec's `images: { pin: digest }`, the default).
+    fn runs_images(&self) -> bool {
+        false
+    }
+
     /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
     /// a change to one is tagged `traffic-shift`.
     fn traffic_attributes(&self) -> &'static [&'static str] {

@@ -422,6 +422,10 @@ impl Provider for GcpProvider {
         })
     }
 
+    fn runs_images(&self) -> bool {
+        true
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["files", "artifact_digest", "generation", "crc32c", "md5", "size"]
     }

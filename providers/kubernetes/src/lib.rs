@@ -371,6 +371,10 @@ impl Provider for KubernetesProvider {
         }
     }
 
+    fn runs_images(&self) -> bool {
+        true
+    }
+
     fn version_attributes(&self) -> &'static [&'static str] {
         &["artifact_digest", "generation"]
     }
