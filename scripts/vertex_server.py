@@ -37,14 +37,59 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 DELAY = float(os.environ.get("VERTEX_OPERATION_DELAY", "1"))
 UNAVAILABLE = {t.strip() for t in os.environ.get("VERTEX_UNAVAILABLE_MACHINE_TYPES", "a2-megagpu-16g").split(",") if t.strip()}
-STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 412: "FAILED_PRECONDITION", 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED"}
+STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 501: "UNIMPLEMENTED"}
 RPC_CODE = {"INVALID_ARGUMENT": 3, "NOT_FOUND": 5, "ALREADY_EXISTS": 6, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9}
 
 
 class ApiError(Exception):
-    def __init__(self, code, message):
+    """An error as Google's front end answers it: HTTP `code`, and the canonical `status` (a
+    FAILED_PRECONDITION is HTTP 400, as Google sends it)."""
+
+    def __init__(self, code, message, status=None):
         super().__init__(message)
         self.code, self.message = code, message
+        self.status = status or STATUS.get(code, "UNKNOWN")
+
+
+def precondition(message):
+    return ApiError(400, message, "FAILED_PRECONDITION")
+
+
+# What Vertex AI requires on create that the discovery schemas do not mark (Google's reference
+# pages: "Required."), as (collection, body path) pairs; a path with `|` needs one of them.
+REQUIRED = {
+    "endpoints": ["displayName"],
+    "featureGroups": ["bigQuery.bigQuerySource.inputUri"],
+    "features": [],
+    "featureOnlineStores": ["bigtable|optimized"],
+    "featureViews": ["bigQuerySource|featureRegistrySource"],
+}
+
+# Resource ids a client may choose, per collection (Google's reference pages).
+ID_FORMATS = {
+    "endpoints": r"[a-z][a-z0-9-]{0,62}|[1-9][0-9]{0,9}",
+    "models": r"[a-z][a-z0-9_-]{0,62}",
+    "featureGroups": r"[a-z_][a-z0-9_]{0,59}",
+    "features": r"[a-z_][a-z0-9_]{0,59}",
+    "featureOnlineStores": r"[a-z_][a-z0-9_]{0,59}",
+    "featureViews": r"[a-z_][a-z0-9_]{0,59}",
+}
+
+
+def singular(collection):
+    """`featureGroups` → `FeatureGroup`: the word Google's type names use."""
+    word = collection[:-1] if collection.endswith("s") else collection
+    return word[:1].upper() + word[1:]
+
+
+def has_path(body, path):
+    value = body
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return False
+        value = value[part]
+    # An empty message is a choice too (`optimized: {}`); an empty string or list is not a value.
+    return value not in (None, "", [])
 
 
 def now():
@@ -122,12 +167,20 @@ class Api:
             ok = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and re.fullmatch(r"-?\d+", value))
             if not ok:
                 raise ApiError(400, f"Invalid value at '{where}' (TYPE_INT32), {json.dumps(value)}")
+            bits = 32 if schema.get("format", "int32") in ("int32", "uint32") else 64
+            if not -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1):
+                raise ApiError(400, f"Invalid value at '{where}' (TYPE_INT{bits}), {json.dumps(value)}: out of range")
         elif t == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ApiError(400, f"Invalid value at '{where}' (TYPE_DOUBLE), {json.dumps(value)}")
         elif t == "boolean":
             if not isinstance(value, bool):
                 raise ApiError(400, f"Invalid value at '{where}' (TYPE_BOOL), {json.dumps(value)}")
+
+    def updatable(self, ref):
+        """The fields of a schema an update mask may name: not output-only, not the identifier."""
+        props = self.schemas.get(ref, {}).get("properties", {})
+        return {k for k, v in props.items() if k != "name" and not v.get("description", "").startswith("Output only.")}
 
     def response_type(self, ref):
         return f"type.googleapis.com/google.cloud.aiplatform.v1.{ref.replace('GoogleCloudAiplatformV1', '')}"
@@ -142,6 +195,8 @@ class Store:
         self.ops = {}
         self.ids = itertools.count(1000)
         self.lock = threading.RLock()
+        # Names a create in flight has taken: a second create of one is ALREADY_EXISTS at once.
+        self.reserved = set()
 
     def settle(self):
         """Finishes the operations whose time has come, applying their effect."""
@@ -151,7 +206,7 @@ class Store:
                 try:
                     op["response"] = op.pop("_effect")()
                 except ApiError as e:
-                    op["error"] = {"code": RPC_CODE.get(STATUS.get(e.code, "FAILED_PRECONDITION"), 9), "message": e.message}
+                    op["error"] = {"code": RPC_CODE.get(e.status, 9), "message": e.message}
                 if op.get("response") is not None and "@type" not in op["response"]:
                     op["response"]["@type"] = op.pop("_type")
                 op.pop("_type", None)
@@ -210,28 +265,40 @@ def handle(store, trail, verb, method, path, query, body):
     if name.endswith(f"/{collection}"):
         name = name[: -len(collection) - 1]
     if verb == "create":
-        rid = (query.get(f"{collection[:-1]}Id") or [str(next(store.ids))])[0]
+        given = query.get(f"{collection[:-1]}Id")
+        rid = (given or [str(next(store.ids))])[0]
+        if given and collection in ID_FORMATS and not re.fullmatch(ID_FORMATS[collection], rid):
+            raise ApiError(400, f"Invalid {collection[:-1]}Id {rid!r}: it must match {ID_FORMATS[collection]}.")
+        for need in REQUIRED.get(collection, []):
+            if not any(has_path(body, p) for p in need.split("|")):
+                raise ApiError(400, f"{singular(collection)}.{need.replace('|', ' or ')} is required.")
+        # A child needs its parent (a feature its group, a view its online store).
+        if name.count("/") > 3 and name not in store.items:
+            raise ApiError(404, f"The parent {name} was not found.")
         full = f"{name}/{collection}/{rid}"
-        if full in store.items:
+        if full in store.items or full in store.reserved:
             raise ApiError(409, f"{full} already exists.")
+        store.reserved.add(full)
         resource = dict(body, name=full, createTime=now(), updateTime=now(), etag=f"e{next(store.ids)}")
         if collection == "endpoints":
             resource.setdefault("deployedModels", [])
             resource.setdefault("trafficSplit", {})
 
         def effect():
+            store.reserved.discard(full)
             store.items[full] = resource
             return copy.deepcopy(resource)
 
         # The operation's response is the created resource (the method's request type).
         created = method["request"]["$ref"]
-        return store.operation(location_of(full), effect, created, "Create" + collection[:-1].capitalize())
+        return store.operation(location_of(full), effect, created, "Create" + singular(collection))
     if verb == "get":
         return copy.deepcopy(model_version(store, name) if collection == "models" else store.get(name))
     if verb == "list":
         parent = name
         prefix = f"{parent}/{collection}/"
         found = [copy.deepcopy(v) for k, v in sorted(store.items.items()) if k.startswith(prefix) and "/" not in k[len(prefix):]]
+        found = [v for v in found if matches(v, (query.get("filter") or [""])[0])]
         key = next(k for k, p in api.schemas[response_ref]["properties"].items() if p.get("type") == "array")
         return {key: found}
     if verb == "patch" and collection == "models":
@@ -240,6 +307,10 @@ def handle(store, trail, verb, method, path, query, body):
         resource = store.get(name)
         mask = (query.get("updateMask") or [",".join(body)])[0]
         fields = [camel(f) for f in mask.split(",") if f]
+        updatable = api.updatable(method["request"]["$ref"])
+        for field in fields:
+            if field.split(".")[0] not in updatable:
+                raise ApiError(400, f"Field {field} of the {singular(collection)} cannot be updated (update_mask).")
         if collection == "endpoints" and "trafficSplit" in fields:
             check_split(resource, body.get("trafficSplit") or {})
         def effect():
@@ -253,27 +324,48 @@ def handle(store, trail, verb, method, path, query, body):
 
         # Some updates are long-running operations (the document says which, by the response).
         if response_ref == "GoogleLongrunningOperation":
-            return store.operation(location_of(name), effect, method["request"]["$ref"], "Update" + collection[:-1].capitalize())
+            return store.operation(location_of(name), effect, method["request"]["$ref"], "Update" + singular(collection))
         return effect()
     if verb == "delete":
         resource = store.get(name)
         if collection == "endpoints" and resource.get("deployedModels"):
-            raise ApiError(412, f"Endpoint {name} has deployed models; undeploy them first.")
+            raise precondition(f"Endpoint {name} has deployed models; undeploy them first.")
+        if collection == "models":
+            serving = [e for e in store.items.values() if any(d.get("model", "").split("@")[0] == name for d in e.get("deployedModels", []))]
+            if serving:
+                raise precondition(f"The model {name} is deployed to {serving[0]['name']}; undeploy it first.")
 
         def effect():
             # What lives under it goes with it (Vertex refuses that unless `force`; mlops forces).
             for child in [k for k in store.items if k.startswith(name + "/")]:
                 if not query.get("force") or query.get("force") == ["false"]:
-                    raise ApiError(412, f"{name} still has {child}; delete it first, or set force.")
+                    raise precondition(f"{name} still has {child}; delete it first, or set force.")
                 store.items.pop(child)
             store.items.pop(name, None)
             return {}
 
-        return store.operation(location_of(name), effect, None, "DeleteResource")
+        return store.operation(location_of(name), effect, None, "Delete")
     custom = CUSTOM.get((collection, verb))
     if custom is None:
         raise ApiError(501, f"{'.'.join(trail)}.{verb} is not implemented by this test service")
     return custom(store, name, body)
+
+
+def matches(resource, expression):
+    """The `list` filters of AIP-160 mlops and its tests use: `labels.KEY=VALUE`,
+    `display_name="X"`, joined by AND."""
+    for term in filter(None, (t.strip() for t in re.split(r"\s+AND\s+", expression))):
+        m = re.fullmatch(r'([a-zA-Z_.]+)\s*=\s*"?([^"]*)"?', term)
+        if not m:
+            raise ApiError(400, f"Unsupported filter: {term}")
+        field, want = m.groups()
+        if field.startswith("labels."):
+            got = (resource.get("labels") or {}).get(field[len("labels."):])
+        else:
+            got = resource.get(camel(field))
+        if got != want:
+            return False
+    return True
 
 
 def camel(path):
@@ -382,6 +474,8 @@ def deploy(store, name, body):
     if not deployed.get("model"):
         raise ApiError(400, "DeployedModel.model must be set.")
     model_version(store, deployed["model"])
+    if not (deployed.get("dedicatedResources") or deployed.get("automaticResources")):
+        raise ApiError(400, "DeployedModel needs dedicated_resources or automatic_resources.")
     machine = (deployed.get("dedicatedResources") or {}).get("machineSpec", {}).get("machineType")
     deployed.setdefault("id", str(next(store.ids)))
     deployed["createTime"] = now()
@@ -411,6 +505,10 @@ def undeploy(store, name, body):
     did = body.get("deployedModelId")
     if not any(d["id"] == did for d in endpoint["deployedModels"]):
         raise ApiError(404, f"Deployed model {did} not found on {name}.")
+    if body.get("trafficSplit"):
+        check_split(endpoint, body["trafficSplit"])
+        if int(body["trafficSplit"].get(did, 0)):
+            raise ApiError(400, f"Deployed model {did} is being undeployed: the traffic split must give it none.")
     split = body.get("trafficSplit") or {k: v for k, v in endpoint["trafficSplit"].items() if k != did}
     if endpoint["trafficSplit"].get(did) and not body.get("trafficSplit") and len(endpoint["deployedModels"]) > 1:
         raise ApiError(400, f"Deployed model {did} still receives traffic: give the new traffic split.")
@@ -513,8 +611,7 @@ def make_handler(api, store):
                     out = handle(store, trail, verb, method, path, query, body)
                 self.reply(200, out)
             except ApiError as e:
-                status = STATUS.get(e.code, "UNKNOWN")
-                self.reply(e.code, {"error": {"code": e.code, "message": e.message, "status": status}})
+                self.reply(e.code, {"error": {"code": e.code, "message": e.message, "status": e.status}})
 
         do_GET = do_POST = do_PATCH = do_DELETE = serve
 

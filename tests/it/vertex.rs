@@ -46,8 +46,63 @@ fn the_service_refuses_what_the_discovery_document_does_not_allow() {
          eid = 'twice-' + str(time.time_ns())\n\
          wait(eps.create(parent=loc, endpointId=eid, body={'displayName': 'twice'}).execute())\n\
          out['duplicate'] = error(eps.create(parent=loc, endpointId=eid, body={'displayName': 'twice'}))\n\
+         # What Vertex AI refuses beyond the schemas (Google's reference pages).\n\
+         ms, fgs = ai.projects().locations().models(), ai.projects().locations().featureGroups()\n\
+         out['required_display_name'] = error(eps.create(parent=loc, body={}))\n\
+         out['required_big_query'] = error(fgs.create(parent=loc, featureGroupId='g' + str(time.time_ns()), body={}))\n\
+         out['missing_parent'] = error(fgs.features().create(parent=loc + '/featureGroups/nope', featureId='f', body={}))\n\
+         out['bad_id'] = error(eps.create(parent=loc, endpointId='Bad-Id!', body={'displayName': 'x'}))\n\
+         out['int32_overflow'] = error(ms.upload(parent=loc, body={'model': {'displayName': 'm', 'containerSpec': \
+           {'imageUri': 'i', 'ports': [{'containerPort': 2 ** 40}]}}}))\n\
+         out['inflight'] = error(eps.create(parent=loc, endpointId=eid + 'b', body={'displayName': 'a'}).execute() and \
+           eps.create(parent=loc, endpointId=eid + 'b', body={'displayName': 'b'}))\n\
+         ep = loc + '/endpoints/' + eid\n\
+         out['bad_mask'] = error(eps.patch(name=ep, updateMask='nonsense_field,name', body={'displayName': 'x'}))\n\
+         out['name_kept'] = eps.get(name=ep).execute()['displayName']\n\
+         up = wait(ms.upload(parent=loc, body={'model': {'displayName': 'm', 'artifactUri': 'gs://b/m/', \
+           'containerSpec': {'imageUri': 'i'}}}).execute())['response']['model']\n\
+         out['deploy_without_resources'] = error(eps.deployModel(endpoint=ep, body={'deployedModel': {'model': up}}))\n\
+         res = {'machineSpec': {'machineType': 'n1-standard-2'}, 'minReplicaCount': 1}\n\
+         d = wait(eps.deployModel(endpoint=ep, body={'deployedModel': {'model': up, 'dedicatedResources': res}}).execute())\n\
+         did = d['response']['deployedModel']['id']\n\
+         out['delete_deployed_model'] = error(ms.delete(name=up))\n\
+         out['undeploy_ghost'] = error(eps.undeployModel(endpoint=ep, body={'deployedModelId': did, 'trafficSplit': {'ghost': 100}}))\n\
+         out['deploy_metadata'] = d['metadata']['@type']\n\
+         g = 'g' + str(time.time_ns())\n\
+         op = fgs.create(parent=loc, featureGroupId=g, body={'bigQuery': {'bigQuerySource': {'inputUri': 'bq://p.d.t'}}}).execute()\n\
+         out['create_metadata'] = op['metadata']['@type']\n\
+         label = 'l' + str(time.time_ns())\n\
+         wait(eps.create(parent=loc, body={'displayName': 'labelled', 'labels': {'team': label}}).execute())\n\
+         out['filtered'] = [e['displayName'] for e in eps.list(parent=loc, filter='labels.team=' + label).execute().get('endpoints', [])]\n\
          print(json.dumps(out))",
     );
+    for (case, status) in [
+        ("required_display_name", "INVALID_ARGUMENT"),
+        ("required_big_query", "INVALID_ARGUMENT"),
+        ("missing_parent", "NOT_FOUND"),
+        ("bad_id", "INVALID_ARGUMENT"),
+        ("int32_overflow", "INVALID_ARGUMENT"),
+        ("inflight", "ALREADY_EXISTS"),
+        ("bad_mask", "INVALID_ARGUMENT"),
+        ("deploy_without_resources", "INVALID_ARGUMENT"),
+        ("delete_deployed_model", "FAILED_PRECONDITION"),
+        ("undeploy_ghost", "INVALID_ARGUMENT"),
+    ] {
+        assert_eq!(e[case]["status"], status, "{case}: {}", e[case]);
+    }
+    assert_eq!(e["delete_deployed_model"]["code"], 400, "Google answers FAILED_PRECONDITION with 400");
+    assert_eq!(e["name_kept"], "twice", "a refused mask changes nothing");
+    assert!(
+        e["deploy_metadata"].as_str().unwrap().ends_with(".DeployModelOperationMetadata"),
+        "{}",
+        e["deploy_metadata"]
+    );
+    assert!(
+        e["create_metadata"].as_str().unwrap().ends_with(".CreateFeatureGroupOperationMetadata"),
+        "{}",
+        e["create_metadata"]
+    );
+    assert_eq!(e["filtered"], json!(["labelled"]), "list honours filter");
     for (case, status) in [
         ("unknown_field", "INVALID_ARGUMENT"),
         ("wrong_type", "INVALID_ARGUMENT"),
