@@ -12,7 +12,9 @@ Added, following the SageMaker API reference (action names, parameters, error co
   LINEAR steps with their wait, the termination wait as the bake) keeps the endpoint `Updating` for
   the steps and the bake; an alarm of its AutoRollbackConfiguration in ALARM state in moto's
   CloudWatch (`set_alarm_state`) before the bake ends rolls it back: InService on the old config
-  with a FailureReason naming the alarm.
+  with a FailureReason naming the alarm. The DeploymentConfig is validated as SageMaker does: a
+  CANARY needs its CanarySize (at most half the fleet), a LINEAR step is 10-50% of the fleet (an
+  INSTANCE_COUNT counted against the new config's instances), and every alarm must exist.
 - An endpoint lifecycle: CreateEndpoint leaves the endpoint `Creating`, UpdateEndpoint and
   UpdateEndpointWeightsAndCapacities leave it `Updating`; after MOTO_SAGEMAKER_ENDPOINT_DELAY seconds
   (default 2) it is `InService`, or, when a production variant asks for an instance type listed in
@@ -109,8 +111,32 @@ def _firing(backend, names):
     return [n for n in names if n in alarms and alarms[n].state_value == "ALARM"]
 
 
-def _rollout_of(config):
-    """A DeploymentConfig's blue/green steps: their number and waits, the bake, the alarms."""
+def _step_percent(routing, key, bounds, fleet):
+    """A CanarySize or LinearStepSize as a share of the fleet (percent), refused as SageMaker
+    refuses it: missing, of an unknown type, or outside `bounds` of the variant's instances
+    (an INSTANCE_COUNT is counted against the new config's fleet)."""
+    size = routing.get(key)
+    kind = routing.get("Type")
+    if not size:
+        raise ValidationError(message=f"TrafficRoutingConfiguration.{key} is required for {kind} traffic routing.")
+    unit, value = size.get("Type"), int(size.get("Value", 0))
+    if unit == "CAPACITY_PERCENT":
+        percent = value
+    elif unit == "INSTANCE_COUNT":
+        percent = 100 * value / max(fleet, 1)
+    else:
+        raise ValidationError(message=f"{key}.Type must be INSTANCE_COUNT or CAPACITY_PERCENT, not {unit}.")
+    low, high = bounds
+    if value < 1 or not low <= percent <= high:
+        raise ValidationError(
+            message=f"{key} must be {low}-{high}% of the variant's total instance count ({fleet}), not {value} {unit}."
+        )
+    return percent
+
+
+def _rollout_of(config, backend=None, fleet=1):
+    """A DeploymentConfig's blue/green steps: their number and waits, the bake, the alarms.
+    Validated as SageMaker validates it (step sizes, alarms that exist) when `backend` is given."""
     if not config:
         return None
     policy = config.get("BlueGreenUpdatePolicy") or {}
@@ -118,13 +144,23 @@ def _rollout_of(config):
     kind = routing.get("Type", "ALL_AT_ONCE")
     wait = int(routing.get("WaitIntervalInSeconds", 0))
     if kind == "CANARY":
+        _step_percent(routing, "CanarySize", (0, 50), fleet)
         steps = 2
     elif kind == "LINEAR":
-        percent = int((routing.get("LinearStepSize") or {}).get("Value", 100)) or 100
-        steps = -(-100 // percent)
-    else:
+        percent = _step_percent(routing, "LinearStepSize", (10, 50), fleet)
+        steps = -(-100 // max(int(percent), 1))
+    elif kind == "ALL_AT_ONCE":
         steps = 1
+    else:
+        raise ValidationError(message=f"TrafficRoutingConfiguration.Type must be ALL_AT_ONCE, CANARY or LINEAR, not {kind}.")
     alarms = [a.get("AlarmName") for a in (config.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+    if backend is not None and alarms:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        known = cloudwatch_backends[backend.account_id][backend.region_name].alarms
+        for name in alarms:
+            if name not in known:
+                raise ValidationError(message=f"The alarm {name} in AutoRollbackConfiguration does not exist.")
     return {
         "duration": (steps - 1) * wait + int(policy.get("TerminationWaitInSeconds", 0)),
         "alarms": alarms,
@@ -237,6 +273,8 @@ def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exc
     if endpoint_config_name not in self.endpoint_configs:
         arn = sm.FakeEndpointConfig.arn_formatter(endpoint_config_name, self.account_id, self.region_name)
         raise ValidationError(message=f"Could not find endpoint configuration \"{arn}\".")
+    fleet = sum(int(v.get("InitialInstanceCount") or 0) for v in self.endpoint_configs[endpoint_config_name].production_variants)
+    rollout = _rollout_of(deployment_config, self, fleet)
     endpoint.endpoint_status = "Updating"
     endpoint.failure_reason = None
     endpoint._mlops_pending = {
@@ -246,7 +284,7 @@ def update_endpoint(self, endpoint_name, endpoint_config_name, retain=False, exc
         "backend": self,
         "retain": retain,
         "exclude": tuple(exclude),
-        "rollout": _rollout_of(deployment_config),
+        "rollout": rollout,
     }
     return endpoint.arn
 

@@ -1251,3 +1251,50 @@ fn a_rollback_serves_the_recorded_model_image_and_weights_again() {
     assert_eq!(a.env.lineage("sm"), before, "nothing recorded");
     assert_eq!(served()["blue"][0], format!("s3://{models}/churn/v4/model.tar.gz"), "nothing changed");
 }
+
+/// The test service validates UpdateEndpoint's DeploymentConfig as SageMaker does: a canary
+/// without its CanarySize, a linear step under a tenth of the fleet (as a percentage, or as an
+/// instance count of the new config's fleet), an unknown unit and an alarm CloudWatch does not have
+/// are ValidationExceptions, and the endpoint stays InService; checked through boto3.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn the_test_service_validates_deployment_config_as_sagemaker_does() {
+    let a = Aws::new();
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let config = a.sdk.endpoint(&a.endpoint()).endpoint_config_name().unwrap().to_string();
+    let out = boto3(
+        &a.url,
+        &format!(
+            "c = boto3.client('sagemaker', **kw)\n\
+             def routing(r, alarms=()):\n    \
+                 d = {{'BlueGreenUpdatePolicy': {{'TrafficRoutingConfiguration': dict(r, WaitIntervalInSeconds=1), \
+                   'TerminationWaitInSeconds': 1}}}}\n    \
+                 if alarms:\n        d['AutoRollbackConfiguration'] = {{'Alarms': [{{'AlarmName': n}} for n in alarms]}}\n    \
+                 return d\n\
+             def update(d):\n    \
+                 try:\n        c.update_endpoint(EndpointName={ep:?}, EndpointConfigName={config:?}, DeploymentConfig=d)\n        return 'accepted'\n    \
+                 except c.exceptions.ClientError as e:\n        return e.response['Error']['Code'] + ': ' + e.response['Error']['Message']\n\
+             out = {{\n\
+               'canary_without_size': update(routing({{'Type': 'CANARY'}})),\n\
+               'linear_5_percent': update(routing({{'Type': 'LINEAR', 'LinearStepSize': {{'Type': 'CAPACITY_PERCENT', 'Value': 5}}}})),\n\
+               'bad_unit': update(routing({{'Type': 'CANARY', 'CanarySize': {{'Type': 'BYTES', 'Value': 1}}}})),\n\
+               'missing_alarm': update(routing({{'Type': 'CANARY', 'CanarySize': {{'Type': 'CAPACITY_PERCENT', 'Value': 10}}}}, ['no-such-alarm'])),\n\
+             }}\n\
+             out['status_after_refusals'] = c.describe_endpoint(EndpointName={ep:?})['EndpointStatus']\n\
+             out['linear_1_of_3'] = update(routing({{'Type': 'LINEAR', 'LinearStepSize': {{'Type': 'INSTANCE_COUNT', 'Value': 1}}}}))\n\
+             out['status'] = c.describe_endpoint(EndpointName={ep:?})['EndpointStatus']\n\
+             print(json.dumps(out))",
+            ep = a.endpoint(),
+        ),
+    );
+    for case in ["canary_without_size", "linear_5_percent", "bad_unit", "missing_alarm"] {
+        assert!(out[case].as_str().unwrap().starts_with("ValidationException"), "{case}: {out}");
+    }
+    assert!(out["canary_without_size"].as_str().unwrap().contains("CanarySize is required"), "{out}");
+    assert!(out["linear_5_percent"].as_str().unwrap().contains("10-50%"), "{out}");
+    assert!(out["missing_alarm"].as_str().unwrap().contains("no-such-alarm"), "{out}");
+    // The fixture's config has 3 instances (blue 2, green 1): one is a third of the fleet.
+    assert_eq!(out["status_after_refusals"], "InService", "a refused update changes nothing: {out}");
+    assert_eq!(out["linear_1_of_3"], "accepted", "{out}");
+    assert_eq!(out["status"], "Updating", "the accepted update runs: {out}");
+}

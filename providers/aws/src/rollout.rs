@@ -15,8 +15,9 @@ use crate::{Aws, sdk_error};
 pub(crate) const SUPPORT: RolloutSupport = RolloutSupport {
     what: "SageMaker deployment guardrails",
     strategies: &Strategy::ALL,
-    // A canary or a linear step is at most half the fleet.
+    // A canary is at most half the fleet; a linear step 10 to 50 percent of it.
     percent: (1, 50),
+    linear: (10, 50),
     alarms: Some("a CloudWatch alarm"),
 };
 

@@ -93,8 +93,9 @@ pub struct RolloutSupport {
     /// What the provider calls it, for messages: "SageMaker deployment guardrails".
     pub what: &'static str,
     pub strategies: &'static [Strategy],
-    /// The step sizes (percent) it accepts, inclusive.
+    /// The step sizes (percent) it accepts, inclusive: a canary's first step, and a linear step.
     pub percent: (u64, u64),
+    pub linear: (u64, u64),
     /// What an alarm name means to it, or `None` when it has no alarms.
     pub alarms: Option<&'static str>,
 }
@@ -135,11 +136,12 @@ pub fn check(config: &ResourceConfig, support: Option<&RolloutSupport>) -> Vec<C
         _ => {}
     }
     if let Some(p) = step.and_then(|s| s.get("percent")).and_then(Value::as_u64) {
-        let (lo, hi) = support.percent;
+        let (lo, hi) = if strategy == Some(Strategy::Linear) { support.linear } else { support.percent };
         if p < lo || p > hi {
+            let what = strategy.map_or("", |s| s.name());
             out.push(ConfigDiagnostic::unsupported(
                 ValuePath::keys(&["rollout", "step", "percent"]),
-                format!("{} takes steps of {lo} to {hi} percent, not {p}", support.what),
+                format!("{} takes {what} steps of {lo} to {hi} percent, not {p}", support.what),
                 format!("choose a step between {lo} and {hi}"),
             ));
         }
@@ -194,8 +196,13 @@ mod tests {
 
     #[test]
     fn what_the_provider_cannot_honour_is_refused_at_its_line() {
-        const S: RolloutSupport =
-            RolloutSupport { what: "X", strategies: &[Strategy::Canary], percent: (1, 50), alarms: None };
+        const S: RolloutSupport = RolloutSupport {
+            what: "X",
+            strategies: &[Strategy::Canary],
+            percent: (1, 50),
+            linear: (1, 50),
+            alarms: None,
+        };
         let c = crate::test_endpoint(
             json!({ "rollout": { "strategy": "linear", "step": { "percent": 60, "interval": "1m" }, "alarms": ["a"] } }),
         );

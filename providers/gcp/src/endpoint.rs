@@ -36,6 +36,7 @@ const ROLLOUT: RolloutSupport = RolloutSupport {
     what: "Vertex AI (traffic split steps driven by mlops)",
     strategies: &Strategy::ALL,
     percent: (1, 99),
+    linear: (1, 99),
     alarms: None,
 };
 

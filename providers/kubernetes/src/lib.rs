@@ -154,6 +154,7 @@ const KSERVE_ROLLOUT: RolloutSupport = RolloutSupport {
     what: "KServe (canaryTrafficPercent, stepped by mlops)",
     strategies: &Strategy::ALL,
     percent: (1, 99),
+    linear: (1, 99),
     alarms: None,
 };
 
