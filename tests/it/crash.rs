@@ -295,3 +295,46 @@ fn import_with_a_pending_journal_records_it_first_and_once() {
     assert_eq!(wrong.status, 1);
     assert!(wrong.stderr.contains("by their spec name"), "{}", wrong.stderr);
 }
+
+/// The journal mlops writes (read from disk after a SIGKILL, not rebuilt by the test) holds a
+/// secret's marker, never its value: a model's environment takes a file-held secret, the apply is
+/// killed once the journal has its first finished change, and every journal file is searched.
+#[test]
+fn a_killed_apply_leaves_a_journal_without_secret_values() {
+    let env = stack();
+    const VALUE: &str = "journal-s3cr3t-Value-4242";
+    env.write("api.key", &format!("{VALUE}\n"));
+    let spec = env.read("mlops.yaml").replace(
+        "  m0: { artifact: ./models/m0.bin, trained_on: [datasets.d0] }",
+        "  m0: { artifact: ./models/m0.bin, trained_on: [datasets.d0], environment: { API_KEY: \"${secret:file:api.key}\" } }",
+    );
+    assert!(spec.contains("secret:file:api.key"));
+    env.write("mlops.yaml", &spec);
+    env.write(".gitignore", ".mlops/\napi.key\n");
+    env.commit("a secret");
+    let (mut child, began) = start_apply(&env);
+    assert!(began.is_some());
+    let entries = env.join(".git/mlops/journal/crash/default.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&entries).map_or(true, |t| !t.contains('\n')) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut journal = String::new();
+    for e in std::fs::read_dir(env.join(".git/mlops/journal/crash")).unwrap().flatten() {
+        journal.push_str(&std::fs::read_to_string(e.path()).unwrap());
+    }
+    assert!(
+        journal.contains("(secret file:api.key"),
+        "the journal holds the marker: {}",
+        &journal[..journal.len().min(2000)]
+    );
+    assert!(!journal.contains(VALUE), "the journal holds no secret value");
+    // The next run records what the killed one did, still without the value.
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let history = env.git(&["log", "-p", "refs/mlops/lineage/crash/default"]);
+    assert!(!history.contains(VALUE));
+    // While the backend holds it.
+    assert!(env.read(".mlops/local/models/m0/v1/version.json").contains(VALUE));
+}

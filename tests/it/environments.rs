@@ -119,9 +119,15 @@ fn promote_plans_exactly_the_version_differences_between_two_lineages() {
 #[test]
 fn environment_names_and_directories_are_checked_by_the_argument_parser() {
     let env = crate::common::TestEnv::quickstart();
-    for args in [vec!["--env", "Prod!", "plan"], vec!["promote", "staging", "PROD"], vec!["-C", "nowhere", "plan"]] {
+    for (args, why) in [
+        (vec!["--env", "Prod!", "plan"], "invalid value 'Prod!' for '--env <NAME>': environment names are 1 to 63"),
+        (vec!["promote", "staging", "PROD"], "invalid value 'PROD' for '<TO>': environment names are 1 to 63"),
+        (vec!["-C", "nowhere", "plan"], "invalid value 'nowhere' for '-C <DIR>': no such directory"),
+    ] {
         let run = env.mlops(&args);
         assert_eq!(run.status, 1, "a usage error, never 2 (changes): {args:?}\n{}", run.stderr);
-        assert!(run.stderr.contains("error: invalid value"), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "{args:?} names the value and the option: {}", run.stderr);
     }
+    // Nothing was planned or recorded by any of them.
+    assert!(env.lineage("quickstart").is_empty());
 }

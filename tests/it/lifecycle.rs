@@ -741,7 +741,19 @@ fn a_shallow_lineage_is_read_as_far_as_it_goes() {
     ]);
     clone.git(&["reset", "-q", "--hard", "main"]);
     let log = clone.mlops(&["log"]).ok();
-    assert!(log.stdout.contains("2 changes") || log.stdout.contains("apply quickstart/default"), "{}", log.stdout);
+    // Exactly the fetched apply: its summary line and its one change, and nothing older.
+    let lines: Vec<&str> = log.stdout.lines().collect();
+    assert!(
+        lines[0].ends_with("apply quickstart/default: 0 created, 1 updated, 0 replaced, 0 deleted"),
+        "{}",
+        log.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("~ datasets.churn-train  version sha256:")),
+        "{}",
+        log.stdout
+    );
+    assert_eq!(lines.iter().filter(|l| l.starts_with("lineage ")).count(), 1, "{}", log.stdout);
     assert!(log.stderr.contains("a shallow fetch"), "{}", log.stderr);
 }
 
