@@ -330,7 +330,14 @@ async fn resolve_image(
     let recorded = pinned.and_then(|p| p.get(images::IMAGE_REF));
     let value = match recorded {
         Some(r) if restore => {
-            if !images::still_there(r).await.map_err(|e| (false, e))? {
+            // The provider's own registry first (ECR), else the OCI distribution API.
+            let there = match provider.image_digest(&images::pinned(r).unwrap_or_default()).await {
+                Ok(Some(_)) => true,
+                Err(e) if e.kind == mlops_provider_core::ErrorKind::Invalid => false,
+                Err(e) => return Err((false, e)),
+                Ok(None) => images::still_there(r).await.map_err(|e| (false, e))?,
+            };
+            if !there {
                 return Err((
                     true,
                     ProviderError::invalid(format!(
@@ -343,7 +350,10 @@ async fn resolve_image(
             r.clone()
         }
         Some(r) if r.get("image").and_then(Value::as_str) == Some(image) => r.clone(),
-        _ => images::resolve(image).await.map_err(|e| (false, e))?,
+        _ => match provider.image_digest(image).await.map_err(|e| (false, e))? {
+            Some(digest) => serde_json::json!({ "image": image, "digest": digest }),
+            None => images::resolve(image).await.map_err(|e| (false, e))?,
+        },
     };
     let mut config = config.clone();
     point_image(&mut config, &value);

@@ -1298,3 +1298,54 @@ fn the_test_service_validates_deployment_config_as_sagemaker_does() {
     assert_eq!(out["linear_1_of_3"], "accepted", "{out}");
     assert_eq!(out["status"], "Updating", "the accepted update runs: {out}");
 }
+
+/// An ECR image is pinned through ECR's own API (DescribeImages, with the provider's
+/// credentials; no `docker login`): SageMaker runs the model by digest (read through boto3),
+/// and an image pushed again under the tag is `image-moved` in the next plan.
+#[test]
+#[ignore = "needs moto: `eval \"$(scripts/services up aws gcp)\"`, then `cargo test -- --include-ignored`"]
+fn an_ecr_image_is_pinned_by_digest_through_ecr() {
+    let a = Aws::new();
+    let repo = format!("server-{}", a.sfx);
+    let push = |content: &str| -> String {
+        let out = boto3(
+            &a.url,
+            &format!(
+                "e = boto3.client('ecr', **kw)\n\
+                 try:\n    e.create_repository(repositoryName={repo:?})\nexcept e.exceptions.RepositoryAlreadyExistsException:\n    pass\n\
+                 m = json.dumps({{'schemaVersion': 2, 'mediaType': 'application/vnd.docker.distribution.manifest.v2+json', \
+                   'config': {{'mediaType': 'application/vnd.docker.container.image.v1+json', 'size': 1, 'digest': 'sha256:' + '{content}' * 64}}, \
+                   'layers': [{{'mediaType': 'application/vnd.docker.image.rootfs.diff.tar.gzip', 'size': 1, \
+                     'digest': 'sha256:' + '{content}' * 64}}]}})\n\
+                 r = e.put_image(repositoryName={repo:?}, imageManifest=m, imageTag='1.7')\n\
+                 print(json.dumps(r['image']['imageId']['imageDigest']))"
+            ),
+        );
+        out.as_str().unwrap().to_string()
+    };
+    let d1 = push("a");
+    let image = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}:1.7");
+    let spec = a.env.read("mlops.yaml").replace("images: { pin: tag }\n", "").replace(IMAGE, &image);
+    a.env.write("mlops.yaml", &spec);
+    a.env.commit("our own ECR image");
+    a.mlops(&["apply", "--auto-approve"]).ok();
+    let model = a.record("models.churn")["outputs"]["model_name"].as_str().unwrap().to_string();
+    let running = || {
+        boto3(
+            &a.url,
+            &format!(
+                "print(json.dumps(boto3.client('sagemaker', **kw).describe_model(ModelName={model:?})['PrimaryContainer']['Image']))"
+            ),
+        )
+    };
+    let pinned = format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{repo}@{d1}");
+    assert_eq!(running(), json!(pinned), "SageMaker runs the image by digest");
+    assert_eq!(a.record("models.churn")["attributes"]["image_ref"], json!({ "image": image, "digest": d1 }));
+
+    let d2 = push("b");
+    assert_ne!(d1, d2);
+    let plan = a.plan_json();
+    let m = change(&plan, "models.churn");
+    let moved = m["tags"].as_array().unwrap().iter().find(|t| t["tag"] == "image-moved").expect("image-moved");
+    assert_eq!((&moved["from_digest"], &moved["to_digest"]), (&json!(d1), &json!(d2)), "{moved}");
+}

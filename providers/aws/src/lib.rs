@@ -14,6 +14,7 @@
 //!   capacity-only changes use `UpdateEndpointWeightsAndCapacities`, with no new config.
 
 mod dataset;
+mod ecr;
 mod endpoint;
 mod feature_group;
 mod model;
@@ -87,6 +88,8 @@ pub(crate) struct Clients {
     pub aas: aws_sdk_applicationautoscaling::Client,
     /// CloudWatch, to check that the alarms a rollout names exist.
     pub cw: aws_sdk_cloudwatch::Client,
+    /// The SDK's configuration, for a client of another region (an ECR image's).
+    pub config: aws_config::SdkConfig,
     pub region: String,
     /// Polling starts fast against an emulator, slow against AWS.
     pub emulated: bool,
@@ -229,6 +232,7 @@ impl Aws {
                     sm: aws_sdk_sagemaker::Client::new(&config),
                     aas: aws_sdk_applicationautoscaling::Client::new(&config),
                     cw: aws_sdk_cloudwatch::Client::new(&config),
+                    config: config.clone(),
                     region,
                     emulated,
                 })
@@ -340,6 +344,13 @@ impl Provider for AwsProvider {
 
     fn runs_images(&self) -> bool {
         true
+    }
+
+    /// An ECR image (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO:TAG`): its digest from ECR's
+    /// DescribeImages, with the provider's credentials, in the image's region.
+    async fn image_digest(&self, image: &str) -> Result<Option<String>, ProviderError> {
+        let Some((account, region, repository, tag)) = ecr::parse(image) else { return Ok(None) };
+        ecr::digest(&self.models.0, &account, &region, &repository, &tag).await.map(Some)
     }
 
     fn version_attributes(&self) -> &'static [&'static str] {

@@ -33,6 +33,14 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// The manifest digest of `image` when it lives in this provider's own registry (ECR for aws),
+    /// asked through the provider's API and credentials; `None` for an image it does not hold,
+    /// which the engine resolves through the OCI distribution API instead.
+    async fn image_digest(&self, image: &str) -> Result<Option<String>, ProviderError> {
+        let _ = image;
+        Ok(None)
+    }
+
     /// Attributes (or the last segment of an attribute path) whose change moves serving traffic:
     /// a change to one is tagged `traffic-shift`.
     fn traffic_attributes(&self) -> &'static [&'static str] {
