@@ -17,5 +17,6 @@ pub mod registry;
 pub mod render;
 pub mod secrets;
 pub mod spec;
+pub mod stacks;
 
 pub use mlops_provider_core as provider;

@@ -73,6 +73,9 @@ pub enum Command {
     /// Adopt an object that already exists in a provider's backend (a model, endpoint, feature
     /// store or dataset) into lineage as a spec resource, so the next plan compares against it.
     Import(commands::import::ImportArgs),
+    /// The repository's stacks (every mlops.yaml Git tracks, per environment); with --changed,
+    /// only those a change affects, with the changed files: a CI matrix's input with --json.
+    Stacks(commands::stacks::StacksArgs),
     /// Show or remove the stack's apply lock (`refs/mlops/lock/<project>/<environment>`).
     Unlock(commands::unlock::UnlockArgs),
     /// Print (or write) the JSON Schema of the spec or of a saved plan, as this binary reads them.
@@ -126,6 +129,9 @@ pub enum CommandError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Stacks(#[from] crate::stacks::StacksError),
     #[error("{message}")]
     #[diagnostic(code(cli::usage))]
     User {
@@ -327,6 +333,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Schema(a) => commands::schema::run(&ctx, a),
         Command::Completions(a) => commands::completions::run(&ctx, a),
         Command::Man(a) => commands::man::run(&ctx, a),
+        Command::Stacks(a) => commands::stacks::run(&ctx, a),
     };
     match result {
         Ok(status) => status,

@@ -14,6 +14,7 @@ pub mod promote;
 pub mod rollback;
 pub mod schema;
 pub mod show;
+pub mod stacks;
 pub mod state;
 pub mod unlock;
 pub mod validate;

@@ -27,4 +27,5 @@ mod secrets;
 mod skips;
 mod snapshots;
 mod spec_errors;
+mod stacks;
 mod vertex;
