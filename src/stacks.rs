@@ -60,25 +60,32 @@ pub fn root(from: &Path) -> Result<PathBuf, StacksError> {
 /// Every stack under `root`, sorted by id: each `mlops.yaml` Git tracks or would track, in its
 /// default environment and each of its `environments:`.
 pub fn discover(root: &Path) -> Result<Vec<StackInfo>, StacksError> {
+    Ok(scan(root)?.into_iter().map(|(s, _)| s).collect())
+}
+
+/// [`discover`], each stack with the local files and folders its spec reads.
+fn scan(root: &Path) -> Result<Vec<(StackInfo, std::sync::Arc<Vec<String>>)>, StacksError> {
     let listed = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
     let specs: BTreeSet<&str> =
         listed.split('\0').filter(|p| *p == "mlops.yaml" || p.ends_with("/mlops.yaml")).collect();
     let mut out = Vec::new();
     for spec in specs {
-        let (project, environments, _) = read(root, spec)?;
+        let (project, environments, inputs) = read(root, spec)?;
+        let inputs = std::sync::Arc::new(inputs);
         let folder = Path::new(spec).parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| !p.is_empty());
         let folder = folder.unwrap_or_else(|| ".".into());
         for environment in environments {
-            out.push(StackInfo {
+            let info = StackInfo {
                 id: format!("{folder}:{environment}"),
                 spec: spec.to_string(),
                 project: project.clone(),
                 environment,
                 reasons: vec![],
-            });
+            };
+            out.push((info, inputs.clone()));
         }
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     Ok(out)
 }
 
@@ -137,8 +144,7 @@ pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
     files.extend(git(root, &["ls-files", "-z", "--others", "--exclude-standard"])?.split('\0').map(str::to_string));
     files.remove("");
     let mut out = Vec::new();
-    for mut stack in discover(root)? {
-        let (_, _, inputs) = read(root, &stack.spec)?;
+    for (mut stack, inputs) in scan(root)? {
         let reads = |f: &str| {
             f == stack.spec
                 || inputs.iter().any(|i| f == i || f.strip_prefix(i.as_str()).is_some_and(|rest| rest.starts_with('/')))
