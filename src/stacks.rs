@@ -63,8 +63,11 @@ pub fn discover(root: &Path) -> Result<Vec<StackInfo>, StacksError> {
     Ok(scan(root)?.into_iter().map(|(s, _)| s).collect())
 }
 
+/// The local files and folders a spec reads, from the repository root (shared by its environments).
+type Inputs = std::sync::Arc<Vec<String>>;
+
 /// [`discover`], each stack with the local files and folders its spec reads.
-fn scan(root: &Path) -> Result<Vec<(StackInfo, std::sync::Arc<Vec<String>>)>, StacksError> {
+fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
     let listed = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
     let specs: BTreeSet<&str> =
         listed.split('\0').filter(|p| *p == "mlops.yaml" || p.ends_with("/mlops.yaml")).collect();

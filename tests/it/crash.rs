@@ -97,6 +97,21 @@ fn start_apply(env: &TestEnv) -> (std::process::Child, Option<Instant>) {
     panic!("the apply never started its changes");
 }
 
+/// Starts an apply and kills it (SIGKILL) once its journal holds its first finished change;
+/// returns the journal's entries file.
+fn kill_after_the_first_change(env: &TestEnv) -> std::path::PathBuf {
+    let (mut child, began) = start_apply(env);
+    assert!(began.is_some());
+    let entries = env.join(".git/mlops/journal/crash/default.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&entries).map_or(true, |t| !t.contains('\n')) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    entries
+}
+
 #[test]
 fn an_apply_killed_at_any_moment_converges_with_one_more_apply() {
     // How long the changes of an uninterrupted apply take here, to spread the kills over them.
@@ -259,16 +274,7 @@ fn the_first_sigint_lets_running_changes_finish_records_them_and_exits_130() {
 #[test]
 fn import_with_a_pending_journal_records_it_first_and_once() {
     let env = stack();
-    let (mut child, began) = start_apply(&env);
-    assert!(began.is_some());
-    // Killed once the journal holds its first finished change.
-    let entries = env.join(".git/mlops/journal/crash/default.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&entries).map_or(true, |t| !t.contains('\n')) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let entries = kill_after_the_first_change(&env);
     let journal = env.join(".git/mlops/journal/crash/default.plan.json");
     assert!(journal.exists(), "the killed apply left its journal");
     assert!(env.lineage("crash").is_empty());
@@ -312,15 +318,7 @@ fn a_killed_apply_leaves_a_journal_without_secret_values() {
     env.write("mlops.yaml", &spec);
     env.write(".gitignore", ".mlops/\napi.key\n");
     env.commit("a secret");
-    let (mut child, began) = start_apply(&env);
-    assert!(began.is_some());
-    let entries = env.join(".git/mlops/journal/crash/default.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_to_string(&entries).map_or(true, |t| !t.contains('\n')) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    kill_after_the_first_change(&env);
     let mut journal = String::new();
     for e in std::fs::read_dir(env.join(".git/mlops/journal/crash")).unwrap().flatten() {
         journal.push_str(&std::fs::read_to_string(e.path()).unwrap());
