@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
             (a.clone(), Some(std::sync::Arc::new(RecordedState { attributes, outputs: Default::default() })))
         })
         .collect();
-    let source = SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: false };
+    let source = SourceInfo { spec: "mlops.yaml".into(), ..Default::default() };
     let state = State::default();
     let request = PlanRequest::default();
     g.bench_function("diff", |b| {

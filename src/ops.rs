@@ -106,6 +106,7 @@ pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
         spec_digest: stack.spec.digest.clone(),
         commit: lineage.source_commit(),
         dirty: lineage.is_dirty(&inputs),
+        upstreams: stack.spec.upstreams.clone(),
     }
 }
 

@@ -46,6 +46,10 @@ pub struct SourceInfo {
     pub commit: Option<String>,
     /// True when the spec or a file it reads differs from HEAD.
     pub dirty: bool,
+    /// Other stacks' recorded values the spec used (`${stack:…}`), each with the lineage commit
+    /// it was read from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<crate::stacks::Upstream>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

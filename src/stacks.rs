@@ -33,6 +33,11 @@ pub struct StackInfo {
     pub spec: String,
     pub project: String,
     pub environment: String,
+    /// The stacks whose recorded values it uses (`${stack:…}`), by id: applied before it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// Its wave: 0 for a stack that needs none, else one more than the latest it needs.
+    pub wave: usize,
     /// Why the change affects it (with `--changed`): the files, from the repository root.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
@@ -72,24 +77,96 @@ fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
     let specs: BTreeSet<&str> =
         listed.split('\0').filter(|p| *p == "mlops.yaml" || p.ends_with("/mlops.yaml")).collect();
     let mut out = Vec::new();
+    let mut edges: Vec<(String, String, String)> = Vec::new();
     for spec in specs {
         let (project, environments, inputs) = read(root, spec)?;
         let inputs = std::sync::Arc::new(inputs);
+        let text = std::fs::read_to_string(root.join(spec)).unwrap_or_default();
         let folder = Path::new(spec).parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| !p.is_empty());
         let folder = folder.unwrap_or_else(|| ".".into());
         for environment in environments {
+            let id = format!("{folder}:{environment}");
+            for (upstream, line) in references(&text) {
+                let needed = format!("{}:{environment}", upstream.trim_matches('/'));
+                edges.push((id.clone(), needed, format!("{spec}:{line}")));
+            }
             let info = StackInfo {
-                id: format!("{folder}:{environment}"),
+                id,
                 spec: spec.to_string(),
                 project: project.clone(),
                 environment,
+                needs: vec![],
+                wave: 0,
                 reasons: vec![],
             };
             out.push((info, inputs.clone()));
         }
     }
-    out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    order(&mut out, &edges)?;
     Ok(out)
+}
+
+/// The folders of the other stacks a spec's text refers to (`${stack:FOLDER:…}`), with their lines.
+fn references(text: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut rest = line;
+        while let Some(i) = rest.find("${stack:") {
+            rest = &rest[i + "${stack:".len()..];
+            if let Some((folder, _)) = rest.split_once(':') {
+                out.push((folder.to_string(), n + 1));
+            }
+        }
+    }
+    out
+}
+
+/// Fills each stack's `needs` and `wave` from `edges` (stack id → needed id, where it is written)
+/// and sorts by wave, then id; a stack needing one that does not exist, or a cycle, is an error
+/// naming where the reference is written.
+fn order(stacks: &mut [(StackInfo, Inputs)], edges: &[(String, String, String)]) -> Result<(), StacksError> {
+    let ids: BTreeSet<String> = stacks.iter().map(|(s, _)| s.id.clone()).collect();
+    for (from, to, at) in edges {
+        if !ids.contains(to) {
+            return Err(StacksError::Spec {
+                path: at.clone(),
+                message: format!("{from} uses values of {to}, which is not a stack of this repository"),
+            });
+        }
+    }
+    for (s, _) in stacks.iter_mut() {
+        let mut needs: Vec<String> = edges.iter().filter(|(f, _, _)| *f == s.id).map(|(_, t, _)| t.clone()).collect();
+        needs.sort();
+        needs.dedup();
+        s.needs = needs;
+    }
+    let needs: std::collections::BTreeMap<String, Vec<String>> =
+        stacks.iter().map(|(s, _)| (s.id.clone(), s.needs.clone())).collect();
+    let mut wave: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    // Longest path from a root, one pass per wave; more passes than stacks means a cycle.
+    for _ in 0..=stacks.len() {
+        let mut moved = false;
+        for (id, deps) in &needs {
+            let w = deps.iter().map(|d| wave.get(d).map_or(0, |w| w + 1)).max().unwrap_or(0);
+            if wave.get(id) != Some(&w) {
+                wave.insert(id.clone(), w);
+                moved = true;
+            }
+        }
+        if !moved {
+            for (s, _) in stacks.iter_mut() {
+                s.wave = wave[&s.id];
+            }
+            stacks.sort_by(|a, b| (a.0.wave, &a.0.id).cmp(&(b.0.wave, &b.0.id)));
+            return Ok(());
+        }
+    }
+    let (from, to, at) = edges
+        .iter()
+        .find(|(f, _, _)| wave.get(f).is_some_and(|w| *w >= stacks.len()))
+        .or(edges.first())
+        .expect("a cycle has an edge");
+    Err(StacksError::Spec { path: at.clone(), message: format!("{from} and {to} use each other's values: a cycle") })
 }
 
 /// A spec's project, environments (`default` first) and the local files and folders it reads
@@ -146,18 +223,79 @@ pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
     files.extend(git(root, &["diff", "--name-only", "-z", merge_base])?.split('\0').map(str::to_string));
     files.extend(git(root, &["ls-files", "-z", "--others", "--exclude-standard"])?.split('\0').map(str::to_string));
     files.remove("");
-    let mut out = Vec::new();
+    let mut out: Vec<StackInfo> = Vec::new();
+    // In wave order: a stack's upstreams are decided before it.
     for (mut stack, inputs) in scan(root)? {
         let reads = |f: &str| {
             f == stack.spec
                 || inputs.iter().any(|i| f == i || f.strip_prefix(i.as_str()).is_some_and(|rest| rest.starts_with('/')))
         };
         stack.reasons = files.iter().filter(|f| reads(f)).cloned().collect();
+        for needed in &stack.needs {
+            if out.iter().any(|s| &s.id == needed) {
+                stack.reasons.push(format!("uses values of {needed}, which this change affects"));
+            }
+        }
         if !stack.reasons.is_empty() {
             out.push(stack);
         }
     }
     Ok(out)
+}
+
+/// A value of another stack's lineage a spec uses (`${stack:FOLDER:KIND.NAME.FIELD}`), and the
+/// lineage commit it was read from.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Upstream {
+    /// As written: `FOLDER:KIND.NAME.FIELD`.
+    pub reference: String,
+    /// The stack's id (`FOLDER:ENVIRONMENT`).
+    pub stack: String,
+    pub lineage_commit: String,
+    pub value: String,
+}
+
+/// Reads `reference` (`FOLDER:KIND.NAME.FIELD`) from the lineage tip of the stack in FOLDER (from
+/// the repository `from` is in), in `environment`: the record's output FIELD, else its attribute.
+pub fn value(from: &Path, reference: &str, environment: &str) -> Result<Upstream, String> {
+    let (folder, path) = reference.split_once(':').ok_or_else(|| {
+        format!("`${{stack:{reference}}}` names no folder: write `${{stack:FOLDER:KIND.NAME.FIELD}}`")
+    })?;
+    let mut parts = path.splitn(3, '.');
+    let (Some(kind), Some(name), Some(field)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("`{path}` is not KIND.NAME.FIELD (e.g. models.churn.version)"));
+    };
+    let root = root(from).map_err(|e| e.to_string())?;
+    let folder = folder.trim_matches('/');
+    let spec =
+        if folder.is_empty() || folder == "." { "mlops.yaml".to_string() } else { format!("{folder}/mlops.yaml") };
+    if !root.join(&spec).is_file() {
+        return Err(format!("there is no stack in `{folder}`: {spec} does not exist in this repository"));
+    }
+    let (project, _, _) = read(&root, &spec).map_err(|e| e.to_string())?;
+    let stack = format!("{folder}:{environment}");
+    let lineage = crate::lineage::Lineage::open(&root, &project, environment).map_err(|e| e.to_string())?;
+    let tip = lineage.tip().map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("{stack} (project {project}) has not been applied in environment `{environment}`: nothing is recorded to read")
+    })?;
+    let records = lineage.resources_at(tip).map_err(|e| e.to_string())?;
+    let record = records
+        .iter()
+        .find(|(a, _)| a.kind.section() == kind && a.name == name)
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("{stack} has no `{kind}.{name}` recorded at {}", &tip.to_string()[..12]))?;
+    let found = record.outputs.get(field).or_else(|| record.attributes.get(field)).ok_or_else(|| {
+        format!(
+            "{stack}'s `{kind}.{name}` records no `{field}` (outputs: {})",
+            record.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let value = match found {
+        Value::String(s) => s.clone(),
+        Value::Number(_) | Value::Bool(_) => found.to_string(),
+        _ => return Err(format!("{stack}'s `{kind}.{name}.{field}` is not a single value: name one of its parts")),
+    };
+    Ok(Upstream { reference: reference.to_string(), stack, lineage_commit: tip.to_string(), value })
 }
 
 #[cfg(test)]

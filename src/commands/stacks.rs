@@ -27,7 +27,8 @@ pub fn run(ctx: &Context, args: &StacksArgs) -> Result<ExitStatus, CommandError>
         println!("{}", if args.changed { "No stack is affected." } else { "No mlops.yaml in this repository." });
     }
     for s in &found {
-        println!("{}  (project {}, {})", s.id, s.project, s.spec);
+        let needs = if s.needs.is_empty() { String::new() } else { format!(", after {}", s.needs.join(", ")) };
+        println!("wave {}  {}  (project {}, {}{needs})", s.wave, s.id, s.project, s.spec);
         for r in &s.reasons {
             println!("    changed: {r}");
         }

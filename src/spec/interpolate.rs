@@ -9,6 +9,10 @@ use super::*;
 pub struct Interpolation<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
     pub base_dir: PathBuf,
+    /// The environment this run plans: another stack's values are read from its lineage in it.
+    pub environment: String,
+    /// The other stacks' values used (`${stack:…}`), with the lineage commit each came from.
+    pub upstreams: Vec<crate::stacks::Upstream>,
     pub secrets: crate::secrets::Secrets,
     pub warnings: Vec<SpecDiagnostic>,
 }
@@ -130,6 +134,22 @@ fn interpolate(s: &str, span: Span, interp: &mut Interpolation<'_>, diags: &mut 
             }
             continue;
         }
+        if let Some(reference) = expr.strip_prefix("stack:") {
+            match crate::stacks::value(&interp.base_dir, reference, &interp.environment) {
+                Ok(up) => {
+                    out.push_str(&up.value);
+                    if !interp.upstreams.iter().any(|u| u.reference == up.reference) {
+                        interp.upstreams.push(up);
+                    }
+                }
+                Err(message) => diags.push(
+                    SpecDiagnostic::new("spec::stack_reference", message)
+                        .label(span, "here")
+                        .help("write `${stack:FOLDER:KIND.NAME.FIELD}`: FOLDER is the other stack's folder from the repository root, FIELD one of its lineage record's outputs or attributes (e.g. `${stack:training:models.churn.version}`); it must have been applied in this environment"),
+                ),
+            }
+            continue;
+        }
         let Some(var) = expr.strip_prefix("env:") else {
             diags.push(
                 SpecDiagnostic::new(
@@ -137,7 +157,7 @@ fn interpolate(s: &str, span: Span, interp: &mut Interpolation<'_>, diags: &mut 
                     format!("`${{{expr}}}` is not an interpolation mlops knows"),
                 )
                 .label(span, "here")
-                .help("use `${env:NAME}`, `${env:NAME:-default}`, `${secret:NAME}` or `${secret:file:PATH}`; `$${` writes a literal `${`"),
+                .help("use `${env:NAME}`, `${env:NAME:-default}`, `${secret:NAME}`, `${secret:file:PATH}` or `${stack:FOLDER:KIND.NAME.FIELD}`; `$${` writes a literal `${`"),
             );
             continue;
         };

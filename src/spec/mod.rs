@@ -51,6 +51,8 @@ pub struct LoadedSpec {
     index: BTreeMap<Address, usize>,
     /// The `${secret:…}` values behind the markers the spec now holds.
     pub secrets: crate::secrets::Secrets,
+    /// Other stacks' recorded values the spec uses (`${stack:…}`), each with its lineage commit.
+    pub upstreams: Vec<crate::stacks::Upstream>,
     /// Not errors, but worth saying (e.g. a secret-looking `${env:…}`).
     pub warnings: Vec<SpecDiagnostic>,
     /// The providers validation built from their blocks, for the stack to use: built once a run.
@@ -188,6 +190,8 @@ pub fn load_bytes(
             Vec::new()
         }),
         base_dir: base,
+        environment: registry.environment.clone(),
+        upstreams: Vec::new(),
         warnings: Vec::new(),
     };
     let json = to_json(&root, &mut Vec::new(), &mut interp, &mut diags);
@@ -259,6 +263,7 @@ pub fn load_bytes(
         resources,
         index,
         secrets: interp.secrets,
+        upstreams: interp.upstreams,
         warnings,
         providers,
     })

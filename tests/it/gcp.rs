@@ -199,8 +199,7 @@ fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_reco
     let lineage = mlops::lineage::Lineage::open(g.env.path(), "gcs", "default").unwrap();
     let state = lineage.state().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let source =
-        mlops::plan::SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: false };
+    let source = mlops::plan::SourceInfo { spec: "mlops.yaml".into(), ..Default::default() };
     let plan = rt.block_on(mlops::engine::plan(&stack, state.clone(), source, &Default::default())).unwrap();
     assert_eq!(plan.change(&"datasets.train".parse().unwrap()).unwrap().action, mlops::plan::Action::Update);
     let theirs = put_object(&g.host, &g.bucket, "churn/train/a.csv", "theirs, later");

@@ -84,7 +84,7 @@ fn write_spec(g: &Gen, dir: &std::path::Path) -> String {
 }
 
 fn source() -> SourceInfo {
-    SourceInfo { spec: "mlops.yaml".into(), spec_digest: String::new(), commit: None, dirty: true }
+    SourceInfo { spec: "mlops.yaml".into(), dirty: true, ..Default::default() }
 }
 
 proptest! {

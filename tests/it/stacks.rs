@@ -44,13 +44,13 @@ fn every_spec_git_tracks_is_a_stack_per_environment_and_ignored_ones_are_not() {
     assert_eq!(ids(&all), ["serving:default", "serving:prod", "training:default"]);
     assert_eq!(
         all[2],
-        json!({ "id": "training:default", "spec": "training/mlops.yaml", "project": "training", "environment": "default" })
+        json!({ "id": "training:default", "spec": "training/mlops.yaml", "project": "training", "environment": "default", "wave": 0 })
     );
     // The same from a subfolder: ids are from the repository root.
     let sub = serde_json::from_str::<Value>(&env.mlops(&["-C", "serving", "stacks", "--json"]).ok().stdout).unwrap();
     assert_eq!(ids(&sub), ids(&all));
     let text = env.mlops(&["stacks"]).ok().stdout;
-    assert!(text.contains("training:default  (project training, training/mlops.yaml)"), "{text}");
+    assert!(text.contains("wave 0  training:default  (project training, training/mlops.yaml)"), "{text}");
 }
 
 #[test]
@@ -87,4 +87,75 @@ fn a_base_git_does_not_know_is_a_clear_error() {
     assert_eq!(run.status, 1, "{}", run.stdout);
     assert!(run.stderr.contains("stacks::git"), "{}", run.stderr);
     assert!(run.stderr.contains("no-such-branch"), "{}", run.stderr);
+}
+
+/// A serving stack that uses the training stack's recorded model version: planned with the value
+/// lineage recorded (and the lineage commit it came from in the plan's `source.upstreams`), moved
+/// by the next training apply; `mlops stacks` puts it in a later wave and lists it as affected when
+/// training is; a reference to a stack never applied, and a cycle, are errors at their lines.
+#[test]
+fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
+    let env = TestEnv::new();
+    env.write(
+        "training/mlops.yaml",
+        "version: 1\nproject: training\nproviders:\n  local: { root: .state }\nmodels:\n  churn: { artifact: ./model.json }\n",
+    );
+    env.write("training/model.json", "{\"weights\": [1]}\n");
+    env.write(
+        "serving/mlops.yaml",
+        "version: 1\nproject: serving\nproviders:\n  local: { root: .state }\nmodels:\n  m: { artifact: ./model.json }\n\
+         endpoints:\n  api:\n    model: models.m\n    labels: { trained: \"${stack:training:models.churn.version}\" }\n",
+    );
+    env.write("serving/model.json", "{}\n");
+    env.write(".gitignore", ".state/\n");
+    env.commit("two stacks");
+    let base = env.git(&["rev-parse", "HEAD"]).trim().to_string();
+
+    // Nothing recorded for training yet: an error at the line, naming what is missing.
+    let early = env.mlops(&["-C", "serving", "plan"]);
+    assert_eq!(early.status, 1, "{}", early.stdout);
+    assert!(early.stderr.contains("spec::stack_reference"), "{}", early.stderr);
+    assert!(early.stderr.contains("has not been applied"), "{}", early.stderr);
+    assert!(early.stderr.contains("mlops.yaml:10"), "{}", early.stderr);
+
+    env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
+    let training_tip = env.lineage("training")[0].clone();
+    let plan: Value = serde_json::from_str(&env.mlops(&["-C", "serving", "plan", "--json"]).ok().stdout).unwrap();
+    let api = crate::common::change(&plan, "endpoints.api");
+    assert_eq!(api["desired"]["labels"]["trained"], "1", "{api}");
+    assert_eq!(
+        plan["source"]["upstreams"],
+        json!([{ "reference": "training:models.churn.version", "stack": "training:default",
+                 "lineage_commit": training_tip, "value": "1" }])
+    );
+    env.mlops(&["-C", "serving", "apply", "--auto-approve"]).ok();
+
+    // Training registers version 2: serving's next plan moves the label.
+    env.write("training/model.json", "{\"weights\": [2]}\n");
+    env.commit("retrained");
+    env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
+    let plan: Value = serde_json::from_str(&env.mlops(&["-C", "serving", "plan", "--json"]).ok().stdout).unwrap();
+    let api = crate::common::change(&plan, "endpoints.api");
+    assert_eq!(api["action"], "update", "{api}");
+    assert_eq!(api["desired"]["labels"]["trained"], "2", "{api}");
+
+    // The DAG: serving after training; a training change affects serving too.
+    let all = stacks(&env, &[]);
+    assert_eq!(ids(&all), ["training:default", "serving:default"]);
+    assert_eq!((&all[1]["wave"], &all[1]["needs"]), (&json!(1), &json!(["training:default"])));
+    env.write("training/model.json", "{\"weights\": [3]}\n");
+    let changed = stacks(&env, &["--changed", "--base", &base]);
+    assert_eq!(ids(&changed), ["training:default", "serving:default"]);
+    let last = changed[1]["reasons"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last, "uses values of training:default, which this change affects");
+
+    // Training now uses serving too: a cycle, named where it is written.
+    let spec = env
+        .read("training/mlops.yaml")
+        .replace("./model.json }", "./model.json, description: \"${stack:serving:models.m.version}\" }");
+    env.write("training/mlops.yaml", &spec);
+    let cycle = env.mlops(&["stacks"]);
+    assert_eq!(cycle.status, 1, "{}", cycle.stdout);
+    assert!(cycle.stderr.contains("a cycle"), "{}", cycle.stderr);
+    assert!(cycle.stderr.contains("mlops.yaml:"), "{}", cycle.stderr);
 }
