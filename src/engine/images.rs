@@ -14,7 +14,6 @@ use mlops_provider_core::{ErrorKind, ProviderError, Value, ValuePath};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use serde_json::json;
 
 /// The attribute recording what a resource's `image` was resolved to at plan time:
 /// `{ "image": as written, "digest": "sha256:…" }`.
@@ -37,12 +36,6 @@ fn name_of(image: &str) -> &str {
     }
 }
 
-/// Resolves `image` (a tag, or a digest that must exist) to its manifest digest.
-pub async fn resolve(image: &str) -> Result<Value, ProviderError> {
-    let digest = digest_of(image).await?;
-    Ok(json!({ "image": image, "digest": digest }))
-}
-
 /// Whether the registry still has the manifest `image_ref` recorded (a rollback to it needs it).
 pub async fn still_there(image_ref: &Value) -> Result<bool, ProviderError> {
     let Some(pinned) = pinned(image_ref) else { return Ok(true) };
@@ -53,7 +46,8 @@ pub async fn still_there(image_ref: &Value) -> Result<bool, ProviderError> {
     }
 }
 
-async fn digest_of(image: &str) -> Result<String, ProviderError> {
+/// The manifest digest `image` (a tag, or a digest that must exist) names in its registry.
+pub async fn digest_of(image: &str) -> Result<String, ProviderError> {
     let at = || ValuePath::key("image");
     let reference: Reference = image.parse().map_err(|e| {
         ProviderError::invalid(format!(
@@ -123,6 +117,8 @@ fn docker_auth(registry: &str) -> Result<RegistryAuth, ProviderError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

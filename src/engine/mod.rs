@@ -71,6 +71,9 @@ pub struct Stack {
     providers: BTreeMap<String, Arc<dyn Provider>>,
     /// The provider blocks of the spec, each held once.
     blocks: BTreeMap<String, Arc<Value>>,
+    /// Image digests resolved in this run, by image as written: one registry call per image, not
+    /// per resource that runs it.
+    digests: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
 }
 
 impl Stack {
@@ -101,7 +104,7 @@ impl Stack {
             .and_then(Value::as_object)
             .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::new(v.clone()))).collect())
             .unwrap_or_default();
-        Ok(Stack { spec, registry, environment, providers, blocks })
+        Ok(Stack { spec, registry, environment, providers, blocks, digests: Default::default() })
     }
 
     pub fn project(&self) -> &str {
@@ -116,6 +119,7 @@ impl Stack {
             environment: self.environment.clone(),
             providers: self.providers.clone(),
             blocks: self.blocks.clone(),
+            digests: self.digests.clone(),
         }
     }
 
@@ -350,10 +354,21 @@ async fn resolve_image(
             r.clone()
         }
         Some(r) if r.get("image").and_then(Value::as_str) == Some(image) => r.clone(),
-        _ => match provider.image_digest(image).await.map_err(|e| (false, e))? {
-            Some(digest) => serde_json::json!({ "image": image, "digest": digest }),
-            None => images::resolve(image).await.map_err(|e| (false, e))?,
-        },
+        _ => {
+            let known = stack.digests.lock().unwrap_or_else(|e| e.into_inner()).get(image).cloned();
+            let digest = match known {
+                Some(d) => d,
+                None => {
+                    let d = match provider.image_digest(image).await.map_err(|e| (false, e))? {
+                        Some(digest) => digest,
+                        None => images::digest_of(image).await.map_err(|e| (false, e))?,
+                    };
+                    stack.digests.lock().unwrap_or_else(|e| e.into_inner()).insert(image.to_string(), d.clone());
+                    d
+                }
+            };
+            serde_json::json!({ "image": image, "digest": digest })
+        }
     };
     let mut config = config.clone();
     point_image(&mut config, &value);
