@@ -8,7 +8,8 @@ builds everything it serves from it:
   v1/projects/{projectsId}/locations/{locationsId}/endpoints/{endpointsId}:deployModel);
 - request checks: the body against the method's request schema, recursively (a field the schema
   does not have, a wrong JSON type, a value outside an enum: 400 INVALID_ARGUMENT with Google's
-  wording), and the query parameters against the method's and the API's parameters;
+  wording), and the query parameters against the method's and the API's parameters (names, types, enums,
+  int32 ranges: what googleapiclient checks before sending, checked again for other clients);
 - answers: errors as google.rpc.Status JSON (INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS,
   FAILED_PRECONDITION, UNIMPLEMENTED); mutations as long-running operations that finish after
   VERTEX_OPERATION_DELAY seconds (default 1), with the method's response type.
@@ -176,6 +177,29 @@ class Api:
         elif t == "boolean":
             if not isinstance(value, bool):
                 raise ApiError(400, f"Invalid value at '{where}' (TYPE_BOOL), {json.dumps(value)}")
+
+    def check_parameter(self, name, values, method):
+        """Checks a query parameter's values against its declared type and enum, as Google's
+        front end binds them (what googleapiclient checks before sending, the service checks
+        again for clients that do not: a raw request, another language's client)."""
+        p = method.get("parameters", {}).get(name) or self.doc.get("parameters", {}).get(name) or {}
+        if p.get("repeated") is not True and len(values) > 1:
+            raise ApiError(400, f"Invalid value for '{name}': a single value is expected, got {len(values)}.")
+        for v in values:
+            t = p.get("type")
+            if "enum" in p and v not in p["enum"]:
+                raise ApiError(400, f"Invalid value for '{name}': \"{v}\" is not one of {p['enum']}.")
+            if t == "integer":
+                bits = 64 if p.get("format") in ("int64", "uint64") else 32
+                if not re.fullmatch(r"-?\d+", v) or not -(2 ** (bits - 1)) <= int(v) < 2 ** (bits - 1):
+                    raise ApiError(400, f"Invalid value at '{name}' (TYPE_INT{bits}), \"{v}\"")
+            elif t == "boolean" and v not in ("true", "false"):
+                raise ApiError(400, f"Invalid value at '{name}' (TYPE_BOOL), \"{v}\"")
+            elif t == "number":
+                try:
+                    float(v)
+                except ValueError:
+                    raise ApiError(400, f"Invalid value at '{name}' (TYPE_DOUBLE), \"{v}\"")
 
     def updatable(self, ref):
         """The fields of a schema an update mask may name: not output-only, not the identifier."""
@@ -599,6 +623,7 @@ def make_handler(api, store):
                 for k in query:
                     if k not in allowed:
                         raise ApiError(400, f"Invalid JSON payload received. Unknown name \"{k}\": Cannot bind query parameter.")
+                    api.check_parameter(k[1:] if k.startswith("$") and k[1:] in api.common else k, query[k], method)
                 try:
                     body = json.loads(raw) if raw.strip() else {}
                 except ValueError as e:

@@ -126,6 +126,53 @@ fn the_service_refuses_what_the_discovery_document_does_not_allow() {
     );
 }
 
+/// Where googleapiclient checks a request itself before sending it (a path parameter's pattern, a
+/// required parameter, a parameter the method does not have, an enum, an integer), the service
+/// refuses the same request sent raw, as Vertex AI's front end does for clients that do not
+/// check. Request bodies googleapiclient sends unchecked: the cases of the test above all reached
+/// the service (they came back as HttpError, not as the client's TypeError).
+#[test]
+#[ignore = "needs the Vertex AI test service: `eval \"$(scripts/services up vertex)\"`, then `cargo test -- --include-ignored`"]
+fn the_service_refuses_what_googleapiclient_refuses_before_sending() {
+    let url = crate::common::service("VERTEX_ENDPOINT", None, "vertex");
+    let r = vertex(&format!(
+        "eps, fgs = ai.projects().locations().endpoints(), ai.projects().locations().featureGroups()\n\
+         def client(call):\n    try:\n        call()\n        return None\n    \
+         except (TypeError, ValueError) as e:\n        return str(e)\n\
+         def raw(verb, path):\n    resp, content = httplib2.Http().request({url:?} + path, verb)\n    \
+         return {{'code': resp.status, 'status': json.loads(content)['error']['status'] if resp.status >= 400 else None}}\n\
+         cases = {{\n\
+           'pattern': (lambda: eps.get(name='endpoints/x'), ('GET', '/v1/endpoints/x')),\n\
+           'required': (lambda: eps.list(), ('GET', '/v1/projects/test/locations//endpoints')),\n\
+           'unknown': (lambda: eps.list(parent=loc, colour='red'), ('GET', '/v1/' + loc + '/endpoints?colour=red')),\n\
+           'enum': (lambda: eps.list(parent=loc, alt='xml'), ('GET', '/v1/' + loc + '/endpoints?alt=xml')),\n\
+           'integer': (lambda: eps.list(parent=loc, pageSize='ten'), ('GET', '/v1/' + loc + '/endpoints?pageSize=ten')),\n\
+         }}\n\
+         out = {{k: {{'client': client(c), 'service': raw(*req)}} for k, (c, req) in cases.items()}}\n\
+         # googleapiclient casts without a range check: the service alone refuses an int32 overflow\n\
+         # or a boolean that is neither true nor false.\n\
+         out['range'] = {{'client': client(lambda: eps.list(parent=loc, pageSize=2 ** 40)), 'service': error(eps.list(parent=loc, pageSize=2 ** 40))}}\n\
+         out['boolean'] = raw('DELETE', '/v1/' + loc + '/featureGroups/g?force=maybe')\n\
+         out['fine'] = raw('GET', '/v1/' + loc + '/endpoints?pageSize=5&alt=json&%24.xgafv=2')\n\
+         print(json.dumps(out))"
+    ));
+    for (case, said, status) in [
+        ("pattern", "does not match the pattern", "NOT_FOUND"),
+        ("required", "Missing required parameter", "NOT_FOUND"),
+        ("unknown", "unexpected keyword argument", "INVALID_ARGUMENT"),
+        ("enum", "is not an allowed value", "INVALID_ARGUMENT"),
+        ("integer", "invalid literal for int()", "INVALID_ARGUMENT"),
+    ] {
+        let client = r[case]["client"].as_str().unwrap_or_else(|| panic!("{case}: googleapiclient sent it: {}", r[case]));
+        assert!(client.contains(said), "{case}: googleapiclient said {client}");
+        assert_eq!(r[case]["service"]["status"], status, "{case}: {}", r[case]);
+    }
+    assert_eq!(r["range"]["client"], Value::Null, "googleapiclient sends 2**40");
+    assert_eq!(r["range"]["service"]["status"], "INVALID_ARGUMENT", "{}", r["range"]);
+    assert_eq!(r["boolean"]["status"], "INVALID_ARGUMENT", "{}", r["boolean"]);
+    assert_eq!(r["fine"]["code"], 200, "{}", r["fine"]);
+}
+
 #[test]
 #[ignore = "needs the Vertex AI test service: `eval \"$(scripts/services up vertex)\"`, then `cargo test -- --include-ignored`"]
 fn models_endpoints_and_deployments_behave_as_long_running_operations() {
