@@ -48,7 +48,10 @@ fn main() {
         let outcomes: Outcomes =
             [&model, &endpoint].iter().map(|a| (a.to_string(), Outcome::applied(Action::Update))).collect();
         expected = lineage
-            .record(Some(&expected), Record { time: Some(now), ..Record::new(&plan, &outcomes, &resources) })
+            .record(
+                Some(&expected),
+                Record { time: Some(now), ..Record::new(&plan.document(), &outcomes, &resources, &state) },
+            )
             .expect("records");
         if i % 5000 == 0 {
             let packed = std::process::Command::new("git")

@@ -414,7 +414,8 @@ pub fn apply(
     }
     hooks.starting(&plan);
     let journal = lineage.journal();
-    journal.begin(&plan).map_err(|source| OpError::Io { what: "write the apply journal", source })?;
+    let document = plan.document();
+    journal.begin(&document).map_err(|source| OpError::Io { what: "write the apply journal", source })?;
     let journal_error = Mutex::new(None);
     let sink = |e: Event| {
         if let Event::Outcome { address, outcome, record } = e {
@@ -433,7 +434,7 @@ pub fn apply(
                 partial: report.partial(),
                 context: record_context(stack, &plan),
                 sign,
-                ..Record::new(&plan, &report.outcomes, &report.records)
+                ..Record::new(&document, &report.outcomes, &report.records, &state)
             },
         )?)
     } else {
@@ -506,7 +507,7 @@ pub fn import(
         state.tip.as_deref(),
         Record {
             context: crate::lineage::ci_context(&|k| std::env::var(k).ok()),
-            ..Record::new(&plan, &outcomes, &after.resources)
+            ..Record::new(&plan.document(), &outcomes, &after.resources, &state)
         },
     )?;
     let pending = plan.change(address).map(|c| c.action).unwrap_or(Action::NoOp);

@@ -467,6 +467,23 @@ pub enum DriftKind {
     Deleted,
 }
 
+/// A plan and the exact bytes it is recorded as (see [`Plan::document`]).
+pub struct PlanDocument<'a> {
+    pub plan: &'a Plan,
+    pub json: Vec<u8>,
+    /// `sha256:…` of `json`.
+    pub digest: String,
+}
+
+impl<'a> PlanDocument<'a> {
+    /// `json` as read back (a journal's plan): recorded as it was written, not serialized again.
+    pub fn new(plan: &'a Plan, json: Vec<u8>) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&json)));
+        PlanDocument { plan, json, digest }
+    }
+}
+
 impl Plan {
     pub fn has_changes(&self) -> bool {
         self.summary.changes() > 0
@@ -480,8 +497,14 @@ impl Plan {
 
     /// The digest recorded as `Plan-Digest` in lineage.
     pub fn digest(&self) -> String {
-        use sha2::{Digest, Sha256};
-        format!("sha256:{}", hex::encode(Sha256::digest(self.to_json().as_bytes())))
+        self.document().digest
+    }
+
+    /// The plan serialized once, with its digest: what an apply writes to its journal, to the
+    /// lineage commit's plan.json and to its `Plan-Digest` trailer (at 100,000 resources the
+    /// plan is over 100 MB: it is not serialized once per use).
+    pub fn document(&self) -> PlanDocument<'_> {
+        PlanDocument::new(self, self.to_json().into_bytes())
     }
 
     pub fn change(&self, address: &Address) -> Option<&ResourceChange> {

@@ -6,7 +6,7 @@ use mlops_provider_core::Address;
 use serde::{Deserialize, Serialize};
 
 use super::{Lineage, LineageError, Record, ResourceRecord, git, io};
-use crate::plan::{Outcomes, Plan};
+use crate::plan::{Outcomes, Plan, PlanDocument};
 
 impl Lineage {
     /// The journal of this stack's applies, kept inside the Git directory (never committed).
@@ -35,11 +35,11 @@ impl Journal {
         self.path.with_extension("plan.json")
     }
 
-    pub fn begin(&self, plan: &Plan) -> std::io::Result<()> {
+    pub fn begin(&self, plan: &PlanDocument<'_>) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(self.plan_path(), plan.to_json())?;
+        std::fs::write(self.plan_path(), &plan.json)?;
         std::fs::write(&self.path, b"")
     }
 
@@ -83,12 +83,14 @@ impl Journal {
     }
 
     /// The plan and entries of an apply that did not finish, if any.
-    pub fn pending(&self) -> Option<(Plan, Vec<JournalEntry>)> {
-        let plan: Plan = serde_json::from_slice(&std::fs::read(self.plan_path()).ok()?).ok()?;
+    /// The journal's plan (and the bytes it was written as) and its entries.
+    pub fn pending(&self) -> Option<(Plan, Vec<u8>, Vec<JournalEntry>)> {
+        let json = std::fs::read(self.plan_path()).ok()?;
+        let plan: Plan = serde_json::from_slice(&json).ok()?;
         let text = std::fs::read_to_string(&self.path).unwrap_or_default();
         // A torn last line (killed mid-write) is dropped: that change is re-planned from live state.
         let entries = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-        Some((plan, entries))
+        Some((plan, json, entries))
     }
 }
 
@@ -110,7 +112,7 @@ impl Lineage {
             return Ok(Recovery::Nothing);
         }
         let journal = self.journal();
-        let Some((plan, entries)) = journal.pending() else {
+        let Some((plan, json, entries)) = journal.pending() else {
             if journal.is_pending() {
                 return Ok(Recovery::MovedAside(
                     journal.move_aside().map_err(io("move the unreadable apply journal aside"))?,
@@ -118,12 +120,13 @@ impl Lineage {
             }
             return Ok(Recovery::Nothing);
         };
+        let plan = PlanDocument::new(&plan, json);
         let state = self.state()?;
         // Killed after recording but before removing the journal: it is in lineage already.
         let recorded = match &state.tip {
             Some(tip) => {
                 self.entry(gix::ObjectId::from_hex(tip.as_bytes()).map_err(git)?)?.trailers.get("Plan-Digest")
-                    == Some(&plan.digest())
+                    == Some(&plan.digest)
             }
             None => false,
         };
@@ -147,7 +150,7 @@ impl Lineage {
         }
         let id = self.record(
             state.tip.as_deref(),
-            Record { partial: true, interrupted: true, ..Record::new(&plan, &outcomes, &resources) },
+            Record { partial: true, interrupted: true, ..Record::new(&plan, &outcomes, &resources, &state) },
         )?;
         journal.finish().map_err(io("remove the recorded apply journal"))?;
         Ok(Recovery::Recorded(id))

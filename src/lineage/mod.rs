@@ -10,7 +10,7 @@ use gix::bstr::ByteSlice;
 use gix::refs::transaction::PreviousValue;
 use mlops_provider_core::{Address, Kind, Value};
 
-use crate::plan::{Action, Outcomes, Plan};
+use crate::plan::{Action, Outcomes, Plan, PlanDocument};
 
 mod index;
 mod journal;
@@ -26,7 +26,7 @@ pub use lock::{LockGuard, LockHolder, RemoteLockGuard};
 use log::entry_of;
 pub use log::{Entry, EntryChange, parse_trailers};
 pub use source::ci_context;
-pub use state::{ResourceRecord, State};
+pub use state::{Blobs, ResourceRecord, State};
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum LineageError {
@@ -112,9 +112,12 @@ fn record_path(a: &Address) -> String {
 
 /// What to write in one lineage commit.
 pub struct Record<'a> {
-    pub plan: &'a Plan,
+    pub plan: &'a PlanDocument<'a>,
     pub outcomes: &'a Outcomes,
     pub resources: &'a BTreeMap<Address, ResourceRecord>,
+    /// The state the apply started from: a record equal to its record there is not serialized
+    /// again, its blob is reused by object id.
+    pub base: &'a State,
     pub partial: bool,
     /// Recovered from the journal of an apply that was killed before it could record.
     pub interrupted: bool,
@@ -128,11 +131,17 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// A complete apply, now, with no more trailers: change what differs with struct update.
-    pub fn new(plan: &'a Plan, outcomes: &'a Outcomes, resources: &'a BTreeMap<Address, ResourceRecord>) -> Self {
+    pub fn new(
+        plan: &'a PlanDocument<'a>,
+        outcomes: &'a Outcomes,
+        resources: &'a BTreeMap<Address, ResourceRecord>,
+        base: &'a State,
+    ) -> Self {
         Record {
             plan,
             outcomes,
             resources,
+            base,
             partial: false,
             interrupted: false,
             context: vec![],
@@ -165,7 +174,8 @@ impl Lineage {
     /// The resources recorded at the tip (empty before the first apply).
     pub fn state(&self) -> Result<State, LineageError> {
         let Some(tip) = self.tip()? else { return Ok(State::default()) };
-        Ok(State { tip: Some(tip.to_string()), resources: self.resources_at(tip)? })
+        let (resources, blobs) = self.records_at(tip)?;
+        Ok(State { tip: Some(tip.to_string()), resources, blobs })
     }
 
     fn tree_of(&self, commit: gix::ObjectId) -> Result<gix::Tree<'_>, LineageError> {
@@ -181,8 +191,14 @@ impl Lineage {
     }
 
     pub fn resources_at(&self, commit: gix::ObjectId) -> Result<BTreeMap<Address, ResourceRecord>, LineageError> {
+        Ok(self.records_at(commit)?.0)
+    }
+
+    /// The records at a commit and the blob each was read from.
+    fn records_at(&self, commit: gix::ObjectId) -> Result<(BTreeMap<Address, ResourceRecord>, Blobs), LineageError> {
         let tree = self.tree_of(commit)?;
         let mut out = BTreeMap::new();
+        let mut blobs = Blobs::new();
         // Every record of a provider holds the same block: one copy, shared.
         let mut blocks: Vec<std::sync::Arc<Value>> = Vec::new();
         for kind in Kind::ALL {
@@ -198,25 +214,32 @@ impl Lineage {
                     Some(b) => rec.provider_config = b.clone(),
                     None => blocks.push(rec.provider_config.clone()),
                 }
+                blobs.insert(rec.address.clone(), e.oid.to_owned());
                 out.insert(rec.address.clone(), rec);
             }
         }
-        Ok(out)
+        Ok((out, blobs))
     }
 
     /// Writes one commit on the lineage ref; fails if the ref moved since `expected_tip`.
     pub fn record(&self, expected_tip: Option<&str>, rec: Record<'_>) -> Result<String, LineageError> {
-        let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut files: BTreeMap<String, File<'_>> = BTreeMap::new();
         for (a, r) in rec.resources {
-            let mut s = serde_json::to_string_pretty(r).expect("records serialize");
-            s.push('\n');
-            files.insert(record_path(a), s.into_bytes());
+            let file = match rec.base.blobs.get(a) {
+                Some(id) if rec.base.resources.get(a) == Some(r) => File::Written(*id),
+                _ => {
+                    let mut s = serde_json::to_string_pretty(r).expect("records serialize");
+                    s.push('\n');
+                    File::Owned(s.into_bytes())
+                }
+            };
+            files.insert(record_path(a), file);
         }
-        files.insert("plan.json".into(), rec.plan.to_json().into_bytes());
+        files.insert("plan.json".into(), File::Borrowed(&rec.plan.json));
         let mut outcomes = serde_json::to_string_pretty(rec.outcomes).expect("outcomes serialize");
         outcomes.push('\n');
-        files.insert("result.json".into(), outcomes.into_bytes());
-        let tree = self.write_tree(&files)?;
+        files.insert("result.json".into(), File::Owned(outcomes.into_bytes()));
+        let tree = self.write_tree(files)?;
 
         let message = commit_message(&rec, &self.applied_by());
         let mut sig = self.signature();
@@ -263,24 +286,27 @@ impl Lineage {
         Ok(id.to_string())
     }
 
-    fn write_tree(&self, files: &BTreeMap<String, Vec<u8>>) -> Result<gix::ObjectId, LineageError> {
-        // Group by first path component, recursively.
-        let mut blobs: Vec<(String, gix::ObjectId)> = Vec::new();
-        let mut dirs: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
-        for (path, data) in files {
+    fn write_tree(&self, files: BTreeMap<String, File<'_>>) -> Result<gix::ObjectId, LineageError> {
+        // Group by first path component, recursively; contents move down, never copied.
+        let mut entries: Vec<(String, gix::objs::tree::EntryMode, gix::ObjectId)> = Vec::new();
+        let mut dirs: BTreeMap<String, BTreeMap<String, File<'_>>> = BTreeMap::new();
+        for (path, file) in files {
             match path.split_once('/') {
                 Some((dir, rest)) => {
-                    dirs.entry(dir.to_string()).or_default().insert(rest.to_string(), data.clone());
+                    dirs.entry(dir.to_string()).or_default().insert(rest.to_string(), file);
                 }
-                None => blobs.push((path.clone(), self.write_blob_once(data)?)),
+                None => {
+                    let id = match file {
+                        File::Written(id) => id,
+                        File::Owned(data) => self.write_blob_once(&data)?,
+                        File::Borrowed(data) => self.write_blob_once(data)?,
+                    };
+                    entries.push((path, gix::objs::tree::EntryKind::Blob.into(), id));
+                }
             }
         }
-        let mut entries: Vec<(String, gix::objs::tree::EntryMode, gix::ObjectId)> = Vec::new();
-        for (name, oid) in blobs {
-            entries.push((name, gix::objs::tree::EntryKind::Blob.into(), oid));
-        }
         for (name, sub) in dirs {
-            entries.push((name, gix::objs::tree::EntryKind::Tree.into(), self.write_tree(&sub)?));
+            entries.push((name, gix::objs::tree::EntryKind::Tree.into(), self.write_tree(sub)?));
         }
         // Git orders tree entries as if directory names ended in '/'.
         entries.sort_by(|a, b| {
@@ -386,14 +412,21 @@ impl Lineage {
     }
 }
 
+/// A file of a lineage commit's tree: bytes to write, or a blob already in the repository.
+enum File<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+    Written(gix::ObjectId),
+}
+
 fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
     use crate::plan::OutcomeStatus as S;
     let count = |a: Action| rec.outcomes.values().filter(|o| o.action == a && o.status == S::Applied).count();
     let failed = rec.outcomes.values().filter(|o| o.status != S::Applied).count();
     let mut summary = format!(
         "apply {}/{}: {} created, {} updated, {} replaced, {} deleted",
-        rec.plan.project,
-        rec.plan.environment,
+        rec.plan.plan.project,
+        rec.plan.plan.environment,
         count(Action::Create),
         count(Action::Update),
         count(Action::Replace),
@@ -430,9 +463,9 @@ fn commit_message(rec: &Record<'_>, applied_by: &str) -> String {
     let context: String = rec.context.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
     format!(
         "{summary}\n\n{body}\nSource-Commit: {}\nSource-Dirty: {}\nPlan-Digest: {}\nApplied-By: {applied_by}\n{context}Result: {}\n",
-        rec.plan.source.commit.as_deref().unwrap_or("none"),
-        rec.plan.source.dirty,
-        rec.plan.digest(),
+        rec.plan.plan.source.commit.as_deref().unwrap_or("none"),
+        rec.plan.plan.source.dirty,
+        rec.plan.digest,
         if rec.interrupted {
             "interrupted"
         } else if rec.partial && rolled_back(rec.outcomes) {

@@ -30,4 +30,9 @@ pub struct ResourceRecord {
 pub struct State {
     pub tip: Option<String>,
     pub resources: BTreeMap<Address, ResourceRecord>,
+    /// The blob each record was read from: an apply reuses it for a record it leaves unchanged.
+    pub blobs: Blobs,
 }
+
+/// Record blobs by address.
+pub type Blobs = BTreeMap<Address, gix::ObjectId>;

@@ -339,7 +339,7 @@ fn an_apply_killed_before_recording_is_recovered_from_its_journal() {
     let journal = lineage.journal();
     write_interrupted_apply(&env, &lineage);
     assert!(env.lineage("quickstart").is_empty());
-    assert_eq!(journal.pending().map(|(_, e)| e.len()), Some(4));
+    assert_eq!(journal.pending().map(|(_, _, e)| e.len()), Some(4));
 
     let run = env.mlops(&["plan"]).ok();
     assert!(run.stderr.contains("an earlier apply was interrupted"), "{}", run.stderr);
@@ -567,7 +567,7 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
     let plan =
         rt.block_on(mlops::engine::plan(&stack, state.clone(), Default::default(), &Default::default())).unwrap();
     let journal = lineage.journal();
-    journal.begin(&plan).unwrap();
+    journal.begin(&plan.document()).unwrap();
     let sink = |e: Event| {
         if let Event::Outcome { address, outcome, record } = e {
             journal.append(&JournalEntry { address, outcome, record }).unwrap();

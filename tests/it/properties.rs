@@ -107,7 +107,7 @@ proptest! {
         prop_assert!(plan.changes.iter().all(|c| c.action == Action::Create));
         let report = rt.block_on(apply::apply(&stack, &state, &plan, 4, &Default::default(), &Default::default(), &|_e| {}));
         prop_assert_eq!(report.failed, 0, "{:?}", report.outcomes);
-        lineage.record(state.tip.as_deref(), Record::new(&plan, &report.outcomes, &report.records)).unwrap();
+        lineage.record(state.tip.as_deref(), Record::new(&plan.document(), &report.outcomes, &report.records, &state)).unwrap();
         let state = lineage.state().unwrap();
         let again = rt.block_on(engine::plan(&stack, state.clone(), source(), &PlanRequest::default())).unwrap();
         let not_noop: Vec<_> = again.changes.iter().filter(|c| c.action != Action::NoOp).map(|c| (&c.address, &c.attributes)).collect();
