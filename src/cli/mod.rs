@@ -210,6 +210,19 @@ impl Context {
         }
     }
 
+    /// The context of one of the repository's stacks (`mlops stacks`): its spec and environment.
+    pub fn for_stack(&self, root: &std::path::Path, stack: &crate::stacks::StackInfo) -> Context {
+        Context {
+            cwd: self.cwd.clone(),
+            spec_path: root.join(&stack.spec),
+            spec_display: stack.spec.clone(),
+            style: self.style,
+            err_style: self.err_style,
+            registry: Registry::builtin().with_environment(stack.environment.clone()),
+            runtime: self.runtime.clone(),
+        }
+    }
+
     /// The lineage state, after recording (under the lock) what an interrupted apply left in the journal.
     pub fn lineage_state(&self, lineage: &Lineage) -> Result<crate::lineage::State, CommandError> {
         Ok(crate::ops::state(lineage, &|n| self.notice(&n))?)
@@ -344,7 +357,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     }
 }
 
-fn report(ctx: &Context, e: &CommandError) {
+pub(crate) fn report(ctx: &Context, e: &CommandError) {
     match e {
         CommandError::Reported => {}
         CommandError::Spec(diags) => {

@@ -5,7 +5,7 @@ use mlops_provider_core::ApplyOptions;
 
 use crate::cli::progress::{ApplyProgress, live_wanted};
 use crate::cli::{CommandError, Context, ExitStatus};
-use crate::commands::plan::ScopeArgs;
+use crate::commands::plan::{ManyArgs, ScopeArgs};
 use crate::engine::apply::Event;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -17,6 +17,7 @@ use crate::render::text;
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
     /// A plan saved by `mlops plan --out FILE`: applied exactly, or refused if stale.
+    #[arg(conflicts_with = "stacks")]
     pub plan_file: Option<PathBuf>,
     /// Apply without asking for confirmation.
     #[arg(long)]
@@ -41,6 +42,8 @@ pub struct ApplyArgs {
     pub sign: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub many: ManyArgs,
 }
 
 /// The command line's part in the apply: notices on stderr, the plan and progress on stdout, the
@@ -97,7 +100,52 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> {
+    args.many.check()?;
     let interrupt = interrupt_flag();
+    if args.many.stacks {
+        return run_stacks(ctx, args, interrupt);
+    }
+    apply_one(ctx, args, interrupt)
+}
+
+/// `apply --stacks`: the selected stacks applied one at a time, wave after wave, each under its
+/// own lock and recorded on its own lineage ref, its output under its id; a stack whose upstream
+/// failed is not applied. (One at a time: runners that want stacks applied at once take them
+/// from `mlops stacks --json`, one CI job each.) Exits 1 when a stack failed, 130 when
+/// interrupted (no later stack starts).
+fn run_stacks(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Result<ExitStatus, CommandError> {
+    let (root, found) = args.many.selected(ctx)?;
+    let outcomes = crate::commands::stacks::in_waves(ctx, &root, &found, 1, &|sctx, s| {
+        if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(ExitStatus::Interrupted);
+        }
+        println!("{}", ctx.style.bold(&format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)));
+        let status = apply_one(sctx, args, interrupt.clone())?;
+        println!();
+        match status {
+            ExitStatus::Error => Err(CommandError::user("not applied", "it was cancelled; nothing was changed")),
+            other => Ok(other),
+        }
+    });
+    println!("{}", ctx.style.bold("Stacks:"));
+    for (s, o) in found.iter().zip(&outcomes) {
+        let what = match o {
+            Ok(ExitStatus::Interrupted) => "interrupted".to_string(),
+            Ok(_) => "done".to_string(),
+            Err(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
+        };
+        println!("  {}  {what}", s.id);
+    }
+    Ok(if outcomes.iter().any(|o| matches!(o, Ok(ExitStatus::Interrupted))) {
+        ExitStatus::Interrupted
+    } else if outcomes.iter().any(|o| o.is_err()) {
+        ExitStatus::Error
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn apply_one(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let saved = match &args.plan_file {

@@ -3,23 +3,58 @@ use std::path::PathBuf;
 use mlops_provider_core::Address;
 
 use crate::cli::{CommandError, Context, ExitStatus};
+use crate::commands::stacks::in_waves;
 use crate::engine::PlanRequest;
 use crate::ops;
 use crate::plan::Plan;
 use crate::render::{Format, markdown, text};
+use crate::stacks::StackInfo;
 
 #[derive(clap::Args, Debug)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Save the plan to FILE, for `mlops apply FILE`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "stacks")]
     pub out: Option<PathBuf>,
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub many: ManyArgs,
+    /// With --stacks: how many stacks of one wave are planned at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), requires = "stacks")]
+    pub stacks_at_once: u16,
+}
+
+/// Running every stack of the repository at once (`plan --stacks`, `apply --stacks`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ManyArgs {
+    /// Every stack of the repository (each mlops.yaml per environment, as `mlops stacks` lists
+    /// them), wave after wave: a stack runs after the stacks whose values it uses.
+    #[arg(long, conflicts_with = "targets")]
+    pub stacks: bool,
+    #[command(flatten)]
+    pub select: crate::commands::stacks::Selection,
+}
+
+impl ManyArgs {
+    /// The selected stacks.
+    pub fn selected(&self, ctx: &Context) -> Result<(PathBuf, Vec<StackInfo>), CommandError> {
+        self.select.stacks(ctx)
+    }
+
+    pub fn check(&self) -> Result<(), CommandError> {
+        if self.select.changed && !self.stacks {
+            return Err(CommandError::user(
+                "--changed selects stacks and needs --stacks",
+                "`--stacks --changed --base main` runs on the stacks a change affects",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a plan is printed (shared by `plan` and `show`).
@@ -47,17 +82,20 @@ impl OutputArgs {
         match self.format() {
             Format::Text => print!("{}", text::plan(plan, &ctx.style)),
             Format::Json => print!("{}", plan.to_json()),
-            Format::Markdown => {
-                let parts = markdown::plan(plan);
-                print!("{}", parts.join(markdown::PART_SEPARATOR));
-                if let Some(dir) = &self.parts_dir {
-                    let dir = ctx.cwd.join(dir);
-                    let io = |e: std::io::Error| CommandError::io(format!("write {}", dir.display()), e);
-                    std::fs::create_dir_all(&dir).map_err(io)?;
-                    for (i, part) in parts.iter().enumerate() {
-                        std::fs::write(dir.join(format!("part-{}.md", i + 1)), part).map_err(io)?;
-                    }
-                }
+            Format::Markdown => self.print_parts(ctx, &markdown::plan(plan))?,
+        }
+        Ok(())
+    }
+
+    /// Prints markdown parts, and writes each to `--parts-dir` when asked.
+    fn print_parts(&self, ctx: &Context, parts: &[String]) -> Result<(), CommandError> {
+        print!("{}", parts.join(markdown::PART_SEPARATOR));
+        if let Some(dir) = &self.parts_dir {
+            let dir = ctx.cwd.join(dir);
+            let io = |e: std::io::Error| CommandError::io(format!("write {}", dir.display()), e);
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            for (i, part) in parts.iter().enumerate() {
+                std::fs::write(dir.join(format!("part-{}.md", i + 1)), part).map_err(io)?;
             }
         }
         Ok(())
@@ -124,11 +162,98 @@ pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
     std::fs::write(path, plan.to_json()).map_err(|e| CommandError::io(format!("write {}", path.display()), e))
 }
 
-pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
+/// Plans the context's stack.
+fn plan_one(ctx: &Context, scope: &ScopeArgs) -> Result<Plan, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let state = ctx.lineage_state(&lineage)?;
-    let plan = ops::plan(&stack, &lineage, state, ctx.runtime()?, &args.scope.request()?)?;
+    Ok(ops::plan(&stack, &lineage, state, ctx.runtime()?, &scope.request()?)?)
+}
+
+/// `plan --stacks`: every selected stack planned (a wave's stacks at once), then one output: in
+/// text each stack's plan under its id and a table; in markdown one combined comment; in JSON an
+/// array of `{stack, plan}` or `{stack, error}`. Exits 1 when a stack failed (the others are
+/// still planned and shown), else 2 with --detailed-exitcode when any has changes.
+fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
+    let (root, found) = args.many.selected(ctx)?;
+    let plans = in_waves(ctx, &root, &found, args.stacks_at_once as usize, &|sctx, _| plan_one(sctx, &args.scope));
+    // A dependent reads its upstreams' recorded values: when an upstream has changes, what the
+    // dependent will read after that apply is not what it was planned with.
+    let note = |s: &StackInfo| {
+        let moving: Vec<&str> = s
+            .needs
+            .iter()
+            .filter(|n| found.iter().zip(&plans).any(|(u, p)| &u.id == *n && p.as_ref().is_ok_and(|p| p.has_changes())))
+            .map(String::as_str)
+            .collect();
+        (!moving.is_empty()).then(|| {
+            format!(
+                "planned with the values {} recorded; {} changes: plan this stack again after it is applied",
+                moving.join(", "),
+                if moving.len() == 1 { "it has" } else { "they have" }
+            )
+        })
+    };
+    match args.output.format() {
+        Format::Json => {
+            let out: Vec<serde_json::Value> = found
+                .iter()
+                .zip(&plans)
+                .map(|(s, p)| match p {
+                    Ok(plan) => serde_json::json!({ "stack": s, "plan": plan, "note": note(s) }),
+                    Err(e) => serde_json::json!({ "stack": s, "error": e }),
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out).expect("plans serialize"));
+        }
+        Format::Markdown => {
+            let rows: Vec<markdown::StackPlan<'_>> = found
+                .iter()
+                .zip(&plans)
+                .map(|(s, p)| markdown::StackPlan {
+                    id: &s.id,
+                    plan: p.as_ref().map_err(String::as_str),
+                    note: p.as_ref().ok().and(note(s)),
+                })
+                .collect();
+            args.output.print_parts(ctx, &markdown::stacks(&rows))?;
+        }
+        Format::Text => {
+            for (s, p) in found.iter().zip(&plans) {
+                println!("{}", ctx.style.bold(&format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)));
+                match p {
+                    Ok(plan) => print!("{}", text::plan(plan, &ctx.style)),
+                    Err(e) => println!("{} {e}", ctx.style.red("Error:")),
+                }
+                if let (Ok(_), Some(n)) = (p, note(s)) {
+                    println!("Note: {n}");
+                }
+                println!();
+            }
+            println!("{}", text::stacks_table(&found.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), &plans));
+        }
+    }
+    if found.is_empty() {
+        eprintln!(
+            "{}",
+            if args.many.select.changed { "No stack is affected." } else { "No mlops.yaml in this repository." }
+        );
+    }
+    Ok(if plans.iter().any(|p| p.is_err()) {
+        ExitStatus::Error
+    } else if args.detailed_exitcode && plans.iter().any(|p| p.as_ref().is_ok_and(|p| p.has_changes())) {
+        ExitStatus::Changes
+    } else {
+        ExitStatus::Success
+    })
+}
+
+pub fn run(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
+    args.many.check()?;
+    if args.many.stacks {
+        return run_stacks(ctx, args);
+    }
+    let plan = plan_one(ctx, &args.scope)?;
     args.output.print(ctx, &plan)?;
     if let Some(out) = &args.out {
         let path = ctx.cwd.join(out);

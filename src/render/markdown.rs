@@ -205,3 +205,78 @@ fn header_summary(p: &Plan) -> String {
     let h = header(p);
     h.split("### Drift").next().unwrap_or_default().to_string()
 }
+
+/// One stack's row in a combined comment: its id and its plan, or why there is none.
+pub struct StackPlan<'a> {
+    pub id: &'a str,
+    pub plan: Result<&'a Plan, &'a str>,
+    /// Said under the table, e.g. that it was planned against an upstream's recorded values.
+    pub note: Option<String>,
+}
+
+/// The comment of `mlops plan --stacks --format markdown`: a table of every stack first (its
+/// counts or its error), then each stack's plan as `plan` renders it, packed into parts that
+/// each fit in one comment.
+pub fn stacks(plans: &[StackPlan<'_>]) -> Vec<String> {
+    let budget = COMMENT_LIMIT - PART_HEADER_RESERVE;
+    let changed = plans.iter().filter(|p| p.plan.is_ok_and(|p| p.has_changes())).count();
+    let failed = plans.iter().filter(|p| p.plan.is_err()).count();
+    let mut head = format!(
+        "## mlops plan · {} stack(s)\n\n**{changed} with changes · {failed} failed · {} unchanged**\n\n\
+         | stack | create | update | replace | delete | |\n|---|---:|---:|---:|---:|---|\n",
+        plans.len(),
+        plans.len() - changed - failed
+    );
+    for p in plans {
+        match p.plan {
+            Ok(plan) => {
+                let s = &plan.summary;
+                let what = if plan.has_changes() { "changes" } else { "no changes" };
+                let _ = writeln!(
+                    head,
+                    "| `{}` | {} | {} | {} | {} | {what} |",
+                    p.id, s.create, s.update, s.replace, s.delete
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(head, "| `{}` | | | | | ❌ {} |", p.id, escape(e));
+            }
+        }
+    }
+    for p in plans {
+        if let Some(note) = &p.note {
+            let _ = writeln!(head, "\n> `{}`: {}", p.id, escape(note));
+        }
+    }
+    let mut pieces = vec![head];
+    for p in plans {
+        if let Ok(plan) = p.plan
+            && plan.has_changes()
+        {
+            pieces.extend(self::plan(plan).into_iter().map(|part| {
+                // A stack's own part numbering is replaced by the combined one.
+                match part.strip_prefix("<sub>mlops plan · part ") {
+                    Some(rest) => rest.split_once("\n\n").map(|(_, body)| body.to_string()).unwrap_or(part),
+                    None => part,
+                }
+            }));
+        }
+    }
+    let mut parts: Vec<String> = vec![];
+    for piece in pieces {
+        match parts.last_mut() {
+            Some(last) if last.chars().count() + piece.chars().count() < budget => {
+                last.push('\n');
+                last.push_str(&piece);
+            }
+            _ => parts.push(piece),
+        }
+    }
+    let n = parts.len();
+    if n > 1 {
+        for (i, part) in parts.iter_mut().enumerate() {
+            part.insert_str(0, &format!("<sub>mlops plan · part {} of {n}</sub>\n\n", i + 1));
+        }
+    }
+    parts
+}

@@ -267,3 +267,26 @@ pub fn log_entry(e: &Entry, style: &Style) -> String {
     }
     out
 }
+
+/// The table under `plan --stacks` and `apply --stacks`: each stack's counts, or its error.
+pub fn stacks_table(ids: &[&str], plans: &[Result<Plan, String>]) -> String {
+    let width = ids.iter().map(|i| i.len()).max().unwrap_or(5).max(5);
+    let mut out = format!("{:width$}  {:>6} {:>6} {:>7} {:>6}\n", "stack", "create", "update", "replace", "delete");
+    for (id, p) in ids.iter().zip(plans) {
+        match p {
+            Ok(p) => {
+                let s = &p.summary;
+                out.push_str(&format!(
+                    "{id:width$}  {:>6} {:>6} {:>7} {:>6}{}\n",
+                    s.create,
+                    s.update,
+                    s.replace,
+                    s.delete,
+                    if p.has_changes() { "" } else { "  (no changes)" }
+                ));
+            }
+            Err(e) => out.push_str(&format!("{id:width$}  failed: {}\n", e.lines().next().unwrap_or_default())),
+        }
+    }
+    out
+}

@@ -48,6 +48,68 @@ fn a_thousand_resources_split_into_parts_that_each_fit() {
     assert!(parts[0].contains("**334 to create · 0 to update") || parts[0].contains("to create"), "summary first");
 }
 
+/// `plan --stacks --format markdown`: the table of stacks first, then each stack's plan, packed
+/// into parts that each fit and are numbered once for the whole comment.
+#[test]
+fn many_stacks_share_one_comment_split_into_parts_that_each_fit() {
+    let env = TestEnv::quickstart();
+    env.mlops(&["plan", "--out", "p.json"]).ok();
+    let plan: Plan = serde_json::from_str(&env.read("p.json")).unwrap();
+    let big = |project: &str| {
+        let mut p = plan.clone();
+        p.project = project.into();
+        let template = p.changes[0].clone();
+        p.changes = (0..400)
+            .map(|i| {
+                let mut c = template.clone();
+                c.address = format!("datasets.ds-{i:04}").parse().unwrap();
+                c.attributes = (0..20)
+                    .map(|f| AttributeChange {
+                        path: format!("files[\"part-{f:03}.csv\"]"),
+                        before: None,
+                        after: Some(format!("sha256:{:064x}", f + i).into()),
+                        forces_replacement: false,
+                    })
+                    .collect();
+                c
+            })
+            .collect();
+        p.summary = Plan::summarize(&p.changes, &p.drift);
+        p
+    };
+    let (a, b) = (big("a"), big("b"));
+    let rows = [
+        markdown::StackPlan { id: "a:default", plan: Ok(&a), note: None },
+        markdown::StackPlan {
+            id: "b:default",
+            plan: Ok(&b),
+            note: Some("planned with the values a:default recorded".into()),
+        },
+        markdown::StackPlan { id: "c:default", plan: Err("c/mlops.yaml: unknown field"), note: None },
+    ];
+    let parts = markdown::stacks(&rows);
+    assert!(parts.len() > 2, "two 400-resource plans do not fit one comment");
+    assert!(
+        parts[0].contains("## mlops plan · 3 stack(s)")
+            && parts[0].contains("| `c:default` | | | | | ❌ c/mlops.yaml: unknown field |")
+    );
+    assert!(parts[0].contains("> `b:default`: planned with the values a:default recorded"), "{}", &parts[0][..800]);
+    for (i, part) in parts.iter().enumerate() {
+        assert!(part.chars().count() <= COMMENT_LIMIT, "part {} has {} characters", i + 1, part.chars().count());
+        assert!(
+            part.starts_with(&format!("<sub>mlops plan · part {} of {}</sub>", i + 1, parts.len())),
+            "{}",
+            &part[..100]
+        );
+        assert_eq!(part.matches("<sub>mlops plan · part").count(), 1, "one numbering for the whole comment");
+    }
+    let all = parts.join("");
+    for project in ["a", "b"] {
+        assert_eq!(all.matches(&format!("## mlops plan · `{project}` / `default`\n")).count(), 1);
+    }
+    assert_eq!(all.matches("<code>+ datasets.ds-0399</code>").count(), 2, "every resource of both stacks, once each");
+}
+
 #[test]
 fn one_huge_resource_is_cut_to_fit_with_a_note() {
     let env = TestEnv::quickstart();

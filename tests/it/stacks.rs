@@ -159,3 +159,85 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
     assert!(cycle.stderr.contains("a cycle"), "{}", cycle.stderr);
     assert!(cycle.stderr.contains("mlops.yaml:"), "{}", cycle.stderr);
 }
+
+/// `plan --stacks` and `apply --stacks` on the training/serving pair: waves in order, one
+/// combined output, a dependent not run when its upstream failed, exit codes for the whole.
+#[test]
+fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
+    let env = TestEnv::new();
+    env.write(
+        "training/mlops.yaml",
+        "version: 1\nproject: training\nproviders:\n  local: { root: .state }\nmodels:\n  churn: { artifact: ./model.json }\n",
+    );
+    env.write("training/model.json", "{\"weights\": [1]}\n");
+    env.write(
+        "serving/mlops.yaml",
+        "version: 1\nproject: serving\nproviders:\n  local: { root: .state }\nmodels:\n  m: { artifact: ./model.json }\n\
+         endpoints:\n  api:\n    model: models.m\n    labels: { trained: \"${stack:training:models.churn.version}\" }\n",
+    );
+    env.write("serving/model.json", "{}\n");
+    env.write(".gitignore", ".state/\n");
+    env.commit("two stacks");
+
+    // Before training is applied, serving cannot be planned: training's plan is still shown,
+    // serving's error is in its place, and the run exits 1.
+    let first = env.mlops(&["plan", "--stacks", "--json"]);
+    assert_eq!(first.status, 1, "{}", first.stderr);
+    let out: Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(out[0]["stack"]["id"], "training:default");
+    assert_eq!(out[0]["plan"]["summary"]["create"], 1, "{}", out[0]);
+    assert_eq!(out[1]["stack"]["id"], "serving:default");
+    assert!(out[1]["error"].as_str().unwrap().contains("has not been applied"), "{}", out[1]);
+
+    // One apply runs both, training first: serving reads the version training just recorded.
+    let apply = env.mlops(&["apply", "--stacks", "--auto-approve"]).ok();
+    let (t, s) = (
+        apply.stdout.find("── stack training:default").unwrap(),
+        apply.stdout.find("── stack serving:default").unwrap(),
+    );
+    assert!(t < s, "{}", apply.stdout);
+    assert!(apply.stdout.contains("  training:default  done\n  serving:default  done"), "{}", apply.stdout);
+    assert_eq!((env.lineage("training").len(), env.lineage("serving").len()), (1, 1));
+    let state: Value = serde_json::from_str(&env.mlops(&["-C", "serving", "state", "--json"]).ok().stdout).unwrap();
+    let api = state["resources"].as_array().unwrap().iter().find(|r| r["address"] == "endpoints.api").unwrap();
+    assert_eq!(api["record"]["attributes"]["labels"]["trained"], "1", "{state}");
+    let quiet = env.mlops(&["plan", "--stacks", "--detailed-exitcode"]);
+    assert_eq!(quiet.status, 0, "{}\n{}", quiet.stdout, quiet.stderr);
+    assert_eq!(quiet.stdout.matches("(no changes)").count(), 2, "{}", quiet.stdout);
+
+    // Training changes: the combined comment has both stacks in its table, training's plan, and
+    // says serving was planned with values training is about to change.
+    let base = env.git(&["rev-parse", "HEAD"]).trim().to_string();
+    env.write("training/model.json", "{\"weights\": [2]}\n");
+    let md =
+        env.mlops(&["plan", "--stacks", "--changed", "--base", &base, "--format", "markdown", "--detailed-exitcode"]);
+    assert_eq!(md.status, 2, "{}", md.stderr);
+    assert!(md.stdout.starts_with("## mlops plan · 2 stack(s)\n"), "{}", md.stdout);
+    assert!(md.stdout.contains("| `training:default` | 0 | 1 | 0 | 0 | changes |"), "{}", md.stdout);
+    assert!(md.stdout.contains("| `serving:default` | 0 | 0 | 0 | 0 | no changes |"), "{}", md.stdout);
+    assert!(md.stdout.contains("## mlops plan · `training` / `default`"), "{}", md.stdout);
+    assert!(
+        md.stdout.contains("`serving:default`: planned with the values training:default recorded; it has changes"),
+        "{}",
+        md.stdout
+    );
+
+    // Training cannot be loaded: it fails, serving is not run, nothing is recorded, exit 1.
+    env.write(
+        "training/mlops.yaml",
+        &env.read("training/mlops.yaml").replace("./model.json }", "./model.json, colour: red }"),
+    );
+    let broken = env.mlops(&["apply", "--stacks", "--auto-approve"]);
+    assert_eq!(broken.status, 1, "{}", broken.stdout);
+    assert!(
+        broken.stdout.contains("serving:default  failed: not run: it uses values of training:default, which failed"),
+        "{}",
+        broken.stdout
+    );
+    assert!(broken.stderr.contains("colour"), "{}", broken.stderr);
+    assert_eq!((env.lineage("training").len(), env.lineage("serving").len()), (1, 1));
+
+    let alone = env.mlops(&["plan", "--changed"]);
+    assert_eq!(alone.status, 1);
+    assert!(alone.stderr.contains("--changed selects stacks and needs --stacks"), "{}", alone.stderr);
+}

@@ -163,7 +163,8 @@ fn the_service_refuses_what_googleapiclient_refuses_before_sending() {
         ("enum", "is not an allowed value", "INVALID_ARGUMENT"),
         ("integer", "invalid literal for int()", "INVALID_ARGUMENT"),
     ] {
-        let client = r[case]["client"].as_str().unwrap_or_else(|| panic!("{case}: googleapiclient sent it: {}", r[case]));
+        let client =
+            r[case]["client"].as_str().unwrap_or_else(|| panic!("{case}: googleapiclient sent it: {}", r[case]));
         assert!(client.contains(said), "{case}: googleapiclient said {client}");
         assert_eq!(r[case]["service"]["status"], status, "{case}: {}", r[case]);
     }
