@@ -374,15 +374,36 @@ pub fn apply(
     input: ApplyInput,
     hooks: &dyn ApplyHooks,
 ) -> Result<ApplyReport, OpError> {
-    let ApplyInput { saved, request, operation, lock_remote, allow_data_loss, options, interrupt, sign } = input;
-    if sign {
+    if input.sign {
         // Found before anything changes: a signature that cannot be made refuses the apply.
         lineage.check_signing()?;
     }
     // Held from before the state is read until the result is recorded: two applies never interleave.
-    let _remote_lock = lock_remote.as_deref().map(|r| lineage.lock_remote(r, &operation)).transpose()?;
-    let lock = lineage.lock(&operation)?;
-    recover(lineage, &lock, &|n| hooks.notice(n))?;
+    let remote = input.lock_remote.clone();
+    let _remote_lock = remote.as_deref().map(|r| lineage.lock_remote(r, &input.operation)).transpose()?;
+    let lock = lineage.lock(&input.operation)?;
+    let Some(remote) = remote else { return apply_locked(stack, lineage, rt, &lock, input, hooks) };
+    // With the remote lock, the remote's lineage is the truth: taken before anything is read,
+    // pushed after (also when the apply failed after recording), so that runners in separate
+    // clones neither miss nor overwrite each other's records.
+    let lease = lineage.pull_lineage(&remote)?;
+    let result = apply_locked(stack, lineage, rt, &lock, input, hooks);
+    let pushed = lineage.push_lineage(&remote, lease.as_deref());
+    let report = result?;
+    pushed?;
+    Ok(report)
+}
+
+fn apply_locked(
+    stack: &Stack,
+    lineage: &Lineage,
+    rt: &tokio::runtime::Runtime,
+    lock: &crate::lineage::LockGuard,
+    input: ApplyInput,
+    hooks: &dyn ApplyHooks,
+) -> Result<ApplyReport, OpError> {
+    let ApplyInput { saved, request, allow_data_loss, options, interrupt, sign, .. } = input;
+    recover(lineage, lock, &|n| hooks.notice(n))?;
     let state = lineage.state()?;
     let parallelism = request.parallelism;
     let (saved_pins, rolled_back) = match &saved {

@@ -253,3 +253,70 @@ impl Lineage {
         Err(LineageError::Git(format!("cannot take the lock on remote `{remote}`: {last_error}").into()))
     }
 }
+
+impl Lineage {
+    /// Under the remote lock, before anything is read: brings this clone's lineage ref to the
+    /// remote's. The remote's is taken when this clone has none or is behind it; this clone's is
+    /// kept when it is ahead (records an earlier run could not push: pushed after this apply);
+    /// diverged histories are refused. Returns the remote's commit, the lease for the push.
+    pub fn pull_lineage(&self, remote: &str) -> Result<Option<String>, LineageError> {
+        let git_dir = self.repo.common_dir().to_path_buf();
+        let fail = |e: String| LineageError::Git(format!("cannot read the lineage on remote `{remote}`: {e}").into());
+        let listed = git_cli(&git_dir, &["ls-remote", remote, &self.ref_name]).map_err(fail)?;
+        let Some(theirs) = listed.split_whitespace().next().map(str::to_string) else { return Ok(None) };
+        let local = self.tip()?.map(|t| t.to_string());
+        if local.as_deref() == Some(theirs.as_str()) {
+            return Ok(Some(theirs));
+        }
+        let peek =
+            format!("refs/mlops/remote-lineage/{remote}/{}", self.ref_name.trim_start_matches("refs/mlops/lineage/"));
+        git_cli(
+            &git_dir,
+            &["fetch", "--quiet", "--no-write-fetch-head", remote, &format!("+{}:{peek}", self.ref_name)],
+        )
+        .map_err(fail)?;
+        let ancestor = |a: &str, b: &str| git_cli(&git_dir, &["merge-base", "--is-ancestor", a, b]).is_ok();
+        match local {
+            Some(local) if ancestor(&theirs, &local) => {}
+            Some(local) if !ancestor(&local, &theirs) => {
+                return Err(LineageError::Diverged {
+                    ref_name: self.ref_name.clone(),
+                    remote: remote.to_string(),
+                    local,
+                    theirs,
+                });
+            }
+            _ => {
+                git_cli(&git_dir, &["update-ref", &self.ref_name, &theirs]).map_err(fail)?;
+            }
+        }
+        Ok(Some(theirs))
+    }
+
+    /// After an apply under the remote lock: pushes the lineage ref when it moved past `lease`
+    /// (what `pull_lineage` found there), with that lease.
+    pub fn push_lineage(&self, remote: &str, lease: Option<&str>) -> Result<(), LineageError> {
+        let Some(tip) = self.tip()?.map(|t| t.to_string()) else { return Ok(()) };
+        if lease == Some(tip.as_str()) {
+            return Ok(());
+        }
+        let git_dir = self.repo.common_dir().to_path_buf();
+        git_cli(
+            &git_dir,
+            &[
+                "push",
+                "--quiet",
+                &format!("--force-with-lease={}:{}", self.ref_name, lease.unwrap_or_default()),
+                remote,
+                &format!("{tip}:{}", self.ref_name),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|reason| LineageError::NotPushed {
+            ref_name: self.ref_name.clone(),
+            remote: remote.to_string(),
+            commit: tip[..12].to_string(),
+            reason,
+        })
+    }
+}

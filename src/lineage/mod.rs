@@ -54,6 +54,22 @@ pub enum LineageError {
     #[error("{0}")]
     #[diagnostic(code(lineage::not_found))]
     NotFound(String),
+    #[error(
+        "the lineage {ref_name} here ({local}) and on `{remote}` ({theirs}) have diverged: each has records the other lacks"
+    )]
+    #[diagnostic(
+        code(lineage::diverged),
+        help(
+            "an apply recorded here was never pushed while another runner recorded on the remote; compare them with `git log {local} {theirs}` and keep one (`git update-ref {ref_name} COMMIT`), then apply again"
+        )
+    )]
+    Diverged { ref_name: String, remote: String, local: String, theirs: String },
+    #[error("recorded here as {commit}, but the lineage {ref_name} could not be pushed to `{remote}`: {reason}")]
+    #[diagnostic(
+        code(lineage::not_pushed),
+        help("the next `apply --lock-remote` pushes it; or push it now: `git push {remote} {ref_name}`")
+    )]
+    NotPushed { ref_name: String, remote: String, commit: String, reason: String },
     #[error("{ref_name} is held by {} on {} (pid {}) since {}, for {}", .holder.who, .holder.host, .holder.pid, .holder.since, .holder.operation)]
     #[diagnostic(
         code(lineage::locked),

@@ -31,7 +31,12 @@ fn the_ci_pipeline_runs_end_to_end() {
     let apply = run("apply");
     assert!(apply.status.success(), "{}", String::from_utf8_lossy(&apply.stderr));
     assert_eq!(env.lineage("quickstart").len(), 1);
-    assert_eq!(env.git(&["ls-remote", "origin"]), "", "the remote lock is released");
+    let tip = env.lineage("quickstart")[0].clone();
+    assert_eq!(
+        env.git(&["ls-remote", "origin"]),
+        format!("{tip}\trefs/mlops/lineage/quickstart/default\n"),
+        "the remote lock is released, the record pushed"
+    );
 
     // A policy that blocks the plan stops the PR stage with exit 3.
     let spec = env.read("mlops.yaml");

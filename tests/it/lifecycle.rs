@@ -411,7 +411,12 @@ fn the_lock_on_a_bare_remote_keeps_runners_apart() {
         1
     );
     assert_eq!(env.lineage("quickstart").len(), 1);
-    assert_eq!(env.git(&["ls-remote", "origin"]), "", "released after the apply");
+    let tip = env.lineage("quickstart")[0].clone();
+    assert_eq!(
+        env.git(&["ls-remote", "origin"]),
+        format!("{tip}\trefs/mlops/lineage/quickstart/default\n"),
+        "the lock released after the apply, the record pushed"
+    );
 }
 
 /// How many of the concurrent applies applied; each other one met the lock or found nothing to do.

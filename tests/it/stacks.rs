@@ -241,3 +241,91 @@ fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
     assert_eq!(alone.status, 1);
     assert!(alone.stderr.contains("--changed selects stacks and needs --stacks"), "{}", alone.stderr);
 }
+
+/// Runners as separate processes in separate clones, one bare remote as the only coordinator:
+/// three stacks applied at once, and a fourth runner racing the first on its stack. With
+/// `--lock-remote` each takes the remote lock, reads the remote's lineage and pushes its record:
+/// every stack is applied and recorded exactly once, nothing recorded is lost, and every clone's
+/// lineage verifies against the remote.
+#[test]
+fn runners_in_separate_clones_apply_stacks_at_once_through_one_remote() {
+    let env = TestEnv::new();
+    let live = env.join("live");
+    for s in ["a", "b", "c"] {
+        env.write(
+            &format!("{s}/mlops.yaml"),
+            &format!(
+                "version: 1\nproject: {s}\nproviders:\n  local: {{ root: {} }}\nmodels:\n  m: {{ artifact: ./model.json }}\n",
+                live.join(s).display()
+            ),
+        );
+        env.write(&format!("{s}/model.json"), &format!("{{\"stack\": \"{s}\"}}\n"));
+    }
+    env.write(".gitignore", "live/\nrunners/\n");
+    env.commit("three stacks");
+    let remote = tempfile::tempdir().unwrap();
+    let origin = remote.path().join("origin.git");
+    let origin = origin.to_str().unwrap();
+    env.git(&["init", "-q", "--bare", "-b", "main", origin]);
+    env.git(&["push", "-q", origin, "main"]);
+    let runners: Vec<String> = (0..4)
+        .map(|i| {
+            let dir = format!("runners/r{i}");
+            env.git(&["clone", "-q", origin, &dir]);
+            env.git(&["-C", &dir, "config", "user.name", &format!("Runner {i}")]);
+            env.git(&["-C", &dir, "config", "user.email", "runner@example.com"]);
+            dir
+        })
+        .collect();
+
+    let jobs = [(0, "a"), (1, "b"), (2, "c"), (3, "a")];
+    let outputs: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|&(r, s)| {
+                let dir = format!("{}/{s}", runners[r]);
+                let env = &env;
+                scope.spawn(move || {
+                    // A runner that meets the lock waits and tries again, as a CI job's retry does.
+                    for _ in 0..100 {
+                        let run = env.mlops(&["-C", &dir, "apply", "--auto-approve", "--lock-remote", "origin"]);
+                        if run.status == 0 {
+                            return run.stdout;
+                        }
+                        assert!(run.stderr.contains("lineage::locked"), "runner {r} on {s}: {}", run.stderr);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                    }
+                    panic!("runner {r} never got the lock on {s}");
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let applied = |i: usize| outputs[i].contains("Apply complete!");
+    assert!(applied(1) && applied(2), "b and c each applied by their runner");
+    assert_eq!(
+        [applied(0), applied(3)].iter().filter(|a| **a).count(),
+        1,
+        "a applied once; the other runner read its record and found nothing to do:\n{}\n{}",
+        outputs[0],
+        outputs[3]
+    );
+    for s in ["a", "b", "c"] {
+        let count = env.git(&["--git-dir", origin, "rev-list", "--count", &format!("refs/mlops/lineage/{s}/default")]);
+        assert_eq!(count.trim(), "1", "stack {s}: one record on the remote");
+    }
+    assert_eq!(env.git(&["--git-dir", origin, "for-each-ref", "refs/mlops/lock"]), "", "every remote lock released");
+    // Every runner that applied holds what the remote holds.
+    for &(r, s) in &jobs {
+        env.mlops(&["-C", &format!("{}/{s}", runners[r]), "verify", "--remote", "origin"]).ok();
+    }
+
+    // A clone whose lineage was rewritten apart from the remote's is refused before anything is read.
+    let r1 = &runners[1];
+    let orphan = env.git(&["-C", r1, "commit-tree", "HEAD^{tree}", "-m", "not lineage"]);
+    env.git(&["-C", r1, "update-ref", "refs/mlops/lineage/b/default", orphan.trim()]);
+    let diverged = env.mlops(&["-C", &format!("{r1}/b"), "apply", "--auto-approve", "--lock-remote", "origin"]);
+    assert_eq!(diverged.status, 1, "{}", diverged.stdout);
+    assert!(diverged.stderr.contains("lineage::diverged"), "{}", diverged.stderr);
+    assert_eq!(env.git(&["--git-dir", origin, "for-each-ref", "refs/mlops/lock"]), "", "the lock is released");
+}
