@@ -27,6 +27,26 @@ fn repo() -> (TestEnv, String) {
     (env, base)
 }
 
+/// A training stack with one model, and a serving stack whose endpoint is labelled with the
+/// version training recorded (`${stack:training:models.churn.version}`), committed.
+fn training_and_serving() -> TestEnv {
+    let env = TestEnv::new();
+    env.write(
+        "training/mlops.yaml",
+        "version: 1\nproject: training\nproviders:\n  local: { root: .state }\nmodels:\n  churn: { artifact: ./model.json }\n",
+    );
+    env.write("training/model.json", "{\"weights\": [1]}\n");
+    env.write(
+        "serving/mlops.yaml",
+        "version: 1\nproject: serving\nproviders:\n  local: { root: .state }\nmodels:\n  m: { artifact: ./model.json }\n\
+         endpoints:\n  api:\n    model: models.m\n    labels: { trained: \"${stack:training:models.churn.version}\" }\n",
+    );
+    env.write("serving/model.json", "{}\n");
+    env.write(".gitignore", ".state/\n");
+    env.commit("two stacks");
+    env
+}
+
 fn stacks(env: &TestEnv, args: &[&str]) -> Value {
     let mut all = vec!["stacks", "--json"];
     all.extend_from_slice(args);
@@ -95,20 +115,7 @@ fn a_base_git_does_not_know_is_a_clear_error() {
 /// training is; a reference to a stack never applied, and a cycle, are errors at their lines.
 #[test]
 fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
-    let env = TestEnv::new();
-    env.write(
-        "training/mlops.yaml",
-        "version: 1\nproject: training\nproviders:\n  local: { root: .state }\nmodels:\n  churn: { artifact: ./model.json }\n",
-    );
-    env.write("training/model.json", "{\"weights\": [1]}\n");
-    env.write(
-        "serving/mlops.yaml",
-        "version: 1\nproject: serving\nproviders:\n  local: { root: .state }\nmodels:\n  m: { artifact: ./model.json }\n\
-         endpoints:\n  api:\n    model: models.m\n    labels: { trained: \"${stack:training:models.churn.version}\" }\n",
-    );
-    env.write("serving/model.json", "{}\n");
-    env.write(".gitignore", ".state/\n");
-    env.commit("two stacks");
+    let env = training_and_serving();
     let base = env.git(&["rev-parse", "HEAD"]).trim().to_string();
 
     // Nothing recorded for training yet: an error at the line, naming what is missing.
@@ -164,20 +171,7 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
 /// combined output, a dependent not run when its upstream failed, exit codes for the whole.
 #[test]
 fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
-    let env = TestEnv::new();
-    env.write(
-        "training/mlops.yaml",
-        "version: 1\nproject: training\nproviders:\n  local: { root: .state }\nmodels:\n  churn: { artifact: ./model.json }\n",
-    );
-    env.write("training/model.json", "{\"weights\": [1]}\n");
-    env.write(
-        "serving/mlops.yaml",
-        "version: 1\nproject: serving\nproviders:\n  local: { root: .state }\nmodels:\n  m: { artifact: ./model.json }\n\
-         endpoints:\n  api:\n    model: models.m\n    labels: { trained: \"${stack:training:models.churn.version}\" }\n",
-    );
-    env.write("serving/model.json", "{}\n");
-    env.write(".gitignore", ".state/\n");
-    env.commit("two stacks");
+    let env = training_and_serving();
 
     // Before training is applied, serving cannot be planned: training's plan is still shown,
     // serving's error is in its place, and the run exits 1.
