@@ -187,6 +187,10 @@ class Api:
             raise ApiError(400, f"Invalid value for '{name}': a single value is expected, got {len(values)}.")
         for v in values:
             t = p.get("type")
+            if name == "alt":
+                # Google's system parameter takes options after the format: Google's generated
+                # REST clients send `$alt=json;enum-encoding=int` (enums as numbers).
+                v = v.split(";", 1)[0]
             if "enum" in p and v not in p["enum"]:
                 raise ApiError(400, f"Invalid value for '{name}': \"{v}\" is not one of {p['enum']}.")
             if t == "integer":

@@ -298,6 +298,14 @@ pub fn value(from: &Path, reference: &str, environment: &str) -> Result<Upstream
     Ok(Upstream { reference: reference.to_string(), stack, lineage_commit: tip.to_string(), value })
 }
 
+/// The URL of a Git remote (the repository a cluster job clones).
+pub fn remote_url(root: &Path, remote: &str) -> Result<String, StacksError> {
+    git(root, &["remote", "get-url", remote]).map(|u| u.trim().to_string()).map_err(|_| StacksError::Git {
+        message: format!("this repository has no remote `{remote}`"),
+        help: "pass --repository URL (the repository the jobs clone), or --remote NAME".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,33 @@
 use std::path::PathBuf;
 
 use crate::cli::{CommandError, Context, ExitStatus};
+use crate::render::recipes::StacksFormat;
 use crate::stacks::{self, StackInfo};
 
 #[derive(clap::Args, Debug)]
 pub struct StacksArgs {
     #[command(flatten)]
     pub select: Selection,
-    /// One JSON array of stacks (id, spec, project, environment, reasons): a CI matrix's input.
-    #[arg(long)]
+    /// text; json (an array of stacks: id, spec, project, environment, needs, wave, reasons);
+    /// or a recipe that runs each stack as a job of an engine you run (docs/stacks.md).
+    #[arg(long, value_enum, default_value_t = StacksFormat::Text)]
+    pub format: StacksFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Recipes: what each stack's job runs, `plan` (a pull request) or `apply` (a merge: with
+    /// `--auto-approve --lock-remote REMOTE`).
+    #[arg(long, value_parser = ["plan", "apply"], default_value = "plan")]
+    pub run: String,
+    /// Recipes: the Git remote jobs fetch lineage from and lock on.
+    #[arg(long, value_name = "REMOTE", default_value = "origin")]
+    pub remote: String,
+    /// Cluster recipes: the image the jobs run (it needs `mlops` and `git`).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Cluster recipes: the repository the jobs clone (default: the URL of `--remote`).
+    #[arg(long, value_name = "URL")]
+    pub repository: Option<String>,
 }
 
 /// Which of the repository's stacks a command runs on (`stacks`, `plan --stacks`, `apply --stacks`).
@@ -36,22 +54,49 @@ impl Selection {
 }
 
 pub fn run(ctx: &Context, args: &StacksArgs) -> Result<ExitStatus, CommandError> {
-    let (_, found) = args.select.stacks(ctx)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&found).expect("serializes"));
-        return Ok(ExitStatus::Success);
-    }
+    use crate::render::recipes::{self, Recipe};
+    let format = if args.json { StacksFormat::Json } else { args.format };
+    let (root, found) = args.select.stacks(ctx)?;
+    let recipe = Recipe { run: &args.run, remote: &args.remote };
+    let out = match format {
+        StacksFormat::Text => return Ok(print_text(&found, args.select.changed)),
+        StacksFormat::Json => format!("{}\n", serde_json::to_string_pretty(&found).expect("serializes")),
+        StacksFormat::Github => recipes::github(&found, &recipe),
+        StacksFormat::Gitlab => recipes::gitlab(&found, &recipe),
+        StacksFormat::Jobs | StacksFormat::Argo => {
+            let image = args.image.as_deref().ok_or_else(|| {
+                CommandError::user(
+                    format!("the {} recipe needs --image", format.name()),
+                    "name an image that has `mlops` and `git`, e.g. --image registry.example.com/tools/mlops:1.0",
+                )
+            })?;
+            let repository = match &args.repository {
+                Some(r) => r.clone(),
+                None => stacks::remote_url(&root, &args.remote)?,
+            };
+            if format == StacksFormat::Argo {
+                recipes::argo(&found, &recipe, image, &repository)
+            } else {
+                recipes::jobs(&found, &recipe, image, &repository)
+            }
+        }
+    };
+    print!("{out}");
+    Ok(ExitStatus::Success)
+}
+
+fn print_text(found: &[StackInfo], changed: bool) -> ExitStatus {
     if found.is_empty() {
-        println!("{}", if args.select.changed { "No stack is affected." } else { "No mlops.yaml in this repository." });
+        println!("{}", if changed { "No stack is affected." } else { "No mlops.yaml in this repository." });
     }
-    for s in &found {
+    for s in found {
         let needs = if s.needs.is_empty() { String::new() } else { format!(", after {}", s.needs.join(", ")) };
         println!("wave {}  {}  (project {}, {}{needs})", s.wave, s.id, s.project, s.spec);
         for r in &s.reasons {
             println!("    changed: {r}");
         }
     }
-    Ok(ExitStatus::Success)
+    ExitStatus::Success
 }
 
 /// Runs `each` on every stack, wave after wave; the stacks of one wave at most `at_once` at a

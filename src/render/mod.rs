@@ -1,6 +1,7 @@
 //! Renderers: one plan, several forms. They return strings; the CLI decides where they go.
 
 pub mod markdown;
+pub mod recipes;
 pub mod text;
 
 /// How a plan is printed.

@@ -1394,3 +1394,74 @@ fn images_are_pinned_by_digest_and_a_moved_tag_is_a_reviewed_change() {
     assert_eq!(k.env.lineage("k8s"), before, "nothing recorded");
     assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "nothing changed");
 }
+
+/// `mlops stacks --format kubernetes` and `--format argo` on the training/serving repository:
+/// the apiserver accepts every Job and the Workflow on a server-side dry-run (kube's client, as
+/// `kubectl apply --dry-run=server` sends them) and returns them as sent, nothing pruned; the
+/// Workflow's DAG is the stacks' (serving depends on training), the Jobs carry their waves.
+#[test]
+#[ignore = "needs the test apiserver: `eval \"$(scripts/services up kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn the_cluster_recipes_are_accepted_by_the_apiserver_as_written() {
+    let cluster = Cluster::new(&kubeconfig());
+    let env = crate::stacks::training_and_serving();
+    env.git(&["remote", "add", "origin", "https://git.example.com/ml/platform.git"]);
+    let ns = unique("recipes");
+    cluster.create_namespace(&ns);
+    let dry = PostParams { dry_run: true, field_manager: Some("mlops-tests".into()) };
+    let yaml = |format: &str| -> Value {
+        let out =
+            env.mlops(&["stacks", "--format", format, "--run", "apply", "--image", "registry.example.com/mlops:1"]);
+        serde_saphyr::from_str(&out.ok().stdout).unwrap()
+    };
+
+    let list = yaml("kubernetes");
+    let jobs = list["items"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    for (job, (wave, stack)) in jobs.iter().zip([("0", "training:default"), ("1", "serving:default")]) {
+        let obj: DynamicObject = serde_json::from_value(job.clone()).unwrap();
+        let back = cluster.rt.block_on(cluster.api(Some(&ns), &ar("batch", "v1", "Job", "jobs")).create(&dry, &obj));
+        let back = serde_json::to_value(back.unwrap_or_else(|e| panic!("the Job of {stack} is refused: {e}"))).unwrap();
+        assert_eq!(back["metadata"]["labels"]["mlops.dev/wave"], wave);
+        assert_eq!(back["metadata"]["annotations"]["mlops.dev/stack"], stack);
+        let container = &back["spec"]["template"]["spec"]["containers"][0];
+        for (field, sent) in job["spec"]["template"]["spec"]["containers"][0].as_object().unwrap() {
+            assert_eq!(&container[field], sent, "{field} returned as sent (beside the apiserver's defaults)");
+        }
+        let script = container["args"][0].as_str().unwrap();
+        assert!(
+            script.starts_with("git clone --quiet https://git.example.com/ml/platform.git /work\ncd /work\n"),
+            "{script}"
+        );
+    }
+    assert_eq!(jobs[0]["metadata"]["name"], "mlops-training-default");
+
+    // The Workflow CRD (a trimmed fixture of Argo's) first; a Workflow it types wrongly is refused.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/argo-workflow-crd.yaml");
+    let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cluster.ssa_cluster(&crd_ar(), "workflows.argoproj.io", crd);
+    let workflows = ar("argoproj.io", "v1alpha1", "Workflow", "workflows");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cluster
+        .rt
+        .block_on(cluster.client.list_api_group_resources("argoproj.io/v1alpha1"))
+        .is_ok_and(|l| l.resources.iter().any(|r| r.name == "workflows"))
+    {
+        assert!(Instant::now() < deadline, "the Workflow CRD is not served");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wf = yaml("argo");
+    let obj: DynamicObject = serde_json::from_value(wf.clone()).unwrap();
+    let back = cluster.rt.block_on(cluster.api(Some(&ns), &workflows).create(&dry, &obj));
+    let back = serde_json::to_value(back.unwrap_or_else(|e| panic!("the Workflow is refused: {e}"))).unwrap();
+    assert_eq!(back["spec"], wf["spec"], "returned as sent: nothing pruned");
+    let tasks = &back["spec"]["templates"][0]["dag"]["tasks"];
+    assert_eq!(
+        tasks[1],
+        json!({ "name": "mlops-serving-default", "template": "mlops-serving-default", "dependencies": ["mlops-training-default"] })
+    );
+    let mut nameless = wf.clone();
+    nameless["spec"]["templates"][1].as_object_mut().unwrap().remove("name");
+    let obj: DynamicObject = serde_json::from_value(nameless).unwrap();
+    let refused = cluster.rt.block_on(cluster.api(Some(&ns), &workflows).create(&dry, &obj));
+    assert!(refused.is_err(), "a template without a name is refused: the fixture's schema checks");
+}

@@ -29,7 +29,7 @@ fn repo() -> (TestEnv, String) {
 
 /// A training stack with one model, and a serving stack whose endpoint is labelled with the
 /// version training recorded (`${stack:training:models.churn.version}`), committed.
-fn training_and_serving() -> TestEnv {
+pub(crate) fn training_and_serving() -> TestEnv {
     let env = TestEnv::new();
     env.write(
         "training/mlops.yaml",
@@ -322,4 +322,71 @@ fn runners_in_separate_clones_apply_stacks_at_once_through_one_remote() {
     assert_eq!(diverged.status, 1, "{}", diverged.stdout);
     assert!(diverged.stderr.contains("lineage::diverged"), "{}", diverged.stderr);
     assert_eq!(env.git(&["--git-dir", origin, "for-each-ref", "refs/mlops/lock"]), "", "the lock is released");
+}
+
+/// The stacks of the training/serving repository as each recipe of `mlops stacks --format`.
+fn recipe(env: &TestEnv, format: &str, more: &[&str]) -> Value {
+    let mut args = vec!["stacks", "--format", format];
+    args.extend_from_slice(more);
+    let out = env.mlops(&args).ok().stdout;
+    serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("the {format} recipe is not YAML ({e}):\n{out}"))
+}
+
+/// The GitHub workflow: a matrix job per wave, serving's after training's, a concurrency group
+/// per stack; GitHub's workflow schema (action-validator, offline) accepts it, and refuses it
+/// once broken (the validator does check).
+#[test]
+#[ignore = "needs npm's @action-validator/cli: `eval \"$(scripts/services up validators)\"`, then `cargo test -- --include-ignored`"]
+fn the_github_recipe_runs_each_wave_as_a_matrix_and_passes_githubs_schema() {
+    let validator = crate::common::service("MLOPS_TEST_ACTION_VALIDATOR", None, "validators");
+    let env = training_and_serving();
+    let wf = recipe(&env, "github", &["--run", "apply"]);
+    assert_eq!(wf["jobs"]["wave-0"]["strategy"]["matrix"]["stack"][0]["id"], "training:default");
+    assert_eq!(wf["jobs"]["wave-1"]["strategy"]["matrix"]["stack"][0]["spec"], "serving/mlops.yaml");
+    assert_eq!(wf["jobs"]["wave-1"]["needs"], json!(["wave-0"]));
+    assert_eq!(wf["jobs"]["wave-0"]["concurrency"]["group"], "mlops-${{ matrix.stack.id }}");
+    let run = wf["jobs"]["wave-1"]["steps"][1]["run"].as_str().unwrap();
+    assert!(
+        run.ends_with(
+            "mlops -f ${{ matrix.stack.spec }} --env ${{ matrix.stack.environment }} apply --auto-approve --lock-remote origin"
+        ),
+        "{run}"
+    );
+    let validate = |text: &str| {
+        env.write("workflow.yml", text);
+        std::process::Command::new(&validator).arg(env.join("workflow.yml")).output().unwrap()
+    };
+    let text = env.mlops(&["stacks", "--format", "github", "--run", "apply"]).ok().stdout;
+    let ok = validate(&text);
+    assert!(ok.status.success(), "{}\n{text}", String::from_utf8_lossy(&ok.stdout));
+    let broken = validate(&text.replace("\"runs-on\"", "\"runs_on\""));
+    assert!(!broken.status.success(), "the validator refuses a job without runs-on");
+}
+
+/// The GitLab child pipeline: a job per stack whose `needs:` are exactly the DAG `mlops stacks
+/// --json` gives, a stage per wave, a resource group per stack; the plan recipe by default.
+#[test]
+fn the_gitlab_recipe_needs_what_the_dag_needs() {
+    let env = training_and_serving();
+    let pipeline = recipe(&env, "gitlab", &[]);
+    let dag = stacks(&env, &[]);
+    assert_eq!(pipeline["stages"], json!(["wave-0", "wave-1"]));
+    for s in dag.as_array().unwrap() {
+        let id = s["id"].as_str().unwrap();
+        let job = &pipeline[id];
+        assert_eq!(job["needs"], s.get("needs").cloned().unwrap_or(json!([])), "{id}: {job}");
+        assert_eq!(job["stage"], format!("wave-{}", s["wave"]));
+        assert_eq!(job["resource_group"], format!("mlops-{id}"));
+        assert_eq!(
+            job["script"][1],
+            format!("mlops -f {} --env default plan --detailed-exitcode || [ $? -eq 2 ]", s["spec"].as_str().unwrap())
+        );
+    }
+    // The cluster recipes need an image, and a repository when there is no remote to name it.
+    let no_image = env.mlops(&["stacks", "--format", "kubernetes"]);
+    assert_eq!(no_image.status, 1);
+    assert!(no_image.stderr.contains("the kubernetes recipe needs --image"), "{}", no_image.stderr);
+    let no_remote = env.mlops(&["stacks", "--format", "argo", "--image", "example.com/mlops:1"]);
+    assert_eq!(no_remote.status, 1);
+    assert!(no_remote.stderr.contains("has no remote `origin`"), "{}", no_remote.stderr);
 }
