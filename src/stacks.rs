@@ -38,9 +38,17 @@ pub struct StackInfo {
     pub needs: Vec<String>,
     /// Its wave: 0 for a stack that needs none, else one more than the latest it needs.
     pub wave: usize,
-    /// Why the change affects it (with `--changed`): the files, from the repository root.
+    /// Why the change affects it (with `--changed`): the files, from the repository root; the
+    /// values it uses that moved since it was applied; an upstream this change affects.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    /// Listed only because an upstream this change affects may record new values: `apply
+    /// --stacks` compares the values again when its turn comes, and skips it when none moved.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub only_upstream: bool,
+    /// The other stacks' values its spec uses, as written (`FOLDER:KIND.NAME.FIELD`).
+    #[serde(skip)]
+    pub references: Vec<String>,
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String, StacksError> {
@@ -84,12 +92,17 @@ fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
         let text = std::fs::read_to_string(root.join(spec)).unwrap_or_default();
         let folder = Path::new(spec).parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| !p.is_empty());
         let folder = folder.unwrap_or_else(|| ".".into());
+        let used = references(&text);
         for environment in environments {
             let id = format!("{folder}:{environment}");
-            for (upstream, line) in references(&text) {
+            for (reference, line) in &used {
+                let upstream = reference.split_once(':').map_or(reference.as_str(), |(f, _)| f);
                 let needed = format!("{}:{environment}", upstream.trim_matches('/'));
                 edges.push((id.clone(), needed, format!("{spec}:{line}")));
             }
+            let mut references: Vec<String> = used.iter().map(|(r, _)| r.clone()).collect();
+            references.sort();
+            references.dedup();
             let info = StackInfo {
                 id,
                 spec: spec.to_string(),
@@ -98,6 +111,8 @@ fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
                 needs: vec![],
                 wave: 0,
                 reasons: vec![],
+                only_upstream: false,
+                references,
             };
             out.push((info, inputs.clone()));
         }
@@ -106,16 +121,45 @@ fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
     Ok(out)
 }
 
-/// The folders of the other stacks a spec's text refers to (`${stack:FOLDER:…}`), with their lines.
+/// The other stacks' values a spec's text uses (`${stack:FOLDER:KIND.NAME.FIELD}`, as
+/// `FOLDER:KIND.NAME.FIELD`), with their lines.
 fn references(text: &str) -> Vec<(String, usize)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let mut rest = line;
         while let Some(i) = rest.find("${stack:") {
             rest = &rest[i + "${stack:".len()..];
-            if let Some((folder, _)) = rest.split_once(':') {
-                out.push((folder.to_string(), n + 1));
+            if let Some((reference, _)) = rest.split_once('}')
+                && reference.contains(':')
+            {
+                out.push((reference.to_string(), n + 1));
             }
+        }
+    }
+    out
+}
+
+/// The values `stack` uses that its upstreams' lineage now holds other than what its last apply
+/// recorded it used (`source.upstreams` of the plan at its lineage tip), as reasons. A stack never
+/// applied, or a value that cannot be read (its upstream never applied), moves nothing here: its
+/// plan says what is missing.
+pub fn moved_values(root: &Path, stack: &StackInfo) -> Vec<String> {
+    if stack.references.is_empty() {
+        return vec![];
+    }
+    let applied_with = (|| {
+        let lineage = crate::lineage::Lineage::open(root, &stack.project, &stack.environment).ok()?;
+        let tip = lineage.tip().ok()??;
+        Some(lineage.plan_at(tip).ok()??.source.upstreams)
+    })();
+    let Some(applied_with) = applied_with else { return vec![] };
+    let mut out = Vec::new();
+    for reference in &stack.references {
+        let Ok(now) = value(root, reference, &stack.environment) else { continue };
+        match applied_with.iter().find(|u| &u.reference == reference) {
+            Some(then) if then.value == now.value => {}
+            Some(then) => out.push(format!("uses {reference} = {}, applied with {}", now.value, then.value)),
+            None => out.push(format!("uses {reference} = {}, not used when last applied", now.value)),
         }
     }
     out
@@ -215,7 +259,9 @@ fn normalize(path: &Path) -> String {
 
 /// The stacks a change affects: those whose spec, or a file or folder it reads, differs between
 /// the merge base of `base` and HEAD and the working tree (committed or not), each with the
-/// changed files as its reasons.
+/// changed files as its reasons; those using a value its upstream's lineage now holds other than
+/// the one they were applied with; and, marked `only_upstream`, those using values of a stack this
+/// change affects (whether those values move is known once it is applied).
 pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
     let merge_base = git(root, &["merge-base", base, "HEAD"])?;
     let merge_base = merge_base.trim();
@@ -231,9 +277,14 @@ pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
                 || inputs.iter().any(|i| f == i || f.strip_prefix(i.as_str()).is_some_and(|rest| rest.starts_with('/')))
         };
         stack.reasons = files.iter().filter(|f| reads(f)).cloned().collect();
-        for needed in &stack.needs {
-            if out.iter().any(|s| &s.id == needed) {
-                stack.reasons.push(format!("uses values of {needed}, which this change affects"));
+        stack.reasons.extend(moved_values(root, &stack));
+        if stack.reasons.is_empty() {
+            let affected: Vec<&String> = stack.needs.iter().filter(|n| out.iter().any(|s| &s.id == *n)).collect();
+            for needed in affected {
+                stack.only_upstream = true;
+                stack.reasons.push(format!(
+                    "uses values of {needed}, which this change affects (compared again once it is applied)"
+                ));
             }
         }
         if !stack.reasons.is_empty() {

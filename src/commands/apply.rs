@@ -115,28 +115,33 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
 /// interrupted (no later stack starts).
 fn run_stacks(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Result<ExitStatus, CommandError> {
     let (root, found) = args.many.selected(ctx)?;
+    // Ok(None): skipped, the values it uses did not move.
     let outcomes = crate::commands::stacks::in_waves(ctx, &root, &found, 1, &|sctx, s| {
         if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(ExitStatus::Interrupted);
+            return Ok(Some(ExitStatus::Interrupted));
+        }
+        if s.only_upstream && crate::stacks::moved_values(&root, s).is_empty() {
+            return Ok(None);
         }
         println!("{}", ctx.style.bold(&format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)));
         let status = apply_one(sctx, args, interrupt.clone())?;
         println!();
         match status {
             ExitStatus::Error => Err(CommandError::user("not applied", "it was cancelled; nothing was changed")),
-            other => Ok(other),
+            other => Ok(Some(other)),
         }
     });
     println!("{}", ctx.style.bold("Stacks:"));
     for (s, o) in found.iter().zip(&outcomes) {
         let what = match o {
-            Ok(ExitStatus::Interrupted) => "interrupted".to_string(),
-            Ok(_) => "done".to_string(),
+            Ok(Some(ExitStatus::Interrupted)) => "interrupted".to_string(),
+            Ok(Some(_)) => "done".to_string(),
+            Ok(None) => "skipped: the values it uses did not change".to_string(),
             Err(e) => format!("failed: {}", e.lines().next().unwrap_or_default()),
         };
         println!("  {}  {what}", s.id);
     }
-    Ok(if outcomes.iter().any(|o| matches!(o, Ok(ExitStatus::Interrupted))) {
+    Ok(if outcomes.iter().any(|o| matches!(o, Ok(Some(ExitStatus::Interrupted)))) {
         ExitStatus::Interrupted
     } else if outcomes.iter().any(|o| o.is_err()) {
         ExitStatus::Error

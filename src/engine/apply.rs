@@ -132,6 +132,22 @@ pub async fn check_fresh(
             state.tip.as_deref().unwrap_or("nothing")
         ));
     }
+    // Values read from other stacks' lineage: an upstream that recorded another value since the
+    // plan was made makes it stale, named (the inputs check below would only say "inputs").
+    for then in &plan.source.upstreams {
+        match stack.spec.upstreams.iter().find(|u| u.reference == then.reference) {
+            Some(now) if now.value == then.value => {}
+            Some(now) => reasons.push(format!(
+                "{} was {} when the plan was made; {} has since recorded {} (lineage commit {})",
+                then.reference,
+                then.value,
+                now.stack,
+                now.value,
+                &now.lineage_commit[..12.min(now.lineage_commit.len())]
+            )),
+            None => reasons.push(format!("the spec no longer uses {}", then.reference)),
+        }
+    }
     // The provider configuration is the current spec's, never the plan file's: a plan whose
     // recorded configuration differs (edited, or the block changed since) is stale.
     for c in &plan.changes {

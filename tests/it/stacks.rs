@@ -145,6 +145,22 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
     let api = crate::common::change(&plan, "endpoints.api");
     assert_eq!(api["action"], "update", "{api}");
     assert_eq!(api["desired"]["labels"]["trained"], "2", "{api}");
+    // A plan saved with version 2 is stale once training records version 3, and says why.
+    env.mlops(&["-C", "serving", "plan", "--out", "p.json"]).ok();
+    env.write("training/model.json", "{\"weights\": [22]}\n");
+    env.commit("retrained once more");
+    env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
+    let stale = env.mlops(&["-C", "serving", "apply", "p.json"]);
+    assert_eq!(stale.status, 1, "{}", stale.stdout);
+    assert!(stale.stderr.contains("plan::stale"), "{}", stale.stderr);
+    let said = stale.stderr.replace("│", " ").split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains(
+            "training:models.churn.version was 2 when the plan was made; training:default has since recorded 3"
+        ),
+        "{said}"
+    );
+    assert_eq!(env.lineage("serving").len(), 1, "nothing applied");
 
     // The DAG: serving after training; a training change affects serving too.
     let all = stacks(&env, &[]);
@@ -153,8 +169,8 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
     env.write("training/model.json", "{\"weights\": [3]}\n");
     let changed = stacks(&env, &["--changed", "--base", &base]);
     assert_eq!(ids(&changed), ["training:default", "serving:default"]);
-    let last = changed[1]["reasons"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last, "uses values of training:default, which this change affects");
+    // Serving was last applied with version 1; training's lineage now holds 3.
+    assert_eq!(changed[1]["reasons"], json!(["uses training:models.churn.version = 3, applied with 1"]));
 
     // Training now uses serving too: a cycle, named where it is written.
     let spec = env
@@ -389,4 +405,48 @@ fn the_gitlab_recipe_needs_what_the_dag_needs() {
     let no_remote = env.mlops(&["stacks", "--format", "argo", "--image", "example.com/mlops:1"]);
     assert_eq!(no_remote.status, 1);
     assert!(no_remote.stderr.contains("has no remote `origin`"), "{}", no_remote.stderr);
+}
+
+/// A dependent runs when a value it uses moves, not whenever its upstream changes: a training
+/// change that leaves the model's version alone skips serving; a new version applies it; a
+/// version training's own job applied elsewhere lists serving with the value and what it had.
+#[test]
+fn a_dependent_runs_only_when_a_value_it_uses_moves() {
+    let env = training_and_serving();
+    env.mlops(&["apply", "--stacks", "--auto-approve"]).ok();
+    let head = |env: &TestEnv| env.git(&["rev-parse", "HEAD"]).trim().to_string();
+
+    // A label on training's model: training changes, the version serving uses does not.
+    let base = head(&env);
+    let spec = env.read("training/mlops.yaml").replace("./model.json }", "./model.json, labels: { team: ml } }");
+    env.write("training/mlops.yaml", &spec);
+    env.commit("label");
+    let listed = stacks(&env, &["--changed", "--base", &base]);
+    assert_eq!(ids(&listed), ["training:default", "serving:default"]);
+    assert_eq!(listed[1]["only_upstream"], true);
+    assert_eq!(
+        listed[1]["reasons"],
+        json!(["uses values of training:default, which this change affects (compared again once it is applied)"])
+    );
+    let run = env.mlops(&["apply", "--stacks", "--changed", "--base", &base, "--auto-approve"]).ok();
+    assert!(run.stdout.contains("  serving:default  skipped: the values it uses did not change"), "{}", run.stdout);
+    assert!(!run.stdout.contains("── stack serving:default"), "{}", run.stdout);
+    assert_eq!((env.lineage("training").len(), env.lineage("serving").len()), (2, 1));
+
+    // A new model version: serving is compared again after training applied, and applied.
+    let base = head(&env);
+    env.write("training/model.json", "{\"weights\": [2]}\n");
+    env.commit("retrained");
+    let run = env.mlops(&["apply", "--stacks", "--changed", "--base", &base, "--auto-approve"]).ok();
+    assert!(run.stdout.contains("  training:default  done\n  serving:default  done"), "{}", run.stdout);
+    assert_eq!((env.lineage("training").len(), env.lineage("serving").len()), (3, 2));
+
+    // Training's own job applies version 3; no file of serving's changed, yet it is listed.
+    env.write("training/model.json", "{\"weights\": [3]}\n");
+    env.commit("retrained again");
+    env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
+    let listed = stacks(&env, &["--changed", "--base", &head(&env)]);
+    assert_eq!(ids(&listed), ["serving:default"]);
+    assert_eq!(listed[0]["reasons"], json!(["uses training:models.churn.version = 3, applied with 2"]));
+    assert_eq!(listed[0].get("only_upstream"), None);
 }
