@@ -22,6 +22,9 @@ pub struct StacksArgs {
     /// Recipes: the Git remote jobs fetch lineage from and lock on.
     #[arg(long, value_name = "REMOTE", default_value = "origin")]
     pub remote: String,
+    /// Recipes: a shell line each job runs first, e.g. what installs mlops on a hosted runner.
+    #[arg(long, value_name = "COMMAND")]
+    pub setup: Option<String>,
     /// Cluster recipes: the image the jobs run (it needs `mlops` and `git`).
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
@@ -57,7 +60,7 @@ pub fn run(ctx: &Context, args: &StacksArgs) -> Result<ExitStatus, CommandError>
     use crate::render::recipes::{self, Recipe};
     let format = if args.json { StacksFormat::Json } else { args.format };
     let (root, found) = args.select.stacks(ctx)?;
-    let recipe = Recipe { run: &args.run, remote: &args.remote };
+    let recipe = Recipe { run: &args.run, remote: &args.remote, setup: args.setup.as_deref() };
     let out = match format {
         StacksFormat::Text => return Ok(print_text(&found, args.select.changed)),
         StacksFormat::Json => format!("{}\n", serde_json::to_string_pretty(&found).expect("serializes")),

@@ -124,6 +124,7 @@ fn every_example_is_applied_by_a_test() {
         ("kubernetes-feast", ("kubernetes.rs", "fn the_feast_example_applies_as_its_header_says_and_converges(")),
         ("kubernetes-kserve", ("kubernetes.rs", "fn the_kserve_example_applies_as_its_header_says_and_converges(")),
         ("mlflow-kserve", ("kubernetes.rs", "fn the_mlflow_kserve_example_applies_as_its_header_says_and_converges(")),
+        ("monorepo", ("stacks.rs", "fn the_monorepo_example_applies_in_waves_and_its_workflow_is_generated(")),
         ("quickstart", ("lifecycle.rs", "fn quickstart_apply_then_nothing_to_do(")),
     ]);
     let folders: Vec<String> = std::fs::read_dir(root.join("examples"))

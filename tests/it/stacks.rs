@@ -375,8 +375,14 @@ fn the_github_recipe_runs_each_wave_as_a_matrix_and_passes_githubs_schema() {
     let text = env.mlops(&["stacks", "--format", "github", "--run", "apply"]).ok().stdout;
     let ok = validate(&text);
     assert!(ok.status.success(), "{}\n{text}", String::from_utf8_lossy(&ok.stdout));
-    let broken = validate(&text.replace("\"runs-on\"", "\"runs_on\""));
+    let broken = validate(&text.replace("runs-on:", "runs_on:"));
     assert!(!broken.status.success(), "the validator refuses a job without runs-on");
+    // And the workflows examples/monorepo carries.
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo/.github/workflows");
+    for file in ["plan.yml", "apply.yml", "mlops-stacks.yml"] {
+        let out = validate(&std::fs::read_to_string(examples.join(file)).unwrap());
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stdout));
+    }
 }
 
 /// The GitLab child pipeline: a job per stack whose `needs:` are exactly the DAG `mlops stacks
@@ -449,4 +455,48 @@ fn a_dependent_runs_only_when_a_value_it_uses_moves() {
     assert_eq!(ids(&listed), ["serving:default"]);
     assert_eq!(listed[0]["reasons"], json!(["uses training:models.churn.version = 3, applied with 2"]));
     assert_eq!(listed[0].get("only_upstream"), None);
+}
+
+/// examples/monorepo as its README tells a user: copied as a repository of its own, six stacks in
+/// two waves, applied in one run, then nothing left to plan; serving in each environment labelled
+/// with the version training recorded there; its generated workflow is what the command in its
+/// header prints today.
+#[test]
+fn the_monorepo_example_applies_in_waves_and_its_workflow_is_generated() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/monorepo");
+    let env = TestEnv::new();
+    crate::common::copy_dir(&root, env.path());
+    env.write(".gitignore", ".mlops/\n");
+    env.commit("monorepo");
+    let listed = stacks(&env, &[]);
+    assert_eq!(
+        ids(&listed),
+        ["training:default", "training:prod", "training:staging", "serving:default", "serving:prod", "serving:staging"]
+    );
+    let run = env.mlops(&["apply", "--stacks", "--auto-approve"]).ok();
+    assert_eq!(run.stdout.lines().filter(|l| l.ends_with("  done")).count(), 6, "{}", run.stdout);
+    let again = env.mlops(&["plan", "--stacks", "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "{}", again.stdout);
+    for environment in ["default", "staging", "prod"] {
+        let state = |stack: &str| -> Value {
+            let out = env.mlops(&["-C", stack, "--env", environment, "state", "--json"]).ok().stdout;
+            serde_json::from_str(&out).unwrap()
+        };
+        let record = |state: &Value, address: &str| {
+            state["resources"].as_array().unwrap().iter().find(|r| r["address"] == address).unwrap()["record"].clone()
+        };
+        let model = record(&state("training"), "models.churn-clf");
+        let api = record(&state("serving"), "endpoints.churn-api");
+        assert_eq!(
+            api["attributes"]["labels"]["trained-version"],
+            model["outputs"]["version"].to_string(),
+            "{environment}"
+        );
+        assert_eq!(api["attributes"]["labels"]["trained-digest"], model["outputs"]["digest"], "{environment}");
+    }
+    let committed = std::fs::read_to_string(root.join(".github/workflows/mlops-stacks.yml")).unwrap();
+    let command = committed.lines().nth(1).unwrap().trim_start_matches("#   mlops ");
+    let setup = command.split_once("--setup '").unwrap().1.trim_end_matches('\'');
+    let now = env.mlops(&["stacks", "--format", "github", "--run", "apply", "--setup", setup]).ok().stdout;
+    assert_eq!(committed, now, "regenerate it with the command in its header");
 }
