@@ -349,19 +349,23 @@ fn refusals(plan: &Plan, allow_data_loss: bool, force_conflicts: bool) -> Result
 
 /// The trailers an apply records besides its own: the CI context and, when the spec has
 /// policies, their verdict on the applied plan (`mlops check` is where they block).
-fn record_context(stack: &Stack, plan: &Plan) -> Vec<(String, String)> {
+fn record_context(stack: &Stack, plan: &Plan, state: &State) -> Vec<(String, String)> {
     let mut out = crate::lineage::ci_context(&|k| std::env::var(k).ok());
-    if let Some(policies) = &stack.spec.spec.policies {
-        let rules = policies.clone().for_environment(&plan.environment);
-        let violations = crate::policy::evaluate(plan, &rules, &|a| stack.spec.resource(a).map(|r| &r.config.body));
-        let verdict = if violations.is_empty() {
-            "passed".to_string()
-        } else {
-            let codes: BTreeSet<&str> = violations.iter().map(|v| v.code).collect();
-            format!("{} violation(s): {}", violations.len(), codes.into_iter().collect::<Vec<_>>().join(", "))
-        };
-        out.push(("Policy".into(), verdict));
+    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
+    let rego = rules.rego.is_some() || stack.spec.base_dir().join("policy").is_dir();
+    if stack.spec.spec.policies.is_none() && !rego {
+        return out;
     }
+    let body = |a: &mlops_provider_core::Address| stack.spec.resource(a).map(|r| &r.config.body);
+    let verdict = match crate::policy::check(plan, &rules, stack.spec.base_dir(), &[], state, &body) {
+        Ok(v) if v.violations.is_empty() => "passed".to_string(),
+        Ok(v) => {
+            let codes: BTreeSet<&str> = v.violations.iter().map(|v| v.code).collect();
+            format!("{} violation(s): {}", v.violations.len(), codes.into_iter().collect::<Vec<_>>().join(", "))
+        }
+        Err(e) => format!("not evaluated: {e}"),
+    };
+    out.push(("Policy".into(), verdict));
     out
 }
 
@@ -453,7 +457,7 @@ fn apply_locked(
             state.tip.as_deref(),
             Record {
                 partial: report.partial(),
-                context: record_context(stack, &plan),
+                context: record_context(stack, &plan, &state),
                 sign,
                 ..Record::new(&document, &report.outcomes, &report.records, &state)
             },

@@ -13,16 +13,23 @@ use crate::spec::{self, SpecDiagnostic};
 pub struct CheckArgs {
     /// A saved plan; without one, the current plan is made first.
     pub plan_file: Option<PathBuf>,
-    /// Print `{"passed": bool, "violations": [...]}`.
+    /// Print `{"passed": bool, "violations": [...], "warnings": [...]}`.
     #[arg(long)]
     pub json: bool,
+    /// Also evaluate the Rego policies in DIR (or a .rego file), as conftest does (repeatable).
+    #[arg(long = "policy", value_name = "DIR")]
+    pub policies: Vec<String>,
     #[command(flatten)]
     pub scope: ScopeArgs,
 }
 
 fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec, root: Option<&spec::yaml::Node>) -> SpecDiagnostic {
-    let mut path = vec![v.address.kind.section().to_string(), v.address.name.clone()];
     let lookup = |path: &[String]| root.and_then(|r| spec::lookup(r, path));
+    // A rule about no resource in particular points at `policies:` (or at nothing).
+    let mut path = match &v.address {
+        Some(a) => vec![a.kind.section().to_string(), a.name.clone()],
+        None => vec!["policies".to_string()],
+    };
     let name_span = lookup(&path).and_then(|(k, _)| k.map(|k| k.span));
     if let Some(f) = &v.field {
         path.extend(f.split('.').map(str::to_string));
@@ -54,31 +61,45 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
         }
     };
     let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
-    let violations = policy::evaluate(&plan, &rules, &|a| stack.spec.resource(a).map(|r| &r.config.body));
-    let root = if violations.is_empty() { None } else { stack.spec.root() };
+    let lineage = ctx.lineage(&stack)?;
+    let state = ctx.lineage_state(&lineage)?;
+    let policy::Verdict { violations, warnings } = policy::check(
+        &plan,
+        &rules,
+        stack.spec.base_dir(),
+        &args.policies.iter().map(|p| ctx.cwd.join(p).display().to_string()).collect::<Vec<_>>(),
+        &state,
+        &|a| stack.spec.resource(a).map(|r| &r.config.body),
+    )
+    .map_err(|e| CommandError::user(e.to_string(), "fix the policy, then run `mlops check` again"))?;
+    let root = if violations.is_empty() && warnings.is_empty() { None } else { stack.spec.root() };
     let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
+    let warned: Vec<SpecDiagnostic> = warnings.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
     if args.json {
-        let list: Vec<_> = violations
-            .iter()
-            .zip(&diags)
-            .map(|(v, d)| {
-                let loc = d.location();
-                json!({"code": v.code, "address": v.address.to_string(), "message": v.message,
-                       "file": loc.as_ref().map(|l| l.0.clone()), "line": loc.as_ref().map(|l| l.1), "column": loc.as_ref().map(|l| l.2)})
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"passed": violations.is_empty(), "violations": list}))
-                .expect("serializes")
-        );
-    } else if violations.is_empty() {
-        println!("{} the plan passes every policy.", ctx.style.green("✓"));
+        let list = |vs: &[Violation], ds: &[SpecDiagnostic]| -> Vec<serde_json::Value> {
+            vs.iter()
+                .zip(ds)
+                .map(|(v, d)| {
+                    let loc = d.location();
+                    json!({"code": v.code, "address": v.address.as_ref().map(|a| a.to_string()), "message": v.message,
+                           "file": loc.as_ref().map(|l| l.0.clone()), "line": loc.as_ref().map(|l| l.1), "column": loc.as_ref().map(|l| l.2)})
+                })
+                .collect()
+        };
+        let out = json!({"passed": violations.is_empty(), "violations": list(&violations, &diags), "warnings": list(&warnings, &warned)});
+        println!("{}", serde_json::to_string_pretty(&out).expect("serializes"));
     } else {
-        for d in &diags {
-            eprint!("{}", ctx.render_diagnostic(&Named::new(d)));
+        for d in &warned {
+            eprint!("{}", ctx.render_diagnostic(&Named::new(&d.clone().warning())));
         }
-        eprintln!("Blocked by policy: {} violation(s).", violations.len());
+        if violations.is_empty() {
+            println!("{} the plan passes every policy.", ctx.style.green("✓"));
+        } else {
+            for d in &diags {
+                eprint!("{}", ctx.render_diagnostic(&Named::new(d)));
+            }
+            eprintln!("Blocked by policy: {} violation(s).", violations.len());
+        }
     }
     if std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true") {
         for (v, d) in violations.iter().zip(&diags) {

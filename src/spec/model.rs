@@ -119,6 +119,14 @@ pub struct PolicyRules {
     /// traffic, and what rolls it back), e.g. `[prod]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_rollout_for: Option<Vec<String>>,
+    /// Rego policy files or folders (conftest's conventions: `deny`, `violation` and `warn` rules
+    /// in package `main`, or in `rego_packages`), evaluated over the plan JSON; relative to the
+    /// spec. A `policy/` folder beside the spec is read when this is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rego: Option<Vec<String>>,
+    /// The Rego packages whose `deny`, `violation` and `warn` rules count (default `[main]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rego_packages: Option<Vec<String>>,
     /// Rules for one environment, overriding the ones above (the environment is `default` until
     /// environments exist).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -141,7 +149,9 @@ impl PolicyRules {
                 require_versioned_datasets,
                 required_labels,
                 forbid_data_destroying,
-                require_rollout_for
+                require_rollout_for,
+                rego,
+                rego_packages
             );
         }
         out

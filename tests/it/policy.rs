@@ -120,3 +120,82 @@ fn github_annotations_and_error_exit() {
     assert_eq!(env.mlops(&["check"]).status, 1);
     assert_eq!(env.mlops(&["check", "missing.json"]).status, 1);
 }
+
+/// The team's own rules in Rego, as conftest writes them: a `policy/` folder beside the spec with
+/// `deny` and `warn` rules in package `main` over the plan JSON, and `data.mlops.state`. A deny
+/// naming a resource is shown at its line and blocks (exit 3); a warning does not; the apply
+/// records the verdict; a syntax error is a clear error; `--policy DIR` adds a folder.
+#[test]
+fn rego_policies_in_the_conftest_style_gate_the_plan() {
+    let env = TestEnv::quickstart();
+    env.write(
+        "policy/endpoints.rego",
+        r#"package main
+
+import rego.v1
+
+# Every endpoint that is created or changed runs at least three replicas.
+deny contains msg if {
+  some change in input.changes
+  startswith(change.address, "endpoints.")
+  change.action in {"create", "update"}
+  change.desired.replicas < 3
+  msg := sprintf("%s runs %d replica(s); endpoints need at least 3", [change.address, change.desired.replicas])
+}
+
+warn contains msg if {
+  count(data.mlops.state) == 0
+  msg := "nothing is recorded yet: this is the stack's first apply"
+}
+"#,
+    );
+    env.write("policy/endpoints_test.rego", "package main\n\nthis is not rego, and conftest's tests are not read\n");
+    env.commit("policies");
+    let plan: serde_json::Value = serde_json::from_str(&env.mlops(&["plan", "--json"]).ok().stdout).unwrap();
+    let endpoint = plan["changes"].as_array().unwrap().iter().find(|c| c["address"] == "endpoints.churn-api").unwrap();
+    assert_eq!(endpoint["desired"]["replicas"], 2, "{endpoint}");
+
+    let run = env.mlops(&["check"]);
+    assert_eq!(run.status, 3, "{}{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("policy::rego"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("main.deny: endpoints.churn-api runs 2 replica(s); endpoints need at least 3"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("churn-api:"), "points at the endpoint: {}", run.stderr);
+    assert!(run.stderr.contains("main.warn: nothing is recorded yet"), "{}", run.stderr);
+    let json: serde_json::Value = serde_json::from_str(&env.mlops(&["check", "--json"]).stdout).unwrap();
+    assert_eq!(json["passed"], false);
+    assert_eq!(json["violations"][0]["address"], "endpoints.churn-api");
+    assert!(json["violations"][0]["line"].as_u64().is_some(), "{json}");
+    assert_eq!(json["warnings"][0]["code"], "policy::rego");
+
+    // Three replicas pass; the apply records the verdict; with a state the warning is gone.
+    env.write("mlops.yaml", &env.read("mlops.yaml").replace("instance_count: 2", "instance_count: 3"));
+    env.commit("three replicas");
+    let ok = env.mlops(&["check"]);
+    assert_eq!(ok.status, 0, "{}{}", ok.stdout, ok.stderr);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let msg = env.git(&["log", "-1", "--format=%B", "refs/mlops/lineage/quickstart/default"]);
+    assert!(msg.contains("Policy: passed"), "{msg}");
+    let again = env.mlops(&["check"]);
+    assert!(!again.stderr.contains("nothing is recorded yet"), "{}", again.stderr);
+
+    // Another folder for one run; a rule about no resource points at nothing in particular.
+    env.write(
+        "extra/all.rego",
+        "package main\n\nimport rego.v1\n\ndeny contains \"no apply on Fridays\" if { input.project == \"quickstart\" }\n",
+    );
+    let extra = env.mlops(&["check", "--policy", "extra", "--json"]);
+    assert_eq!(extra.status, 3);
+    let json: serde_json::Value = serde_json::from_str(&extra.stdout).unwrap();
+    assert_eq!(json["violations"][0]["message"], "main.deny: no apply on Fridays");
+    assert_eq!(json["violations"][0]["address"], serde_json::Value::Null);
+
+    // Not Rego: a clear error naming the file, nothing else.
+    env.write("policy/broken.rego", "package main\n\ndeny contains msg if {\n");
+    let broken = env.mlops(&["check"]);
+    assert_eq!(broken.status, 1, "{}", broken.stderr);
+    assert!(broken.stderr.contains("is not valid Rego") && broken.stderr.contains("broken.rego"), "{}", broken.stderr);
+}

@@ -1,4 +1,5 @@
-//! Policy gates, evaluated on a plan: what the apply would leave in place must pass them.
+//! Policy gates, evaluated on a plan: what the apply would leave in place must pass them. The
+//! built-in rules of `policies:` here; the team's own in Rego ([`rego`]).
 
 use mlops_provider_core::{Address, Kind, Value};
 use serde::Serialize;
@@ -6,20 +7,76 @@ use serde::Serialize;
 use crate::plan::{Action, Plan, ResourceChange};
 use crate::spec::model::PolicyRules;
 
+pub mod rego;
+
+/// What the policies say of a plan: violations block it (`mlops check` exits 3), warnings do not.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub violations: Vec<Violation>,
+    pub warnings: Vec<Violation>,
+}
+
+/// The built-in rules and the Rego policies (`policies.rego`, else a `policy/` folder beside the
+/// spec, plus `more` folders or files, e.g. `mlops check --policy DIR`) over `plan`, with `state`
+/// (the lineage records by address) as `data.mlops.state`. A Rego message naming an address of
+/// the plan is located at that resource.
+pub fn check<'a>(
+    plan: &Plan,
+    rules: &PolicyRules,
+    spec_dir: &std::path::Path,
+    more: &[String],
+    state: &crate::lineage::State,
+    body: &dyn Fn(&Address) -> Option<&'a Value>,
+) -> Result<Verdict, rego::RegoError> {
+    let mut verdict = Verdict { violations: evaluate(plan, rules, body), warnings: vec![] };
+    let mut paths = rules
+        .rego
+        .clone()
+        .unwrap_or_else(|| if spec_dir.join("policy").is_dir() { vec!["policy".to_string()] } else { vec![] });
+    paths.extend(more.iter().cloned());
+    if paths.is_empty() {
+        return Ok(verdict);
+    }
+    let files = rego::files(spec_dir, &paths)?;
+    let packages = rules.rego_packages.clone().unwrap_or_else(|| vec!["main".to_string()]);
+    let records: serde_json::Map<String, Value> = state
+        .resources
+        .iter()
+        .map(|(a, r)| (a.to_string(), serde_json::to_value(r).expect("records serialize")))
+        .collect();
+    for f in rego::evaluate(&files, &packages, &plan.to_json(), Value::Object(records))? {
+        // The longest address of the plan the message names, if any.
+        let address = plan
+            .changes
+            .iter()
+            .map(|c| &c.address)
+            .filter(|a| f.message.contains(&a.to_string()))
+            .max_by_key(|a| a.to_string().len())
+            .cloned();
+        let v = Violation { code: "policy::rego", address, message: format!("{}: {}", f.rule, f.message), field: None };
+        if f.warn { verdict.warnings.push(v) } else { verdict.violations.push(v) }
+    }
+    Ok(verdict)
+}
+
 /// One rule a planned change breaks.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Violation {
-    /// Stable code, e.g. `policy::instance_type`.
+    /// Stable code, e.g. `policy::instance_type`; `policy::rego` for the team's Rego rules.
     pub code: &'static str,
+    /// The resource it is about (a Rego message that names none is about the plan).
     #[serde(serialize_with = "crate::policy::as_string")]
-    pub address: Address,
+    pub address: Option<Address>,
     pub message: String,
     /// Where in the resource's spec body the offending value is (for the diagnostic's label).
     pub field: Option<String>,
 }
 
-fn as_string<S: serde::Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(a)
+fn as_string<S: serde::Serializer>(a: &Option<Address>, s: S) -> Result<S::Ok, S::Error> {
+    match a {
+        Some(a) => s.collect_str(a),
+        None => s.serialize_none(),
+    }
 }
 
 fn desired<'a>(c: &'a ResourceChange, key: &str) -> Option<&'a Value> {
@@ -34,7 +91,7 @@ pub fn evaluate<'a>(plan: &Plan, rules: &PolicyRules, body: &dyn Fn(&Address) ->
         let a = &c.address;
         let v = |code, message: String, field: Option<&str>| Violation {
             code,
-            address: a.clone(),
+            address: Some(a.clone()),
             message,
             field: field.map(str::to_string),
         };
