@@ -349,15 +349,18 @@ fn refusals(plan: &Plan, allow_data_loss: bool, force_conflicts: bool) -> Result
 
 /// The trailers an apply records besides its own: the CI context and, when the spec has
 /// policies, their verdict on the applied plan (`mlops check` is where they block).
-fn record_context(stack: &Stack, plan: &Plan, state: &State) -> Vec<(String, String)> {
+fn record_context(stack: &Stack, plan: &crate::plan::PlanDocument<'_>, state: &State) -> Vec<(String, String)> {
     let mut out = crate::lineage::ci_context(&|k| std::env::var(k).ok());
-    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
-    let rego = rules.rego.is_some() || stack.spec.base_dir().join("policy").is_dir();
-    if stack.spec.spec.policies.is_none() && !rego {
+    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.plan.environment);
+    let sources = crate::policy::rego_sources(&rules, stack.spec.base_dir(), &[]);
+    if stack.spec.spec.policies.is_none() && sources.is_empty() {
         return out;
     }
     let body = |a: &mlops_provider_core::Address| stack.spec.resource(a).map(|r| &r.config.body);
-    let verdict = match crate::policy::check(plan, &rules, stack.spec.base_dir(), &[], state, &body) {
+    // The plan as this apply already serialized it (at 100,000 resources, over 100 MB).
+    let json = std::str::from_utf8(&plan.json).ok();
+    let checked = crate::policy::check(plan.plan, json, &rules, stack.spec.base_dir(), &sources, state, &body);
+    let verdict = match checked {
         Ok(v) if v.violations.is_empty() => "passed".to_string(),
         Ok(v) => {
             let codes: BTreeSet<&str> = v.violations.iter().map(|v| v.code).collect();
@@ -457,7 +460,7 @@ fn apply_locked(
             state.tip.as_deref(),
             Record {
                 partial: report.partial(),
-                context: record_context(stack, &plan, &state),
+                context: record_context(stack, &document, &state),
                 sign,
                 ..Record::new(&document, &report.outcomes, &report.records, &state)
             },

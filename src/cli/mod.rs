@@ -218,7 +218,7 @@ impl Context {
             spec_display: stack.spec.clone(),
             style: self.style,
             err_style: self.err_style,
-            registry: Registry::builtin().with_environment(stack.environment.clone()),
+            registry: self.registry.clone().with_environment(stack.environment.clone()),
             runtime: self.runtime.clone(),
         }
     }

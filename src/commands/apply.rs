@@ -114,7 +114,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
 /// from `mlops stacks --json`, one CI job each.) Exits 1 when a stack failed, 130 when
 /// interrupted (no later stack starts).
 fn run_stacks(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Result<ExitStatus, CommandError> {
-    let (root, found) = args.many.selected(ctx)?;
+    let (root, found) = args.many.select.stacks(ctx)?;
     // Ok(None): skipped, the values it uses did not move.
     let outcomes = crate::commands::stacks::in_waves(ctx, &root, &found, 1, &|sctx, s| {
         if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
@@ -123,7 +123,7 @@ fn run_stacks(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Re
         if s.only_upstream && crate::stacks::moved_values(&root, s).is_empty() {
             return Ok(None);
         }
-        println!("{}", ctx.style.bold(&format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)));
+        println!("{}", ctx.style.bold(&crate::commands::stacks::heading(s)));
         let status = apply_one(sctx, args, interrupt.clone())?;
         println!();
         match status {

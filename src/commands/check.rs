@@ -45,33 +45,30 @@ fn diagnostic(v: &Violation, loaded: &spec::LoadedSpec, root: Option<&spec::yaml
 
 pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
-    let plan: Plan = match &args.plan_file {
+    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&stack.environment);
+    let more: Vec<String> = args.policies.iter().map(|p| ctx.cwd.join(p).display().to_string()).collect();
+    let sources = policy::rego_sources(&rules, stack.spec.base_dir(), &more);
+    // Read once: the plan is made from it, and Rego policies read it as `data.mlops.state`.
+    let lineage = ctx.lineage(&stack)?;
+    let state = ctx.lineage_state(&lineage)?;
+    let (plan, state): (Plan, _) = match &args.plan_file {
         // A saved plan is evaluated as the world gives it now: an edited one is refused as stale.
         Some(f) => {
             let saved = Plan::read_file(&ctx.cwd.join(f), &f.display().to_string())?;
-            let lineage = ctx.lineage(&stack)?;
-            let state = ctx.lineage_state(&lineage)?;
             let parallelism = args.scope.request()?.parallelism;
-            crate::ops::recheck_saved(&stack, &lineage, &state, ctx.runtime()?, &saved, parallelism)?
+            (crate::ops::recheck_saved(&stack, &lineage, &state, ctx.runtime()?, &saved, parallelism)?, state)
         }
         None => {
-            let lineage = ctx.lineage(&stack)?;
-            let state = ctx.lineage_state(&lineage)?;
-            crate::ops::plan(&stack, &lineage, state, ctx.runtime()?, &args.scope.request()?)?
+            // The plan takes the state by move: a copy is kept only for Rego policies to read.
+            let kept = if sources.is_empty() { Default::default() } else { state.clone() };
+            (crate::ops::plan(&stack, &lineage, state, ctx.runtime()?, &args.scope.request()?)?, kept)
         }
     };
-    let rules = stack.spec.spec.policies.clone().unwrap_or_default().for_environment(&plan.environment);
-    let lineage = ctx.lineage(&stack)?;
-    let state = ctx.lineage_state(&lineage)?;
-    let policy::Verdict { violations, warnings } = policy::check(
-        &plan,
-        &rules,
-        stack.spec.base_dir(),
-        &args.policies.iter().map(|p| ctx.cwd.join(p).display().to_string()).collect::<Vec<_>>(),
-        &state,
-        &|a| stack.spec.resource(a).map(|r| &r.config.body),
-    )
-    .map_err(|e| CommandError::user(e.to_string(), "fix the policy, then run `mlops check` again"))?;
+    let policy::Verdict { violations, warnings } =
+        policy::check(&plan, None, &rules, stack.spec.base_dir(), &sources, &state, &|a| {
+            stack.spec.resource(a).map(|r| &r.config.body)
+        })
+        .map_err(|e| CommandError::user(e.to_string(), "fix the policy, then run `mlops check` again"))?;
     let root = if violations.is_empty() && warnings.is_empty() { None } else { stack.spec.root() };
     let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
     let warned: Vec<SpecDiagnostic> = warnings.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();

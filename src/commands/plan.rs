@@ -41,11 +41,6 @@ pub struct ManyArgs {
 }
 
 impl ManyArgs {
-    /// The selected stacks.
-    pub fn selected(&self, ctx: &Context) -> Result<(PathBuf, Vec<StackInfo>), CommandError> {
-        self.select.stacks(ctx)
-    }
-
     pub fn check(&self) -> Result<(), CommandError> {
         if self.select.changed && !self.stacks {
             return Err(CommandError::user(
@@ -175,7 +170,7 @@ fn plan_one(ctx: &Context, scope: &ScopeArgs) -> Result<Plan, CommandError> {
 /// array of `{stack, plan}` or `{stack, error}`. Exits 1 when a stack failed (the others are
 /// still planned and shown), else 2 with --detailed-exitcode when any has changes.
 fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
-    let (root, found) = args.many.selected(ctx)?;
+    let (root, found) = args.many.select.stacks(ctx)?;
     let plans = in_waves(ctx, &root, &found, args.stacks_at_once as usize, &|sctx, _| plan_one(sctx, &args.scope));
     // A dependent reads its upstreams' recorded values: when an upstream has changes, what the
     // dependent will read after that apply is not what it was planned with.
@@ -220,7 +215,7 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
         }
         Format::Text => {
             for (s, p) in found.iter().zip(&plans) {
-                println!("{}", ctx.style.bold(&format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)));
+                println!("{}", ctx.style.bold(&crate::commands::stacks::heading(s)));
                 match p {
                     Ok(plan) => print!("{}", text::plan(plan, &ctx.style)),
                     Err(e) => println!("{} {e}", ctx.style.red("Error:")),
@@ -234,10 +229,7 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
         }
     }
     if found.is_empty() {
-        eprintln!(
-            "{}",
-            if args.many.select.changed { "No stack is affected." } else { "No mlops.yaml in this repository." }
-        );
+        eprintln!("{}", crate::commands::stacks::none_selected(args.many.select.changed));
     }
     Ok(if plans.iter().any(|p| p.is_err()) {
         ExitStatus::Error

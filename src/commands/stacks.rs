@@ -88,9 +88,19 @@ pub fn run(ctx: &Context, args: &StacksArgs) -> Result<ExitStatus, CommandError>
     Ok(ExitStatus::Success)
 }
 
+/// The line a stack's output starts under in `plan --stacks` and `apply --stacks`.
+pub fn heading(s: &StackInfo) -> String {
+    format!("── stack {} (wave {}, {}) ──", s.id, s.wave, s.spec)
+}
+
+/// What is said when no stack is selected.
+pub fn none_selected(changed: bool) -> &'static str {
+    if changed { "No stack is affected." } else { "No mlops.yaml in this repository." }
+}
+
 fn print_text(found: &[StackInfo], changed: bool) -> ExitStatus {
     if found.is_empty() {
-        println!("{}", if changed { "No stack is affected." } else { "No mlops.yaml in this repository." });
+        println!("{}", none_selected(changed));
     }
     for s in found {
         let needs = if s.needs.is_empty() { String::new() } else { format!(", after {}", s.needs.join(", ")) };

@@ -16,35 +16,46 @@ pub struct Verdict {
     pub warnings: Vec<Violation>,
 }
 
-/// The built-in rules and the Rego policies (`policies.rego`, else a `policy/` folder beside the
-/// spec, plus `more` folders or files, e.g. `mlops check --policy DIR`) over `plan`, with `state`
-/// (the lineage records by address) as `data.mlops.state`. A Rego message naming an address of
-/// the plan is located at that resource.
-pub fn check<'a>(
-    plan: &Plan,
-    rules: &PolicyRules,
-    spec_dir: &std::path::Path,
-    more: &[String],
-    state: &crate::lineage::State,
-    body: &dyn Fn(&Address) -> Option<&'a Value>,
-) -> Result<Verdict, rego::RegoError> {
-    let mut verdict = Verdict { violations: evaluate(plan, rules, body), warnings: vec![] };
+/// The Rego policies the spec has: `policies.rego`, else a `policy/` folder beside the spec if
+/// there is one; plus `more` folders or files (e.g. `mlops check --policy DIR`).
+pub fn rego_sources(rules: &PolicyRules, spec_dir: &std::path::Path, more: &[String]) -> Vec<String> {
     let mut paths = rules
         .rego
         .clone()
         .unwrap_or_else(|| if spec_dir.join("policy").is_dir() { vec!["policy".to_string()] } else { vec![] });
     paths.extend(more.iter().cloned());
-    if paths.is_empty() {
+    paths
+}
+
+/// The built-in rules, and the Rego policies of `sources` ([`rego_sources`]) over the plan JSON
+/// with `state` (the lineage records by address) as `data.mlops.state`; `plan_json` is the plan
+/// as the caller already serialized it, if it did. A Rego message naming an address of the plan
+/// is located at that resource.
+pub fn check<'a>(
+    plan: &Plan,
+    plan_json: Option<&str>,
+    rules: &PolicyRules,
+    spec_dir: &std::path::Path,
+    sources: &[String],
+    state: &crate::lineage::State,
+    body: &dyn Fn(&Address) -> Option<&'a Value>,
+) -> Result<Verdict, rego::RegoError> {
+    let mut verdict = Verdict { violations: evaluate(plan, rules, body), warnings: vec![] };
+    if sources.is_empty() {
         return Ok(verdict);
     }
-    let files = rego::files(spec_dir, &paths)?;
+    let files = rego::files(spec_dir, sources)?;
     let packages = rules.rego_packages.clone().unwrap_or_else(|| vec!["main".to_string()]);
     let records: serde_json::Map<String, Value> = state
         .resources
         .iter()
         .map(|(a, r)| (a.to_string(), serde_json::to_value(r).expect("records serialize")))
         .collect();
-    for f in rego::evaluate(&files, &packages, &plan.to_json(), Value::Object(records))? {
+    let input = match plan_json {
+        Some(json) => std::borrow::Cow::Borrowed(json),
+        None => std::borrow::Cow::Owned(plan.to_json()),
+    };
+    for f in rego::evaluate(&files, &packages, &input, Value::Object(records))? {
         // The longest address of the plan the message names, if any.
         let address = plan
             .changes
