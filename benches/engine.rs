@@ -53,10 +53,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("10k_resources");
     g.sample_size(10);
     g.bench_function("load_validate", |b| {
-        b.iter(|| mlops::spec::load_bytes(&path, "mlops.yaml", yaml.as_bytes(), &env, &registry).unwrap())
+        b.iter(|| {
+            mlops::spec::load_bytes(&path, "mlops.yaml", yaml.as_bytes(), &env, &registry, &Default::default()).unwrap()
+        })
     });
 
-    let spec = mlops::spec::load_bytes(&path, "mlops.yaml", yaml.as_bytes(), &env, &registry).unwrap();
+    let spec =
+        mlops::spec::load_bytes(&path, "mlops.yaml", yaml.as_bytes(), &env, &registry, &Default::default()).unwrap();
     let stack = Stack::new(spec, registry.clone()).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let selected: BTreeSet<_> = stack.spec.resources.iter().map(|r| r.config.address.clone()).collect();

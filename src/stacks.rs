@@ -155,7 +155,7 @@ pub fn moved_values(root: &Path, stack: &StackInfo) -> Vec<String> {
     let Some(applied_with) = applied_with else { return vec![] };
     let mut out = Vec::new();
     for reference in &stack.references {
-        let Ok(now) = value(root, reference, &stack.environment) else { continue };
+        let Ok(now) = value(root, reference, &stack.environment, &PlannedUpstreams::default()) else { continue };
         match applied_with.iter().find(|u| &u.reference == reference) {
             Some(then) if then.value == now.value => {}
             Some(then) => out.push(format!("uses {reference} = {}, applied with {}", now.value, then.value)),
@@ -304,11 +304,62 @@ pub struct Upstream {
     pub stack: String,
     pub lineage_commit: String,
     pub value: String,
+    /// Set when the value is the upstream's *planned* one (`plan --stacks`, the upstream changing
+    /// it in the same run), not what its lineage records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned: Option<PlannedValue>,
+}
+
+/// A value taken from an upstream's plan.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct PlannedValue {
+    /// The upstream plan's digest (`sha256:…`): what this plan assumed the upstream applies.
+    pub plan: String,
+    /// False when the upstream's plan cannot tell it (an output its apply assigns, such as a
+    /// registry version): the value is then a placeholder, and a saved plan using it is stale
+    /// once the upstream is applied.
+    pub known: bool,
+}
+
+/// The plans of upstream stacks made in this run (`plan --stacks`), by stack id: a dependent is
+/// planned against their values where they change one it uses.
+#[derive(Clone, Debug, Default)]
+pub struct PlannedUpstreams(std::collections::BTreeMap<String, (std::sync::Arc<crate::plan::Plan>, String)>);
+
+impl PlannedUpstreams {
+    /// Adds `plan`, the plan of stack `id`.
+    pub fn insert(&mut self, id: &str, plan: std::sync::Arc<crate::plan::Plan>) {
+        let digest = plan.digest();
+        self.0.insert(id.to_string(), (plan, digest));
+    }
+
+    /// The value `kind.name.field` of stack `id` will have once its planned changes apply, when
+    /// they change that resource; `None` when they leave it alone (its lineage has the value).
+    fn value(&self, id: &str, kind: &str, name: &str, field: &str) -> Option<Result<(String, PlannedValue), String>> {
+        let (plan, digest) = self.0.get(id)?;
+        let change = plan.changes.iter().find(|c| {
+            c.address.kind.section() == kind && c.address.name == name && c.action != crate::plan::Action::NoOp
+        })?;
+        let Some(desired) = &change.desired else {
+            return Some(Err(format!("{id} plans to delete `{kind}.{name}`: there will be no `{field}` to read")));
+        };
+        // An output of the record (assigned by the apply) is unknown until then; an attribute
+        // the plan sets is what will be recorded.
+        let output = change.prior.as_ref().or(change.live.as_ref()).is_some_and(|r| r.outputs.contains_key(field));
+        let known = desired.get(field).filter(|_| !output).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+            _ => None,
+        });
+        let planned = PlannedValue { plan: digest.clone(), known: known.is_some() };
+        Some(Ok((known.unwrap_or_else(|| format!("(known after {id} applies)")), planned)))
+    }
 }
 
 /// Reads `reference` (`FOLDER:KIND.NAME.FIELD`) from the lineage tip of the stack in FOLDER (from
-/// the repository `from` is in), in `environment`: the record's output FIELD, else its attribute.
-pub fn value(from: &Path, reference: &str, environment: &str) -> Result<Upstream, String> {
+/// the repository `from` is in), in `environment`: the record's output FIELD, else its attribute;
+/// or, when that stack's plan in `planned` changes the resource, the value it plans.
+pub fn value(from: &Path, reference: &str, environment: &str, planned: &PlannedUpstreams) -> Result<Upstream, String> {
     let (folder, path) = reference.split_once(':').ok_or_else(|| {
         format!("`${{stack:{reference}}}` names no folder: write `${{stack:FOLDER:KIND.NAME.FIELD}}`")
     })?;
@@ -326,7 +377,13 @@ pub fn value(from: &Path, reference: &str, environment: &str) -> Result<Upstream
     let (project, _, _) = read(&root, &spec).map_err(|e| e.to_string())?;
     let stack = format!("{folder}:{environment}");
     let lineage = crate::lineage::Lineage::open(&root, &project, environment).map_err(|e| e.to_string())?;
-    let tip = lineage.tip().map_err(|e| e.to_string())?.ok_or_else(|| {
+    let tip = lineage.tip().map_err(|e| e.to_string())?;
+    if let Some(found) = planned.value(&stack, kind, name, field) {
+        let (value, planned) = found?;
+        let lineage_commit = tip.map(|t| t.to_string()).unwrap_or_default();
+        return Ok(Upstream { reference: reference.to_string(), stack, lineage_commit, value, planned: Some(planned) });
+    }
+    let tip = tip.ok_or_else(|| {
         format!("{stack} (project {project}) has not been applied in environment `{environment}`: nothing is recorded to read")
     })?;
     let records = lineage.resources_at(tip).map_err(|e| e.to_string())?;
@@ -346,7 +403,7 @@ pub fn value(from: &Path, reference: &str, environment: &str) -> Result<Upstream
         Value::Number(_) | Value::Bool(_) => found.to_string(),
         _ => return Err(format!("{stack}'s `{kind}.{name}.{field}` is not a single value: name one of its parts")),
     };
-    Ok(Upstream { reference: reference.to_string(), stack, lineage_commit: tip.to_string(), value })
+    Ok(Upstream { reference: reference.to_string(), stack, lineage_commit: tip.to_string(), value, planned: None })
 }
 
 /// The URL of a Git remote (the repository a cluster job clones).

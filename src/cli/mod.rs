@@ -176,13 +176,16 @@ pub struct Context {
     pub registry: Registry,
     /// One async runtime per process: providers keep clients whose workers live on it.
     pub runtime: std::sync::Arc<std::sync::OnceLock<tokio::runtime::Runtime>>,
+    /// Upstream stacks planned earlier in this run (`plan --stacks`): `${stack:…}` values they
+    /// change are read from their plans.
+    pub planned: crate::stacks::PlannedUpstreams,
 }
 
 impl Context {
     pub fn load_spec(&self) -> Result<LoadedSpec, CommandError> {
         let env = |k: &str| std::env::var(k).ok();
-        let spec =
-            spec::load_file(&self.spec_path, &self.spec_display, &env, &self.registry).map_err(CommandError::Spec)?;
+        let spec = spec::load_file(&self.spec_path, &self.spec_display, &env, &self.registry, &self.planned)
+            .map_err(CommandError::Spec)?;
         for w in &spec.warnings {
             eprint!("{}", self.render_diagnostic(&Named::new(w)));
         }
@@ -207,6 +210,7 @@ impl Context {
             err_style: self.err_style,
             registry: self.registry.clone(),
             runtime: self.runtime.clone(),
+            planned: self.planned.clone(),
         }
     }
 
@@ -220,6 +224,7 @@ impl Context {
             err_style: self.err_style,
             registry: self.registry.clone().with_environment(stack.environment.clone()),
             runtime: self.runtime.clone(),
+            planned: Default::default(),
         }
     }
 
@@ -326,6 +331,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         err_style,
         registry: Registry::builtin().with_environment(cli.environment.clone()),
         runtime: Default::default(),
+        planned: Default::default(),
     };
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&ctx, a),

@@ -116,7 +116,7 @@ pub fn run(ctx: &Context, args: &ApplyArgs) -> Result<ExitStatus, CommandError> 
 fn run_stacks(ctx: &Context, args: &ApplyArgs, interrupt: Arc<AtomicBool>) -> Result<ExitStatus, CommandError> {
     let (root, found) = args.many.select.stacks(ctx)?;
     // Ok(None): skipped, the values it uses did not move.
-    let outcomes = crate::commands::stacks::in_waves(ctx, &root, &found, 1, &|sctx, s| {
+    let outcomes = crate::commands::stacks::in_waves(ctx, &root, &found, 1, &|sctx, s, _| {
         if interrupt.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(Some(ExitStatus::Interrupted));
         }

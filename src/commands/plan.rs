@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use mlops_provider_core::Address;
 
@@ -15,7 +16,9 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Save the plan to FILE, for `mlops apply FILE`.
-    #[arg(long, value_name = "FILE", conflicts_with = "stacks")]
+    /// With --stacks, a folder: each stack's plan is saved to DIR/FOLDER/ENVIRONMENT.json (its
+    /// spec's folder), for `mlops -C FOLDER -e ENVIRONMENT apply DIR/FOLDER/ENVIRONMENT.json`.
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
@@ -153,6 +156,23 @@ impl PinnedPlanArgs {
     }
 }
 
+/// `plan --stacks --out DIR`: each stack's plan at DIR/FOLDER/ENVIRONMENT.json.
+fn save_each(
+    dir: &std::path::Path,
+    found: &[StackInfo],
+    plans: &[Result<Arc<Plan>, String>],
+) -> Result<(), CommandError> {
+    for (s, p) in found.iter().zip(plans) {
+        let Ok(plan) = p else { continue };
+        let (folder, environment) = s.id.rsplit_once(':').expect("a stack id is FOLDER:ENVIRONMENT");
+        let path = dir.join(folder).join(format!("{environment}.json"));
+        std::fs::create_dir_all(path.parent().expect("has a folder"))
+            .map_err(|e| CommandError::io(format!("create {}", dir.display()), e))?;
+        save(&path, plan)?;
+    }
+    Ok(())
+}
+
 pub fn save(path: &std::path::Path, plan: &Plan) -> Result<(), CommandError> {
     std::fs::write(path, plan.to_json()).map_err(|e| CommandError::io(format!("write {}", path.display()), e))
 }
@@ -165,27 +185,46 @@ fn plan_one(ctx: &Context, scope: &ScopeArgs) -> Result<Plan, CommandError> {
     Ok(ops::plan(&stack, &lineage, state, ctx.runtime()?, &scope.request()?)?)
 }
 
-/// `plan --stacks`: every selected stack planned (a wave's stacks at once), then one output: in
-/// text each stack's plan under its id and a table; in markdown one combined comment; in JSON an
-/// array of `{stack, plan}` or `{stack, error}`. Exits 1 when a stack failed (the others are
-/// still planned and shown), else 2 with --detailed-exitcode when any has changes.
+/// `plan --stacks`: every selected stack planned (a wave's stacks at once), a dependent against
+/// the values its upstreams' plans in this run set (the values they leave alone read from their
+/// lineage), then one output: in text each stack's plan under its id and a table; in markdown
+/// one combined comment; in JSON an array of `{stack, plan}` or `{stack, error}`. With `--out
+/// DIR`, each plan saved to DIR. Exits 1 when a stack failed (the others are still planned and
+/// shown), else 2 with --detailed-exitcode when any has changes.
 fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let (root, found) = args.many.select.stacks(ctx)?;
-    let plans = in_waves(ctx, &root, &found, args.stacks_at_once as usize, &|sctx, _| plan_one(sctx, &args.scope));
-    // A dependent reads its upstreams' recorded values: when an upstream has changes, what the
-    // dependent will read after that apply is not what it was planned with.
-    let note = |s: &StackInfo| {
-        let moving: Vec<&str> = s
-            .needs
+    let plans = in_waves(
+        ctx,
+        &root,
+        &found,
+        args.stacks_at_once as usize,
+        &|sctx, _, upstreams: &crate::commands::stacks::Upstreams<'_, Arc<Plan>>| {
+            let mut planned = crate::stacks::PlannedUpstreams::default();
+            for (id, plan) in upstreams.iter().filter(|(_, p)| p.has_changes()) {
+                planned.insert(id, Arc::clone(plan));
+            }
+            let sctx = Context { planned, ..sctx.clone_for_env() };
+            plan_one(&sctx, &args.scope).map(Arc::new)
+        },
+    );
+    if let Some(dir) = &args.out {
+        save_each(&ctx.cwd.join(dir), &found, &plans)?;
+    }
+    // Values an upstream's apply assigns (a registry version) are not in its plan: the dependent
+    // shows a placeholder for them, and is planned again once the upstream is applied.
+    let note = |s: &StackInfo, plan: &Plan| {
+        let unknown: Vec<String> = plan
+            .source
+            .upstreams
             .iter()
-            .filter(|n| found.iter().zip(&plans).any(|(u, p)| &u.id == *n && p.as_ref().is_ok_and(|p| p.has_changes())))
-            .map(String::as_str)
+            .filter(|u| u.planned.as_ref().is_some_and(|p| !p.known))
+            .map(|u| u.reference.clone())
             .collect();
-        (!moving.is_empty()).then(|| {
+        (!unknown.is_empty()).then(|| {
             format!(
-                "planned with the values {} recorded; {} changes: plan this stack again after it is applied",
-                moving.join(", "),
-                if moving.len() == 1 { "it has" } else { "they have" }
+                "planned against the plans of {}; {} known once they are applied: plan this stack again then",
+                s.needs.join(", "),
+                unknown.join(", ")
             )
         })
     };
@@ -195,7 +234,7 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
                 .iter()
                 .zip(&plans)
                 .map(|(s, p)| match p {
-                    Ok(plan) => serde_json::json!({ "stack": s, "plan": plan, "note": note(s) }),
+                    Ok(plan) => serde_json::json!({ "stack": s, "plan": plan, "note": note(s, plan) }),
                     Err(e) => serde_json::json!({ "stack": s, "error": e }),
                 })
                 .collect();
@@ -207,8 +246,8 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
                 .zip(&plans)
                 .map(|(s, p)| markdown::StackPlan {
                     id: &s.id,
-                    plan: p.as_ref().map_err(String::as_str),
-                    note: p.as_ref().ok().and(note(s)),
+                    plan: p.as_ref().map(|p| &**p).map_err(String::as_str),
+                    note: p.as_ref().ok().and_then(|p| note(s, p)),
                 })
                 .collect();
             args.output.print_parts(ctx, &markdown::stacks(&rows))?;
@@ -220,7 +259,7 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
                     Ok(plan) => print!("{}", text::plan(plan, &ctx.style)),
                     Err(e) => println!("{} {e}", ctx.style.red("Error:")),
                 }
-                if let (Ok(_), Some(n)) = (p, note(s)) {
+                if let Some(n) = p.as_ref().ok().and_then(|p| note(s, p)) {
                     println!("Note: {n}");
                 }
                 println!();

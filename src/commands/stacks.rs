@@ -112,15 +112,22 @@ fn print_text(found: &[StackInfo], changed: bool) -> ExitStatus {
     ExitStatus::Success
 }
 
+/// What `in_waves` hands each stack: the results of the stacks it needs, by id.
+pub type Upstreams<'a, T> = std::collections::BTreeMap<&'a str, &'a T>;
+
+/// What `in_waves` runs on one stack.
+pub type EachStack<'f, T> = dyn Fn(&Context, &StackInfo, &Upstreams<'_, T>) -> Result<T, CommandError> + Sync + 'f;
+
 /// Runs `each` on every stack, wave after wave; the stacks of one wave at most `at_once` at a
-/// time, each on its own thread with its own context (spec, environment, lineage, lock). A stack
-/// whose upstream failed is not run: its result is the error saying so. Results in `stacks` order.
-pub fn in_waves<T: Send>(
+/// time, each on its own thread with its own context (spec, environment, lineage, lock) and the
+/// results of the stacks it needs. A stack whose upstream failed is not run: its result is the
+/// error saying so. Results in `stacks` order.
+pub fn in_waves<T: Send + Sync>(
     ctx: &Context,
     root: &std::path::Path,
     stacks: &[StackInfo],
     at_once: usize,
-    each: &(dyn Fn(&Context, &StackInfo) -> Result<T, CommandError> + Sync),
+    each: &EachStack<'_, T>,
 ) -> Vec<Result<T, String>> {
     let mut results: Vec<Option<Result<T, String>>> = stacks.iter().map(|_| None).collect();
     let last = stacks.iter().map(|s| s.wave).max().unwrap_or(0);
@@ -140,13 +147,20 @@ pub fn in_waves<T: Send>(
             }
         }
         for chunk in todo.chunks(at_once.max(1)) {
+            let finished = &results;
             let done: Vec<(usize, Result<T, String>)> = std::thread::scope(|scope| {
                 let handles: Vec<_> = chunk
                     .iter()
                     .map(|&i| {
                         let sctx = ctx.for_stack(root, &stacks[i]);
+                        let upstreams: Upstreams<'_, T> = stacks
+                            .iter()
+                            .zip(finished)
+                            .filter(|(u, _)| stacks[i].needs.contains(&u.id))
+                            .filter_map(|(u, r)| Some((u.id.as_str(), r.as_ref()?.as_ref().ok()?)))
+                            .collect();
                         scope.spawn(move || {
-                            let r = each(&sctx, &stacks[i]).map_err(|e| {
+                            let r = each(&sctx, &stacks[i], &upstreams).map_err(|e| {
                                 crate::cli::report(&sctx, &e);
                                 match e {
                                     CommandError::Reported => "failed (see above)".to_string(),

@@ -135,12 +135,19 @@ pub async fn check_fresh(
     // Values read from other stacks' lineage: an upstream that recorded another value since the
     // plan was made makes it stale, named (the inputs check below would only say "inputs").
     for then in &plan.source.upstreams {
+        let assumed = match &then.planned {
+            Some(p) if !p.known => format!(
+                "was left unknown by the plan of {} it assumed ({}), to be known once that was applied",
+                then.stack, p.plan
+            ),
+            Some(p) => format!("was {} in the plan of {} it assumed ({})", then.value, then.stack, p.plan),
+            None => format!("was {} when the plan was made", then.value),
+        };
         match stack.spec.upstreams.iter().find(|u| u.reference == then.reference) {
-            Some(now) if now.value == then.value => {}
+            Some(now) if now.value == then.value && then.planned.as_ref().is_none_or(|p| p.known) => {}
             Some(now) => reasons.push(format!(
-                "{} was {} when the plan was made; {} has since recorded {} (lineage commit {})",
+                "{} {assumed}; {} has since recorded {} (lineage commit {})",
                 then.reference,
-                then.value,
                 now.stack,
                 now.value,
                 &now.lineage_commit[..12.min(now.lineage_commit.len())]

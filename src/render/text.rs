@@ -269,7 +269,7 @@ pub fn log_entry(e: &Entry, style: &Style) -> String {
 }
 
 /// The table under `plan --stacks` and `apply --stacks`: each stack's counts, or its error.
-pub fn stacks_table(ids: &[&str], plans: &[Result<Plan, String>]) -> String {
+pub fn stacks_table(ids: &[&str], plans: &[Result<std::sync::Arc<Plan>, String>]) -> String {
     let width = ids.iter().map(|i| i.len()).max().unwrap_or(5).max(5);
     let mut out = format!("{:width$}  {:>6} {:>6} {:>7} {:>6}\n", "stack", "create", "update", "replace", "delete");
     for (id, p) in ids.iter().zip(plans) {

@@ -13,6 +13,8 @@ pub struct Interpolation<'a> {
     pub environment: String,
     /// The other stacks' values used (`${stack:…}`), with the lineage commit each came from.
     pub upstreams: Vec<crate::stacks::Upstream>,
+    /// Upstream stacks planned in this run (`plan --stacks`): their planned values are used.
+    pub planned: &'a crate::stacks::PlannedUpstreams,
     pub secrets: crate::secrets::Secrets,
     pub warnings: Vec<SpecDiagnostic>,
 }
@@ -135,7 +137,7 @@ fn interpolate(s: &str, span: Span, interp: &mut Interpolation<'_>, diags: &mut 
             continue;
         }
         if let Some(reference) = expr.strip_prefix("stack:") {
-            match crate::stacks::value(&interp.base_dir, reference, &interp.environment) {
+            match crate::stacks::value(&interp.base_dir, reference, &interp.environment, interp.planned) {
                 Ok(up) => {
                     out.push_str(&up.value);
                     if !interp.upstreams.iter().any(|u| u.reference == up.reference) {

@@ -105,6 +105,7 @@ pub fn load_file(
     display: &str,
     env: &dyn Fn(&str) -> Option<String>,
     registry: &Registry,
+    planned: &crate::stacks::PlannedUpstreams,
 ) -> Result<LoadedSpec, Vec<SpecDiagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| {
         let d = SpecDiagnostic::new("spec::unreadable", format!("cannot read {display}: {e}"));
@@ -115,7 +116,7 @@ pub fn load_file(
         };
         vec![d]
     })?;
-    load_bytes(path, display, &bytes, env, registry)
+    load_bytes(path, display, &bytes, env, registry, planned)
 }
 
 pub fn load_bytes(
@@ -124,6 +125,7 @@ pub fn load_bytes(
     bytes: &[u8],
     env: &dyn Fn(&str) -> Option<String>,
     registry: &Registry,
+    planned: &crate::stacks::PlannedUpstreams,
 ) -> Result<LoadedSpec, Vec<SpecDiagnostic>> {
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
     if bytes.len() > yaml::MAX_BYTES {
@@ -192,6 +194,7 @@ pub fn load_bytes(
         base_dir: base,
         environment: registry.environment.clone(),
         upstreams: Vec::new(),
+        planned,
         warnings: Vec::new(),
     };
     let json = to_json(&root, &mut Vec::new(), &mut interp, &mut diags);

@@ -193,3 +193,8 @@ pub fn printed_json(text: &str, client: &str) -> serde_json::Value {
     let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else { return serde_json::Value::Null };
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{client} printed something that is not JSON ({e}):\n{text}"))
 }
+
+/// A diagnostic's text with miette's line wrapping undone.
+pub fn flat(s: &str) -> String {
+    s.lines().map(|l| l.trim_start().trim_start_matches('│').trim()).collect::<Vec<_>>().join(" ")
+}

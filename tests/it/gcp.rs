@@ -194,7 +194,14 @@ fn a_concurrent_writer_fails_the_precondition_and_nothing_is_overwritten_or_reco
 
     // A writer that slips in after the plan's check: the ifGenerationMatch precondition fails.
     let nothing = |_: &str| None;
-    let spec = mlops::spec::load_file(&g.env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let spec = mlops::spec::load_file(
+        &g.env.join("mlops.yaml"),
+        "mlops.yaml",
+        &nothing,
+        &Registry::builtin(),
+        &Default::default(),
+    )
+    .unwrap();
     let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let lineage = mlops::lineage::Lineage::open(g.env.path(), "gcs", "default").unwrap();
     let state = lineage.state().unwrap();

@@ -3,14 +3,9 @@
 
 use serde_json::Value;
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, flat};
 
 const REF: &str = "refs/mlops/lineage/quickstart/default";
-
-/// A diagnostic's text with miette's line wrapping undone.
-fn flat(s: &str) -> String {
-    s.lines().map(|l| l.trim_start().trim_start_matches('│').trim()).collect::<Vec<_>>().join(" ")
-}
 
 fn record(env: &TestEnv, rev: &str, path: &str) -> Value {
     serde_json::from_str(&env.git(&["show", &format!("{rev}:{path}")])).unwrap()

@@ -565,7 +565,14 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
     use mlops::engine::apply::{self, Event};
     use mlops::lineage::JournalEntry;
     let nothing = |_: &str| None;
-    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let spec = mlops::spec::load_file(
+        &env.join("mlops.yaml"),
+        "mlops.yaml",
+        &nothing,
+        &Registry::builtin(),
+        &Default::default(),
+    )
+    .unwrap();
     let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let state = lineage.state().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -588,7 +595,14 @@ fn a_dataset_copy_reports_bytes_transferred() {
     use mlops::engine::apply::{self, Event};
     let env = TestEnv::quickstart();
     let nothing = |_: &str| None;
-    let spec = mlops::spec::load_file(&env.join("mlops.yaml"), "mlops.yaml", &nothing, &Registry::builtin()).unwrap();
+    let spec = mlops::spec::load_file(
+        &env.join("mlops.yaml"),
+        "mlops.yaml",
+        &nothing,
+        &Registry::builtin(),
+        &Default::default(),
+    )
+    .unwrap();
     let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
     let state = mlops::lineage::State::default();
     let rt = tokio::runtime::Runtime::new().unwrap();

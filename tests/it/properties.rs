@@ -97,7 +97,7 @@ proptest! {
         let path = dir.path().join("mlops.yaml");
         std::fs::write(&path, &yaml).unwrap();
         let env = |_: &str| None;
-        let spec = mlops::spec::load_file(&path, "mlops.yaml", &env, &Registry::builtin())
+        let spec = mlops::spec::load_file(&path, "mlops.yaml", &env, &Registry::builtin(), &Default::default())
             .unwrap_or_else(|d| panic!("generated spec is invalid: {d:?}\n{yaml}"));
         let stack = Stack::new(spec, Registry::builtin()).unwrap();
         let lineage = Lineage::open(dir.path(), "prop", "default").unwrap();

@@ -8,7 +8,14 @@ const VALID_HEAD: &str = "version: 1\nproject: demo\nproviders:\n  local: {}\n";
 fn errors_of(src: &[u8]) -> Vec<SpecDiagnostic> {
     let env = |k: &str| (k == "PRESENT").then(|| "value".to_string());
     let dir = tempfile::tempdir().unwrap();
-    match spec::load_bytes(&dir.path().join("mlops.yaml"), "mlops.yaml", src, &env, &Registry::builtin()) {
+    match spec::load_bytes(
+        &dir.path().join("mlops.yaml"),
+        "mlops.yaml",
+        src,
+        &env,
+        &Registry::builtin(),
+        &Default::default(),
+    ) {
         Ok(_) => vec![],
         Err(d) => d,
     }
@@ -183,7 +190,15 @@ fn env_interpolation_and_defaults_work() {
     );
     let env = |k: &str| (k == "PRESENT").then(|| "value".to_string());
     let dir = tempfile::tempdir().unwrap();
-    let s = spec::load_bytes(&dir.path().join("m.yaml"), "m.yaml", src.as_bytes(), &env, &Registry::builtin()).unwrap();
+    let s = spec::load_bytes(
+        &dir.path().join("m.yaml"),
+        "m.yaml",
+        src.as_bytes(),
+        &env,
+        &Registry::builtin(),
+        &Default::default(),
+    )
+    .unwrap();
     let a: mlops::provider::Address = "datasets.a".parse().unwrap();
     assert_eq!(s.resource(&a).unwrap().config.body["description"], "value-fallback-${literal}");
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::TestEnv;
+use crate::common::{TestEnv, flat};
 
 fn repo() -> (TestEnv, String) {
     let env = TestEnv::new();
@@ -121,9 +121,9 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
     // Nothing recorded for training yet: an error at the line, naming what is missing.
     let early = env.mlops(&["-C", "serving", "plan"]);
     assert_eq!(early.status, 1, "{}", early.stdout);
-    assert!(early.stderr.contains("spec::stack_reference"), "{}", early.stderr);
-    assert!(early.stderr.contains("has not been applied"), "{}", early.stderr);
-    assert!(early.stderr.contains("mlops.yaml:10"), "{}", early.stderr);
+    assert!(flat(&early.stderr).contains("spec::stack_reference"), "{}", early.stderr);
+    assert!(flat(&early.stderr).contains("has not been applied"), "{}", early.stderr);
+    assert!(flat(&early.stderr).contains("mlops.yaml:10"), "{}", early.stderr);
 
     env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
     let training_tip = env.lineage("training")[0].clone();
@@ -152,7 +152,7 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
     env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
     let stale = env.mlops(&["-C", "serving", "apply", "p.json"]);
     assert_eq!(stale.status, 1, "{}", stale.stdout);
-    assert!(stale.stderr.contains("plan::stale"), "{}", stale.stderr);
+    assert!(flat(&stale.stderr).contains("plan::stale"), "{}", stale.stderr);
     let said = stale.stderr.replace("│", " ").split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         said.contains(
@@ -189,15 +189,26 @@ fn a_stack_uses_another_stacks_recorded_values_and_comes_after_it() {
 fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
     let env = training_and_serving();
 
-    // Before training is applied, serving cannot be planned: training's plan is still shown,
-    // serving's error is in its place, and the run exits 1.
-    let first = env.mlops(&["plan", "--stacks", "--json"]);
-    assert_eq!(first.status, 1, "{}", first.stderr);
+    // Before training is applied, serving is planned against training's plan: the version
+    // training's apply will assign is a placeholder there, and the note says so.
+    let first = env.mlops(&["plan", "--stacks", "--json"]).ok();
     let out: Value = serde_json::from_str(&first.stdout).unwrap();
     assert_eq!(out[0]["stack"]["id"], "training:default");
     assert_eq!(out[0]["plan"]["summary"]["create"], 1, "{}", out[0]);
     assert_eq!(out[1]["stack"]["id"], "serving:default");
-    assert!(out[1]["error"].as_str().unwrap().contains("has not been applied"), "{}", out[1]);
+    let api = out[1]["plan"]["changes"].as_array().unwrap().iter().find(|c| c["address"] == "endpoints.api").unwrap();
+    assert_eq!(api["desired"]["labels"]["trained"], "(known after training:default applies)", "{api}");
+    assert!(
+        out[1]["note"].as_str().unwrap().contains("training:models.churn.version known once they are applied"),
+        "{}",
+        out[1]
+    );
+    let upstream = &out[1]["plan"]["source"]["upstreams"][0];
+    assert_eq!(upstream["planned"]["known"], false, "{upstream}");
+    // Alone, serving still cannot be planned: nothing is recorded to read.
+    let alone = env.mlops(&["-C", "serving", "plan"]);
+    assert_eq!(alone.status, 1);
+    assert!(alone.stderr.contains("has not been applied"), "{}", alone.stderr);
 
     // One apply runs both, training first: serving reads the version training just recorded.
     let apply = env.mlops(&["apply", "--stacks", "--auto-approve"]).ok();
@@ -216,7 +227,7 @@ fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
     assert_eq!(quiet.stdout.matches("(no changes)").count(), 2, "{}", quiet.stdout);
 
     // Training changes: the combined comment has both stacks in its table, training's plan, and
-    // says serving was planned with values training is about to change.
+    // serving's, planned against training's: the version is known once training is applied.
     let base = env.git(&["rev-parse", "HEAD"]).trim().to_string();
     env.write("training/model.json", "{\"weights\": [2]}\n");
     let md =
@@ -224,10 +235,12 @@ fn many_stacks_are_planned_and_applied_in_one_run_wave_after_wave() {
     assert_eq!(md.status, 2, "{}", md.stderr);
     assert!(md.stdout.starts_with("## mlops plan · 2 stack(s)\n"), "{}", md.stdout);
     assert!(md.stdout.contains("| `training:default` | 0 | 1 | 0 | 0 | changes |"), "{}", md.stdout);
-    assert!(md.stdout.contains("| `serving:default` | 0 | 0 | 0 | 0 | no changes |"), "{}", md.stdout);
+    assert!(md.stdout.contains("| `serving:default` | 0 | 1 | 0 | 0 | changes |"), "{}", md.stdout);
     assert!(md.stdout.contains("## mlops plan · `training` / `default`"), "{}", md.stdout);
     assert!(
-        md.stdout.contains("`serving:default`: planned with the values training:default recorded; it has changes"),
+        md.stdout.contains(
+            "`serving:default`: planned against the plans of training:default; training:models.churn.version known once"
+        ),
         "{}",
         md.stdout
     );
@@ -411,6 +424,91 @@ fn the_gitlab_recipe_needs_what_the_dag_needs() {
     let no_remote = env.mlops(&["stacks", "--format", "argo", "--image", "example.com/mlops:1"]);
     assert_eq!(no_remote.status, 1);
     assert!(no_remote.stderr.contains("has no remote `origin`"), "{}", no_remote.stderr);
+}
+
+/// `plan --stacks --out DIR` saves each stack's plan, a dependent's planned against its
+/// upstream's: a value the upstream's plan sets (the artifact's digest) is used as planned, and
+/// the dependent's saved plan applies once the upstream applied that plan; when the upstream
+/// applied something else, or the value was one only its apply could tell (the version), the
+/// dependent's saved plan is refused as stale, naming the upstream plan it assumed.
+#[test]
+fn a_dependent_is_planned_against_its_upstreams_plan_and_refused_when_it_applied_something_else() {
+    let env = training_and_serving();
+    let serving = env.read("serving/mlops.yaml").replace(
+        "trained: \"${stack:training:models.churn.version}\"",
+        "digest: \"${stack:training:models.churn.artifact_digest}\"",
+    );
+    env.write("serving/mlops.yaml", &serving);
+    env.commit("serving labels the digest");
+    env.mlops(&["apply", "--stacks", "--auto-approve"]).ok();
+    let sha = |bytes: &str| format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)));
+    let label = |env: &TestEnv| -> Value {
+        let state: Value = serde_json::from_str(&env.mlops(&["-C", "serving", "state", "--json"]).ok().stdout).unwrap();
+        state["resources"].as_array().unwrap().iter().find(|r| r["address"] == "endpoints.api").unwrap()["record"]
+            ["attributes"]["labels"]["digest"]
+            .clone()
+    };
+    assert_eq!(label(&env), sha("{\"weights\": [1]}\n"));
+
+    // Retrained: both plans saved; serving's label is the digest training's plan sets.
+    env.write("training/model.json", "{\"weights\": [2]}\n");
+    env.mlops(&["plan", "--stacks", "--out", "plans"]).ok();
+    let saved: Value = serde_json::from_str(&env.read("plans/serving/default.json")).unwrap();
+    let training: Value = serde_json::from_str(&env.read("plans/training/default.json")).unwrap();
+    let api = saved["changes"].as_array().unwrap().iter().find(|c| c["address"] == "endpoints.api").unwrap();
+    assert_eq!(api["desired"]["labels"]["digest"], sha("{\"weights\": [2]}\n"), "{api}");
+    let upstream = &saved["source"]["upstreams"][0];
+    assert_eq!(upstream["planned"]["known"], true, "{upstream}");
+    let training_digest = {
+        let bytes = env.read("plans/training/default.json");
+        format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes.as_bytes())))
+    };
+    assert_eq!(upstream["planned"]["plan"], training_digest.as_str(), "{upstream}");
+    assert_eq!(training["summary"]["update"].as_u64().unwrap() + training["summary"]["create"].as_u64().unwrap(), 1);
+
+    // Serving's plan before training is applied: stale, the value is not recorded yet.
+    let early = env.mlops(&["-C", "serving", "apply", "../plans/serving/default.json"]);
+    assert_eq!(early.status, 1, "{}", early.stdout);
+    assert!(flat(&early.stderr).contains("in the plan of training:default it assumed"), "{}", early.stderr);
+    assert_eq!(env.lineage("serving").len(), 1);
+
+    // Training applies its plan, then serving's saved plan applies as planned.
+    env.mlops(&["-C", "training", "apply", "../plans/training/default.json"]).ok();
+    env.mlops(&["-C", "serving", "apply", "../plans/serving/default.json"]).ok();
+    assert_eq!(label(&env), sha("{\"weights\": [2]}\n"));
+
+    // Planned again, but training applies other bytes than its plan said: serving's is stale.
+    env.write("training/model.json", "{\"weights\": [3]}\n");
+    env.mlops(&["plan", "--stacks", "--out", "plans"]).ok();
+    env.write("training/model.json", "{\"weights\": [4]}\n");
+    env.mlops(&["-C", "training", "apply", "--auto-approve"]).ok();
+    let stale = env.mlops(&["-C", "serving", "apply", "../plans/serving/default.json"]);
+    assert_eq!(stale.status, 1, "{}", stale.stdout);
+    let said = format!(
+        "training:models.churn.artifact_digest was {} in the plan of training:default it assumed",
+        sha("{\"weights\": [3]}\n")
+    );
+    assert!(flat(&stale.stderr).contains(&said), "{}", stale.stderr);
+    assert!(
+        flat(&stale.stderr).contains(&format!("has since recorded {}", sha("{\"weights\": [4]}\n"))),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(env.lineage("serving").len(), 2);
+
+    // A value only training's apply can tell (the version): serving's saved plan is refused.
+    env.write("serving/mlops.yaml", &env.read("serving/mlops.yaml").replace("artifact_digest}", "version}"));
+    env.write("training/model.json", "{\"weights\": [5]}\n");
+    env.mlops(&["plan", "--stacks", "--out", "plans"]).ok();
+    env.mlops(&["-C", "training", "apply", "../plans/training/default.json"]).ok();
+    let unknown = env.mlops(&["-C", "serving", "apply", "../plans/serving/default.json"]);
+    assert_eq!(unknown.status, 1, "{}", unknown.stdout);
+    assert!(
+        flat(&unknown.stderr)
+            .contains("training:models.churn.version was left unknown by the plan of training:default it assumed"),
+        "{}",
+        unknown.stderr
+    );
 }
 
 /// A dependent runs when a value it uses moves, not whenever its upstream changes: a training
