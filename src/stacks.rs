@@ -10,6 +10,9 @@ use std::process::Command;
 use serde::Serialize;
 use serde_json::Value;
 
+pub mod workspace;
+pub use workspace::Workspace;
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StacksError {
     #[error("{message}")]
@@ -22,6 +25,9 @@ pub enum StacksError {
     #[error("{path}: {message}")]
     #[diagnostic(code(stacks::spec), help("fix the spec (`mlops -f {path} validate` shows where)"))]
     Spec { path: String, message: String },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Workspace(Box<workspace::WorkspaceError>),
 }
 
 /// One stack: a spec in one environment.
@@ -73,17 +79,21 @@ pub fn root(from: &Path) -> Result<PathBuf, StacksError> {
 /// Every stack under `root`, sorted by id: each `mlops.yaml` Git tracks or would track, in its
 /// default environment and each of its `environments:`.
 pub fn discover(root: &Path) -> Result<Vec<StackInfo>, StacksError> {
-    Ok(scan(root)?.into_iter().map(|(s, _)| s).collect())
+    Ok(scan(root, &Workspace::read(root)?)?.into_iter().map(|(s, _)| s).collect())
 }
 
 /// The local files and folders a spec reads, from the repository root (shared by its environments).
 type Inputs = std::sync::Arc<Vec<String>>;
 
-/// [`discover`], each stack with the local files and folders its spec reads.
-fn scan(root: &Path) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
+/// [`discover`], each stack with the local files and folders its spec reads; the specs the
+/// workspace file excludes left out.
+fn scan(root: &Path, workspace: &Workspace) -> Result<Vec<(StackInfo, Inputs)>, StacksError> {
     let listed = git(root, &["ls-files", "-z", "--cached", "--others", "--exclude-standard"])?;
-    let specs: BTreeSet<&str> =
-        listed.split('\0').filter(|p| *p == "mlops.yaml" || p.ends_with("/mlops.yaml")).collect();
+    let specs: BTreeSet<&str> = listed
+        .split('\0')
+        .filter(|p| *p == "mlops.yaml" || p.ends_with("/mlops.yaml"))
+        .filter(|p| !workspace.excludes(p))
+        .collect();
     let mut out = Vec::new();
     let mut edges: Vec<(String, String, String)> = Vec::new();
     for spec in specs {
@@ -257,12 +267,15 @@ fn normalize(path: &Path) -> String {
     parts.join("/")
 }
 
-/// The stacks a change affects: those whose spec, or a file or folder it reads, differs between
-/// the merge base of `base` and HEAD and the working tree (committed or not), each with the
+/// The stacks a change affects: those whose spec, or a file or folder it reads or watches (the
+/// workspace file's `watch`), differs between the merge base of `base` (else the workspace's
+/// `defaults.base`, else `main`) and HEAD and the working tree (committed or not), each with the
 /// changed files as its reasons; those using a value its upstream's lineage now holds other than
 /// the one they were applied with; and, marked `only_upstream`, those using values of a stack this
 /// change affects (whether those values move is known once it is applied).
-pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
+pub fn changed(root: &Path, base: Option<&str>) -> Result<Vec<StackInfo>, StacksError> {
+    let workspace = Workspace::read(root)?;
+    let base = base.or(workspace.defaults.base.as_deref()).unwrap_or("main");
     let merge_base = git(root, &["merge-base", base, "HEAD"])?;
     let merge_base = merge_base.trim();
     let mut files: BTreeSet<String> = BTreeSet::new();
@@ -271,10 +284,12 @@ pub fn changed(root: &Path, base: &str) -> Result<Vec<StackInfo>, StacksError> {
     files.remove("");
     let mut out: Vec<StackInfo> = Vec::new();
     // In wave order: a stack's upstreams are decided before it.
-    for (mut stack, inputs) in scan(root)? {
+    for (mut stack, inputs) in scan(root, &workspace)? {
+        let folder = stack.id.rsplit_once(':').map_or(".", |(f, _)| f);
         let reads = |f: &str| {
             f == stack.spec
                 || inputs.iter().any(|i| f == i || f.strip_prefix(i.as_str()).is_some_and(|rest| rest.starts_with('/')))
+                || workspace.watches(folder, f)
         };
         stack.reasons = files.iter().filter(|f| reads(f)).cloned().collect();
         stack.reasons.extend(moved_values(root, &stack));

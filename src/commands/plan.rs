@@ -27,9 +27,10 @@ pub struct PlanArgs {
     pub scope: ScopeArgs,
     #[command(flatten)]
     pub many: ManyArgs,
-    /// With --stacks: how many stacks of one wave are planned at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), requires = "stacks")]
-    pub stacks_at_once: u16,
+    /// With --stacks: how many stacks of one wave are planned at once. Default: the workspace
+    /// file's `defaults.stacks_at_once`, else 4.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..), requires = "stacks")]
+    pub stacks_at_once: Option<u16>,
 }
 
 /// Running every stack of the repository at once (`plan --stacks`, `apply --stacks`).
@@ -193,20 +194,23 @@ fn plan_one(ctx: &Context, scope: &ScopeArgs) -> Result<Plan, CommandError> {
 /// shown), else 2 with --detailed-exitcode when any has changes.
 fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError> {
     let (root, found) = args.many.select.stacks(ctx)?;
-    let plans = in_waves(
-        ctx,
-        &root,
-        &found,
-        args.stacks_at_once as usize,
-        &|sctx, _, upstreams: &crate::commands::stacks::Upstreams<'_, Arc<Plan>>| {
-            let mut planned = crate::stacks::PlannedUpstreams::default();
-            for (id, plan) in upstreams.iter().filter(|(_, p)| p.has_changes()) {
-                planned.insert(id, Arc::clone(plan));
-            }
-            let sctx = Context { planned, ..sctx.clone_for_env() };
-            plan_one(&sctx, &args.scope).map(Arc::new)
-        },
-    );
+    let at_once = match args.stacks_at_once {
+        Some(n) => n,
+        None => crate::stacks::Workspace::read(&root)?.defaults.stacks_at_once.unwrap_or(4),
+    };
+    let plans = in_waves(ctx, &root, &found, at_once as usize, &|sctx,
+                                                                 _,
+                                                                 upstreams: &crate::commands::stacks::Upstreams<
+        '_,
+        Arc<Plan>,
+    >| {
+        let mut planned = crate::stacks::PlannedUpstreams::default();
+        for (id, plan) in upstreams.iter().filter(|(_, p)| p.has_changes()) {
+            planned.insert(id, Arc::clone(plan));
+        }
+        let sctx = Context { planned, ..sctx.clone_for_env() };
+        plan_one(&sctx, &args.scope).map(Arc::new)
+    });
     if let Some(dir) = &args.out {
         save_each(&ctx.cwd.join(dir), &found, &plans)?;
     }

@@ -42,16 +42,17 @@ pub struct Selection {
     #[arg(long)]
     pub changed: bool,
     /// What `--changed` compares with: a branch, tag or commit (in CI, the pull request's target
-    /// branch; on a push to main, `HEAD~1`).
-    #[arg(long, value_name = "REF", default_value = "main", requires = "changed")]
-    pub base: String,
+    /// branch; on a push to main, `HEAD~1`). Default: the workspace file's `defaults.base`, else
+    /// `main`.
+    #[arg(long, value_name = "REF", requires = "changed")]
+    pub base: Option<String>,
 }
 
 impl Selection {
     /// The repository's root and the selected stacks, in wave order.
     pub fn stacks(&self, ctx: &Context) -> Result<(PathBuf, Vec<StackInfo>), CommandError> {
         let root = stacks::root(&ctx.cwd)?;
-        let found = if self.changed { stacks::changed(&root, &self.base)? } else { stacks::discover(&root)? };
+        let found = if self.changed { stacks::changed(&root, self.base.as_deref())? } else { stacks::discover(&root)? };
         Ok((root, found))
     }
 }

@@ -115,7 +115,7 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or(s).trim().to_string()
 }
 
-fn location_span(loc: &serde_saphyr::Location, src: &str) -> Option<Span> {
+pub(crate) fn location_span(loc: &serde_saphyr::Location, src: &str) -> Option<Span> {
     let span = loc.span();
     if let (Some(off), Some(len)) = (span.byte_offset(), span.byte_len()) {
         let off = usize::try_from(off).ok()?.min(src.len());

@@ -100,6 +100,41 @@ fn changed_lists_only_the_stacks_whose_spec_or_inputs_changed_with_the_files() {
     assert_eq!(changed[0]["reasons"], json!(["serving/mlops.yaml"]));
 }
 
+/// `mlops-workspace.yaml`: a folder it excludes holds no stack, a file a stack watches affects
+/// it, `defaults.base` is the base when none is given; a glob that does not parse and an unknown
+/// key are errors at their lines.
+#[test]
+fn the_workspace_file_excludes_folders_adds_watched_files_and_sets_the_base() {
+    let (env, base) = repo();
+    env.write("experiments/try/mlops.yaml", "version: 1\nproject: try\n");
+    env.write(
+        "mlops-workspace.yaml",
+        "version: 1\nexclude: [experiments/**]\nwatch:\n  serving: [shared/schemas/**]\ndefaults: { base: trunk }\n",
+    );
+    env.git(&["branch", "trunk", &base]);
+    assert_eq!(ids(&stacks(&env, &[])), ["serving:default", "serving:prod", "training:default"]);
+    assert_eq!(stacks(&env, &["--changed"]), json!([]), "only the workspace file and an excluded stack are new");
+
+    env.write("shared/schemas/request.json", "{}\n");
+    env.write("shared/other.txt", "x\n");
+    let changed = stacks(&env, &["--changed"]);
+    assert_eq!(ids(&changed), ["serving:default", "serving:prod"]);
+    assert_eq!(changed[0]["reasons"], json!(["shared/schemas/request.json"]));
+
+    env.write("mlops-workspace.yaml", "version: 1\nexclude:\n  - \"experiments/[a\"\n");
+    let bad = env.mlops(&["stacks"]);
+    assert_eq!(bad.status, 1);
+    assert!(bad.stderr.contains("stacks::workspace"), "{}", bad.stderr);
+    assert!(flat(&bad.stderr).contains("`experiments/[a` is not a glob"), "{}", bad.stderr);
+    assert!(bad.stderr.contains("3 │   - \"experiments/[a\""), "{}", bad.stderr);
+
+    env.write("mlops-workspace.yaml", "version: 1\nexcludes: [experiments]\n");
+    let unknown = env.mlops(&["stacks"]);
+    assert_eq!(unknown.status, 1);
+    assert!(unknown.stderr.contains("excludes"), "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("2 │ excludes"), "{}", unknown.stderr);
+}
+
 #[test]
 fn a_base_git_does_not_know_is_a_clear_error() {
     let (env, _) = repo();
