@@ -9,12 +9,24 @@ use crate::policy::{self, Violation};
 use crate::spec::diagnostic::Named;
 use crate::spec::{self, SpecDiagnostic};
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Junit,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct CheckArgs {
     /// A saved plan; without one, the current plan is made first.
     pub plan_file: Option<PathBuf>,
-    /// Print `{"passed": bool, "violations": [...], "warnings": [...]}`.
-    #[arg(long)]
+    /// text; json (`{"passed": bool, "violations": [...], "warnings": [...]}`); or junit (a JUnit
+    /// XML report, a test case per resource, for Jenkins' `junit` step and GitLab's
+    /// `artifacts:reports:junit`).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
     /// Also evaluate the Rego policies in DIR (or a .rego file), as conftest does (repeatable).
     #[arg(long = "policy", value_name = "DIR")]
@@ -72,7 +84,14 @@ pub fn run(ctx: &Context, args: &CheckArgs) -> Result<ExitStatus, CommandError> 
     let root = if violations.is_empty() && warnings.is_empty() { None } else { stack.spec.root() };
     let diags: Vec<SpecDiagnostic> = violations.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
     let warned: Vec<SpecDiagnostic> = warnings.iter().map(|v| diagnostic(v, &stack.spec, root.as_ref())).collect();
-    if args.json {
+    let format = if args.json { CheckFormat::Json } else { args.format };
+    if format == CheckFormat::Junit {
+        use crate::render::junit::{self, Finding};
+        fn findings<'a>(vs: &'a [Violation], ds: &[SpecDiagnostic]) -> Vec<Finding<'a>> {
+            vs.iter().zip(ds).map(|(v, d)| Finding { violation: v, at: d.location().map(|(f, l, _)| (f, l)) }).collect()
+        }
+        print!("{}", junit::check(&plan, &findings(&violations, &diags), &findings(&warnings, &warned)));
+    } else if format == CheckFormat::Json {
         let list = |vs: &[Violation], ds: &[SpecDiagnostic]| -> Vec<serde_json::Value> {
             vs.iter()
                 .zip(ds)

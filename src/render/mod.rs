@@ -1,5 +1,6 @@
 //! Renderers: one plan, several forms. They return strings; the CLI decides where they go.
 
+pub mod junit;
 pub mod markdown;
 pub mod recipes;
 pub mod text;

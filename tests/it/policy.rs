@@ -121,6 +121,62 @@ fn github_annotations_and_error_exit() {
     assert_eq!(env.mlops(&["check", "missing.json"]).status, 1);
 }
 
+/// `mlops check --format junit`: a JUnit report as Jenkins and GitLab read it (checked with PyPI
+/// junitparser): a test case per resource of the plan, the blocked endpoint failing with the
+/// policy's code, its message and its line; the others passing; exit 3 as in text.
+#[test]
+#[ignore = "needs PyPI junitparser: `eval \"$(scripts/services up validators)\"`, then `cargo test -- --include-ignored`"]
+fn check_writes_a_junit_report_jenkins_and_gitlab_read() {
+    let python = crate::common::service("MLOPS_TEST_VALIDATORS_PYTHON", None, "validators");
+    let env = with_policies("  allowed_instance_types: [ml.m5.large]\n");
+    let run = env.mlops(&["check", "--format", "junit"]);
+    assert_eq!(run.status, 3, "{}", run.stderr);
+    env.write("report.xml", &run.stdout);
+    let read = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(
+            r#"
+import json, sys
+from junitparser import JUnitXml
+out = []
+for suite in JUnitXml.fromfile(sys.argv[1]):
+    cases = [{"name": c.name, "classname": c.classname,
+              "results": [{"kind": type(r).__name__, "type": r.type, "message": r.message, "text": r.text} for r in c.result]}
+             for c in suite]
+    out.append({"name": suite.name, "tests": suite.tests, "failures": suite.failures, "cases": cases})
+print(json.dumps(out))
+"#,
+        )
+        .arg(env.path().join("report.xml"))
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let suites = crate::common::printed_json(&String::from_utf8_lossy(&read.stdout), "junitparser");
+    let plan: serde_json::Value = serde_json::from_str(&env.mlops(&["plan", "--json"]).ok().stdout).unwrap();
+    let resources = plan["changes"].as_array().unwrap().len();
+    let suite = &suites[0];
+    assert_eq!(suite["name"], "quickstart/default");
+    assert_eq!(suite["tests"], resources + 1, "{suite}");
+    assert_eq!(suite["failures"], 1, "{suite}");
+    let cases = suite["cases"].as_array().unwrap();
+    let failing: Vec<&serde_json::Value> =
+        cases.iter().filter(|c| !c["results"].as_array().unwrap().is_empty()).collect();
+    assert_eq!(failing.len(), 1, "{suite}");
+    assert_eq!(failing[0]["name"], "endpoints.churn-api");
+    assert_eq!(failing[0]["classname"], "mlops.quickstart.default");
+    let result = &failing[0]["results"][0];
+    assert_eq!(result["kind"], "Failure");
+    assert_eq!(result["type"], "policy::instance_type");
+    assert!(result["message"].as_str().unwrap().contains("uses instance type `local.cpu`"), "{result}");
+    assert!(result["text"].as_str().unwrap().starts_with("mlops.yaml:38: "), "{result}");
+    assert!(cases.iter().any(|c| c["name"] == "(the plan)"), "{suite}");
+
+    // Passing: every case passes, exit 0.
+    env.write("mlops.yaml", &env.read("mlops.yaml").replace("[ml.m5.large]", "[ml.m5.large, local.cpu]"));
+    let ok = env.mlops(&["check", "--format", "junit"]).ok();
+    assert!(ok.stdout.contains("failures=\"0\""), "{}", ok.stdout);
+}
+
 /// The team's own rules in Rego, as conftest writes them: a `policy/` folder beside the spec with
 /// `deny` and `warn` rules in package `main` over the plan JSON, and `data.mlops.state`. A deny
 /// naming a resource is shown at its line and blocks (exit 3); a warning does not; the apply
