@@ -67,6 +67,7 @@ pub fn run(ctx: &Context, args: &StacksArgs) -> Result<ExitStatus, CommandError>
         StacksFormat::Json => format!("{}\n", serde_json::to_string_pretty(&found).expect("serializes")),
         StacksFormat::Github => recipes::github(&found, &recipe),
         StacksFormat::Gitlab => recipes::gitlab(&found, &recipe),
+        StacksFormat::Jenkins => recipes::jenkins(&found, &recipe),
         StacksFormat::Jobs | StacksFormat::Argo => {
             let image = args.image.as_deref().ok_or_else(|| {
                 CommandError::user(
