@@ -1,6 +1,8 @@
 //! Questions an audit asks of lineage: the stack at a point in time, the lineage graph, the
 //! change log as a table, and whether the chain is intact. Reads only; never changes anything.
 
+pub mod bom;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use mlops_provider_core::{Address, Value};

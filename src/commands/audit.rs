@@ -14,6 +14,17 @@ pub enum AuditCommand {
     /// One line per change of every apply: time, who, CI run, pull request, source commit,
     /// environment, address, action, result, versions before → after, tags, policy, lineage commit.
     Export(ExportArgs),
+    /// What the stack ran at a moment of its lineage as a CycloneDX 1.6 ML-BOM (JSON): models,
+    /// datasets, feature stores and images as components, endpoints as services, with digests,
+    /// versions and the lineage graph as dependencies.
+    Bom(BomArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BomArgs {
+    /// A time (RFC 3339, a date, `2.days.ago`), a lineage or source commit, or `now`.
+    #[arg(long, value_name = "WHEN", default_value = "now")]
+    pub at: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +61,22 @@ fn until_time(s: &str) -> Result<i64, String> {
 }
 
 pub fn run(ctx: &Context, args: &AuditArgs) -> Result<ExitStatus, CommandError> {
-    let AuditCommand::Export(args) = &args.command;
+    match &args.command {
+        AuditCommand::Export(args) => export(ctx, args),
+        AuditCommand::Bom(args) => bom(ctx, args),
+    }
+}
+
+fn bom(ctx: &Context, args: &BomArgs) -> Result<ExitStatus, CommandError> {
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let state = audit::state_at(&lineage, &args.at)?;
+    let bom = audit::bom::bom(&state, stack.project(), &stack.environment);
+    println!("{}", serde_json::to_string_pretty(&bom).expect("serializes"));
+    Ok(ExitStatus::Success)
+}
+
+fn export(ctx: &Context, args: &ExportArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
     let lines = audit::export(&lineage, &stack.environment, args.since, args.until)?;
