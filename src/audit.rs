@@ -2,6 +2,8 @@
 //! change log as a table, and whether the chain is intact. Reads only; never changes anything.
 
 pub mod bom;
+pub mod dsse;
+pub mod provenance;
 
 use std::collections::{BTreeMap, BTreeSet};
 

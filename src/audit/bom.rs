@@ -11,18 +11,24 @@ use sha2::{Digest, Sha256};
 use super::{ResourceAt, StateAt};
 
 /// A `sha256:…` value's hex, when it is one.
-fn sha256_hex(v: Option<&Value>) -> Option<&str> {
+pub(super) fn sha256_hex(v: Option<&Value>) -> Option<&str> {
     let hex = v?.as_str()?.strip_prefix("sha256:")?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 /// The content digest a record names for what it deploys or holds (its output `digest`, else the
 /// artifact's or model's digest it was planned with, else a digest-valued version).
-fn digest_of(r: &ResourceAt) -> Option<&str> {
+pub(super) fn digest_of(r: &ResourceAt) -> Option<&str> {
     let rec = &r.record;
     ["digest", "artifact_digest", "model_digest", "version"]
         .iter()
         .find_map(|k| sha256_hex(rec.outputs.get(*k)).or_else(|| sha256_hex(rec.attributes.get(*k))))
+}
+
+/// The image a record runs, pinned by digest: as written, and the digest's hex.
+pub(super) fn image_of(r: &ResourceAt) -> Option<(&str, &str)> {
+    let image = r.record.attributes.get(crate::engine::images::IMAGE_REF)?;
+    Some((image.get("image")?.as_str()?, sha256_hex(image.get("digest"))?))
 }
 
 fn property(name: &str, value: impl Into<String>) -> Value {
@@ -71,9 +77,7 @@ pub fn bom(state: &StateAt, project: &str, environment: &str) -> Value {
         let name = r.record.address.name.clone();
         let mut depends: Vec<String> = r.record.depends_on.iter().map(|a| a.to_string()).collect();
         // An image pinned by digest: one container component per image, shared.
-        if let Some(image) = r.record.attributes.get(crate::engine::images::IMAGE_REF)
-            && let (Some(written), Some(hex)) = (image["image"].as_str(), sha256_hex(image.get("digest")))
-        {
+        if let Some((written, hex)) = image_of(r) {
             let repository = written.split('@').next().unwrap_or(written);
             let repository = match repository.rsplit_once(':') {
                 Some((repo, tag)) if !tag.contains('/') => repo,

@@ -18,6 +18,27 @@ pub enum AuditCommand {
     /// datasets, feature stores and images as components, endpoints as services, with digests,
     /// versions and the lineage graph as dependencies.
     Bom(BomArgs),
+    /// One apply (the last at WHEN) as an in-toto Statement v1 with an SLSA Provenance v1
+    /// predicate: what it deployed by digest, from which source commit and input versions, by
+    /// which CI run.
+    Provenance(ProvenanceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProvenanceArgs {
+    /// The apply: a lineage or source commit, a time (the last apply at or before it), or `now`.
+    #[arg(value_name = "WHEN", default_value = "now")]
+    pub at: String,
+    /// Sign it: a DSSE envelope signed with this ECDSA P-256 private key (PKCS#8 PEM).
+    #[arg(long, value_name = "KEY", conflicts_with = "verify")]
+    pub sign_key: Option<std::path::PathBuf>,
+    /// Verify a signed statement (a DSSE envelope) instead: its signature with `--key`, and that
+    /// it says what this stack's lineage says of the apply it names.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub verify: Option<std::path::PathBuf>,
+    /// With --verify: the ECDSA P-256 public key (SubjectPublicKeyInfo PEM).
+    #[arg(long, value_name = "KEY", requires = "verify")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,7 +85,58 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<ExitStatus, CommandError> 
     match &args.command {
         AuditCommand::Export(args) => export(ctx, args),
         AuditCommand::Bom(args) => bom(ctx, args),
+        AuditCommand::Provenance(args) => provenance(ctx, args),
     }
+}
+
+fn provenance(ctx: &Context, args: &ProvenanceArgs) -> Result<ExitStatus, CommandError> {
+    use audit::dsse;
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(ctx.cwd.join(p)).map_err(|e| CommandError::io(format!("read {}", p.display()), e))
+    };
+    if let (Some(file), Some(key)) = (&args.verify, &args.key) {
+        let refused = |why: String| {
+            CommandError::user(
+                format!("{} is not a provenance statement of this stack's lineage: {why}", file.display()),
+                "it verifies with the public key of the key it was signed with, against the lineage it was made from",
+            )
+        };
+        let envelope: serde_json::Value =
+            serde_json::from_str(&read(file)?).map_err(|e| refused(format!("not JSON ({e})")))?;
+        let payload = dsse::verify(&envelope, &read(key)?).map_err(refused)?;
+        let said: serde_json::Value =
+            serde_json::from_slice(&payload).map_err(|e| refused(format!("its payload is not JSON ({e})")))?;
+        let commit = said["predicate"]["runDetails"]["byproducts"][0]["digest"]["gitCommit"]
+            .as_str()
+            .ok_or_else(|| refused("it names no lineage commit".into()))?;
+        let recorded = audit::provenance::statement(&lineage, commit, stack.project(), &stack.environment)?;
+        if recorded != said {
+            return Err(refused(format!("what it says of lineage commit {commit} is not what lineage records")));
+        }
+        let subjects = said["subject"].as_array().map_or(0, Vec::len);
+        println!(
+            "{} signature verified; it is lineage commit {commit}'s provenance ({subjects} subject(s)).",
+            ctx.style.green("✓")
+        );
+        return Ok(ExitStatus::Success);
+    }
+    let statement = audit::provenance::statement(&lineage, &args.at, stack.project(), &stack.environment)?;
+    let text = serde_json::to_string_pretty(&statement).expect("serializes");
+    match &args.sign_key {
+        Some(key) => {
+            let envelope = dsse::sign(text.as_bytes(), &read(key)?).map_err(|why| {
+                CommandError::user(
+                    format!("cannot sign with {}: {why}", key.display()),
+                    "make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem`",
+                )
+            })?;
+            println!("{}", serde_json::to_string_pretty(&envelope).expect("serializes"));
+        }
+        None => println!("{text}"),
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn bom(ctx: &Context, args: &BomArgs) -> Result<ExitStatus, CommandError> {

@@ -514,3 +514,128 @@ fn the_bom_is_cyclonedx_1_6_with_models_datasets_and_endpoints_from_lineage() {
     broken["components"][0].as_object_mut().unwrap().remove("type");
     assert!(cyclonedx_errors(&python, &env, &broken.to_string()).is_some());
 }
+
+/// Runs `script` with the validators' Python (PyPI in-toto-attestation and cryptography), the
+/// test's folder as its working directory; its last line is JSON.
+fn python_json(python: &str, env: &TestEnv, script: &str) -> Value {
+    let out = std::process::Command::new(python).arg("-c").arg(script).current_dir(env.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    crate::common::printed_json(&String::from_utf8_lossy(&out.stdout), "python")
+}
+
+/// `mlops audit provenance`: an apply made in a CI run as an in-toto Statement v1 with an SLSA
+/// Provenance v1 predicate, parsed and validated by PyPI in-toto-attestation (subjects the
+/// recorded digests, the source commit and input versions as resolved dependencies, the CI run
+/// as the builder); signed as a DSSE envelope with a P-256 key that Python's `cryptography`
+/// made and verifies; `--verify` accepts it, and refuses it with another key and when a
+/// statement signed with the right key says something lineage does not.
+#[test]
+#[ignore = "needs PyPI in-toto-attestation and cryptography: `eval \"$(scripts/services up validators)\"`, then `cargo test -- --include-ignored`"]
+fn provenance_is_an_in_toto_slsa_statement_signed_as_dsse_and_checked_against_lineage() {
+    let python = crate::common::service("MLOPS_TEST_VALIDATORS_PYTHON", None, "validators");
+    let env = TestEnv::quickstart();
+    env.mlops_env(&["apply", "--auto-approve"], &[("MLOPS_CI_RUN", "https://ci.example.com/runs/7")]).ok();
+    let source = env.git(&["rev-parse", "HEAD"]).trim().to_string();
+    let lineage_commit = env.git(&["rev-parse", REF]).trim().to_string();
+    env.write("statement.json", &env.mlops(&["audit", "provenance"]).ok().stdout);
+    let parsed = python_json(
+        &python,
+        &env,
+        r#"
+import json
+from google.protobuf import json_format
+from in_toto_attestation.v1 import statement_pb2
+from in_toto_attestation.v1.statement import Statement
+from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
+from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
+text = open("statement.json").read()
+pb = json_format.Parse(text, statement_pb2.Statement())
+Statement.copy_from_pb(pb).validate()
+pred = json_format.ParseDict(json.loads(text)["predicate"], provenance_pb2.Provenance())
+for d in list(pred.build_definition.resolved_dependencies) + list(pred.run_details.byproducts):
+    ResourceDescriptor.copy_from_pb(d).validate()
+print(json.dumps({"type": pb.predicate_type, "subjects": {s.name: dict(s.digest) for s in pb.subject},
+                  "deps": {d.name: dict(d.digest) for d in pred.build_definition.resolved_dependencies},
+                  "builder": pred.run_details.builder.id,
+                  "lineage": dict(pred.run_details.byproducts[0].digest)}))
+"#,
+    );
+    assert_eq!(parsed["type"], "https://slsa.dev/provenance/v1");
+    let state = json(env.mlops(&["state", "--json"]));
+    let digest =
+        resource(&state, "models.churn-clf").unwrap()["record"]["outputs"]["digest"].as_str().unwrap().to_string();
+    assert_eq!(format!("sha256:{}", parsed["subjects"]["models.churn-clf"]["sha256"].as_str().unwrap()), digest);
+    let dataset = resource(&state, "datasets.churn-train").unwrap()["version"].as_str().unwrap().to_string();
+    assert_eq!(format!("sha256:{}", parsed["deps"]["datasets.churn-train"]["sha256"].as_str().unwrap()), dataset);
+    assert_eq!(parsed["deps"]["source"]["gitCommit"], source.as_str());
+    assert_eq!(parsed["builder"], "https://ci.example.com/runs/7");
+    assert_eq!(parsed["lineage"]["gitCommit"], lineage_commit.as_str());
+
+    // Keys made by Python's cryptography; mlops signs, cryptography verifies over DSSE's PAE.
+    python_json(
+        &python,
+        &env,
+        r#"
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+for name in ["signer", "other"]:
+    k = ec.generate_private_key(ec.SECP256R1())
+    open(name + ".pem", "wb").write(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    open(name + ".pub.pem", "wb").write(k.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+print("null")
+"#,
+    );
+    env.write("signed.json", &env.mlops(&["audit", "provenance", "--sign-key", "signer.pem"]).ok().stdout);
+    let checked = python_json(
+        &python,
+        &env,
+        r#"
+import base64, json
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+e = json.load(open("signed.json"))
+payload = base64.b64decode(e["payload"])
+pae = b"DSSEv1 %d %s %d %s" % (len(e["payloadType"]), e["payloadType"].encode(), len(payload), payload)
+key = serialization.load_pem_public_key(open("signer.pub.pem", "rb").read())
+key.verify(base64.b64decode(e["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
+print(json.dumps({"same": json.loads(payload) == json.load(open("statement.json")), "type": e["payloadType"]}))
+"#,
+    );
+    assert_eq!(checked, json!({ "same": true, "type": "application/vnd.in-toto+json" }));
+    let ok = env.mlops(&["audit", "provenance", "--verify", "signed.json", "--key", "signer.pub.pem"]).ok();
+    assert!(
+        ok.stdout.contains(&format!("signature verified; it is lineage commit {lineage_commit}'s provenance")),
+        "{}",
+        ok.stdout
+    );
+    let other = env.mlops(&["audit", "provenance", "--verify", "signed.json", "--key", "other.pub.pem"]);
+    assert_eq!(other.status, 1);
+    assert!(
+        crate::common::flat(&other.stderr).contains("none of its 1 signature(s) verifies with the key"),
+        "{}",
+        other.stderr
+    );
+
+    // Signed with the right key, but claiming another model digest: refused against lineage.
+    python_json(
+        &python,
+        &env,
+        r#"
+import base64, json
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+s = json.load(open("statement.json"))
+s["subject"][0]["digest"]["sha256"] = "0" * 64
+payload = json.dumps(s).encode()
+t = "application/vnd.in-toto+json"
+pae = b"DSSEv1 %d %s %d %s" % (len(t), t.encode(), len(payload), payload)
+key = serialization.load_pem_private_key(open("signer.pem", "rb").read(), None)
+sig = key.sign(pae, ec.ECDSA(hashes.SHA256()))
+json.dump({"payloadType": t, "payload": base64.b64encode(payload).decode(), "signatures": [{"keyid": "", "sig": base64.b64encode(sig).decode()}]}, open("forged.json", "w"))
+print("null")
+"#,
+    );
+    let forged = env.mlops(&["audit", "provenance", "--verify", "forged.json", "--key", "signer.pub.pem"]);
+    assert_eq!(forged.status, 1);
+    assert!(crate::common::flat(&forged.stderr).contains("is not what lineage records"), "{}", forged.stderr);
+}
