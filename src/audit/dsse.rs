@@ -43,6 +43,11 @@ fn spki_of(point: &[u8]) -> Vec<u8> {
     der
 }
 
+/// The `keyid` of a PEM public key (`sha256:` of its SubjectPublicKeyInfo DER).
+pub fn key_id_of(public_pem: &str) -> Result<String, String> {
+    Ok(key_id(&pem(public_pem, "PUBLIC KEY")?))
+}
+
 /// `payload` in an envelope signed with the PKCS#8 PEM private key `key_pem`.
 pub fn sign(payload: &[u8], key_pem: &str) -> Result<Value, String> {
     let der = pem(key_pem, "PRIVATE KEY")?;

@@ -372,6 +372,42 @@ pub(crate) fn report(ctx: &Context, e: &CommandError) {
             }
             eprintln!("{} error(s) in {}", diags.len(), ctx.spec_display);
         }
+        CommandError::Op(crate::ops::OpError::Engine(crate::engine::EngineError::Desired(list))) => {
+            match placed(ctx, list) {
+                Some(diags) => {
+                    for d in &diags {
+                        eprint!("{}", ctx.render_diagnostic(&Named::new(d)));
+                    }
+                    eprintln!("nothing was changed: fix the inputs named above and run the command again");
+                }
+                None => eprint!("{}", ctx.render_diagnostic(e)),
+            }
+        }
         other => eprint!("{}", ctx.render_diagnostic(other)),
     }
+}
+
+/// Inputs the engine could not turn into a desired state, each at its line in the spec (the
+/// resource's, or the field the error names), when the spec still loads.
+fn placed(
+    ctx: &Context,
+    list: &[(mlops_provider_core::Address, mlops_provider_core::ProviderError)],
+) -> Option<Vec<spec::SpecDiagnostic>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let loaded = spec::load_file(&ctx.spec_path, &ctx.spec_display, &env, &ctx.registry, &ctx.planned).ok()?;
+    let root = loaded.root()?;
+    list.iter()
+        .map(|(address, error)| {
+            let mut path = vec![address.kind.section().to_string(), address.name.clone()];
+            let at_resource = spec::lookup(&root, &path).and_then(|(k, _)| k.map(|k| k.span))?;
+            path.extend(error.path.iter().flat_map(|p| p.0.iter().cloned()));
+            let span = spec::lookup(&root, &path).map(|(_, n)| n.span).filter(|_| error.path.is_some()).unwrap_or(at_resource);
+            Some(
+                spec::SpecDiagnostic::new("engine::desired", format!("{address}: {}", error.message))
+                    .label(loaded.source.widen(span), "its input")
+                    .help("nothing was changed; fix the input (source files, artifacts, references, signatures) and run the command again")
+                    .with_source(&loaded.source),
+            )
+        })
+        .collect()
 }

@@ -653,7 +653,7 @@ async fn run_one<'a>(
         })?;
         // What the applied artifact was resolved from: recorded on success only (after a failure
         // the next plan shows the reference still to apply).
-        for key in [super::ARTIFACT_REF, super::images::IMAGE_REF] {
+        for key in super::RECORDED_ONLY {
             if let Some(r) = desired.attributes.get(key) {
                 applied.attributes.insert(key.into(), r.clone());
             }

@@ -4,6 +4,7 @@ pub mod apply;
 pub mod diff;
 pub mod images;
 pub mod recheck;
+pub mod signature;
 pub mod tags;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -287,6 +288,10 @@ type DesiredError = (bool, ProviderError);
 /// The attribute recording what a model's `artifact` reference resolved to at plan time.
 pub const ARTIFACT_REF: &str = "artifact_ref";
 
+/// Attributes only lineage knows (what the plan resolved or verified), never read back from a
+/// live object: carried from the prior record into the live state, and into the applied record.
+pub const RECORDED_ONLY: [&str; 3] = [ARTIFACT_REF, images::IMAGE_REF, signature::SIGNATURE];
+
 /// A config with its artifact reference resolved, and the resolution to record.
 type Resolution = (ResourceConfig, Value);
 
@@ -433,6 +438,11 @@ pub async fn desired_states(
                                 let imaged = resolve_image(stack, &*p, config, pins.get(&a), restore).await?;
                                 let config = imaged.as_ref().map_or(config, |(c, _)| c);
                                 let mut d = rt.desired(config, &deps).await.map_err(|e| (false, e))?;
+                                if let Some(verified) = signature::verify(&r.config.body, stack.spec.base_dir())
+                                    .map_err(|m| (false, ProviderError::invalid(m).at(ValuePath::key("signature"))))?
+                                {
+                                    d.attributes.insert(signature::SIGNATURE.into(), verified);
+                                }
                                 if let Some(reference) = reference {
                                     d.attributes.insert(ARTIFACT_REF.into(), reference.clone());
                                 }
@@ -558,7 +568,7 @@ pub async fn refresh(
                             let mut state = l;
                             // What a reference resolved to is known only to lineage: the live object
                             // holds the bytes, not the name they were resolved from.
-                            for key in [ARTIFACT_REF, images::IMAGE_REF] {
+                            for key in RECORDED_ONLY {
                                 if let Some(r) = prior.and_then(|p| p.attributes.get(key)) {
                                     state.attributes.insert(key.into(), r.clone());
                                 }

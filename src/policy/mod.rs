@@ -233,6 +233,14 @@ pub fn evaluate<'a>(plan: &Plan, rules: &PolicyRules, body: &dyn Fn(&Address) ->
                 None,
             ));
         }
+        let unsigned = a.kind == Kind::Model && body(a).and_then(|b| b.get("signature")).is_none();
+        if rules.require_signed_models == Some(true) && unsigned {
+            out.push(v(
+                "policy::unsigned_model",
+                format!("{a} is not signed: give it a `signature:` (a model-signing bundle and its key)"),
+                None,
+            ));
+        }
         if let Some(required) = &rules.required_labels {
             let labels = body(a).and_then(|b| b.get("labels")).and_then(Value::as_object);
             let missing: Vec<&str> =

@@ -109,6 +109,9 @@ pub struct PolicyRules {
     /// Every dataset must be versioned by content (a `source` whose manifest is recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require_versioned_datasets: Option<bool>,
+    /// Every model must carry a `signature:` (verified at plan time against its key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_signed_models: Option<bool>,
     /// Labels every resource must carry, e.g. `[owner]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_labels: Option<Vec<String>>,
@@ -147,6 +150,7 @@ impl PolicyRules {
                 replicas,
                 require_approved_models,
                 require_versioned_datasets,
+                require_signed_models,
                 required_labels,
                 forbid_data_destroying,
                 require_rollout_for,
@@ -217,6 +221,24 @@ pub struct Model {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
+    /// An OpenSSF model-signing signature of the (local) artifact, verified at plan time against
+    /// a public key: a mismatch, a missing bundle or a wrong key is an error and nothing applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ModelSignature>,
+}
+
+/// Where a model's signature bundle and its signer's public key are (paths from the spec's folder).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSignature {
+    /// The signer's ECDSA P-256 public key, PEM (SubjectPublicKeyInfo).
+    pub key: String,
+    /// The bundle `model_signing sign key` wrote; default: the artifact's path and `.sig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<String>,
+    /// A certificate identity (keyless signing): refused, it needs Fulcio and Rekor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -24,6 +24,7 @@ mod policy;
 mod properties;
 mod schema;
 mod secrets;
+mod signatures;
 mod skips;
 mod snapshots;
 mod spec_errors;
