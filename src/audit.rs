@@ -4,6 +4,7 @@
 pub mod bom;
 pub mod dsse;
 pub mod provenance;
+pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 

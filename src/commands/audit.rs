@@ -22,6 +22,22 @@ pub enum AuditCommand {
     /// predicate: what it deployed by digest, from which source commit and input versions, by
     /// which CI run.
     Provenance(ProvenanceArgs),
+    /// One self-contained HTML file for an auditor: verify's verdict, the timeline of applies,
+    /// each resource's history, the lineage graph (SVG), signatures.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Only applies at or after this time (RFC 3339, or a date: its start, UTC).
+    #[arg(long, value_name = "TIME", value_parser = since_time)]
+    pub since: Option<i64>,
+    /// Only applies at or before this time (RFC 3339, or a date: its end, UTC); the graph as it stood then.
+    #[arg(long, value_name = "TIME", value_parser = until_time)]
+    pub until: Option<i64>,
+    /// Write it to FILE (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -86,7 +102,46 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<ExitStatus, CommandError> 
         AuditCommand::Export(args) => export(ctx, args),
         AuditCommand::Bom(args) => bom(ctx, args),
         AuditCommand::Provenance(args) => provenance(ctx, args),
+        AuditCommand::Report(args) => report(ctx, args),
     }
+}
+
+fn report(ctx: &Context, args: &ReportArgs) -> Result<ExitStatus, CommandError> {
+    let stack = ctx.stack()?;
+    let lineage = ctx.lineage(&stack)?;
+    let verification = audit::verify(&lineage, None, false)?;
+    let lines = audit::export(&lineage, &stack.environment, args.since, args.until)?;
+    let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
+    let when = args.until.map(time).unwrap_or_else(|| "now".into());
+    // Nothing applied (by then): no state to draw.
+    let state = if lineage.tip()?.is_some() { audit::state_at(&lineage, &when).ok() } else { None };
+    let graph = state.as_ref().map(audit::graph);
+    let period = match (args.since, args.until) {
+        (None, None) => "every apply".to_string(),
+        (s, u) => format!(
+            "applies from {} to {}",
+            s.map(time).unwrap_or_else(|| "the first".into()),
+            u.map(time).unwrap_or_else(|| "the last".into())
+        ),
+    };
+    let html = audit::report::html(&audit::report::Report {
+        project: stack.project(),
+        environment: &stack.environment,
+        lineage_ref: &lineage.ref_name,
+        verification: &verification,
+        lines: &lines,
+        state: state.as_ref(),
+        graph: graph.as_ref(),
+        period,
+    });
+    match &args.out {
+        Some(f) => {
+            std::fs::write(ctx.cwd.join(f), html).map_err(|e| CommandError::io(format!("write {}", f.display()), e))?;
+            println!("Wrote the audit report to {} ({} apply line(s)).", f.display(), lines.len());
+        }
+        None => print!("{html}"),
+    }
+    Ok(ExitStatus::Success)
 }
 
 fn provenance(ctx: &Context, args: &ProvenanceArgs) -> Result<ExitStatus, CommandError> {

@@ -639,3 +639,66 @@ print("null")
     assert_eq!(forged.status, 1);
     assert!(crate::common::flat(&forged.stderr).contains("is not what lineage records"), "{}", forged.stderr);
 }
+
+/// Runs headless Chromium (Debian's) on a local file with the network off: no proxy reachable,
+/// no background connections.
+fn chromium(bin: &str, env: &TestEnv, args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--proxy-server=127.0.0.1:9",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", env.join("report.html").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// `mlops audit report`: the history of the audit tests (an interrupted apply, a new model
+/// version, a deleted endpoint, a partial apply) as one self-contained HTML file, opened in real
+/// headless Chromium with the network off: its DOM lists every apply in the timeline and names
+/// every recorded resource in the graph, with verify's verdict; it loads nothing from elsewhere;
+/// a screenshot of its first screen is kept (target/tmp/audit-report-first-screen.png).
+#[test]
+#[ignore = "needs Debian's chromium: `eval \"$(scripts/services up browser)\"`, then `cargo test -- --include-ignored`"]
+fn the_audit_report_renders_in_chromium_with_every_apply_and_every_resource() {
+    let bin = crate::common::service("MLOPS_TEST_CHROMIUM", None, "browser");
+    let (env, _) = history();
+    let said = env.mlops(&["audit", "report", "--out", "report.html"]).ok().stdout;
+    assert!(said.starts_with("Wrote the audit report to report.html"), "{said}");
+    let html = env.read("report.html");
+    assert!(!html.contains("src=") && !html.contains("href=\"http") && !html.contains("<script"), "self-contained");
+
+    let dom = String::from_utf8(chromium(&bin, &env, &["--dump-dom"]).stdout).unwrap();
+    let applies = env.lineage("quickstart");
+    assert_eq!(dom.matches("<tr class=\"apply\"").count(), applies.len(), "{dom}");
+    for commit in &applies {
+        assert!(dom.contains(&format!("id=\"apply-{commit}\"")), "{commit} in the timeline");
+    }
+    let state = json(env.mlops(&["state", "--json"]));
+    let resources: Vec<&str> =
+        state["resources"].as_array().unwrap().iter().map(|r| r["address"].as_str().unwrap()).collect();
+    assert!(!resources.is_empty());
+    for r in &resources {
+        assert!(dom.contains(&format!("<g class=\"node\" data-address=\"{r}\">")), "{r} in the graph");
+    }
+    assert!(dom.contains("every one intact"), "verify's verdict");
+    assert!(dom.contains("<th>approved by</th>") && dom.contains("<th>CI run</th>"), "the timeline's columns");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("audit-report-first-screen.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&bin, &env, &["--window-size=1280,900", &format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "a screenshot of {} bytes", png.len());
+}
