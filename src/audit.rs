@@ -585,8 +585,11 @@ fn records_against_plan(
 /// What `mlops verify` found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Verification {
+    /// The commits checked.
     pub commits: usize,
     pub problems: Vec<Problem>,
+    /// The commit an earlier clean verify recorded, where this one stopped (`None`: from the root).
+    pub resumed_from: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -598,15 +601,37 @@ pub struct Problem {
 /// Checks the chain from the tip, straight from Git (never from the index): every commit parses,
 /// its Plan-Digest matches its plan, its records agree with its results, it has at most one
 /// parent. With `remote_tip`, that the local history contains the remote's (nothing rewritten).
-pub fn verify(lineage: &Lineage, remote_tip: Option<&str>, signed: bool) -> Result<Verification, AuditError> {
+///
+/// Unless `full`, the walk stops at the commit the last clean verify recorded (see
+/// [`Lineage::verified_tip`]; one recorded without `signed` does not count when it is asked):
+/// a history rewritten below it changes every commit id above, so the walk would never meet it
+/// and checks everything. A clean verify records the tip it checked.
+pub fn verify(
+    lineage: &Lineage,
+    remote_tip: Option<&str>,
+    signed: bool,
+    full: bool,
+) -> Result<Verification, AuditError> {
     let mut v = Verification::default();
-    let mut next = lineage.tip()?;
+    let tip = lineage.tip()?;
+    let mut next = tip;
     let mut seen_remote = remote_tip.is_none();
+    let since = if full { None } else { lineage.verified_tip().filter(|(_, s)| *s || !signed).map(|(c, _)| c) };
     // Each commit's records, read once: as a commit's own, then as its child's parent records.
     let mut held: Option<(gix::ObjectId, BTreeMap<Address, ResourceRecord>)> = None;
     while let Some(id) = next {
-        v.commits += 1;
         let commit = id.to_string();
+        if since.as_deref() == Some(commit.as_str()) {
+            v.resumed_from = Some(commit);
+            // Only the remote's tip is still to find, below: its ids, not their contents.
+            let mut below = Some(id);
+            while let Some(b) = below.filter(|_| !seen_remote) {
+                seen_remote = remote_tip == Some(b.to_string().as_str());
+                below = lineage.parents(b)?.first().copied().filter(|p| lineage.has(*p));
+            }
+            break;
+        }
+        v.commits += 1;
         let mut problem = |p: String| v.problems.push(Problem { commit: commit.clone(), problem: p });
         if remote_tip == Some(commit.as_str()) {
             seen_remote = true;
@@ -696,6 +721,9 @@ pub fn verify(lineage: &Lineage, remote_tip: Option<&str>, signed: bool) -> Resu
             commit: remote_tip.unwrap_or_default().to_string(),
             problem: "the remote's lineage tip is not in the local history: one of them was rewritten".into(),
         });
+    }
+    if let Some(tip) = tip.filter(|_| v.problems.is_empty()) {
+        lineage.record_verified(&tip.to_string(), signed);
     }
     Ok(v)
 }

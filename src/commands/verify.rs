@@ -19,6 +19,9 @@ pub struct VerifyArgs {
     /// Print the findings as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check every commit from the root, not only those after the last clean verify recorded.
+    #[arg(long)]
+    pub full: bool,
 }
 
 pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError> {
@@ -33,7 +36,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
             )
         })?),
     };
-    let v = audit::verify(&lineage, remote_tip.as_deref(), args.signed)?;
+    let v = audit::verify(&lineage, remote_tip.as_deref(), args.signed, args.full)?;
     let drift = if args.live {
         // Read-only: the state as recorded (an interrupted apply's journal is left for the next apply).
         let state = lineage.state()?;
@@ -46,6 +49,7 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
         let json = serde_json::json!({
             "lineage_ref": lineage.ref_name,
             "commits": v.commits,
+            "resumed_from": v.resumed_from,
             "problems": v.problems,
             "drift": drift.as_ref().map(|p| &p.drift),
             "behind": drift.as_ref().map(|p| p.changes.iter().filter(|c| c.is_to_record()).map(|c| c.address.to_string()).collect::<Vec<_>>()),
@@ -53,8 +57,13 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> Result<ExitStatus, CommandError>
         println!("{}", serde_json::to_string_pretty(&json).expect("serializes"));
     } else {
         let style = &ctx.style;
+        let since = v
+            .resumed_from
+            .as_deref()
+            .map(|c| format!(" after {} (verified before; --full checks from the root)", &c[..12.min(c.len())]))
+            .unwrap_or_default();
         if v.problems.is_empty() {
-            println!("{} {}: {} commit(s), every one intact.", style.green("ok"), lineage.ref_name, v.commits);
+            println!("{} {}: {} commit(s){since}, every one intact.", style.green("ok"), lineage.ref_name, v.commits);
         } else {
             println!(
                 "{} {}: {} problem(s) in {} commit(s):",

@@ -278,3 +278,38 @@ fn last_line(path: &std::path::Path) -> Option<String> {
         }
     }
 }
+
+/// The last lineage commit `mlops verify` found intact, kept beside the index (and, like it,
+/// tagged with the repository's key): the next `verify` checks only the commits after it.
+impl Lineage {
+    fn verified_path(&self) -> PathBuf {
+        let rel = self.ref_name.trim_start_matches("refs/mlops/lineage/");
+        self.repo.common_dir().join("mlops").join("verified").join(rel)
+    }
+
+    /// The commit recorded as verified (and whether signatures were required then), when the
+    /// record is there and its tag is this repository's.
+    pub fn verified_tip(&self) -> Option<(String, bool)> {
+        let text = std::fs::read_to_string(self.verified_path()).ok()?;
+        let (body, tag) = text.trim().rsplit_once(' ')?;
+        if hex::encode(&crate::secrets::hmac(self.index_key(), body.as_bytes())[..TAG_LEN / 2]) != tag {
+            return None;
+        }
+        let (commit, signed) = body.split_once(' ')?;
+        Some((commit.to_string(), signed == "signed"))
+    }
+
+    /// Records `commit` as verified (best effort: without the record the next verify is full).
+    pub fn record_verified(&self, commit: &str, signed: bool) {
+        let body = format!("{commit} {}", if signed { "signed" } else { "unsigned" });
+        let tag = hex::encode(&crate::secrets::hmac(self.index_key(), body.as_bytes())[..TAG_LEN / 2]);
+        let path = self.verified_path();
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, format!("{body} {tag}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}

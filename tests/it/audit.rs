@@ -217,6 +217,56 @@ fn graph_export_and_verify_read_the_same_history() {
     assert!(broken.stdout.contains("does not match its plan.json"), "{}", broken.stdout);
 }
 
+/// `verify` checks only what is new since the last clean verify: it records the tip it found
+/// intact (tagged with the repository's key), and the next one stops there; `--full` checks from
+/// the root, a record whose tag does not match is ignored, and a history rewritten below it is
+/// checked whole (every id above the rewrite changed, so the walk never meets the record).
+#[test]
+fn verify_resumes_after_the_last_clean_verify_and_full_checks_everything() {
+    let env = TestEnv::quickstart();
+    for w in 1..=3 {
+        env.write("model/churn-clf.json", &format!("{{\"weights\": [{w}]}}\n"));
+        env.commit(&format!("model v{w}"));
+        env.mlops(&["apply", "--auto-approve"]).ok();
+    }
+    let first = env.mlops(&["verify"]).ok().stdout;
+    assert!(first.contains(": 3 commit(s), every one intact"), "{first}");
+    env.write("model/churn-clf.json", "{\"weights\": [4]}\n");
+    env.commit("model v4");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let commits = env.lineage("quickstart");
+    let next: Value = serde_json::from_str(&env.mlops(&["verify", "--json"]).ok().stdout).unwrap();
+    assert_eq!(next["commits"], 1, "{next}");
+    assert_eq!(next["resumed_from"], commits[1].as_str(), "{next}");
+    let full: Value = serde_json::from_str(&env.mlops(&["verify", "--json", "--full"]).ok().stdout).unwrap();
+    assert_eq!((full["commits"].clone(), full["resumed_from"].clone()), (json!(4), Value::Null));
+
+    // A record edited by hand (pointing back at the root) is not believed.
+    let record = env.join(".git/mlops/verified/quickstart/default");
+    let text = std::fs::read_to_string(&record).unwrap();
+    std::fs::write(&record, text.replace(&commits[0], &commits[3])).unwrap();
+    let forged: Value = serde_json::from_str(&env.mlops(&["verify", "--json"]).ok().stdout).unwrap();
+    assert_eq!(forged["commits"], 4, "{forged}");
+
+    // The second apply rewritten (its message edited) and the later ones replayed on it: the
+    // walk never meets the recorded tip, checks everything, and finds the forged Plan-Digest.
+    let message =
+        env.git(&["log", "-1", "--format=%B", &commits[2]]).replace("Plan-Digest: sha256:", "Plan-Digest: sha256:0");
+    env.write("msg.txt", &message);
+    let tree = |c: &str| env.git(&["rev-parse", &format!("{c}^{{tree}}")]).trim().to_string();
+    let mut parent =
+        env.git(&["commit-tree", &tree(&commits[2]), "-p", &commits[3], "-F", "msg.txt"]).trim().to_string();
+    for c in [&commits[1], &commits[0]] {
+        env.write("msg.txt", &env.git(&["log", "-1", "--format=%B", c]));
+        parent = env.git(&["commit-tree", &tree(c), "-p", &parent, "-F", "msg.txt"]).trim().to_string();
+    }
+    env.git(&["update-ref", REF, &parent]);
+    let broken = env.mlops(&["verify"]);
+    assert_eq!(broken.status, 1, "{}", broken.stdout);
+    assert!(broken.stdout.contains("in 4 commit(s)"), "{}", broken.stdout);
+    assert!(broken.stdout.contains("does not match its plan.json"), "{}", broken.stdout);
+}
+
 #[test]
 fn verify_live_reports_drift_with_exit_2_and_checks_a_remote() {
     let env = TestEnv::quickstart();
