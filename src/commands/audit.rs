@@ -29,12 +29,8 @@ pub enum AuditCommand {
 
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// Only applies at or after this time (RFC 3339, or a date: its start, UTC).
-    #[arg(long, value_name = "TIME", value_parser = since_time)]
-    pub since: Option<i64>,
-    /// Only applies at or before this time (RFC 3339, or a date: its end, UTC); the graph as it stood then.
-    #[arg(long, value_name = "TIME", value_parser = until_time)]
-    pub until: Option<i64>,
+    #[command(flatten)]
+    pub period: Period,
     /// Write it to FILE (default: standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<std::path::PathBuf>,
@@ -71,14 +67,21 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// Which applies (`audit export`, `audit report`).
 #[derive(clap::Args, Debug)]
-pub struct ExportArgs {
+pub struct Period {
     /// Only applies at or after this time (RFC 3339, or a date: its start, UTC).
     #[arg(long, value_name = "TIME", value_parser = since_time)]
     pub since: Option<i64>,
-    /// Only applies at or before this time (RFC 3339, or a date: its end, UTC).
+    /// Only applies at or before this time (RFC 3339, or a date: its end, UTC); a report's graph as it stood then.
     #[arg(long, value_name = "TIME", value_parser = until_time)]
     pub until: Option<i64>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub period: Period,
     #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
     pub format: ExportFormat,
 }
@@ -111,13 +114,13 @@ fn report(ctx: &Context, args: &ReportArgs) -> Result<ExitStatus, CommandError> 
     let lineage = ctx.lineage(&stack)?;
     // The report states the whole chain's verdict: every commit is checked.
     let verification = audit::verify(&lineage, None, false, true)?;
-    let lines = audit::export(&lineage, &stack.environment, args.since, args.until)?;
+    let lines = audit::export(&lineage, &stack.environment, args.period.since, args.period.until)?;
     let time = |t: i64| chrono::DateTime::from_timestamp(t, 0).map(|d| d.to_rfc3339()).unwrap_or_default();
-    let when = args.until.map(time).unwrap_or_else(|| "now".into());
+    let when = args.period.until.map(time).unwrap_or_else(|| "now".into());
     // Nothing applied (by then): no state to draw.
     let state = if lineage.tip()?.is_some() { audit::state_at(&lineage, &when).ok() } else { None };
     let graph = state.as_ref().map(audit::graph);
-    let period = match (args.since, args.until) {
+    let period = match (args.period.since, args.period.until) {
         (None, None) => "every apply".to_string(),
         (s, u) => format!(
             "applies from {} to {}",
@@ -207,7 +210,7 @@ fn bom(ctx: &Context, args: &BomArgs) -> Result<ExitStatus, CommandError> {
 fn export(ctx: &Context, args: &ExportArgs) -> Result<ExitStatus, CommandError> {
     let stack = ctx.stack()?;
     let lineage = ctx.lineage(&stack)?;
-    let lines = audit::export(&lineage, &stack.environment, args.since, args.until)?;
+    let lines = audit::export(&lineage, &stack.environment, args.period.since, args.period.until)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let io = |e: std::io::Error| CommandError::io("write the export", e);
     match args.format {

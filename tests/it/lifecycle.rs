@@ -561,9 +561,8 @@ fn hold_lock_as_killed_apply(env: &TestEnv, pid: u32) {
     std::fs::remove_file(env.join("holder.json")).unwrap();
 }
 
-pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
-    use mlops::engine::apply::{self, Event};
-    use mlops::lineage::JournalEntry;
+/// The test folder's spec as a stack, loaded as mlops loads it (no environment variables).
+fn quickstart_stack(env: &TestEnv) -> mlops::engine::Stack {
     let nothing = |_: &str| None;
     let spec = mlops::spec::load_file(
         &env.join("mlops.yaml"),
@@ -573,7 +572,13 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
         &Default::default(),
     )
     .unwrap();
-    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
+    mlops::engine::Stack::new(spec, Registry::builtin()).unwrap()
+}
+
+pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage) {
+    use mlops::engine::apply::{self, Event};
+    use mlops::lineage::JournalEntry;
+    let stack = quickstart_stack(env);
     let state = lineage.state().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let plan =
@@ -594,16 +599,7 @@ pub fn write_interrupted_apply(env: &TestEnv, lineage: &mlops::lineage::Lineage)
 fn a_dataset_copy_reports_bytes_transferred() {
     use mlops::engine::apply::{self, Event};
     let env = TestEnv::quickstart();
-    let nothing = |_: &str| None;
-    let spec = mlops::spec::load_file(
-        &env.join("mlops.yaml"),
-        "mlops.yaml",
-        &nothing,
-        &Registry::builtin(),
-        &Default::default(),
-    )
-    .unwrap();
-    let stack = mlops::engine::Stack::new(spec, Registry::builtin()).unwrap();
+    let stack = quickstart_stack(&env);
     let state = mlops::lineage::State::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let plan =
