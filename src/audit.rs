@@ -309,7 +309,7 @@ fn relation(from: mlops_provider_core::Kind, to: mlops_provider_core::Kind) -> &
     }
 }
 
-fn value_text(v: &Value) -> String {
+pub(crate) fn value_text(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 

@@ -82,6 +82,13 @@ pub fn discover(root: &Path) -> Result<Vec<StackInfo>, StacksError> {
     Ok(scan(root, &Workspace::read(root)?)?.into_iter().map(|(s, _)| s).collect())
 }
 
+impl StackInfo {
+    /// The spec's folder, as its id names it (`.` at the root).
+    pub fn folder(&self) -> &str {
+        self.id.strip_suffix(&self.environment).and_then(|f| f.strip_suffix(':')).unwrap_or(".")
+    }
+}
+
 /// The local files and folders a spec reads, from the repository root (shared by its environments).
 type Inputs = std::sync::Arc<Vec<String>>;
 
@@ -285,7 +292,7 @@ pub fn changed(root: &Path, base: Option<&str>) -> Result<Vec<StackInfo>, Stacks
     let mut out: Vec<StackInfo> = Vec::new();
     // In wave order: a stack's upstreams are decided before it.
     for (mut stack, inputs) in scan(root, &workspace)? {
-        let folder = stack.id.rsplit_once(':').map_or(".", |(f, _)| f);
+        let folder = stack.folder();
         let reads = |f: &str| {
             f == stack.spec
                 || inputs.iter().any(|i| f == i || f.strip_prefix(i.as_str()).is_some_and(|rest| rest.starts_with('/')))
@@ -361,11 +368,7 @@ impl PlannedUpstreams {
         // An output of the record (assigned by the apply) is unknown until then; an attribute
         // the plan sets is what will be recorded.
         let output = change.prior.as_ref().or(change.live.as_ref()).is_some_and(|r| r.outputs.contains_key(field));
-        let known = desired.get(field).filter(|_| !output).and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
-            _ => None,
-        });
+        let known = desired.get(field).filter(|_| !output).and_then(single_value);
         let planned = PlannedValue { plan: digest.clone(), known: known.is_some() };
         Some(Ok((known.unwrap_or_else(|| format!("(known after {id} applies)")), planned)))
     }
@@ -413,12 +416,19 @@ pub fn value(from: &Path, reference: &str, environment: &str, planned: &PlannedU
             record.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     })?;
-    let value = match found {
-        Value::String(s) => s.clone(),
-        Value::Number(_) | Value::Bool(_) => found.to_string(),
-        _ => return Err(format!("{stack}'s `{kind}.{name}.{field}` is not a single value: name one of its parts")),
-    };
+    let value = single_value(found)
+        .ok_or_else(|| format!("{stack}'s `{kind}.{name}.{field}` is not a single value: name one of its parts"))?;
     Ok(Upstream { reference: reference.to_string(), stack, lineage_commit: tip.to_string(), value, planned: None })
+}
+
+/// A value a spec can use in place of `${stack:…}`: a string as it is, a number or a boolean as
+/// JSON writes it; nothing for a list, a map or null.
+fn single_value(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
+    }
 }
 
 /// The URL of a Git remote (the repository a cluster job clones).

@@ -46,12 +46,8 @@ fn properties(r: &ResourceAt) -> Vec<Value> {
             out.push(property("source_commit", s));
         }
     }
-    for (input, version) in &r.record.inputs {
-        if let Some(v) =
-            version.as_str().map(str::to_string).or_else(|| (!version.is_null()).then(|| version.to_string()))
-        {
-            out.push(property(&format!("input:{input}"), v));
-        }
+    for (input, version) in r.record.inputs.iter().filter(|(_, v)| !v.is_null()) {
+        out.push(property(&format!("input:{input}"), super::value_text(version)));
     }
     out
 }

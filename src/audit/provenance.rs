@@ -38,12 +38,8 @@ pub fn statement(lineage: &Lineage, when: &str, project: &str, environment: &str
         {
             subjects.push(json!({ "name": written, "digest": { "sha256": hex } }));
         }
-        for (input, version) in &r.record.inputs {
-            let Some(version) =
-                version.as_str().map(str::to_string).or_else(|| version.as_u64().map(|v| v.to_string()))
-            else {
-                continue;
-            };
+        for (input, version) in r.record.inputs.iter().filter(|(_, v)| !v.is_null()) {
+            let version = super::value_text(version);
             if !seen.insert(format!("{input}@{version}")) {
                 continue;
             }

@@ -165,8 +165,7 @@ fn save_each(
 ) -> Result<(), CommandError> {
     for (s, p) in found.iter().zip(plans) {
         let Ok(plan) = p else { continue };
-        let (folder, environment) = s.id.rsplit_once(':').expect("a stack id is FOLDER:ENVIRONMENT");
-        let path = dir.join(folder).join(format!("{environment}.json"));
+        let path = dir.join(s.folder()).join(format!("{}.json", s.environment));
         std::fs::create_dir_all(path.parent().expect("has a folder"))
             .map_err(|e| CommandError::io(format!("create {}", dir.display()), e))?;
         save(&path, plan)?;
@@ -186,6 +185,20 @@ fn plan_one(ctx: &Context, scope: &ScopeArgs) -> Result<Plan, CommandError> {
     Ok(ops::plan(&stack, &lineage, state, ctx.runtime()?, &scope.request()?)?)
 }
 
+/// Plans the context's stack against its upstreams' plans of this run (those with changes).
+fn plan_after(
+    ctx: &Context,
+    upstreams: &crate::commands::stacks::Upstreams<'_, Arc<Plan>>,
+    scope: &ScopeArgs,
+) -> Result<Arc<Plan>, CommandError> {
+    let mut planned = crate::stacks::PlannedUpstreams::default();
+    for (id, plan) in upstreams.iter().filter(|(_, p)| p.has_changes()) {
+        planned.insert(id, Arc::clone(plan));
+    }
+    let ctx = Context { planned, ..ctx.clone_for_env() };
+    plan_one(&ctx, scope).map(Arc::new)
+}
+
 /// `plan --stacks`: every selected stack planned (a wave's stacks at once), a dependent against
 /// the values its upstreams' plans in this run set (the values they leave alone read from their
 /// lineage), then one output: in text each stack's plan under its id and a table; in markdown
@@ -198,19 +211,8 @@ fn run_stacks(ctx: &Context, args: &PlanArgs) -> Result<ExitStatus, CommandError
         Some(n) => n,
         None => crate::stacks::Workspace::read(&root)?.defaults.stacks_at_once.unwrap_or(4),
     };
-    let plans = in_waves(ctx, &root, &found, at_once as usize, &|sctx,
-                                                                 _,
-                                                                 upstreams: &crate::commands::stacks::Upstreams<
-        '_,
-        Arc<Plan>,
-    >| {
-        let mut planned = crate::stacks::PlannedUpstreams::default();
-        for (id, plan) in upstreams.iter().filter(|(_, p)| p.has_changes()) {
-            planned.insert(id, Arc::clone(plan));
-        }
-        let sctx = Context { planned, ..sctx.clone_for_env() };
-        plan_one(&sctx, &args.scope).map(Arc::new)
-    });
+    let plans =
+        in_waves(ctx, &root, &found, at_once as usize, &|sctx, _, upstreams| plan_after(sctx, upstreams, &args.scope));
     if let Some(dir) = &args.out {
         save_each(&ctx.cwd.join(dir), &found, &plans)?;
     }
