@@ -224,14 +224,15 @@ pub struct Node {
 pub struct Edge {
     pub from: String,
     pub to: String,
-    /// `trained_on` (dataset → model), `serves` (model → endpoint) or `depends_on`.
+    /// `trained_on` (dataset → model), `serves` (model → endpoint), `produced` (training run →
+    /// model, labelled with the run's parameters digest) or `depends_on`.
     pub relation: String,
     /// The input's version when `to` was applied.
     pub version: Option<String>,
 }
 
 pub fn graph(state: &StateAt) -> Graph {
-    let nodes = state
+    let mut nodes = state
         .resources
         .iter()
         .map(|r| Node {
@@ -240,9 +241,20 @@ pub fn graph(state: &StateAt) -> Graph {
             version: r.version.clone(),
             traffic: r.record.outputs.get("traffic").cloned(),
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut edges = Vec::new();
     for r in &state.resources {
+        // The training run that produced a model: a node of its own, an edge run → model.
+        if let Some(run) = r.record.attributes.get(crate::engine::runs::PRODUCED_BY) {
+            let from = run_address(run);
+            if !nodes.iter().any(|n| n.address == from) {
+                let name = run.get("name").or_else(|| run.get("run_id")).map(value_text).unwrap_or_default();
+                let version = Some(format!("run {name}"));
+                nodes.push(Node { address: from.clone(), kind: "run".into(), version, traffic: None });
+            }
+            let version = run.get("params_digest").map(value_text);
+            edges.push(Edge { from, to: r.address.clone(), relation: "produced".into(), version });
+        }
         for dep in &r.record.depends_on {
             let relation = relation(dep.kind, r.record.address.kind);
             let version = r.record.inputs.get(&dep.to_string()).filter(|v| !v.is_null()).map(value_text);
@@ -309,6 +321,16 @@ fn relation(from: mlops_provider_core::Kind, to: mlops_provider_core::Kind) -> &
     }
 }
 
+/// A training run's node: the reference without the file it names (`mlflow://runs/ID`).
+fn run_address(run: &Value) -> String {
+    let reference = run.get("reference").and_then(Value::as_str).unwrap_or_default();
+    let id = run.get("run_id").and_then(Value::as_str).unwrap_or_default();
+    match reference.find(id) {
+        Some(at) if !id.is_empty() => reference[..at + id.len()].to_string(),
+        _ => reference.to_string(),
+    }
+}
+
 pub(crate) fn value_text(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
@@ -348,7 +370,7 @@ fn node_label(n: &Node) -> String {
 
 /// Mermaid (renders in GitHub and GitLab comments).
 pub fn mermaid(g: &Graph) -> String {
-    let id = |a: &str| a.replace(['.', '-'], "_");
+    let id = |a: &str| a.replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let mut out = String::from("graph LR\n");
     for n in &g.nodes {
         out.push_str(&format!("  {}[\"{}\"]\n", id(&n.address), node_label(n).replace('"', "'")));
@@ -405,6 +427,8 @@ pub struct AuditLine {
     pub error_kind: Option<String>,
     pub version_before: Option<String>,
     pub version_after: Option<String>,
+    /// For a model: the training run that produced the version applied (`mlflow://runs/ID`).
+    pub produced_by: Option<String>,
     /// The change tags the plan gave it (model-version-change, data-destroying, ...).
     pub tags: Vec<String>,
     /// The policy gates' verdict, when the plan was checked.
@@ -455,6 +479,10 @@ pub fn export(
                 error_kind: c.error_kind.map(|k| k.name().to_string()),
                 version_before: before,
                 version_after: c.outputs.as_ref().and_then(crate::plan::version_text),
+                produced_by: planned
+                    .and_then(|pc| pc.desired.as_ref())
+                    .and_then(|d| d.get(crate::engine::runs::PRODUCED_BY))
+                    .map(run_address),
                 tags,
                 policy: e.trailers.get("Policy").cloned(),
                 lineage_commit: e.commit.clone(),
@@ -485,15 +513,15 @@ pub fn csv(lines: &[AuditLine]) -> String {
         "error_kind",
         "version_before",
         "version_after",
+        "produced_by",
         "tags",
         "policy",
         "lineage_commit",
-        "",
     ];
     let cell = |s: &str| {
         if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
     };
-    let mut out = COLUMNS[..17].join(",");
+    let mut out = COLUMNS.join(",");
     out.push('\n');
     for l in lines {
         let o = |v: &Option<String>| cell(v.as_deref().unwrap_or(""));
@@ -512,6 +540,7 @@ pub fn csv(lines: &[AuditLine]) -> String {
             o(&l.error_kind),
             o(&l.version_before),
             o(&l.version_after),
+            o(&l.produced_by),
             cell(&l.tags.join(" ")),
             o(&l.policy),
             cell(&l.lineage_commit),

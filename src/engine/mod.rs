@@ -4,6 +4,7 @@ pub mod apply;
 pub mod diff;
 pub mod images;
 pub mod recheck;
+pub mod runs;
 pub mod signature;
 pub mod tags;
 
@@ -290,7 +291,7 @@ pub const ARTIFACT_REF: &str = "artifact_ref";
 
 /// Attributes only lineage knows (what the plan resolved or verified), never read back from a
 /// live object: carried from the prior record into the live state, and into the applied record.
-pub const RECORDED_ONLY: [&str; 3] = [ARTIFACT_REF, images::IMAGE_REF, signature::SIGNATURE];
+pub const RECORDED_ONLY: [&str; 4] = [ARTIFACT_REF, images::IMAGE_REF, signature::SIGNATURE, runs::PRODUCED_BY];
 
 /// A config with its artifact reference resolved, and the resolution to record.
 type Resolution = (ResourceConfig, Value);
@@ -442,6 +443,14 @@ pub async fn desired_states(
                                     .map_err(|m| (false, ProviderError::invalid(m).at(ValuePath::key("signature"))))?
                                 {
                                     d.attributes.insert(signature::SIGNATURE.into(), verified);
+                                }
+                                let artifact_digest = d.attributes.get("artifact_digest");
+                                if let Some(run) =
+                                    runs::resolve(stack, &r.config.body, pins.get(&a), restore, artifact_digest)
+                                        .await
+                                        .map_err(|e| (false, e.at(ValuePath::key(runs::PRODUCED_BY))))?
+                                {
+                                    d.attributes.insert(runs::PRODUCED_BY.into(), run);
                                 }
                                 if let Some(reference) = reference {
                                     d.attributes.insert(ARTIFACT_REF.into(), reference.clone());

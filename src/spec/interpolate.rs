@@ -96,7 +96,7 @@ fn secret_refused_at(path: &[String]) -> Option<&'static str> {
     match path {
         [first, ..] if first == "providers" => Some("provider settings are used as written and recorded in plans"),
         [section, _, field, ..] if Kind::from_section(section).is_some() => {
-            ["source", "artifact", "uri", "provider", "model", "trained_on", "image", "name"]
+            ["source", "artifact", "uri", "provider", "model", "trained_on", "produced_by", "image", "name"]
                 .contains(&field.as_str())
                 .then_some("a path, address or reference names something; a secret's marker would be used as its name")
         }

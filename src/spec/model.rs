@@ -211,6 +211,12 @@ pub struct Model {
     /// Datasets the model was trained on: edges of the graph and of the lineage.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trained_on: Vec<Reference>,
+    /// The training run that produced the model: `mlflow://runs/RUN_ID`, or
+    /// `mlflow://runs/RUN_ID/PATH` naming the file the run logged, which the artifact must be.
+    /// Read at plan time and recorded in lineage (the run, its parameters' digest, its logged
+    /// input datasets); an edge run → model of the graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produced_by: Option<String>,
     /// Model registry entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<ModelRegistration>,

@@ -217,3 +217,135 @@ fn someone_elses_model_is_not_adopted_but_can_be_imported_and_deletes_are_ours_o
     r.mlops(&["apply", "--auto-approve", "--allow-data-loss"]).ok();
     assert_eq!(registered(&r.name), Value::Null, "deleted");
 }
+
+/// A run logged by MLflow's own client: two parameters, an input dataset and the model file.
+/// Returns its id and the dataset digest MLflow computed.
+fn training_run(model_file: &std::path::Path) -> (String, String) {
+    let run = mlflow(&format!(
+        "import pandas as pd\n\
+         with mlflow.start_run(run_name='train-churn') as r:\n\
+         \x20   mlflow.log_params({{'lr': 0.1, 'depth': 6}})\n\
+         \x20   ds = mlflow.data.from_pandas(pd.DataFrame({{'a': [1, 2]}}), source='s3://bucket/train.csv', name='training-data')\n\
+         \x20   mlflow.log_input(ds, context='training')\n\
+         \x20   mlflow.log_artifact({:?})\n\
+         print(json.dumps({{'id': r.info.run_id, 'digest': c.get_run(r.info.run_id).inputs.dataset_inputs[0].dataset.digest}}))",
+        model_file.to_string_lossy()
+    ));
+    (run["id"].as_str().unwrap().to_string(), run["digest"].as_str().unwrap().to_string())
+}
+
+fn produced_by_spec(reference: &str) -> String {
+    let uri = crate::common::service("MLFLOW_TRACKING_URI", None, "mlflow");
+    format!(
+        "version: 1\nproject: runs\nproviders:\n  local: {{ root: .mlops/local }}\n  mlflow: {{ tracking_uri: {uri} }}\n\
+         datasets:\n  training-data: {{ provider: local, source: ./data }}\n\
+         models:\n  churn:\n    provider: local\n    artifact: ./model/model.bin\n\
+         \x20   trained_on: [datasets.training-data]\n    produced_by: {reference}\n\
+         endpoints:\n  churn-api: {{ provider: local, model: models.churn }}\n"
+    )
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn a_model_produced_by_a_run_records_the_run_and_graphs_run_model_endpoint() {
+    let env = TestEnv::new();
+    env.write("data/train.csv", "a\n1\n2\n");
+    env.write("model/model.bin", "weights from the run");
+    let (run_id, dataset_digest) = training_run(&env.join("model/model.bin"));
+    env.write("mlops.yaml", &produced_by_spec(&format!("mlflow://runs/{run_id}/model.bin")));
+    env.commit("spec");
+
+    let plan = env.mlops(&["plan"]).ok();
+    assert!(plan.stdout.contains("produced_by"), "the plan shows the run: {}", plan.stdout);
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let record: Value =
+        serde_json::from_str(&env.git(&["show", "refs/mlops/lineage/runs/default:resources/models/churn.json"]))
+            .unwrap();
+    let run = &record["attributes"]["produced_by"];
+    assert_eq!(run["run_id"], run_id.as_str(), "{record}");
+    assert_eq!(run["status"], "FINISHED");
+    assert_eq!(run["name"], "train-churn");
+    // The parameters' digest: sha256 of `key=value` lines, sorted, as MLflow's client lists them.
+    let params = mlflow(&format!(
+        "import hashlib\np = sorted(f'{{k}}={{v}}' for k, v in c.get_run({run_id:?}).data.params.items())\n\
+         print(json.dumps('sha256:' + hashlib.sha256('\\n'.join(p).encode()).hexdigest()))"
+    ));
+    assert_eq!(run["params_digest"], params);
+    assert_eq!(run["inputs"][0]["name"], "training-data");
+    assert_eq!(run["inputs"][0]["digest"], dataset_digest.as_str());
+    assert_eq!(run["inputs"][0]["source"], "s3://bucket/train.csv");
+    assert_eq!(run["artifact"]["sha256"], record["attributes"]["artifact_digest"], "the logged file is the artifact");
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0, "the run recorded, nothing to change");
+
+    let graph: Value = serde_json::from_str(&env.mlops(&["graph", "--format", "json"]).ok().stdout).unwrap();
+    let edge = |from: &str, to: &str| {
+        graph["edges"].as_array().unwrap().iter().find(|e| e["from"] == from && e["to"] == to).cloned()
+    };
+    let node = format!("mlflow://runs/{run_id}");
+    let produced = edge(&node, "models.churn").unwrap_or_else(|| panic!("run → model: {graph}"));
+    assert_eq!(produced["relation"], "produced");
+    assert_eq!(produced["version"], params);
+    assert_eq!(edge("models.churn", "endpoints.churn-api").unwrap()["relation"], "serves");
+    assert_eq!(edge("datasets.training-data", "models.churn").unwrap()["relation"], "trained_on");
+    let run_node = graph["nodes"].as_array().unwrap().iter().find(|n| n["address"] == node.as_str()).cloned();
+    assert_eq!(run_node.unwrap()["kind"], "run");
+    let mermaid = env.mlops(&["graph"]).ok().stdout;
+    assert!(
+        mermaid.contains(&format!("mlflow___runs_{run_id}[\"mlflow://runs/{run_id}<br/>run train-churn\"]")),
+        "{mermaid}"
+    );
+
+    let audit = env.mlops(&["audit", "export"]).ok().stdout;
+    let line =
+        audit.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).find(|l| l["address"] == "models.churn");
+    assert_eq!(line.unwrap()["produced_by"], node.as_str(), "{audit}");
+
+    // A new run with new bytes, then a rollback: the first run comes back with its artifact.
+    let first = env.lineage("runs")[0].clone();
+    env.write("model/model.bin", "weights from the second run");
+    let (second, _) = training_run(&env.join("model/model.bin"));
+    env.write("mlops.yaml", &produced_by_spec(&format!("mlflow://runs/{second}/model.bin")));
+    env.commit("retrained");
+    env.mlops(&["apply", "--auto-approve"]).ok();
+    let run_of = |env: &TestEnv| -> Value {
+        let text = env.git(&["show", "refs/mlops/lineage/runs/default:resources/models/churn.json"]);
+        serde_json::from_str::<Value>(&text).unwrap()["attributes"]["produced_by"]["run_id"].clone()
+    };
+    assert_eq!(run_of(&env), second.as_str());
+    env.mlops(&["rollback", &first, "--out", "rollback.json"]).ok();
+    env.mlops(&["apply", "rollback.json"]).ok();
+    assert_eq!(run_of(&env), run_id.as_str(), "the recorded run is restored with its artifact");
+}
+
+#[test]
+#[ignore = "needs an MLflow server: `eval \"$(scripts/services up mlflow)\"`, then `cargo test -- --include-ignored`"]
+fn a_model_whose_artifact_is_not_what_its_run_logged_is_refused_at_the_line() {
+    let env = TestEnv::new();
+    env.write("data/train.csv", "a\n1\n");
+    env.write("model/model.bin", "weights from the run");
+    let (run_id, _) = training_run(&env.join("model/model.bin"));
+    // Bytes swapped after training: not what the run logged.
+    env.write("model/model.bin", "other weights");
+    env.write("mlops.yaml", &produced_by_spec(&format!("mlflow://runs/{run_id}/model.bin")));
+    env.commit("spec");
+    let refused = env.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    let text = crate::common::flat(&refused.stderr);
+    assert!(text.contains("is not the file the run logged"), "{text}");
+    assert!(text.contains("mlops.yaml:13"), "at the line of produced_by: {text}");
+    assert!(env.lineage("runs").is_empty(), "nothing applied");
+    assert!(!env.join(".mlops/local").exists(), "nothing created");
+
+    // A run still running, a run that does not exist and a file it did not log: each refused.
+    let running = mlflow("r = c.create_run('0')\nprint(json.dumps(r.info.run_id))");
+    for (reference, says) in [
+        (format!("mlflow://runs/{}", running.as_str().unwrap()), "is RUNNING"),
+        ("mlflow://runs/0123456789abcdef".to_string(), "has no run"),
+        (format!("mlflow://runs/{run_id}/missing.bin"), "logged no artifact `missing.bin`"),
+    ] {
+        env.write("mlops.yaml", &produced_by_spec(&reference));
+        let refused = env.mlops(&["plan"]);
+        assert_eq!(refused.status, 1, "{reference}: {}{}", refused.stdout, refused.stderr);
+        assert!(crate::common::flat(&refused.stderr).contains(says), "{reference}: {}", refused.stderr);
+    }
+}

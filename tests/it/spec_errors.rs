@@ -457,3 +457,28 @@ fn a_kind_the_provider_does_not_serve_is_refused_at_its_provider_line() {
     let d = errors_of(src.as_bytes());
     assert!(d[0].message.contains("the mlflow provider does not serve datasets"), "{}", d[0].message);
 }
+
+#[test]
+fn a_training_run_no_configured_provider_reads_is_refused_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write("model/model.bin", "weights");
+    let mut cases =
+        vec![("dagster://assets/churn", "no provider of this build reads the training run `dagster://assets/churn`")];
+    if cfg!(feature = "mlflow") {
+        cases.push(("mlflow://runs/abc123", "add `mlflow: {}` under `providers:`"));
+    }
+    for (reference, says) in cases {
+        env.write(
+            "mlops.yaml",
+            &format!(
+                "version: 1\nproject: runs\nproviders:\n  local: {{ root: .mlops/local }}\n\
+                 models:\n  churn:\n    artifact: ./model/model.bin\n    produced_by: {reference}\n"
+            ),
+        );
+        let refused = env.mlops(&["plan"]);
+        assert_eq!(refused.status, 1, "{reference}: {}{}", refused.stdout, refused.stderr);
+        let text = crate::common::flat(&refused.stderr);
+        assert!(text.contains(says), "{reference}: {text}");
+        assert!(text.contains("mlops.yaml:8"), "at the line: {text}");
+    }
+}

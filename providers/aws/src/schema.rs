@@ -78,5 +78,6 @@ pub fn entry() -> ProviderEntry {
         settings,
         claims: |_: Kind, body: &Value| location_has_scheme(body, "s3://"),
         references: &[],
+        runs: &[],
     }
 }

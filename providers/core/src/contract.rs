@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::{
     Address, ApplyRequest, ConfigDiagnostic, Dependencies, Desired, Kind, LiveState, PriorState, Progress,
-    ProviderError, Resolved, ResourceConfig,
+    ProviderError, Resolved, ResourceConfig, TrainingRun,
 };
 
 /// A backend: its name, what identifies versions and moves traffic in its attributes, the
@@ -64,6 +64,12 @@ pub trait Provider: Send + Sync {
     /// plan time for other providers' resources, and again before a saved plan is applied.
     async fn resolve(&self, reference: &str) -> Result<Resolved, ProviderError> {
         Err(ProviderError::invalid(format!("the {} provider does not resolve `{reference}`", self.name())))
+    }
+
+    /// The training run `reference` names (a model's `produced_by`, in one of the schemes its
+    /// entry's `runs` lists), as its tracker records it now. Called at plan time.
+    async fn training_run(&self, reference: &str) -> Result<TrainingRun, ProviderError> {
+        Err(ProviderError::invalid(format!("the {} provider does not know training runs (`{reference}`)", self.name())))
     }
 }
 

@@ -462,6 +462,9 @@ pub struct ProviderEntry {
     /// Reference schemes it resolves for other providers (see [`Provider::resolve`]), e.g. a
     /// registry's `models:/`: a model `artifact` written so is resolved by it at plan time.
     pub references: &'static [&'static str],
+    /// Schemes of training runs it reads (see [`Provider::training_run`]), e.g. `mlflow://runs/`:
+    /// a model's `produced_by` written so is read by it at plan time.
+    pub runs: &'static [&'static str],
 }
 
 /// A reference (`models:/churn@champion`) as resolved at plan time: what it names now.
@@ -473,6 +476,36 @@ pub struct Resolved {
     pub version: String,
     /// The bytes' digest, when the registry knows it.
     pub digest: Option<String>,
+}
+
+/// A training run as its tracker records it (a model's `produced_by`), resolved at plan time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrainingRun {
+    pub run_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The tracker's word for it: `FINISHED`, `RUNNING`, `FAILED`, ...
+    pub status: String,
+    /// Where a person looks at it (the tracker's page of the run).
+    pub link: String,
+    /// `sha256:` of the run's parameters, one `key=value` line each, sorted.
+    pub params_digest: String,
+    /// The datasets the run logged as its inputs: name, digest, source, as the tracker has them.
+    pub inputs: Vec<Value>,
+    /// The artifact the reference names, when it names one (a file of the run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<RunArtifact>,
+}
+
+/// A file a training run logged, with its digests in the forms providers record an artifact's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunArtifact {
+    pub path: String,
+    pub size: u64,
+    /// `sha256:…`
+    pub sha256: String,
+    /// `md5:…`
+    pub md5: String,
 }
 
 /// A `claims` for providers that claim nothing (they are used when named or when alone).

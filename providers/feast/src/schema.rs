@@ -70,5 +70,6 @@ pub fn entry() -> ProviderEntry {
         settings,
         claims: mlops_provider_core::claims_nothing,
         references: &[],
+        runs: &[],
     }
 }

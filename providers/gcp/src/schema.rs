@@ -70,5 +70,6 @@ pub fn entry() -> ProviderEntry {
         settings,
         claims: |_: Kind, body: &Value| location_has_scheme(body, "gs://"),
         references: &[],
+        runs: &[],
     }
 }

@@ -75,5 +75,6 @@ pub fn entry() -> ProviderEntry {
         settings,
         claims: |kind: Kind, body: &Value| kind == Kind::Endpoint && body.get("runtime").is_some(),
         references: &[],
+        runs: &[],
     }
 }

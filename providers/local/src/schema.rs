@@ -21,5 +21,6 @@ pub fn entry() -> ProviderEntry {
         settings: mlops_provider_core::no_settings,
         claims: mlops_provider_core::claims_nothing,
         references: &[],
+        runs: &[],
     }
 }

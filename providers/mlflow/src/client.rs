@@ -61,6 +61,40 @@ impl Client {
         self.send(Method::PUT, &url, &[], Some(Body::Bytes(bytes))).await.map(|_| ())
     }
 
+    /// `req` with the credentials MLflow's clients would send.
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Auth::None => req,
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
+        }
+    }
+
+    /// The bytes of the file `path` run `run_id` logged, through the server's `get-artifact`.
+    pub(crate) async fn download(&self, run_id: &str, path: &str) -> Result<Vec<u8>, ProviderError> {
+        let url = format!("{}/get-artifact", self.base);
+        let req = self.authed(self.http.get(&url).query(&[("run_uuid", run_id), ("path", path)]));
+        let unavailable = |e: reqwest::Error| {
+            ProviderError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "MLflow at {} did not send artifact `{path}` of run `{run_id}`: {}",
+                    self.base,
+                    error_chain(&e)
+                ),
+            )
+        };
+        let resp = req.send().await.map_err(unavailable)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return answer(status, &text, &Method::GET, &url)?
+                .map(|_| Vec::new())
+                .ok_or_else(|| ProviderError::invalid(format!("MLflow run `{run_id}` has no artifact `{path}`")));
+        }
+        Ok(resp.bytes().await.map_err(unavailable)?.to_vec())
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -70,12 +104,7 @@ impl Client {
     ) -> Result<Option<Value>, ProviderError> {
         let mut attempt = 0u32;
         loop {
-            let mut req = self.http.request(method.clone(), url).query(query);
-            req = match &self.auth {
-                Auth::None => req,
-                Auth::Bearer(t) => req.bearer_auth(t),
-                Auth::Basic(u, p) => req.basic_auth(u, Some(p)),
-            };
+            let mut req = self.authed(self.http.request(method.clone(), url).query(query));
             req = match &body {
                 Some(Body::Json(v)) => req.json(v),
                 Some(Body::Bytes(b)) => req.body(b.clone()),

@@ -9,13 +9,16 @@
 
 mod client;
 mod model;
+mod run;
 mod schema;
 pub use schema::entry;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mlops_provider_core::{Kind, Provider, ProviderContext, ProviderError, Resolved, ResourceType, Value, ValuePath};
+use mlops_provider_core::{
+    Kind, Provider, ProviderContext, ProviderError, Resolved, ResourceType, TrainingRun, Value, ValuePath,
+};
 use reqwest::Method;
 
 use crate::client::Client;
@@ -50,8 +53,8 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
     Ok(Arc::new(MlflowProvider { models: model::Models(tracking) }))
 }
 
-/// The provider: it serves one kind, models (a model registry), and resolves `models:/` for
-/// the providers that serve them.
+/// The provider: it serves one kind, models (a model registry), resolves `models:/` for the
+/// providers that serve them, and reads the training runs models name in `produced_by`.
 pub struct MlflowProvider {
     models: model::Models,
 }
@@ -114,5 +117,9 @@ impl Provider for MlflowProvider {
         .or_else(|| mv["source"].as_str().map(str::to_string))
         .unwrap_or_default();
         Ok(Resolved { uri, version, digest: tag_map(mv.get("tags")).get(DIGEST).cloned() })
+    }
+
+    async fn training_run(&self, reference: &str) -> Result<TrainingRun, ProviderError> {
+        run::training_run(&self.models.0.client, reference).await
     }
 }

@@ -45,5 +45,6 @@ pub fn entry() -> ProviderEntry {
         settings,
         claims: mlops_provider_core::claims_nothing,
         references: &["models:/"],
+        runs: &[crate::run::SCHEME],
     }
 }
