@@ -314,7 +314,7 @@ async fn resolve_artifact(
     let value = match recorded {
         Some(r) => r.clone(),
         None => {
-            let resolver = stack.provider(entry.name).map_err(|e| ProviderError::invalid(e.to_string()))?;
+            let resolver = stack.provider(entry.name).map_err(unavailable)?;
             let r = resolver.resolve(reference).await.map_err(|e| e.at(ValuePath::key("artifact")))?;
             serde_json::json!({ "reference": reference, "version": r.version, "uri": r.uri, "digest": r.digest })
         }
@@ -322,6 +322,17 @@ async fn resolve_artifact(
     let mut config = config.clone();
     point_artifact(&mut config, &value);
     Ok(Some((config, value)))
+}
+
+/// Why a provider another resource needs (a resolver, a run's tracker) cannot be used, with the
+/// provider's own reason rather than only its name.
+pub(crate) fn unavailable(e: EngineError) -> ProviderError {
+    match e {
+        EngineError::ProviderUnavailable { name, source } => {
+            ProviderError::new(source.kind, format!("the {name} provider: {}", source.message))
+        }
+        e => ProviderError::invalid(e.to_string()),
+    }
 }
 
 /// A resource's `image` pinned by digest (see [`images`]) on a provider that runs images, unless

@@ -41,12 +41,7 @@ pub async fn resolve(
                     entry.name
                 )));
             }
-            let tracker = stack.provider(entry.name).map_err(|e| match e {
-                super::EngineError::ProviderUnavailable { name, source } => {
-                    ProviderError::new(source.kind, format!("the {name} provider: {}", source.message))
-                }
-                e => ProviderError::invalid(e.to_string()),
-            })?;
+            let tracker = stack.provider(entry.name).map_err(super::unavailable)?;
             let run = tracker.training_run(reference).await?;
             if run.status != "FINISHED" {
                 return Err(ProviderError::invalid(format!(
