@@ -243,11 +243,13 @@ pub fn graph(state: &StateAt) -> Graph {
         })
         .collect::<Vec<_>>();
     let mut edges = Vec::new();
+    // Runs already drawn: one node per run, however many models it produced.
+    let mut runs = BTreeSet::new();
     for r in &state.resources {
         // The training run that produced a model: a node of its own, an edge run → model.
         if let Some(run) = r.record.attributes.get(crate::engine::runs::PRODUCED_BY) {
             let from = run_address(run);
-            if !nodes.iter().any(|n| n.address == from) {
+            if runs.insert(from.clone()) {
                 let name = run.get("name").or_else(|| run.get("run_id")).map(value_text).unwrap_or_default();
                 let version = Some(format!("run {name}"));
                 nodes.push(Node { address: from.clone(), kind: "run".into(), version, traffic: None });

@@ -88,9 +88,10 @@ impl Client {
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
-            return answer(status, &text, &Method::GET, &url)?
-                .map(|_| Vec::new())
-                .ok_or_else(|| ProviderError::invalid(format!("MLflow run `{run_id}` has no artifact `{path}`")));
+            // Not a success: MLflow's error as it says it, else "does not exist".
+            return Err(answer(status, &text, &Method::GET, &url)
+                .err()
+                .unwrap_or_else(|| ProviderError::invalid(format!("MLflow run `{run_id}` has no artifact `{path}`"))));
         }
         Ok(resp.bytes().await.map_err(unavailable)?.to_vec())
     }
