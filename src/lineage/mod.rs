@@ -17,6 +17,7 @@ mod journal;
 mod lock;
 mod log;
 mod sign;
+mod snapshot;
 mod source;
 mod state;
 
@@ -190,7 +191,12 @@ impl Lineage {
     /// The resources recorded at the tip (empty before the first apply).
     pub fn state(&self) -> Result<State, LineageError> {
         let Some(tip) = self.tip()? else { return Ok(State::default()) };
-        let (resources, blobs) = self.records_at(tip)?;
+        let snapshot = self.snapshot();
+        let (resources, blobs, read) = self.read_records(tip, &snapshot)?;
+        // Records the snapshot did not hold were read from Git: save them all for the next read.
+        if read.iter().any(|(_, bytes)| matches!(bytes, std::borrow::Cow::Owned(_))) {
+            self.write_snapshot(read);
+        }
         Ok(State { tip: Some(tip.to_string()), resources, blobs })
     }
 
@@ -212,7 +218,21 @@ impl Lineage {
 
     /// The records at a commit and the blob each was read from.
     fn records_at(&self, commit: gix::ObjectId) -> Result<(BTreeMap<Address, ResourceRecord>, Blobs), LineageError> {
+        let (records, blobs, _) = self.read_records(commit, &self.snapshot())?;
+        Ok((records, blobs))
+    }
+
+    /// The records at a commit, the blob each was read from, and each blob's bytes: borrowed from
+    /// `snapshot` where it holds them (verified), read from Git otherwise.
+    #[allow(clippy::type_complexity)]
+    fn read_records<'s>(
+        &self,
+        commit: gix::ObjectId,
+        snapshot: &'s snapshot::Snapshot,
+    ) -> Result<(BTreeMap<Address, ResourceRecord>, Blobs, Vec<(gix::ObjectId, std::borrow::Cow<'s, [u8]>)>), LineageError>
+    {
         let tree = self.tree_of(commit)?;
+        let mut read = Vec::new();
         let mut out = BTreeMap::new();
         let mut blobs = Blobs::new();
         // Every record of a provider holds the same block: one copy, shared.
@@ -223,31 +243,42 @@ impl Lineage {
             };
             let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
             for e in sub.decode().map_err(git)?.entries.iter() {
-                let blob = self.repo.find_blob(e.oid.to_owned()).map_err(git)?;
-                let mut rec: ResourceRecord = serde_json::from_slice(&blob.data)
+                let id = e.oid.to_owned();
+                let bytes = match snapshot.get(&id) {
+                    Some(bytes) => std::borrow::Cow::Borrowed(bytes),
+                    None => std::borrow::Cow::Owned(self.repo.find_blob(id).map_err(git)?.take_data()),
+                };
+                let mut rec: ResourceRecord = serde_json::from_slice(&bytes)
                     .map_err(|err| LineageError::Corrupt(commit.to_string(), format!("{}: {err}", e.filename)))?;
                 match blocks.iter().find(|b| **b == rec.provider_config) {
                     Some(b) => rec.provider_config = b.clone(),
                     None => blocks.push(rec.provider_config.clone()),
                 }
-                blobs.insert(rec.address.clone(), e.oid.to_owned());
+                blobs.insert(rec.address.clone(), id);
                 out.insert(rec.address.clone(), rec);
+                read.push((id, bytes));
             }
         }
-        Ok((out, blobs))
+        Ok((out, blobs, read))
     }
 
     /// Writes one commit on the lineage ref; fails if the ref moved since `expected_tip`.
     pub fn record(&self, expected_tip: Option<&str>, rec: Record<'_>) -> Result<String, LineageError> {
-        let mut files: BTreeMap<String, File<'_>> = BTreeMap::new();
+        // A record equal to its base is the base's blob; any other is serialized once, for its
+        // blob and for the snapshot of the new tip.
+        let mut changed: BTreeMap<&Address, Vec<u8>> = BTreeMap::new();
         for (a, r) in rec.resources {
-            let file = match rec.base.blobs.get(a) {
-                Some(id) if rec.base.resources.get(a) == Some(r) => File::Written(*id),
-                _ => {
-                    let mut s = serde_json::to_string_pretty(r).expect("records serialize");
-                    s.push('\n');
-                    File::Owned(s.into_bytes())
-                }
+            if !(rec.base.blobs.contains_key(a) && rec.base.resources.get(a) == Some(r)) {
+                let mut s = serde_json::to_string_pretty(r).expect("records serialize");
+                s.push('\n');
+                changed.insert(a, s.into_bytes());
+            }
+        }
+        let mut files: BTreeMap<String, File<'_>> = BTreeMap::new();
+        for a in rec.resources.keys() {
+            let file = match changed.get(a) {
+                Some(bytes) => File::Borrowed(bytes),
+                None => File::Written(rec.base.blobs[a]),
             };
             files.insert(record_path(a), file);
         }
@@ -299,7 +330,35 @@ impl Lineage {
         // built from what this apply holds in memory, never read back from the commit.
         let entry = entry_of(&id, &commit, &rec);
         let _ = self.index_append(expected_tip, &entry);
+        self.snapshot_records(&rec, &changed);
         Ok(id.to_string())
+    }
+
+    /// Writes the snapshot of a new tip: the base's bytes for the records this apply left as
+    /// they were (from the previous snapshot, or from Git where it lacks them), `changed`'s for
+    /// the others.
+    fn snapshot_records(&self, rec: &Record<'_>, changed: &BTreeMap<&Address, Vec<u8>>) {
+        let previous = self.snapshot();
+        let hash = self.repo.object_hash();
+        let mut records = Vec::with_capacity(rec.resources.len());
+        for a in rec.resources.keys() {
+            let entry = match changed.get(a) {
+                Some(bytes) => gix::objs::compute_hash(hash, gix::objs::Kind::Blob, bytes)
+                    .ok()
+                    .map(|id| (id, std::borrow::Cow::Borrowed(bytes.as_slice()))),
+                None => {
+                    let id = rec.base.blobs[a];
+                    match previous.get(&id) {
+                        Some(bytes) => Some((id, std::borrow::Cow::Borrowed(bytes))),
+                        None => self.repo.find_blob(id).ok().map(|mut b| (id, std::borrow::Cow::Owned(b.take_data()))),
+                    }
+                }
+            };
+            // A record that cannot be had leaves no snapshot rather than one that lacks it.
+            let Some(entry) = entry else { return };
+            records.push(entry);
+        }
+        self.write_snapshot(records);
     }
 
     fn write_tree(&self, files: BTreeMap<String, File<'_>>) -> Result<gix::ObjectId, LineageError> {

@@ -67,7 +67,10 @@ impl Lineage {
     }
 
     /// True if any of `paths` (files or folders) differs from HEAD, or is not tracked.
-    /// One walk of HEAD's tree, entering only the folders that hold inputs; each file hashed once.
+    /// One walk of HEAD's tree, entering only the folders that hold inputs. A file whose stat
+    /// data matches Git's index entry, whose entry is HEAD's blob, and which is not racily
+    /// clean (modified in the index file's own second) is clean without being read, as for
+    /// `git status`; any other file is hashed once.
     pub fn is_dirty(&self, paths: &[PathBuf]) -> bool {
         let Some(workdir) = self.repo.workdir().and_then(|w| w.canonicalize().ok()) else { return false };
         let mut inputs: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -90,13 +93,34 @@ impl Lineage {
         }
         let Some(head_tree) = self.repo.head_commit().ok().and_then(|c| c.tree_id().ok()) else { return true };
         let wanted: BTreeSet<&str> = inputs.keys().map(String::as_str).collect();
+        let index = self.repo.try_index().ok().flatten();
         let mut committed = BTreeMap::new();
-        if self.committed_blobs(head_tree.detach(), "", &wanted, &mut committed).is_err() {
-            return true;
+        // Git's index caches the tree it was last written as (its TREE extension, kept valid by
+        // `git commit` and invalidated by any `git add`): when that is HEAD's tree, the index's
+        // entries are HEAD's blobs and HEAD's tree need not be walked.
+        let index_is_head = index
+            .as_ref()
+            .and_then(|i| i.tree())
+            .is_some_and(|t| t.num_entries.is_some() && t.id == head_tree.detach());
+        match &index {
+            Some(index) if index_is_head => {
+                for e in index.entries() {
+                    let path = e.path(index).to_str_lossy();
+                    if e.stage() == gix::index::entry::Stage::Unconflicted && within(&wanted, &path) {
+                        committed.insert(path.into_owned(), e.id);
+                    }
+                }
+            }
+            _ => {
+                if self.committed_blobs(head_tree.detach(), "", &wanted, &mut committed).is_err() {
+                    return true;
+                }
+            }
         }
+        let check = Check { committed: &committed, index: index.as_deref().map(|i| &**i) };
         let mut seen = BTreeSet::new();
         for (rel, abs) in &inputs {
-            if self.differs(abs, rel, &committed, &mut seen) {
+            if self.differs(abs, rel, &check, &mut seen) {
                 return true;
             }
         }
@@ -112,10 +136,6 @@ impl Lineage {
         wanted: &BTreeSet<&str>,
         out: &mut BTreeMap<String, gix::ObjectId>,
     ) -> Result<(), LineageError> {
-        let inside = |path: &str| {
-            wanted.contains("")
-                || path.match_indices('/').map(|(i, _)| &path[..i]).chain([path]).any(|p| wanted.contains(p))
-        };
         let holds_input = |path: &str| {
             let dir = format!("{path}/");
             wanted.range(dir.as_str()..).next().is_some_and(|w| w.starts_with(&dir))
@@ -125,10 +145,10 @@ impl Lineage {
             let name = e.filename.to_str_lossy();
             let path = if prefix.is_empty() { name.into_owned() } else { format!("{prefix}/{name}") };
             if e.mode.is_tree() {
-                if inside(&path) || holds_input(&path) {
+                if within(wanted, &path) || holds_input(&path) {
                     self.committed_blobs(e.oid.to_owned(), &path, wanted, out)?;
                 }
-            } else if inside(&path) {
+            } else if within(wanted, &path) {
                 out.insert(path, e.oid.to_owned());
             }
         }
@@ -136,18 +156,15 @@ impl Lineage {
     }
 
     /// True if the file or folder `abs` (`rel` in the work tree) holds anything not committed as is.
-    fn differs(
-        &self,
-        abs: &Path,
-        rel: &str,
-        committed: &BTreeMap<String, gix::ObjectId>,
-        seen: &mut BTreeSet<String>,
-    ) -> bool {
+    fn differs(&self, abs: &Path, rel: &str, check: &Check<'_>, seen: &mut BTreeSet<String>) -> bool {
         if abs.is_file() {
             if !seen.insert(rel.to_string()) {
                 return false;
             }
-            let Some(want) = committed.get(rel) else { return true };
+            let Some(want) = check.committed.get(rel) else { return true };
+            if check.unchanged_since_index(abs, rel, want) {
+                return false;
+            }
             let Ok(data) = std::fs::read(abs) else { return true };
             let hash = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, &data);
             return hash.map(|h| h != *want).unwrap_or(true);
@@ -159,10 +176,40 @@ impl Lineage {
                 continue;
             }
             let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-            if self.differs(&entry.path(), &child, committed, seen) {
+            if self.differs(&entry.path(), &child, check, seen) {
                 return true;
             }
         }
         false
+    }
+}
+
+/// True if `path` is one of the `wanted` inputs or lies inside one (`""` is the whole work tree).
+fn within(wanted: &BTreeSet<&str>, path: &str) -> bool {
+    wanted.contains("") || path.match_indices('/').map(|(i, _)| &path[..i]).chain([path]).any(|p| wanted.contains(p))
+}
+
+/// What the dirty check compares the work tree with: HEAD's blobs by path, and Git's index.
+struct Check<'a> {
+    committed: &'a BTreeMap<String, gix::ObjectId>,
+    index: Option<&'a gix::index::File>,
+}
+
+impl Check<'_> {
+    /// True when Git's index proves the file at `abs` is HEAD's blob `want` without reading it:
+    /// its entry holds `want` as a regular file, the file's stat data matches the entry's, and
+    /// the entry is not racily clean (the file modified no earlier than the index was written,
+    /// which stat data cannot tell apart).
+    fn unchanged_since_index(&self, abs: &Path, rel: &str, want: &gix::ObjectId) -> bool {
+        use gix::index::entry::{Mode, Stage, stat};
+        let Some(index) = self.index else { return false };
+        let Some(entry) = index.entry_by_path(rel.into()) else { return false };
+        if entry.id != *want || entry.stage() != Stage::Unconflicted || !(entry.mode == Mode::FILE || entry.mode == Mode::FILE_EXECUTABLE) {
+            return false;
+        }
+        let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(abs) else { return false };
+        let Ok(now) = gix::index::entry::Stat::from_fs(&meta) else { return false };
+        let options = stat::Options::default();
+        entry.stat.matches(&now, options) && !entry.stat.is_racy(index.timestamp(), options)
     }
 }

@@ -247,6 +247,37 @@ fn an_edited_or_duplicated_index_line_is_rebuilt_from_git_and_verify_says_so() {
     assert_eq!(export.lines().count(), 4 + 1 + 1, "one line per change (4 created, then 2 updates):\n{export}");
 }
 
+/// The snapshot of the tip's records (one file read instead of a loose object per record) is a
+/// cache: a record is taken from it only when its bytes hash to the blob the commit names.
+#[test]
+fn an_edited_or_torn_records_snapshot_is_never_believed() {
+    let env = three_applies();
+    let snapshot = env.join(".git/mlops/records/quickstart/default.bin");
+    let truth = env.mlops(&["state", "--json"]).ok().stdout;
+    let bytes = std::fs::read(&snapshot).expect("an apply writes the snapshot");
+    let digest = record(&env, REF, "resources/datasets/churn-train.json")["attributes"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let last = if digest.ends_with('0') { "1" } else { "0" };
+    let forged_digest = format!("{}{last}", &digest[..digest.len() - 1]);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    assert!(text.contains(&digest), "the snapshot holds the record's bytes");
+    // Same length, another value: the file still parses, the record's bytes no longer hash.
+    let mut forged = bytes.clone();
+    let at = text.find(&digest).unwrap();
+    forged[at..at + digest.len()].copy_from_slice(forged_digest.as_bytes());
+    std::fs::write(&snapshot, &forged).unwrap();
+    assert_eq!(env.mlops(&["state", "--json"]).ok().stdout, truth, "the record is read from Git");
+    assert_eq!(env.mlops(&["plan", "--detailed-exitcode"]).status, 0, "nothing to change");
+    assert_eq!(std::fs::read(&snapshot).unwrap(), bytes, "a read that had to go to Git saves the snapshot again");
+    std::fs::write(&snapshot, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(env.mlops(&["state", "--json"]).ok().stdout, truth, "a torn snapshot: the rest from Git");
+    std::fs::write(&snapshot, b"garbage").unwrap();
+    assert_eq!(env.mlops(&["state", "--json"]).ok().stdout, truth);
+    assert_eq!(env.mlops(&["verify"]).status, 0, "verify reads Git, never the snapshot");
+}
+
 #[test]
 fn an_index_that_is_a_fifo_or_a_symlink_to_a_device_is_never_read() {
     let env = three_applies();

@@ -466,6 +466,20 @@ fn the_dirty_check_sees_modified_added_untracked_and_removed_inputs_only() {
     env.commit("no extra");
     assert!(!dirty());
 
+    // Once the index is older than a file, its stat data stands for its contents: a same-size
+    // edit whose modification time is put back is still seen (its change time moved).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let path = env.dir.path().join("data/train/2026-10.csv");
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let csv = env.read("data/train/2026-10.csv");
+    let edited = csv.replacen(',', ";", 1);
+    assert_eq!(edited.len(), csv.len());
+    env.write("data/train/2026-10.csv", &edited);
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    assert!(dirty(), "a same-size edit with its modification time put back");
+    env.git(&["checkout", "--", "data/train/2026-10.csv"]);
+    assert!(!dirty());
+
     env.write("model/churn-clf.json", "{\"retrained\": true}\n");
     assert!(dirty(), "a modified model artifact");
     env.commit("retrained");

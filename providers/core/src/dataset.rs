@@ -51,13 +51,18 @@ pub fn skipped_source_entries(dir: &std::path::Path) -> Vec<String> {
                 stack.push(path);
             } else if !ft.is_file() {
                 let rel = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
-                let what = if ft.is_symlink() { "a symlink" } else { "not a regular file" };
-                out.push(format!("source file {rel} is {what}: it is not part of the dataset"));
+                out.push(skipped_source_entry(&rel, ft.is_symlink()));
             }
         }
     }
     out.sort();
     out
+}
+
+/// The warning for an entry `rel` under a dataset's `source` that is not a regular file.
+pub fn skipped_source_entry(rel: &str, symlink: bool) -> String {
+    let what = if symlink { "a symlink" } else { "not a regular file" };
+    format!("source file {rel} is {what}: it is not part of the dataset")
 }
 
 /// A per-file manifest entry of a provider (its checksums and size, as its store reports them).

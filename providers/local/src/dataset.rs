@@ -188,9 +188,9 @@ impl ResourceType for Datasets {
                     return Err(ProviderError::invalid(format!("dataset source {} is not a directory", src.display()))
                         .at(ValuePath::key("source")));
                 }
-                carriable(&src)?;
-                d.warnings.extend(mlops_provider_core::skipped_source_entries(&src));
-                manifest(&src)?
+                let (files, skipped) = source_manifest(&src)?;
+                d.warnings.extend(skipped);
+                files
             }
             None => BTreeMap::new(),
         };
@@ -288,22 +288,26 @@ fn manifest(dir: &Path) -> Result<BTreeMap<String, String>, ProviderError> {
     Ok(out)
 }
 
-/// Refuses, at plan time and naming the file, a source file the local store cannot hold as it
-/// is named: a name that is not UTF-8, one ending in the store's temporary suffix (the store
-/// would take it for a leftover), or one too long to write beside its temporary name.
-fn carriable(src: &Path) -> Result<(), ProviderError> {
+/// A source folder's manifest (as [`manifest`]) and a warning for each entry that is not part of
+/// the dataset (symlinks, special files), in one walk. Refuses, at plan time and naming the
+/// file, a source file the local store cannot hold as it is named: a name that is not UTF-8, one
+/// ending in the store's temporary suffix (the store would take it for a leftover), or one too
+/// long to write beside its temporary name.
+fn source_manifest(src: &Path) -> Result<(BTreeMap<String, String>, Vec<String>), ProviderError> {
     // NAME_MAX is 255 bytes; the temporary name adds a dot and the suffix.
     const LONGEST: usize = 255 - 1 - TMP_SUFFIX.len();
+    let (mut files, mut skipped) = (BTreeMap::new(), Vec::new());
     let mut stack = vec![src.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = fs::read_dir(&d).map_err(|e| io_err("cannot list", &d, e))?;
-        for entry in entries.flatten() {
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("cannot list", &d, e))?;
             let path = entry.path();
-            let name = entry.file_name();
             let refuse = |why: String| {
                 Err(ProviderError::invalid(format!("the source file {} {why}", path.display()))
                     .at(ValuePath::key("source")))
             };
+            let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 return refuse("has a name that is not UTF-8: rename it".into());
             };
@@ -316,12 +320,20 @@ fn carriable(src: &Path) -> Result<(), ProviderError> {
                     name.len()
                 ));
             }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let ft = entry.file_type().map_err(|e| io_err("cannot stat", &path, e))?;
+            let rel = path.strip_prefix(src).unwrap_or(&path);
+            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            if ft.is_dir() {
                 stack.push(path);
+            } else if ft.is_file() {
+                files.insert(rel, sha256_file(&path)?);
+            } else {
+                skipped.push(mlops_provider_core::skipped_source_entry(&rel, ft.is_symlink()));
             }
         }
     }
-    Ok(())
+    skipped.sort();
+    Ok((files, skipped))
 }
 
 /// The dataset version: a digest over the sorted manifest.

@@ -168,7 +168,8 @@ fn io_err(what: &str, path: &Path, e: io::Error) -> ProviderError {
 fn sha256_file(path: &Path) -> Result<String, ProviderError> {
     let mut f = fs::File::open(path).map_err(|e| io_err("cannot read", path, e))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    // On the stack: a heap buffer per file is an allocation (and fresh pages) per file hashed.
+    let mut buf = [0u8; 16 * 1024];
     loop {
         let n = f.read(&mut buf).map_err(|e| io_err("cannot read", path, e))?;
         if n == 0 {
