@@ -445,9 +445,10 @@ fn apply_locked(
     let document = plan.document();
     journal.begin(&document).map_err(|source| OpError::Io { what: "write the apply journal", source })?;
     let journal_error = Mutex::new(None);
+    let writer = journal.writer();
     let sink = |e: Event| {
         if let Event::Outcome { address, outcome, record } = e {
-            if let Err(err) = journal.append(&JournalEntry { address, outcome, record }) {
+            if let Err(err) = writer.send(JournalEntry { address, outcome, record }) {
                 *journal_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(err.to_string());
             }
         } else {
@@ -455,6 +456,9 @@ fn apply_locked(
         }
     };
     let report = rt.block_on(apply::apply(stack, &state, &plan, parallelism, &options, &interrupt, &sink));
+    if let Err(err) = writer.close() {
+        journal_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(err.to_string());
+    }
     let commit = if report.changed() {
         Some(lineage.record(
             state.tip.as_deref(),

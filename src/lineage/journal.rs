@@ -44,12 +44,42 @@ impl Journal {
     }
 
     pub fn append(&self, entry: &JournalEntry) -> std::io::Result<()> {
+        self.append_all(std::slice::from_ref(entry))
+    }
+
+    /// Appends `entries` with one write and one `fdatasync`.
+    fn append_all(&self, entries: &[JournalEntry]) -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().append(true).create(true).open(&self.path)?;
-        let mut line = serde_json::to_string(entry).expect("entries serialize");
-        line.push('\n');
-        f.write_all(line.as_bytes())?;
+        let mut text = String::new();
+        for entry in entries {
+            text.push_str(&serde_json::to_string(entry).expect("entries serialize"));
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())?;
         f.sync_data()
+    }
+
+    /// A writer that group-commits: entries sent while the previous batch is being synced are
+    /// written together, with one `fdatasync` per batch instead of one per change. An entry is
+    /// durable once its batch is synced; a kill before that loses only changes whose outcome
+    /// was not yet durable, which the next plan sees from the live state, as a kill between a
+    /// change and its entry always did.
+    pub fn writer(&self) -> JournalWriter {
+        let (tx, rx) = std::sync::mpsc::channel::<JournalEntry>();
+        let journal = Journal { path: self.path.clone() };
+        let thread = std::thread::spawn(move || {
+            let mut first_error = None;
+            while let Ok(entry) = rx.recv() {
+                let mut batch = vec![entry];
+                batch.extend(rx.try_iter());
+                if let Err(e) = journal.append_all(&batch) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        JournalWriter { tx: Some(tx), thread: Some(thread) }
     }
 
     pub fn finish(&self) -> std::io::Result<()> {
@@ -91,6 +121,35 @@ impl Journal {
         // A torn last line (killed mid-write) is dropped: that change is re-planned from live state.
         let entries = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
         Some((plan, json, entries))
+    }
+}
+
+/// The sending end of [`Journal::writer`]; [`JournalWriter::close`] waits for every entry sent.
+pub struct JournalWriter {
+    tx: Option<std::sync::mpsc::Sender<JournalEntry>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl JournalWriter {
+    pub fn send(&self, entry: JournalEntry) -> std::io::Result<()> {
+        let closed = || std::io::Error::other("the journal writer has stopped");
+        self.tx.as_ref().ok_or_else(closed)?.send(entry).map_err(|_| closed())
+    }
+
+    /// Writes and syncs what was sent; the first write error, if any.
+    pub fn close(mut self) -> std::io::Result<()> {
+        self.tx = None;
+        let thread = self.thread.take().expect("closed once");
+        thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the journal writer panicked")))
+    }
+}
+
+impl Drop for JournalWriter {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -229,8 +229,10 @@ impl Lineage {
         &self,
         commit: gix::ObjectId,
         snapshot: &'s snapshot::Snapshot,
-    ) -> Result<(BTreeMap<Address, ResourceRecord>, Blobs, Vec<(gix::ObjectId, std::borrow::Cow<'s, [u8]>)>), LineageError>
-    {
+    ) -> Result<
+        (BTreeMap<Address, ResourceRecord>, Blobs, Vec<(gix::ObjectId, std::borrow::Cow<'s, [u8]>)>),
+        LineageError,
+    > {
         let tree = self.tree_of(commit)?;
         let mut read = Vec::new();
         let mut out = BTreeMap::new();

@@ -37,7 +37,8 @@ impl Snapshot {
             let (id_len, mut pos) = (kind.len_in_bytes(), MAGIC.len());
             while pos + id_len + 4 <= data.len() {
                 let id = gix::ObjectId::from_bytes_or_panic(&data[pos..pos + id_len]);
-                let len = u32::from_le_bytes(data[pos + id_len..pos + id_len + 4].try_into().expect("4 bytes")) as usize;
+                let len =
+                    u32::from_le_bytes(data[pos + id_len..pos + id_len + 4].try_into().expect("4 bytes")) as usize;
                 let start = pos + id_len + 4;
                 let Some(end) = start.checked_add(len).filter(|&e| e <= data.len()) else { break };
                 at.insert(id, (start, end));

@@ -204,7 +204,10 @@ impl Check<'_> {
         use gix::index::entry::{Mode, Stage, stat};
         let Some(index) = self.index else { return false };
         let Some(entry) = index.entry_by_path(rel.into()) else { return false };
-        if entry.id != *want || entry.stage() != Stage::Unconflicted || !(entry.mode == Mode::FILE || entry.mode == Mode::FILE_EXECUTABLE) {
+        if entry.id != *want
+            || entry.stage() != Stage::Unconflicted
+            || !(entry.mode == Mode::FILE || entry.mode == Mode::FILE_EXECUTABLE)
+        {
             return false;
         }
         let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(abs) else { return false };

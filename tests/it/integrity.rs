@@ -255,10 +255,8 @@ fn an_edited_or_torn_records_snapshot_is_never_believed() {
     let snapshot = env.join(".git/mlops/records/quickstart/default.bin");
     let truth = env.mlops(&["state", "--json"]).ok().stdout;
     let bytes = std::fs::read(&snapshot).expect("an apply writes the snapshot");
-    let digest = record(&env, REF, "resources/datasets/churn-train.json")["attributes"]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let digest =
+        record(&env, REF, "resources/datasets/churn-train.json")["attributes"]["digest"].as_str().unwrap().to_string();
     let last = if digest.ends_with('0') { "1" } else { "0" };
     let forged_digest = format!("{}{last}", &digest[..digest.len() - 1]);
     let text = String::from_utf8_lossy(&bytes).into_owned();

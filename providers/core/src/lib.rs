@@ -18,8 +18,8 @@ pub mod rollout;
 mod state;
 pub use contract::{FEATURE_RECORDS_NOT_RESTORED, Provider, ResourceType, records_destroyed};
 pub use dataset::{
-    EntryOf, SyncPlan, dataset_manifest, not_in_source, skipped_source_entries, skipped_source_entry, source_files, sync_plan,
-    unrestorable_files,
+    EntryOf, SyncPlan, dataset_manifest, not_in_source, skipped_source_entries, skipped_source_entry, source_files,
+    sync_plan, unrestorable_files,
 };
 pub use state::{LiveState, PriorState, ResourceState};
 
