@@ -118,6 +118,42 @@ impl Cluster {
         self.rt.block_on(self.api(None, r).patch(name, &pp, &Patch::Apply(patch))).unwrap();
     }
 
+    /// Installs KServe's ServingRuntime and ClusterServingRuntime CRDs kept in the repo
+    /// (idempotent) and waits until both are served.
+    fn install_runtime_crds(&self) {
+        for kind in ["servingruntime", "clusterservingruntime"] {
+            let path =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/kserve-{kind}-crd.yaml"));
+            let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            self.ssa_cluster(&crd_ar(), &format!("{kind}s.serving.kserve.io"), crd);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let served = self.rt.block_on(self.client.list_api_group_resources("serving.kserve.io/v1alpha1"));
+            let names: Vec<String> =
+                served.map(|l| l.resources.into_iter().map(|r| r.name).collect()).unwrap_or_default();
+            if ["servingruntimes", "clusterservingruntimes"].iter().all(|n| names.iter().any(|m| m == n)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the serving runtime CRDs are not served");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A ServingRuntime in `ns`, or a ClusterServingRuntime when `ns` is `None`, as a cluster
+    /// admin installs one: the formats and protocols it supports.
+    fn serving_runtime(&self, ns: Option<&str>, name: &str, formats: Value, protocols: Value) {
+        let kind = if ns.is_some() { "ServingRuntime" } else { "ClusterServingRuntime" };
+        let r = ar("serving.kserve.io", "v1alpha1", kind, &format!("{}s", kind.to_lowercase()));
+        let object = json!({"apiVersion": "serving.kserve.io/v1alpha1", "kind": kind, "metadata": {"name": name},
+            "spec": {"supportedModelFormats": formats, "protocolVersions": protocols,
+                     "containers": [{"name": "kserve-container", "image": "example/server:1"}]}});
+        match ns {
+            Some(ns) => self.ssa(ns, &r, name, "cluster-admin", object),
+            None => self.ssa_cluster(&r, name, object),
+        }
+    }
+
     fn remove_crd(&self) {
         let _ = self.rt.block_on(self.api(None, &crd_ar()).delete(CRD_NAME, &DeleteParams::default()));
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -1464,4 +1500,96 @@ fn the_cluster_recipes_are_accepted_by_the_apiserver_as_written() {
     let obj: DynamicObject = serde_json::from_value(nameless).unwrap();
     let refused = cluster.rt.block_on(cluster.api(Some(&ns), &workflows).create(&dry, &obj));
     assert!(refused.is_err(), "a template without a name is refused: the fixture's schema checks");
+}
+
+/// The 1-based line of the first line of `spec` that contains `needle` after the line holding `after`.
+fn line_after(spec: &str, after: &str, needle: &str) -> usize {
+    let start = spec.lines().position(|l| l.contains(after)).expect("the anchor is in the spec");
+    start + 1 + spec.lines().skip(start).position(|l| l.contains(needle)).expect("the line is in the spec")
+}
+
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn kserve_model_formats_and_serving_runtimes_are_checked_at_plan_and_written_to_the_predictor() {
+    // A ClusterServingRuntime is cluster-wide: a name of its own per run.
+    let triton = unique("triton");
+    let k = K8s::new(&format!(
+        "  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    serving_runtime: mlserver\n    \
+         protocol_version: v2\n    wait_timeout: 30s\n  churn-onnx:\n    runtime: kserve\n    model: models.churn\n    \
+         model_format: {{ name: onnx, version: \"1\" }}\n    serving_runtime: {triton}\n    protocol_version: grpc-v2\n    \
+         wait_timeout: 30s\n"
+    ));
+    k.cluster.install_runtime_crds();
+    k.cluster.serving_runtime(
+        Some(&k.ns),
+        "mlserver",
+        json!([{"name": "sklearn", "version": "1"}, {"name": "xgboost", "version": "1"}]),
+        json!(["v2"]),
+    );
+    k.cluster.serving_runtime(
+        None,
+        &triton,
+        json!([{"name": "onnx", "version": "1"}, {"name": "tensorflow"}]),
+        json!(["v2", "grpc-v2"]),
+    );
+    let _controller = k.controller();
+    let run = k.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Apply complete! Resources: 3 added"), "{}", run.stdout);
+    // Read back through the test's own client, not mlops's reads.
+    let model = |name: &str| {
+        k.cluster.get(&k.ns, &isvc_ar(), name).expect("the InferenceService exists")["spec"]["predictor"]["model"]
+            .clone()
+    };
+    let isvc = model("churn-isvc");
+    assert_eq!(isvc["modelFormat"], json!({"name": "xgboost"}), "from the model's framework: {isvc}");
+    assert_eq!(isvc["runtime"], "mlserver");
+    assert_eq!(isvc["protocolVersion"], "v2");
+    let onnx = model("churn-onnx");
+    assert_eq!(onnx["modelFormat"], json!({"name": "onnx", "version": "1"}), "{onnx}");
+    assert_eq!(onnx["runtime"], triton.as_str());
+    assert_eq!(onnx["protocolVersion"], "grpc-v2");
+    assert_eq!(k.mlops(&["plan", "--detailed-exitcode"]).status, 0, "nothing to do after the apply");
+
+    let spec = k.env.read("mlops.yaml");
+    let refused = |edited: &str, says: &str, line: usize| {
+        k.env.write("mlops.yaml", edited);
+        let plan = k.mlops(&["plan"]);
+        assert_eq!(plan.status, 1, "{}{}", plan.stdout, plan.stderr);
+        assert!(crate::common::flat(&plan.stderr).contains(says), "{says}:\n{}", plan.stderr);
+        assert!(plan.stderr.contains(&format!("mlops.yaml:{line}:")), "at line {line}:\n{}", plan.stderr);
+        k.env.write("mlops.yaml", &spec);
+    };
+    let runtime_line = line_after(&spec, "churn-onnx:", "serving_runtime:");
+    refused(
+        &spec.replace("version: \"1\" }", "version: \"2\" }"),
+        "does not support the model format onnx (version 2) (it supports: onnx (version 1), tensorflow)",
+        runtime_line,
+    );
+    refused(
+        &spec.replace("serving_runtime: mlserver", "serving_runtime: no-such-runtime"),
+        "runtimes that support xgboost: mlserver",
+        line_after(&spec, "churn-isvc:", "serving_runtime:"),
+    );
+    refused(
+        &spec.replace("protocol_version: v2", "protocol_version: v1"),
+        "does not serve protocol v1 (it serves: v2)",
+        line_after(&spec, "churn-isvc:", "protocol_version:"),
+    );
+    refused(
+        &spec.replace("framework: xgboost", "framework: catboost"),
+        "framework `catboost` names no KServe model format",
+        line_after(&spec, "churn-isvc:", "model: models.churn"),
+    );
+    // Each refusal changed nothing.
+    assert_eq!(model("churn-isvc")["runtime"], "mlserver");
+    assert_eq!(k.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+
+    // A Deployment runs its image as it is: KServe's settings are refused before any call.
+    k.env.write(
+        "mlops.yaml",
+        &spec.replace("  churn-isvc:\n    runtime: kserve", "  churn-isvc:\n    runtime: deployment"),
+    );
+    let v = k.mlops(&["validate"]);
+    assert_eq!(v.status, 1, "{}", v.stderr);
+    assert!(crate::common::flat(&v.stderr).contains("`serving_runtime` applies to `runtime: kserve`"), "{}", v.stderr);
 }

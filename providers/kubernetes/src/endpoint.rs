@@ -34,6 +34,10 @@ impl Cluster {
         let mut d = Desired::default();
         let mut fetched = BTreeMap::new();
         for (part, manifest) in self.manifests(config, deps, &namespace)? {
+            if let Some(format) = manifest.pointer("/spec/predictor/model/modelFormat") {
+                self.check_serving_runtime(config, &namespace, format).await?;
+                d.warnings.extend(crate::runtimes::format_warning(format));
+            }
             let kind = part.resource().kind;
             let live = self.get(&namespace, part, name).await?;
             fetched.insert((namespace.clone(), part.attribute()), live.clone());
@@ -276,6 +280,17 @@ impl ResourceType for Endpoints {
             out.extend(mlops_provider_core::rollout::check(config, Some(&KSERVE_ROLLOUT)));
         }
 
+        if runtime == Some("deployment") {
+            for key in ["model_format", "serving_runtime", "protocol_version"] {
+                if config.body.get(key).is_some() {
+                    out.push(diag(
+                        ValuePath::key(key),
+                        format!("`{key}` applies to `runtime: kserve`; a Deployment runs `image` as it is"),
+                        "remove it, or use `runtime: kserve` to serve the model with a KServe serving runtime",
+                    ));
+                }
+            }
+        }
         if runtime == Some("kserve") {
             for key in ["image", "args", "port"] {
                 if config.body.get(key).is_some() {

@@ -17,6 +17,7 @@ mod errors;
 mod manifests;
 mod readiness;
 mod rollout;
+mod runtimes;
 mod schema;
 pub use schema::entry;
 

@@ -85,14 +85,15 @@ impl Cluster {
         let autoscaling = Autoscaling::of(config);
 
         if runtime == "kserve" {
-            let framework = model.get("framework").and_then(Value::as_str).ok_or_else(|| {
-                ProviderError::invalid(format!(
-                    "KServe picks its serving runtime from the model's format: give {} a `framework` (e.g. sklearn, xgboost)",
-                    model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default()
-                ))
-                .at(ValuePath::key("model"))
-            })?;
-            let mut model_spec = json!({ "modelFormat": { "name": framework }, "storageUri": uri });
+            let model_name = model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default();
+            let format = crate::runtimes::model_format(config, model, &model_name)?;
+            let mut model_spec = json!({ "modelFormat": format, "storageUri": uri });
+            if let Some(r) = config.str("serving_runtime") {
+                model_spec["runtime"] = json!(r);
+            }
+            if let Some(p) = config.str("protocol_version") {
+                model_spec["protocolVersion"] = json!(p);
+            }
             if !resources.is_empty() {
                 model_spec["resources"] = Value::Object(resources);
             }

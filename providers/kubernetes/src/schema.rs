@@ -27,6 +27,16 @@ struct EndpointSettings {
     /// Serving runtime on Kubernetes: `kserve` (an InferenceService) or `deployment` (a
     /// Deployment + Service running `image`). Setting it makes `kubernetes` the default provider.
     runtime: Option<Runtime>,
+    /// The model format the InferenceService declares (`runtime: kserve`). Default: the model's
+    /// `framework` as KServe names it (sklearn, xgboost, lightgbm, tensorflow, pytorch, onnx,
+    /// triton, mlflow, huggingface).
+    model_format: Option<ModelFormat>,
+    /// A ServingRuntime (in the namespace) or ClusterServingRuntime to serve the model with
+    /// (`runtime: kserve`), checked at plan time to exist and to support the format and protocol.
+    /// Default: the runtime KServe selects for the format.
+    serving_runtime: Option<String>,
+    /// The inference protocol (`runtime: kserve`): `v1`, `v2` (Open Inference Protocol) or `grpc-v2`.
+    protocol_version: Option<Protocol>,
     /// Serving image (`runtime: deployment`); default: the model's `image`.
     image: Option<String>,
     /// Container arguments (`runtime: deployment`).
@@ -46,6 +56,26 @@ struct EndpointSettings {
 enum Runtime {
     Kserve,
     Deployment,
+}
+
+/// A KServe model format: its name and, where the runtime distinguishes them, its version.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ModelFormat {
+    name: String,
+    version: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+enum Protocol {
+    #[serde(rename = "v1")]
+    V1,
+    #[serde(rename = "v2")]
+    V2,
+    #[serde(rename = "grpc-v2")]
+    GrpcV2,
 }
 
 /// Kubernetes quantities, e.g. `cpu: "500m"`, `memory: 1Gi`, `gpu: 1`.
