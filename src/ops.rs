@@ -96,8 +96,8 @@ pub fn source_info(stack: &Stack, lineage: &Lineage) -> SourceInfo {
     let mut inputs = vec![spec_path.clone()];
     for r in &stack.spec.resources {
         for key in ["source", "artifact"] {
-            if r.config.str(key).is_some_and(|p| !p.contains("://") || p.starts_with("file://")) {
-                inputs.extend(r.config.local_path(key));
+            if let Some(local) = r.config.str(key).and_then(mlops_provider_core::local_input) {
+                inputs.push(r.config.base_dir.join(local));
             }
         }
     }

@@ -247,11 +247,7 @@ fn read(root: &Path, spec: &str) -> Result<(String, Vec<String>, Vec<String>), S
         for body in doc.get(kind).and_then(Value::as_object).into_iter().flat_map(|m| m.values()) {
             for key in ["source", "artifact"] {
                 let Some(p) = body.get(key).and_then(Value::as_str) else { continue };
-                let local = match p.strip_prefix("file://") {
-                    Some(rest) => rest,
-                    None if p.contains("://") || p.contains("${") => continue,
-                    None => p,
-                };
+                let Some(local) = mlops_provider_core::local_input(p).filter(|l| !l.contains("${")) else { continue };
                 inputs.push(normalize(&folder.join(local)));
             }
         }

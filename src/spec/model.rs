@@ -180,7 +180,9 @@ pub struct Dataset {
     /// by `local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
-    /// A local folder (relative to the spec file) whose files are synced up.
+    /// A local folder (relative to the spec file) whose files are synced up; or
+    /// `dvc://PATH.dvc`, a DVC pointer whose output mlops checks in the DVC remote and records
+    /// (md5, size, file count), writing nothing (on a provider that reads the remote's storage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Delete remote objects that are not in `source`. Default false.

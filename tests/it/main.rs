@@ -8,6 +8,8 @@ mod cli;
 mod common;
 mod containment;
 mod crash;
+#[cfg(all(feature = "aws", feature = "gcp"))]
+mod dvc;
 mod environments;
 #[cfg(all(feature = "feast", feature = "gcp"))]
 mod feast;

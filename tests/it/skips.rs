@@ -20,7 +20,9 @@ fn provider_tests(list: &str) -> Vec<String> {
     list.lines()
         .filter_map(|l| l.strip_suffix(": test"))
         .filter(|name| {
-            ["gcp::", "aws::", "kubernetes::", "vertex::", "mlflow::", "feast::"].iter().any(|m| name.starts_with(m))
+            ["gcp::", "aws::", "dvc::", "kubernetes::", "vertex::", "mlflow::", "feast::"]
+                .iter()
+                .any(|m| name.starts_with(m))
         })
         .map(str::to_string)
         .collect()

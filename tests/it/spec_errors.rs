@@ -482,3 +482,21 @@ fn a_training_run_no_configured_provider_reads_is_refused_at_its_line() {
         assert!(text.contains("mlops.yaml:8"), "at the line: {text}");
     }
 }
+
+/// A DVC pointer is read by the aws provider only, and a DVC dataset has no `uri` of its own.
+#[cfg(feature = "aws")]
+#[test]
+fn a_dvc_source_on_a_provider_that_cannot_read_it_or_with_a_uri_is_refused_at_its_line() {
+    let env = crate::common::TestEnv::new();
+    env.write(
+        "mlops.yaml",
+        "version: 1\nproject: dvc\nproviders:\n  aws: { region: us-east-1 }\n  local: {}\ndatasets:\n  train:\n    \
+         provider: local\n    source: dvc://data/train.csv.dvc\n  images:\n    provider: aws\n    source: dvc://data/images.dvc\n    uri: s3://x-bucket/images/\n",
+    );
+    let run = env.mlops(&["validate"]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    let text = crate::common::flat(&run.stderr);
+    assert!(text.contains("the local provider does not read DVC remotes"), "{text}");
+    assert!(text.contains("`uri` is for a dataset mlops uploads"), "{text}");
+    assert!(run.stderr.contains("mlops.yaml:9:") && run.stderr.contains("mlops.yaml:13:"), "{}", run.stderr);
+}

@@ -14,6 +14,7 @@
 //!   capacity-only changes use `UpdateEndpointWeightsAndCapacities`, with no new config.
 
 mod dataset;
+mod dvc;
 mod ecr;
 mod endpoint;
 mod feature_group;
@@ -354,7 +355,7 @@ impl Provider for AwsProvider {
     }
 
     fn version_attributes(&self) -> &'static [&'static str] {
-        &["files", "artifact_digest", "artifact_version", "size"]
+        &["files", "artifact_digest", "artifact_version", "size", "dvc"]
     }
 
     fn traffic_attributes(&self) -> &'static [&'static str] {

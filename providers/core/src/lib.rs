@@ -14,6 +14,7 @@ use std::sync::Arc;
 pub mod autoscaling;
 mod contract;
 mod dataset;
+pub mod dvc;
 pub mod rollout;
 mod state;
 pub use contract::{FEATURE_RECORDS_NOT_RESTORED, Provider, ResourceType, records_destroyed};
@@ -519,6 +520,16 @@ pub fn no_settings(_: Kind) -> serde_json::Map<String, Value> {
 }
 
 /// Whether a resource's location (`uri`, else `artifact`) starts with `scheme` (e.g. `xy://`).
+/// The local file or folder a `source` or `artifact` value reads, if it names one: a plain path,
+/// `file://PATH`, or a DVC pointer (`dvc://PATH.dvc`). Remote URIs read nothing local.
+pub fn local_input(value: &str) -> Option<&str> {
+    match value.strip_prefix("file://").or_else(|| value.strip_prefix(dvc::SCHEME)) {
+        Some(rest) => Some(rest),
+        None if value.contains("://") => None,
+        None => Some(value),
+    }
+}
+
 pub fn location_has_scheme(body: &Value, scheme: &str) -> bool {
     body.get("uri").or_else(|| body.get("artifact")).and_then(Value::as_str).is_some_and(|u| u.starts_with(scheme))
 }

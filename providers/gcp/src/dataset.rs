@@ -214,6 +214,9 @@ pub(crate) struct Datasets(pub(crate) Arc<Gcp>);
 #[async_trait]
 impl ResourceType for Datasets {
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        if let Some(refused) = mlops_provider_core::dvc::unsupported_here(config, "gcp") {
+            return vec![refused];
+        }
         let diag = ConfigDiagnostic::unsupported;
         match config.str("uri") {
             None => vec![diag(

@@ -148,6 +148,9 @@ impl Store {
 #[async_trait]
 impl ResourceType for Datasets {
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
+        if let Some(refused) = mlops_provider_core::dvc::unsupported_here(config, "local") {
+            return vec![refused];
+        }
         let mut out = Vec::new();
         if let Some(src) = config.local_path("source") {
             let (src, root) = (normalize(&src), normalize(&self.0.root));

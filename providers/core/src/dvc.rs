@@ -1,0 +1,232 @@
+//! DVC-versioned datasets: `source: dvc://PATH.dvc` names a DVC pointer file (relative to the
+//! spec). The version is DVC's own: the output's md5 (`….dir` for a folder), size and file count,
+//! read from the pointer without downloading anything. Where the bytes live is the DVC remote the
+//! repository's `.dvc/config` names (`config.local` over it, as DVC reads them): the object of
+//! md5 `abcdef…` is `REMOTE/files/md5/ab/cdef…` (DVC 3; DVC 2 pointers, without `hash: md5`,
+//! use `REMOTE/ab/cdef…`). A provider whose storage holds the remote checks the objects are there.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ProviderError, ResourceConfig, ValuePath};
+
+pub const SCHEME: &str = "dvc://";
+
+/// One DVC-tracked output, as its pointer and the repository's remote describe it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DvcOutput {
+    /// The pointer file.
+    pub pointer: PathBuf,
+    /// The output's path, as the pointer names it (relative to the pointer's folder).
+    pub path: String,
+    /// DVC's md5 of the file, or of the folder's listing (`….dir`).
+    pub md5: String,
+    pub size: Option<u64>,
+    pub nfiles: Option<u64>,
+    /// The remote's name and URL.
+    pub remote: String,
+    pub url: String,
+    /// DVC 3's layout (`files/md5/…`), else DVC 2's.
+    pub files_layout: bool,
+}
+
+impl DvcOutput {
+    pub fn is_dir(&self) -> bool {
+        self.md5.ends_with(".dir")
+    }
+
+    /// The remote key (under the remote's URL) of the object with md5 `md5`.
+    pub fn key_of(&self, md5: &str) -> String {
+        let (head, tail) = md5.split_at(2.min(md5.len()));
+        if self.files_layout { format!("files/md5/{head}/{tail}") } else { format!("{head}/{tail}") }
+    }
+
+    /// What lineage records of the output: its version and where it lives.
+    pub fn attribute(&self) -> Value {
+        json!({
+            "md5": self.md5,
+            "size": self.size,
+            "nfiles": self.nfiles,
+            "path": self.path,
+            "remote": self.remote,
+            "url": self.url,
+            "layout": if self.files_layout { "files/md5" } else { "v2" },
+        })
+    }
+}
+
+/// The files of a folder output, from its `.dir` listing (DVC's JSON list of `{md5, relpath}`):
+/// relative path → md5. (The caller checks the listing's own md5 first.)
+pub fn dir_listing(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    #[derive(Deserialize)]
+    struct Entry {
+        md5: String,
+        relpath: String,
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| format!("not a DVC folder listing: {e}"))?;
+    Ok(entries.into_iter().map(|e| (e.relpath, e.md5)).collect())
+}
+
+/// The refusal of a provider that does not read DVC remotes, when `config`'s source is `dvc://`.
+pub fn unsupported_here(config: &ResourceConfig, provider: &str) -> Option<crate::ConfigDiagnostic> {
+    let source = config.str("source").filter(|s| s.starts_with(SCHEME))?;
+    Some(crate::ConfigDiagnostic::unsupported(
+        ValuePath::key("source"),
+        format!("the {provider} provider does not read DVC remotes (`{source}`)"),
+        "put this dataset on the aws provider (`provider: aws`) with an s3:// DVC remote; a gs:// remote is not read yet",
+    ))
+}
+
+#[derive(Deserialize)]
+struct Pointer {
+    #[serde(default)]
+    outs: Vec<Out>,
+}
+
+#[derive(Deserialize)]
+struct Out {
+    md5: Option<String>,
+    size: Option<u64>,
+    nfiles: Option<u64>,
+    hash: Option<String>,
+    path: String,
+    remote: Option<String>,
+}
+
+/// The DVC output `config`'s `source` names, or `None` when its source is not `dvc://`. Errors
+/// are at the `source` line: a missing or unreadable pointer, one without an md5 (never `dvc
+/// add`ed), a repository without `.dvc/config` or without the remote.
+pub fn output(config: &ResourceConfig) -> Result<Option<DvcOutput>, ProviderError> {
+    let Some(rel) = config.str("source").and_then(|s| s.strip_prefix(SCHEME)) else { return Ok(None) };
+    let at = || ValuePath::key("source");
+    let pointer = config.base_dir.join(rel);
+    let text = std::fs::read_to_string(&pointer).map_err(|e| {
+        ProviderError::invalid(format!("cannot read the DVC pointer {}: {e}", pointer.display())).at(at())
+    })?;
+    let parsed: Pointer = serde_saphyr::from_str(&text).map_err(|e| {
+        ProviderError::invalid(format!("{} is not a DVC pointer file: {e}", pointer.display())).at(at())
+    })?;
+    let [out] = parsed.outs.as_slice() else {
+        return Err(ProviderError::invalid(format!(
+            "{} has {} outputs; a dataset is one DVC output (one `.dvc` file per dataset)",
+            pointer.display(),
+            parsed.outs.len()
+        ))
+        .at(at()));
+    };
+    let md5 =
+        out.md5.clone().filter(|m| m.len() > 2 && m.trim_end_matches(".dir").bytes().all(|b| b.is_ascii_hexdigit()));
+    let Some(md5) = md5 else {
+        return Err(ProviderError::invalid(format!(
+            "{} records no md5 for `{}`: run `dvc add` (or `dvc commit`) and commit the pointer",
+            pointer.display(),
+            out.path
+        ))
+        .at(at()));
+    };
+    let folder = pointer.parent().unwrap_or(Path::new("."));
+    let root = folder
+        .ancestors()
+        .find(|d| d.join(".dvc").join("config").is_file())
+        .ok_or_else(|| {
+            ProviderError::invalid(format!(
+                "no DVC repository holds {}: no `.dvc/config` in its folder or above (run `dvc init` and `dvc remote add -d NAME URL`)",
+                pointer.display()
+            ))
+            .at(at())
+        })?;
+    let mut settings = read_config(&root.join(".dvc").join("config"))?;
+    if let Ok(local) = std::fs::read_to_string(root.join(".dvc").join("config.local")) {
+        for (section, values) in parse_config(&local) {
+            settings.entry(section).or_default().extend(values);
+        }
+    }
+    let remote = match out.remote.clone().or_else(|| settings.get("core").and_then(|c| c.get("remote")).cloned()) {
+        Some(r) => r,
+        None => {
+            return Err(ProviderError::invalid(format!(
+                "the DVC repository at {} has no default remote: run `dvc remote add -d NAME URL` (where `dvc push` sends the data)",
+                root.display()
+            ))
+            .at(at()));
+        }
+    };
+    let url = settings.get(&format!("remote \"{remote}\"")).and_then(|r| r.get("url")).cloned().ok_or_else(|| {
+        ProviderError::invalid(format!(
+            "the DVC repository at {} names remote `{remote}` but does not define it",
+            root.display()
+        ))
+        .at(at())
+    })?;
+    Ok(Some(DvcOutput {
+        pointer,
+        path: out.path.clone(),
+        md5,
+        size: out.size,
+        nfiles: out.nfiles,
+        remote,
+        url,
+        files_layout: out.hash.as_deref() == Some("md5"),
+    }))
+}
+
+fn read_config(path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ProviderError::invalid(format!("cannot read {}: {e}", path.display())).at(ValuePath::key("source"))
+    })?;
+    Ok(parse_config(&text))
+}
+
+/// DVC's config (an INI file, as `configobj` writes it): section → key → value. Section names
+/// lose their quotes: `['remote "store"']` is `remote "store"`.
+fn parse_config(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut section = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.trim().trim_matches('\'').to_string();
+            out.entry(section.clone()).or_default();
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.entry(section.clone()).or_default().insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_dvc_writes_names_its_remotes() {
+        let config = parse_config(
+            "[core]\n    remote = store\n['remote \"store\"']\n    url = s3://dvc-store/cache\n    endpointurl = http://127.0.0.1:9\n",
+        );
+        assert_eq!(config["core"]["remote"], "store");
+        assert_eq!(config["remote \"store\""]["url"], "s3://dvc-store/cache");
+    }
+
+    #[test]
+    fn objects_are_keyed_as_dvc_lays_them_out() {
+        let mut out = DvcOutput {
+            pointer: "data.csv.dvc".into(),
+            path: "data.csv".into(),
+            md5: "f69f5b72bc79a92dc70c63c9aa142e36".into(),
+            size: Some(4),
+            nfiles: None,
+            remote: "store".into(),
+            url: "s3://b/cache".into(),
+            files_layout: true,
+        };
+        assert_eq!(out.key_of(&out.md5), "files/md5/f6/9f5b72bc79a92dc70c63c9aa142e36");
+        out.files_layout = false;
+        assert_eq!(out.key_of("7836547ee3aaee03b907f6cec48e596c.dir"), "78/36547ee3aaee03b907f6cec48e596c.dir");
+        assert!(!out.is_dir());
+    }
+}
