@@ -495,7 +495,7 @@ fn rollback_is_per_environment_and_a_saved_one_goes_stale() {
 
 /// Runs PyPI's cyclonedx-python-lib strict validator (CycloneDX 1.6 JSON schema) on `bom`:
 /// `None` when valid, else what it found.
-fn cyclonedx_errors(python: &str, env: &TestEnv, bom: &str) -> Option<String> {
+pub(crate) fn cyclonedx_errors(python: &str, env: &TestEnv, bom: &str) -> Option<String> {
     env.write("bom.json", bom);
     let out = std::process::Command::new(python)
         .arg("-c")

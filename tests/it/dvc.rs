@@ -153,3 +153,45 @@ fn a_dvc_dataset_is_checked_in_its_remote_recorded_and_rolled_back_only_while_th
     assert!(run.stdout.contains("2 destroyed"), "{}", run.stdout);
     d.boto3(&format!("n = s3.list_objects_v2(Bucket={:?})['KeyCount']\nassert n == 4, n", d.bucket));
 }
+
+/// A pipeline stage's output, as `dvc repro` records it in `dvc.lock` (`dvc://dvc.lock#STAGE:PATH`).
+#[test]
+#[ignore = "needs moto and DVC: `eval \"$(scripts/services up aws dvc)\"`, then `cargo test -- --include-ignored`"]
+fn a_pipeline_stage_output_is_read_from_dvc_lock_and_checked_in_the_remote() {
+    let d = Dvc::new();
+    d.env.write("data/train.csv", "id,x\n1,2\n");
+    d.dvc(&["add", "-q", "data/train.csv"]);
+    d.dvc(&[
+        "stage",
+        "add",
+        "-q",
+        "-n",
+        "prepare",
+        "-d",
+        "data/train.csv",
+        "-o",
+        "data/prepared.csv",
+        "cp data/train.csv data/prepared.csv",
+    ]);
+    d.dvc(&["repro", "-q"]);
+    let spec = "version: 1\nproject: dvc\nproviders:\n  aws: { region: us-east-1 }\ndatasets:\n  prepared:\n    \
+                source: \"dvc://dvc.lock#prepare:data/prepared.csv\"\n";
+    d.env.write("mlops.yaml", spec);
+    d.env.commit("a DVC pipeline");
+    let refused = d.mlops(&["plan"]);
+    assert_eq!(refused.status, 1, "not pushed yet: {}{}", refused.stdout, refused.stderr);
+    assert!(flat(&refused.stderr).contains("is not pushed"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("mlops.yaml:7:"), "{}", refused.stderr);
+
+    d.dvc(&["push", "-q"]);
+    d.mlops(&["apply", "--auto-approve"]).ok();
+    // The stage copied train.csv: its output has the md5 DVC gave train.csv.
+    assert_eq!(d.recorded("datasets.prepared")["md5"], d.pointer_md5("data/train.csv.dvc").as_str());
+    assert_eq!(d.recorded("datasets.prepared")["path"], "data/prepared.csv");
+    assert_eq!(d.mlops(&["plan", "--detailed-exitcode"]).status, 0);
+
+    d.env.write("mlops.yaml", &spec.replace("#prepare:", "#train:"));
+    let refused = d.mlops(&["plan"]);
+    assert_eq!(refused.status, 1, "{}", refused.stderr);
+    assert!(flat(&refused.stderr).contains("has no stage `train`"), "{}", refused.stderr);
+}

@@ -1395,7 +1395,7 @@ fn push_image(repo: &str, tag: &str, content: &str) -> String {
 /// with both digests; a saved plan made before a push is refused as stale; a rollback brings the
 /// recorded digest back, and is refused when its manifest was deleted from the registry.
 #[test]
-#[ignore = "needs the test apiserver, fake-gcs-server and the OCI registry: `eval \"$(scripts/services up gcp kubernetes registry)\"`, then `cargo test -- --include-ignored`"]
+#[ignore = "needs the test apiserver, fake-gcs-server, the OCI registry and the validators: `eval \"$(scripts/services up gcp kubernetes registry validators)\"`, then `cargo test -- --include-ignored`"]
 fn images_are_pinned_by_digest_and_a_moved_tag_is_a_reviewed_change() {
     let host = registry();
     let k = K8s::new(
@@ -1423,6 +1423,23 @@ fn images_are_pinned_by_digest_and_a_moved_tag_is_a_reviewed_change() {
     assert_eq!(deployed(), format!("{host}/{repo}@{d1}"), "deployed by digest");
     let record = k.lineage_record("models.churn");
     assert_eq!(record["attributes"]["image_ref"], json!({ "image": image, "digest": d1 }), "{record}");
+    // The ML-BOM lists the pinned image as a container component, as CycloneDX's validator accepts.
+    let bom_text = k.mlops(&["audit", "bom"]).ok().stdout;
+    let python = crate::common::service("MLOPS_TEST_VALIDATORS_PYTHON", None, "validators");
+    assert_eq!(crate::audit::cyclonedx_errors(&python, &k.env, &bom_text), None);
+    let bom: Value = serde_json::from_str(&bom_text).unwrap();
+    let containers: Vec<&Value> =
+        bom["components"].as_array().unwrap().iter().filter(|c| c["type"] == "container").collect();
+    assert_eq!(containers.len(), 1, "one image: {bom}");
+    assert_eq!(containers[0]["name"], format!("{host}/{repo}"));
+    assert_eq!(containers[0]["version"], d1.as_str());
+    assert_eq!(containers[0]["hashes"][0]["content"], d1.trim_start_matches("sha256:"));
+    let deps = bom["dependencies"].as_array().unwrap();
+    let model_deps = &deps.iter().find(|d| d["ref"] == "models.churn").expect("the model's dependencies")["dependsOn"];
+    assert!(
+        model_deps.as_array().unwrap().contains(&containers[0]["bom-ref"]),
+        "the model runs the image: {model_deps}"
+    );
     k.rolled_out("churn-api");
     k.wait_until_no_changes();
 

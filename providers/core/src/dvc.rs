@@ -3,7 +3,9 @@
 //! read from the pointer without downloading anything. Where the bytes live is the DVC remote the
 //! repository's `.dvc/config` names (`config.local` over it, as DVC reads them): the object of
 //! md5 `abcdef…` is `REMOTE/files/md5/ab/cdef…` (DVC 3; DVC 2 pointers, without `hash: md5`,
-//! use `REMOTE/ab/cdef…`). A provider whose storage holds the remote checks the objects are there.
+//! use `REMOTE/ab/cdef…`). A pipeline stage's output is `dvc://dvc.lock#STAGE` (its one output)
+//! or `dvc://dvc.lock#STAGE:PATH`, as `dvc repro` recorded it. A provider whose storage holds the
+//! remote checks the objects are there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -100,21 +102,40 @@ struct Out {
 /// are at the `source` line: a missing or unreadable pointer, one without an md5 (never `dvc
 /// add`ed), a repository without `.dvc/config` or without the remote.
 pub fn output(config: &ResourceConfig) -> Result<Option<DvcOutput>, ProviderError> {
-    let Some(rel) = config.str("source").and_then(|s| s.strip_prefix(SCHEME)) else { return Ok(None) };
+    let Some(reference) = config.str("source").and_then(|s| s.strip_prefix(SCHEME)) else { return Ok(None) };
     let at = || ValuePath::key("source");
+    // `FILE.dvc`, or `dvc.lock#STAGE` / `dvc.lock#STAGE:OUT` for a pipeline stage's output.
+    let (rel, stage) = match reference.split_once('#') {
+        Some((file, selector)) => (file, Some(selector)),
+        None => (reference, None),
+    };
     let pointer = config.base_dir.join(rel);
     let text = std::fs::read_to_string(&pointer).map_err(|e| {
         ProviderError::invalid(format!("cannot read the DVC pointer {}: {e}", pointer.display())).at(at())
     })?;
-    let parsed: Pointer = serde_saphyr::from_str(&text).map_err(|e| {
-        ProviderError::invalid(format!("{} is not a DVC pointer file: {e}", pointer.display())).at(at())
-    })?;
-    let [out] = parsed.outs.as_slice() else {
-        return Err(ProviderError::invalid(format!(
-            "{} has {} outputs; a dataset is one DVC output (one `.dvc` file per dataset)",
-            pointer.display(),
-            parsed.outs.len()
-        ))
+    let outs = match stage {
+        None => {
+            let parsed: Pointer = serde_saphyr::from_str(&text).map_err(|e| {
+                ProviderError::invalid(format!("{} is not a DVC pointer file: {e}", pointer.display())).at(at())
+            })?;
+            parsed.outs
+        }
+        Some(selector) => stage_outs(&pointer, &text, selector)?,
+    };
+    let [out] = outs.as_slice() else {
+        return Err(ProviderError::invalid(match stage {
+            None => format!(
+                "{} has {} outputs; a dataset is one DVC output (one `.dvc` file per dataset)",
+                pointer.display(),
+                outs.len()
+            ),
+            Some(selector) => format!(
+                "stage `{selector}` of {} has {} outputs ({}); name one: `#{selector}:PATH`",
+                pointer.display(),
+                outs.len(),
+                outs.iter().map(|o| o.path.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        })
         .at(at()));
     };
     let md5 =
@@ -171,6 +192,52 @@ pub fn output(config: &ResourceConfig) -> Result<Option<DvcOutput>, ProviderErro
         url,
         files_layout: out.hash.as_deref() == Some("md5"),
     }))
+}
+
+#[derive(Deserialize)]
+struct Lock {
+    #[serde(default)]
+    stages: BTreeMap<String, Stage>,
+}
+
+#[derive(Deserialize)]
+struct Stage {
+    #[serde(default)]
+    outs: Vec<Out>,
+}
+
+/// The outputs `selector` (`STAGE`, or `STAGE:PATH` for one of them) names in a `dvc.lock`.
+fn stage_outs(lock: &Path, text: &str, selector: &str) -> Result<Vec<Out>, ProviderError> {
+    let at = || ValuePath::key("source");
+    let parsed: Lock = serde_saphyr::from_str(text)
+        .map_err(|e| ProviderError::invalid(format!("{} is not a dvc.lock file: {e}", lock.display())).at(at()))?;
+    let (name, path) = match selector.split_once(':') {
+        Some((name, path)) => (name, Some(path)),
+        None => (selector, None),
+    };
+    let Some(stage) = parsed.stages.into_iter().find_map(|(n, s)| (n == name).then_some(s)) else {
+        return Err(ProviderError::invalid(format!(
+            "{} has no stage `{name}`: run `dvc repro {name}` (or name one of its stages) and commit the lock file",
+            lock.display()
+        ))
+        .at(at()));
+    };
+    match path {
+        None => Ok(stage.outs),
+        Some(path) => {
+            let listed: Vec<String> = stage.outs.iter().map(|o| o.path.clone()).collect();
+            let found: Vec<Out> = stage.outs.into_iter().filter(|o| o.path == path).collect();
+            if found.is_empty() {
+                return Err(ProviderError::invalid(format!(
+                    "stage `{name}` of {} has no output `{path}` (its outputs: {})",
+                    lock.display(),
+                    listed.join(", ")
+                ))
+                .at(at()));
+            }
+            Ok(found)
+        }
+    }
 }
 
 fn read_config(path: &Path) -> Result<BTreeMap<String, BTreeMap<String, String>>, ProviderError> {

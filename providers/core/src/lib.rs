@@ -524,7 +524,8 @@ pub fn no_settings(_: Kind) -> serde_json::Map<String, Value> {
 /// `file://PATH`, or a DVC pointer (`dvc://PATH.dvc`). Remote URIs read nothing local.
 pub fn local_input(value: &str) -> Option<&str> {
     match value.strip_prefix("file://").or_else(|| value.strip_prefix(dvc::SCHEME)) {
-        Some(rest) => Some(rest),
+        // A pipeline output (`dvc.lock#STAGE:PATH`) reads the lock file.
+        Some(rest) => Some(rest.split_once('#').map_or(rest, |(file, _)| file)),
         None if value.contains("://") => None,
         None => Some(value),
     }
