@@ -40,7 +40,7 @@ pub fn check<'a>(
     state: &crate::lineage::State,
     body: &dyn Fn(&Address) -> Option<&'a Value>,
 ) -> Result<Verdict, rego::RegoError> {
-    let mut verdict = Verdict { violations: evaluate(plan, rules, body), warnings: vec![] };
+    let mut verdict = Verdict { violations: evaluate(plan, rules, body)?, warnings: vec![] };
     if sources.is_empty() {
         return Ok(verdict);
     }
@@ -94,165 +94,98 @@ fn desired<'a>(c: &'a ResourceChange, key: &str) -> Option<&'a Value> {
     c.desired.as_ref().and_then(|d| d.get(key))
 }
 
-/// Every violation of `rules` by the resources the plan leaves in place (deletes excepted).
-/// `body` gives a resource's body as the spec declares it.
-pub fn evaluate<'a>(plan: &Plan, rules: &PolicyRules, body: &dyn Fn(&Address) -> Option<&'a Value>) -> Vec<Violation> {
-    let mut out = Vec::new();
-    for c in plan.changes.iter().filter(|c| c.action != Action::Delete) {
-        let a = &c.address;
-        let v = |code, message: String, field: Option<&str>| Violation {
-            code,
-            address: Some(a.clone()),
-            message,
-            field: field.map(str::to_string),
-        };
-        if rules.forbid_data_destroying == Some(true) && c.data_destroying {
-            out.push(v(
-                "policy::data_destroying",
-                format!("{a} would destroy stored data ({})", c.action.verb()),
-                None,
-            ));
-        }
-        if a.kind == Kind::Endpoint {
-            // What the spec declares, whichever provider serves it: the endpoint itself, or each
-            // of its production variants (which default to the endpoint's values).
-            let b = body(a);
-            let declared = b.and_then(|b| b.get("variants")).and_then(Value::as_array).is_some_and(|v| !v.is_empty());
-            // A variant's value, with where it is written: `variants.N.KEY`, or the endpoint's `KEY`.
-            let field = |i: usize, v: &Value, k: &str| -> Option<(Value, String)> {
-                match v.get(k) {
-                    Some(x) if declared => Some((x.clone(), format!("variants.{i}.{k}"))),
-                    _ => b.and_then(|b| b.get(k)).map(|x| (x.clone(), k.to_string())),
-                }
-            };
-            let variants: Vec<Value> = b
-                .and_then(|b| b.get("variants"))
-                .and_then(Value::as_array)
-                .filter(|v| !v.is_empty())
-                .cloned()
-                .unwrap_or_else(|| vec![Value::Object(Default::default())]);
-            if let Some(allowed) = &rules.allowed_instance_types {
-                let mut types: Vec<(String, String)> = variants
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, var)| field(i, var, "instance_type"))
-                    .filter_map(|(t, at)| Some((t.as_str()?.to_string(), at)))
-                    .collect();
-                if types.is_empty() {
-                    // The provider's default (e.g. local's), if it has one.
-                    types.extend(
-                        desired(c, "instance_type")
-                            .and_then(Value::as_str)
-                            .map(|t| (t.to_string(), "instance_type".into())),
-                    );
-                }
-                types.dedup();
-                for (it, at) in types.iter().filter(|(it, _)| !allowed.contains(it)) {
-                    out.push(v(
-                        "policy::instance_type",
-                        format!("{a} uses instance type `{it}`; allowed: {}", allowed.join(", ")),
-                        Some(at),
-                    ));
-                }
-            }
-            if let Some(bounds) = &rules.replicas {
-                for (i, var) in variants.iter().enumerate() {
-                    let (n, at) = field(i, var, "instance_count")
-                        .map(|(n, at)| (n.as_u64().unwrap_or(1), at))
-                        .unwrap_or((1, "instance_count".into()));
-                    let low = bounds.min.is_some_and(|m| n < m as u64);
-                    let high = bounds.max.is_some_and(|m| n > m as u64);
-                    if low || high {
-                        out.push(v(
-                            "policy::replicas",
-                            format!(
-                                "{a} has {n} replica(s); allowed: {}..={}",
-                                bounds.min.map(|m| m.to_string()).unwrap_or_default(),
-                                bounds.max.map(|m| m.to_string()).unwrap_or_default()
-                            ),
-                            Some(&at),
-                        ));
-                    }
-                }
-            }
-            let rollout_required = rules.require_rollout_for.as_ref().is_some_and(|e| e.contains(&plan.environment));
-            if rollout_required && b.and_then(|b| b.get("rollout")).is_none() {
-                out.push(v(
-                    "policy::rollout_required",
-                    format!(
-                        "{a} has no `rollout:`, which environment `{}` requires: a new model would take all the traffic at once, unwatched",
-                        plan.environment
-                    ),
-                    None,
-                ));
-            }
-            if rules.require_approved_models == Some(true) {
-                let mut models: Vec<(Option<Address>, String)> = variants
-                    .iter()
-                    .enumerate()
-                    .map(|(i, var)| match field(i, var, "model") {
-                        Some((m, at)) => (m.as_str().and_then(|m| m.parse().ok()), at),
-                        None => (None, "model".into()),
-                    })
-                    .collect();
-                models.dedup_by(|x, y| x.0 == y.0);
-                for (model, at) in models {
-                    let approval = model.as_ref().and_then(|m| {
-                        plan.change(m)
-                            .and_then(|mc| mc.desired.as_ref())
-                            .and_then(|d| d.get("registry"))
-                            .and_then(|r| r.get("approval"))
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .or_else(|| {
-                                body(m)
-                                    .and_then(|b| b.pointer("/registry/approval"))
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string)
-                            })
-                    });
-                    if approval.as_deref() != Some("Approved") {
-                        out.push(v(
-                            "policy::unapproved_model",
-                            format!(
-                                "{a} serves {}, whose registry approval is {}",
-                                model.map(|m| m.to_string()).unwrap_or_else(|| "no model".into()),
-                                approval.unwrap_or_else(|| "not set".into())
-                            ),
-                            Some(&at),
-                        ));
-                    }
-                }
-            }
-        }
-        let unversioned = a.kind == Kind::Dataset && body(a).and_then(|b| b.get("source")).is_none();
-        if rules.require_versioned_datasets == Some(true) && unversioned {
-            out.push(v(
-                "policy::unversioned_dataset",
-                format!("{a} is not versioned by content: give it a `source` folder"),
-                None,
-            ));
-        }
-        let unsigned = a.kind == Kind::Model && body(a).and_then(|b| b.get("signature")).is_none();
-        if rules.require_signed_models == Some(true) && unsigned {
-            out.push(v(
-                "policy::unsigned_model",
-                format!("{a} is not signed: give it a `signature:` (a model-signing bundle and its key)"),
-                None,
-            ));
-        }
-        if let Some(required) = &rules.required_labels {
-            let labels = body(a).and_then(|b| b.get("labels")).and_then(Value::as_object);
-            let missing: Vec<&str> =
-                required.iter().filter(|l| !labels.is_some_and(|m| m.contains_key(*l))).map(String::as_str).collect();
-            if !missing.is_empty() {
-                out.push(v(
-                    "policy::missing_labels",
-                    format!("{a} is missing the required label(s) {}", missing.join(", ")),
-                    labels.map(|_| "labels"),
-                ));
-            }
+/// The built-in rules, a Rego library bundled with mlops (src/policy/builtin.rego), evaluated by
+/// regorus like the team's own rules.
+const BUILTIN: &str = include_str!("builtin.rego");
+
+/// The codes the bundled library reports.
+const CODES: [&str; 8] = [
+    "policy::data_destroying",
+    "policy::instance_type",
+    "policy::replicas",
+    "policy::rollout_required",
+    "policy::unapproved_model",
+    "policy::unversioned_dataset",
+    "policy::unsigned_model",
+    "policy::missing_labels",
+];
+
+/// Every violation of `rules` by the resources the plan leaves in place (deletes excepted), in
+/// the plan's order. `body` gives a resource's body as the spec declares it.
+pub fn evaluate<'a>(
+    plan: &Plan,
+    rules: &PolicyRules,
+    body: &dyn Fn(&Address) -> Option<&'a Value>,
+) -> Result<Vec<Violation>, rego::RegoError> {
+    let mut set = serde_json::to_value(rules).expect("rules serialize");
+    if let Some(o) = set.as_object_mut() {
+        o.remove("rego");
+        o.remove("rego_packages");
+        if o.is_empty() {
+            return Ok(vec![]);
         }
     }
-    out
+    let mut changes = Vec::new();
+    let mut served: Vec<Address> = Vec::new();
+    for (i, c) in plan.changes.iter().enumerate().filter(|(_, c)| c.action != Action::Delete) {
+        let b = body(&c.address).cloned().unwrap_or_else(|| serde_json::json!({}));
+        if c.address.kind == Kind::Endpoint {
+            let variants = b.get("variants").and_then(Value::as_array).into_iter().flatten();
+            served.extend(
+                std::iter::once(&b)
+                    .chain(variants)
+                    .filter_map(|v| v.get("model").and_then(Value::as_str))
+                    .filter_map(|m| m.parse().ok()),
+            );
+        }
+        let mut change = serde_json::json!({
+            "i": i,
+            "address": c.address.to_string(),
+            "kind": c.address.kind.section(),
+            "verb": c.action.verb(),
+            "data_destroying": c.data_destroying,
+            "body": b,
+        });
+        if let Some(t) = desired(c, "instance_type") {
+            change["instance_type"] = t.clone();
+        }
+        changes.push(change);
+    }
+    // A served model's registry approval: as planned, else as the spec declares it.
+    let approvals: serde_json::Map<String, Value> = served
+        .iter()
+        .filter_map(|m| {
+            let planned = plan
+                .change(m)
+                .and_then(|mc| mc.desired.as_ref())
+                .and_then(|d| d.get("registry"))
+                .and_then(|r| r.get("approval"))
+                .and_then(Value::as_str);
+            let approval =
+                planned.or_else(|| body(m).and_then(|b| b.pointer("/registry/approval")).and_then(Value::as_str));
+            approval.map(|a| (m.to_string(), Value::from(a)))
+        })
+        .collect();
+    let input = serde_json::json!({
+        "environment": plan.environment,
+        "rules": set,
+        "changes": changes,
+        "approvals": approvals,
+    });
+    let mut found =
+        rego::evaluate_library("builtin.rego", BUILTIN, "data.mlops.builtin.violation", &input.to_string())?;
+    let key = |v: &Value| ["i", "rank", "j"].map(|k| v.get(k).and_then(Value::as_u64).unwrap_or(0));
+    found.sort_by_key(key);
+    Ok(found
+        .into_iter()
+        .filter_map(|v| {
+            let code = CODES.into_iter().find(|c| v.get("code").and_then(Value::as_str) == Some(*c))?;
+            Some(Violation {
+                code,
+                address: v.get("address").and_then(Value::as_str).and_then(|a| a.parse().ok()),
+                message: v.get("msg").and_then(Value::as_str).unwrap_or_default().to_string(),
+                field: v.get("field").and_then(Value::as_str).map(str::to_string),
+            })
+        })
+        .collect())
 }

@@ -107,6 +107,30 @@ pub fn evaluate(files: &[PathBuf], packages: &[String], input: &str, state: Valu
     Ok(out)
 }
 
+/// The value of `query` in the one policy `text` over `input`: each element of the set (an array
+/// in JSON) it evaluates to. For the libraries bundled with mlops.
+pub fn evaluate_library(name: &str, text: &str, query: &str, input: &str) -> Result<Vec<Value>, RegoError> {
+    let mut engine = regorus::Engine::new();
+    engine
+        .add_policy(name.to_string(), text.to_string())
+        .map_err(|e| RegoError::Parse { path: name.to_string(), message: e.to_string() })?;
+    let eval = |message: String| RegoError::Eval { rule: query.to_string(), message };
+    engine.set_input(regorus::Value::from_json_str(input).map_err(|e| eval(e.to_string()))?);
+    let results = engine.eval_query(query.to_string(), false).map_err(|e| eval(e.to_string()))?;
+    let mut out = Vec::new();
+    for r in results.result {
+        for e in r.expressions {
+            let json = e.value.to_json_str().map_err(|e| eval(e.to_string()))?;
+            match serde_json::from_str(&json).unwrap_or(Value::Null) {
+                Value::Array(items) => out.extend(items),
+                Value::Null => {}
+                other => out.push(other),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A rule's messages: a set (an array in JSON) of strings or of objects with `msg`, or one of them.
 fn messages(v: &Value) -> Vec<String> {
     match v {
