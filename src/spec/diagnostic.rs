@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, Severity, SourceCode};
+use miette::{Diagnostic, LabeledSpan, Severity, SourceCode};
 use serde::Serialize;
 
 use super::yaml::Span;
@@ -14,20 +14,70 @@ use super::yaml::Span;
 pub struct SourceFile {
     pub name: String,
     pub text: Arc<String>,
+    /// The byte offset each line starts at, made on first use and shared by every diagnostic
+    /// into this file: finding a line is a binary search, not a scan from the start.
+    lines: Arc<std::sync::OnceLock<Vec<usize>>>,
 }
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile { name: name.into(), text: Arc::new(text.into()) }
+        SourceFile { name: name.into(), text: Arc::new(text.into()), lines: Default::default() }
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.lines.get_or_init(|| std::iter::once(0).chain(self.text.match_indices('\n').map(|(i, _)| i + 1)).collect())
+    }
+
+    /// The 0-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.line_starts().partition_point(|&start| start <= offset).saturating_sub(1)
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
-        (line, col)
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let line = self.line_of(offset);
+        let col = self.text[self.line_starts()[line]..offset].chars().count() + 1;
+        (line + 1, col)
+    }
+}
+
+/// The file as miette reads it for a report: each span's lines are found through the line index
+/// and only a window around them is handed to miette's own reader, which otherwise counts lines
+/// from the start of the file for every span (quadratic over thousands of diagnostics).
+pub struct Windowed {
+    file: SourceFile,
+}
+
+impl SourceCode for Windowed {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        before: usize,
+        after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let text = self.file.text.as_bytes();
+        let starts = self.file.line_starts();
+        let (first, last) = (self.file.line_of(span.offset()), self.file.line_of(span.offset() + span.len()));
+        // One line more than the context: miette's reader treats a span at its input's very
+        // start differently, so the window starts there only when the file does.
+        let from_line = first.saturating_sub(before + 1);
+        let from = starts[from_line];
+        let to = starts.get(last + after + 2).copied().unwrap_or(text.len());
+        let window: &'a [u8] = &text[from..to];
+        let Ok(inner) = window.read_span(&(span.offset() - from, span.len()).into(), before, after) else {
+            return text.read_span(span, before, after);
+        };
+        let contents = miette::MietteSpanContents::new_named(
+            self.file.name.clone(),
+            inner.data(),
+            (from + inner.span().offset(), inner.span().len()).into(),
+            from_line + inner.line(),
+            inner.column(),
+            from_line + inner.line_count(),
+        )
+        .with_language("yaml");
+        Ok(Box::new(contents))
     }
 }
 
@@ -176,12 +226,11 @@ impl Diagnostic for SpecDiagnostic {
 }
 
 /// A diagnostic with its file name, for miette's report header.
-pub struct Named<'a>(pub &'a SpecDiagnostic, pub Option<NamedSource<Arc<String>>>);
+pub struct Named<'a>(pub &'a SpecDiagnostic, pub Option<Windowed>);
 
 impl<'a> Named<'a> {
     pub fn new(d: &'a SpecDiagnostic) -> Self {
-        let src = d.source.as_ref().map(|s| NamedSource::new(s.name.clone(), s.text.clone()).with_language("yaml"));
-        Named(d, src)
+        Named(d, d.source.clone().map(|file| Windowed { file }))
     }
 }
 
@@ -223,5 +272,35 @@ impl SourceFile {
         let rest = &self.text[floor_char_boundary(&self.text, span.offset.min(self.text.len()))..];
         let len = rest.find('\n').unwrap_or(rest.len());
         Span { offset: span.offset, len: len.max(if rest.is_empty() { 0 } else { 1 }) }
+    }
+}
+
+#[cfg(test)]
+mod windowed_tests {
+    use super::*;
+
+    /// Every span, with any context, reads as miette's own reader reads the whole file.
+    #[test]
+    fn a_window_reads_every_span_as_the_whole_file_does() {
+        let text = "version: 1\nproject: x\n\ndatasets:\n  a:\n    source: ./a\n  b: { source: ./b }\nmodels:\n  m:\n    artifact: m.bin\n";
+        let file = SourceFile::new("mlops.yaml", text);
+        let windowed = Windowed { file: file.clone() };
+        for offset in 0..text.len() {
+            for len in [0, 1, 5, 30] {
+                let len = len.min(text.len() - offset);
+                for (before, after) in [(0, 0), (1, 1), (2, 3)] {
+                    let span: miette::SourceSpan = (offset, len).into();
+                    let want = text.as_bytes().read_span(&span, before, after).unwrap();
+                    let got = windowed.read_span(&span, before, after).unwrap();
+                    let at = format!("offset {offset}, len {len}, context {before}/{after}");
+                    assert_eq!(got.data(), want.data(), "{at}");
+                    assert_eq!(got.span(), want.span(), "{at}");
+                    assert_eq!((got.line(), got.column()), (want.line(), want.column()), "{at}");
+                    assert_eq!(got.line_count(), want.line_count(), "{at}");
+                }
+            }
+        }
+        assert_eq!(file.line_col(0), (1, 1));
+        assert_eq!(file.line_col(text.find("source: ./a").unwrap()), (6, 5));
     }
 }
