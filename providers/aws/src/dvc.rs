@@ -58,7 +58,7 @@ async fn missing(
             Ok(o) => {
                 let etag = o.e_tag().unwrap_or_default().trim_matches('"').to_string();
                 // A multipart upload's ETag is not an md5 (it has a `-N` suffix): its presence is what can be known.
-                Ok((etag == want || etag.contains('-')).then_some(()).map_or(Some(key), |_| None))
+                Ok(if etag == want || etag.contains('-') { None } else { Some(key) })
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(Some(key)),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(Some(key)),
