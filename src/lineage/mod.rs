@@ -276,10 +276,14 @@ impl Lineage {
                 changed.insert(a, s.into_bytes());
             }
         }
+        // The new tip's snapshot first (self-verifying: should the commit fail, its entries are
+        // blobs no tree names, or the very bytes another writer recorded), so that the records'
+        // bytes then move into the tree writer, which frees each once its blob is written.
+        self.snapshot_records(&rec, &changed);
         let mut files: BTreeMap<String, File<'_>> = BTreeMap::new();
         for a in rec.resources.keys() {
-            let file = match changed.get(a) {
-                Some(bytes) => File::Borrowed(bytes),
+            let file = match changed.remove(a) {
+                Some(bytes) => File::Owned(bytes),
                 None => File::Written(rec.base.blobs[a]),
             };
             files.insert(record_path(a), file);
@@ -332,7 +336,6 @@ impl Lineage {
         // built from what this apply holds in memory, never read back from the commit.
         let entry = entry_of(&id, &commit, &rec);
         let _ = self.index_append(expected_tip, &entry);
-        self.snapshot_records(&rec, &changed);
         Ok(id.to_string())
     }
 
