@@ -246,10 +246,7 @@ impl Lineage {
             let sub = self.repo.find_tree(entry.object_id()).map_err(git)?;
             for e in sub.decode().map_err(git)?.entries.iter() {
                 let id = e.oid.to_owned();
-                let bytes = match snapshot.get(&id) {
-                    Some(bytes) => std::borrow::Cow::Borrowed(bytes),
-                    None => std::borrow::Cow::Owned(self.repo.find_blob(id).map_err(git)?.take_data()),
-                };
+                let bytes = self.record_bytes(snapshot, id)?;
                 let mut rec: ResourceRecord = serde_json::from_slice(&bytes)
                     .map_err(|err| LineageError::Corrupt(commit.to_string(), format!("{}: {err}", e.filename)))?;
                 match blocks.iter().find(|b| **b == rec.provider_config) {
@@ -266,14 +263,16 @@ impl Lineage {
 
     /// Writes one commit on the lineage ref; fails if the ref moved since `expected_tip`.
     pub fn record(&self, expected_tip: Option<&str>, rec: Record<'_>) -> Result<String, LineageError> {
-        // A record equal to its base is the base's blob; any other is serialized once, for its
-        // blob and for the snapshot of the new tip.
-        let mut changed: BTreeMap<&Address, Vec<u8>> = BTreeMap::new();
+        // A record equal to its base is the base's blob; any other is serialized and hashed once,
+        // for its blob and for the snapshot of the new tip.
+        let mut changed: BTreeMap<&Address, (gix::ObjectId, Vec<u8>)> = BTreeMap::new();
         for (a, r) in rec.resources {
             if !(rec.base.blobs.contains_key(a) && rec.base.resources.get(a) == Some(r)) {
                 let mut s = serde_json::to_string_pretty(r).expect("records serialize");
                 s.push('\n');
-                changed.insert(a, s.into_bytes());
+                let id = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, s.as_bytes())
+                    .map_err(git)?;
+                changed.insert(a, (id, s.into_bytes()));
             }
         }
         // The new tip's snapshot first (self-verifying: should the commit fail, its entries are
@@ -283,7 +282,7 @@ impl Lineage {
         let mut files: BTreeMap<String, File<'_>> = BTreeMap::new();
         for a in rec.resources.keys() {
             let file = match changed.remove(a) {
-                Some(bytes) => File::Owned(bytes),
+                Some((id, bytes)) => File::Hashed(id, bytes),
                 None => File::Written(rec.base.blobs[a]),
             };
             files.insert(record_path(a), file);
@@ -342,25 +341,19 @@ impl Lineage {
     /// Writes the snapshot of a new tip: the base's bytes for the records this apply left as
     /// they were (from the previous snapshot, or from Git where it lacks them), `changed`'s for
     /// the others.
-    fn snapshot_records(&self, rec: &Record<'_>, changed: &BTreeMap<&Address, Vec<u8>>) {
+    fn snapshot_records(&self, rec: &Record<'_>, changed: &BTreeMap<&Address, (gix::ObjectId, Vec<u8>)>) {
         let previous = self.snapshot();
-        let hash = self.repo.object_hash();
         let mut records = Vec::with_capacity(rec.resources.len());
         for a in rec.resources.keys() {
             let entry = match changed.get(a) {
-                Some(bytes) => gix::objs::compute_hash(hash, gix::objs::Kind::Blob, bytes)
-                    .ok()
-                    .map(|id| (id, std::borrow::Cow::Borrowed(bytes.as_slice()))),
+                Some((id, bytes)) => (*id, std::borrow::Cow::Borrowed(bytes.as_slice())),
                 None => {
                     let id = rec.base.blobs[a];
-                    match previous.get(&id) {
-                        Some(bytes) => Some((id, std::borrow::Cow::Borrowed(bytes))),
-                        None => self.repo.find_blob(id).ok().map(|mut b| (id, std::borrow::Cow::Owned(b.take_data()))),
-                    }
+                    // A record that cannot be had leaves no snapshot rather than one that lacks it.
+                    let Ok(bytes) = self.record_bytes(&previous, id) else { return };
+                    (id, bytes)
                 }
             };
-            // A record that cannot be had leaves no snapshot rather than one that lacks it.
-            let Some(entry) = entry else { return };
             records.push(entry);
         }
         self.write_snapshot(records);
@@ -379,6 +372,7 @@ impl Lineage {
                     let id = match file {
                         File::Written(id) => id,
                         File::Owned(data) => self.write_blob_once(&data)?,
+                        File::Hashed(id, data) => self.write_blob_as(id, &data)?,
                         File::Borrowed(data) => self.write_blob_once(data)?,
                     };
                     entries.push((path, gix::objs::tree::EntryKind::Blob.into(), id));
@@ -412,6 +406,11 @@ impl Lineage {
     /// are not written again (a loose object write is a file create, a deflate and a rename).
     fn write_blob_once(&self, data: &[u8]) -> Result<gix::ObjectId, LineageError> {
         let id = gix::objs::compute_hash(self.repo.object_hash(), gix::objs::Kind::Blob, data).map_err(git)?;
+        self.write_blob_as(id, data)
+    }
+
+    /// Writes `data`, whose blob id is `id`, unless the repository has it.
+    fn write_blob_as(&self, id: gix::ObjectId, data: &[u8]) -> Result<gix::ObjectId, LineageError> {
         if self.repo.has_object(id) {
             return Ok(id);
         }
@@ -495,6 +494,8 @@ impl Lineage {
 /// A file of a lineage commit's tree: bytes to write, or a blob already in the repository.
 enum File<'a> {
     Owned(Vec<u8>),
+    /// Bytes whose blob id is already known.
+    Hashed(gix::ObjectId, Vec<u8>),
     Borrowed(&'a [u8]),
     Written(gix::ObjectId),
 }

@@ -63,6 +63,18 @@ impl Lineage {
         }
     }
 
+    /// The bytes of record blob `id`: from `snapshot` where it holds them (verified), else from Git.
+    pub(super) fn record_bytes<'s>(
+        &self,
+        snapshot: &'s Snapshot,
+        id: gix::ObjectId,
+    ) -> Result<Cow<'s, [u8]>, super::LineageError> {
+        match snapshot.get(&id) {
+            Some(bytes) => Ok(Cow::Borrowed(bytes)),
+            None => Ok(Cow::Owned(self.repo.find_blob(id).map_err(super::git)?.take_data())),
+        }
+    }
+
     /// Replaces the snapshot with `records` (blob id and bytes), written aside and renamed into
     /// place. A cache: failing to write it costs the next read its speed, nothing else.
     pub(super) fn write_snapshot<'a>(&self, records: impl IntoIterator<Item = (gix::ObjectId, Cow<'a, [u8]>)>) {

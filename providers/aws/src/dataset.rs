@@ -25,12 +25,16 @@ use mlops_provider_core::{Address, ConfigDiagnostic, Dependencies, ResourceType}
 
 use crate::{Aws, diag, parse_s3, sdk_error};
 
-/// The bucket and the prefix (empty, or ending with `/`).
-fn location(uri: &str) -> Result<(String, String), ProviderError> {
-    let (bucket, key) = parse_s3(uri)
-        .ok_or_else(|| ProviderError::invalid(format!("`{uri}` is not an s3:// URI")).at(ValuePath::key("uri")))?;
+/// The bucket and the prefix (empty, or ending with `/`) of an `s3://` URI.
+pub(crate) fn bucket_and_prefix(uri: &str) -> Option<(String, String)> {
+    let (bucket, key) = parse_s3(uri)?;
     let prefix = if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") };
-    Ok((bucket, prefix))
+    Some((bucket, prefix))
+}
+
+fn location(uri: &str) -> Result<(String, String), ProviderError> {
+    bucket_and_prefix(uri)
+        .ok_or_else(|| ProviderError::invalid(format!("`{uri}` is not an s3:// URI")).at(ValuePath::key("uri")))
 }
 
 /// md5 (hex, as S3 reports a single-part upload's ETag) and size of a file.

@@ -11,7 +11,8 @@ use mlops_provider_core::{
 };
 use serde_json::json;
 
-use crate::{Aws, diag, parse_s3, sdk_error};
+use crate::dataset::bucket_and_prefix;
+use crate::{Aws, diag, sdk_error};
 
 /// What a DVC dataset's settings cannot hold (no I/O): a `uri` or `prune`, which belong to a
 /// dataset mlops uploads.
@@ -32,14 +33,13 @@ pub(crate) fn check(config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
 /// The pointer's output, with its remote on S3.
 fn output(config: &ResourceConfig) -> Result<(DvcOutput, String, String), ProviderError> {
     let out = mlops_provider_core::dvc::output(config)?.expect("a dvc:// source");
-    let Some((bucket, prefix)) = parse_s3(&out.url) else {
+    let Some((bucket, prefix)) = bucket_and_prefix(&out.url) else {
         return Err(ProviderError::invalid(format!(
             "the DVC remote `{}` is {}; the aws provider reads remotes on s3:// (give this dataset the provider of its remote)",
             out.remote, out.url
         ))
         .at(ValuePath::key("source")));
     };
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix } else { format!("{prefix}/") };
     Ok((out, bucket, prefix))
 }
 
@@ -132,25 +132,13 @@ pub(crate) async fn desired(p: &Aws, config: &ResourceConfig) -> Result<Desired,
 /// pointer is the spec's, the remote DVC's). Gone from the remote: `None`, and the plan says so.
 pub(crate) async fn read(p: &Aws, prior: Option<&PriorState>) -> Result<Option<LiveState>, ProviderError> {
     let Some(recorded) = prior.and_then(|p| p.attributes.get("dvc")) else { return Ok(None) };
-    let field = |k: &str| recorded.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let (md5, url) = (field("md5"), field("url"));
-    let Some((bucket, prefix)) = parse_s3(&url) else { return Ok(None) };
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix } else { format!("{prefix}/") };
-    let output = DvcOutput {
-        pointer: Default::default(),
-        path: field("path"),
-        md5: md5.clone(),
-        size: None,
-        nfiles: None,
-        remote: field("remote"),
-        url,
-        files_layout: field("layout") != "v2",
-    };
-    if md5.is_empty() || !missing(p, &output, &bucket, &prefix, &md5).await?.is_empty() {
+    let Some(output) = DvcOutput::from_attribute(recorded) else { return Ok(None) };
+    let Some((bucket, prefix)) = bucket_and_prefix(&output.url) else { return Ok(None) };
+    if !missing(p, &output, &bucket, &prefix, &output.md5).await?.is_empty() {
         return Ok(None);
     }
     let attributes = prior.map(|p| p.attributes.clone()).unwrap_or_default();
-    Ok(Some(LiveState { attributes, outputs: attributes_of(json!({ "version": md5 })) }))
+    Ok(Some(LiveState { attributes, outputs: attributes_of(json!({ "version": output.md5 })) }))
 }
 
 /// A rollback's recorded md5 must still be in the remote.

@@ -60,6 +60,24 @@ impl DvcOutput {
     }
 }
 
+impl DvcOutput {
+    /// The output lineage recorded ([`DvcOutput::attribute`]), as far as finding its objects
+    /// needs: `None` when the record lacks its md5 or remote URL.
+    pub fn from_attribute(recorded: &Value) -> Option<DvcOutput> {
+        let field = |k: &str| recorded.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(DvcOutput {
+            pointer: PathBuf::new(),
+            path: field("path").unwrap_or_default(),
+            md5: field("md5").filter(|m| !m.is_empty())?,
+            size: recorded.get("size").and_then(Value::as_u64),
+            nfiles: recorded.get("nfiles").and_then(Value::as_u64),
+            remote: field("remote").unwrap_or_default(),
+            url: field("url")?,
+            files_layout: field("layout").as_deref() != Some("v2"),
+        })
+    }
+}
+
 /// The files of a folder output, from its `.dir` listing (DVC's JSON list of `{md5, relpath}`):
 /// relative path → md5. (The caller checks the listing's own md5 first.)
 pub fn dir_listing(bytes: &[u8]) -> Result<BTreeMap<String, String>, String> {
@@ -295,5 +313,7 @@ mod tests {
         out.files_layout = false;
         assert_eq!(out.key_of("7836547ee3aaee03b907f6cec48e596c.dir"), "78/36547ee3aaee03b907f6cec48e596c.dir");
         assert!(!out.is_dir());
+        out.pointer = PathBuf::new();
+        assert_eq!(DvcOutput::from_attribute(&out.attribute()), Some(out), "what lineage records is the output again");
     }
 }

@@ -280,27 +280,22 @@ impl ResourceType for Endpoints {
             out.extend(mlops_provider_core::rollout::check(config, Some(&KSERVE_ROLLOUT)));
         }
 
-        if runtime == Some("deployment") {
-            for key in ["model_format", "serving_runtime", "protocol_version"] {
-                if config.body.get(key).is_some() {
-                    out.push(diag(
-                        ValuePath::key(key),
-                        format!("`{key}` applies to `runtime: kserve`; a Deployment runs `image` as it is"),
-                        "remove it, or use `runtime: kserve` to serve the model with a KServe serving runtime",
-                    ));
-                }
-            }
-        }
-        if runtime == Some("kserve") {
-            for key in ["image", "args", "port"] {
-                if config.body.get(key).is_some() {
-                    out.push(diag(
-                        ValuePath::key(key),
-                        format!("`{key}` applies to `runtime: deployment`; KServe picks its server from the model's framework"),
-                        "remove it, or use `runtime: deployment` to run your own serving image",
-                    ));
-                }
-            }
+        // One runtime's settings on the other: refused at their line, never ignored.
+        let (foreign, why, help): (&[&str], &str, &str) = match runtime {
+            Some("deployment") => (
+                &["model_format", "serving_runtime", "protocol_version"],
+                "applies to `runtime: kserve`; a Deployment runs `image` as it is",
+                "remove it, or use `runtime: kserve` to serve the model with a KServe serving runtime",
+            ),
+            Some("kserve") => (
+                &["image", "args", "port"],
+                "applies to `runtime: deployment`; KServe picks its server from the model's framework",
+                "remove it, or use `runtime: deployment` to run your own serving image",
+            ),
+            _ => (&[], "", ""),
+        };
+        for key in foreign.iter().filter(|k| config.body.get(**k).is_some()) {
+            out.push(diag(ValuePath::key(*key), format!("`{key}` {why}"), help));
         }
         out.extend(mlops_provider_core::autoscaling::check_bounds(config));
         out.extend(mlops_provider_core::check_duration(

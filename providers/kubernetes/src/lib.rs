@@ -102,6 +102,12 @@ enum Part {
     Autoscaler,
 }
 
+/// A kind's API as kube's dynamic client addresses it (`group` empty for the core API).
+fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind.into(), plural: plural.into() }
+}
+
 impl Part {
     const ALL: [Part; 4] = [Part::InferenceService, Part::Deployment, Part::Service, Part::Autoscaler];
 
@@ -115,19 +121,15 @@ impl Part {
     }
 
     fn resource(self) -> ApiResource {
-        let (group, version, kind, plural) = match self {
-            Part::InferenceService => ("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices"),
-            Part::Deployment => ("apps", "v1", "Deployment", "deployments"),
-            Part::Service => ("", "v1", "Service", "services"),
-            Part::Autoscaler => ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-        };
-        let api_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-        ApiResource {
-            group: group.into(),
-            version: version.into(),
-            api_version,
-            kind: kind.into(),
-            plural: plural.into(),
+        match self {
+            Part::InferenceService => {
+                api_resource("serving.kserve.io", "v1beta1", "InferenceService", "inferenceservices")
+            }
+            Part::Deployment => api_resource("apps", "v1", "Deployment", "deployments"),
+            Part::Service => api_resource("", "v1", "Service", "services"),
+            Part::Autoscaler => {
+                api_resource("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+            }
         }
     }
 
@@ -293,13 +295,7 @@ impl Cluster {
     /// KServe's default deployment mode, from its `inferenceservice-config` ConfigMap.
     async fn kserve_deployment_mode(&self) -> Result<Option<String>, ProviderError> {
         let (client, _, url) = self.client().await?;
-        let cm = ApiResource {
-            group: String::new(),
-            version: "v1".into(),
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            plural: "configmaps".into(),
-        };
+        let cm = api_resource("", "v1", "ConfigMap", "configmaps");
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &self.kserve_namespace, &cm);
         let found = api.get_opt("inferenceservice-config").await.map_err(|e| {
             kube_error(&format!("read {}/inferenceservice-config from {url}", self.kserve_namespace), e)

@@ -6,11 +6,11 @@
 //! and the protocol, or the plan fails at the line that names it.
 
 use kube::Api;
-use kube::core::{ApiResource, DynamicObject};
+use kube::core::DynamicObject;
 use mlops_provider_core::{ProviderError, ResourceConfig, Value, ValuePath};
 use serde_json::json;
 
-use crate::{Cluster, kube_error};
+use crate::{Cluster, api_resource, kube_error};
 
 /// KServe's format name for a model framework, where the framework names one format.
 pub(crate) fn format_of_framework(framework: &str) -> Option<&'static str> {
@@ -68,16 +68,6 @@ pub(crate) fn format_warning(format: &Value) -> Option<String> {
     })
 }
 
-fn runtime_resource(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: "serving.kserve.io".into(),
-        version: "v1alpha1".into(),
-        api_version: "serving.kserve.io/v1alpha1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 /// True when a runtime's `supportedModelFormats` holds `format` (its version too, when both give one).
 fn supports(runtime: &Value, format: &Value) -> bool {
     let (name, version) = (format.get("name").and_then(Value::as_str), format.get("version").and_then(Value::as_str));
@@ -119,8 +109,8 @@ impl Cluster {
     ) -> Result<(), ProviderError> {
         let Some(name) = config.str("serving_runtime") else { return Ok(()) };
         let (client, _, url) = self.client().await?;
-        let namespaced = runtime_resource("ServingRuntime", "servingruntimes");
-        let cluster = runtime_resource("ClusterServingRuntime", "clusterservingruntimes");
+        let namespaced = api_resource("serving.kserve.io", "v1alpha1", "ServingRuntime", "servingruntimes");
+        let cluster = api_resource("serving.kserve.io", "v1alpha1", "ClusterServingRuntime", "clusterservingruntimes");
         let apis = [
             (
                 Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &namespaced),
