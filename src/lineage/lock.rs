@@ -109,14 +109,28 @@ impl Lineage {
     /// live process. A lock whose holder died on this host is removed (compare-and-swap on the
     /// dead holder's record) and taken; the guard says whose it was.
     pub fn lock(&self, operation: &str) -> Result<LockGuard<'_>, LineageError> {
-        if let Some(path) = self.stale_git_locks().into_iter().next() {
+        // The lineage ref moves only under this lock: a Git lock file of it that a holder who died
+        // on this host left (killed mid-update) is that holder's, and goes with its lock below.
+        let ref_lock = self.repo.common_dir().join(format!("{}.lock", self.ref_name));
+        // The lock ref's own Git lock file is only ever written by mlops taking or dropping this
+        // lock, for milliseconds: one older than a second was left by a kill at that moment.
+        let lock_lock = self.repo.common_dir().join(format!("{}.lock", self.lock_ref()));
+        let left_by_a_kill = |p: &PathBuf| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > std::time::Duration::from_secs(1)))
+        };
+        let dead_holder = self.lock_holder().is_some_and(|h| h.alive() == Some(false));
+        if let Some(path) =
+            self.stale_git_locks().into_iter().find(|p| !(dead_holder && *p == ref_lock) && *p != lock_lock)
+        {
             return Err(LineageError::GitLockFile(path));
         }
         let id = self.holder_blob(operation)?;
         let mut last_error = String::new();
         let mut broke = None;
         // Losing a race can mean the winner's ref is still being written: look again, briefly.
-        for _ in 0..20 {
+        for _ in 0..40 {
             match self.repo.reference(self.lock_ref().as_str(), id, PreviousValue::MustNotExist, "mlops lock") {
                 Ok(_) => return Ok(LockGuard { lineage: self, id, broke }),
                 Err(e) => {
@@ -124,6 +138,7 @@ impl Lineage {
                         if holder.alive() == Some(false) && broke.is_none() {
                             if let Some(dead) = self.lock_target() {
                                 if self.delete_lock(Some(dead)).is_ok() {
+                                    let _ = std::fs::remove_file(&ref_lock);
                                     broke = Some(holder);
                                     continue;
                                 }
@@ -133,6 +148,10 @@ impl Lineage {
                     }
                     if let Some(what) = self.unreadable_lock() {
                         return Err(LineageError::BrokenLock { ref_name: self.lock_ref(), what });
+                    }
+                    if left_by_a_kill(&lock_lock) {
+                        let _ = std::fs::remove_file(&lock_lock);
+                        continue;
                     }
                     last_error = e.to_string();
                 }
