@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use crate::common::{TestEnv, change, paths};
 use crate::gcp::{emulator, put_object, unique, versioned_bucket};
 
+mod seldon;
+
 /// The kubeconfig of the test apiserver (the test fails when it is not running).
 fn kubeconfig() -> String {
     crate::common::service("KUBECONFIG", Some("MLOPS_TEST_KUBERNETES"), "kubernetes")
@@ -164,8 +166,8 @@ impl Cluster {
     }
 }
 
-/// Plays the controller for one namespace: marks every InferenceService Ready and every
-/// Deployment fully available at its current generation. Stops when dropped.
+/// Plays the controllers for one namespace: marks every InferenceService, Seldon Model and
+/// Experiment Ready and every Deployment fully available at its current generation. Stops when dropped.
 struct Controller {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -186,21 +188,25 @@ impl Controller {
             let c = Cluster::new(&kubeconfig);
             while !flag.load(Ordering::SeqCst) {
                 c.rt.block_on(async {
-                    for (r, is_isvc) in [(isvc_ar(), true), (deployment_ar(), false)] {
+                    for r in [isvc_ar(), deployment_ar(), seldon::model_ar(), seldon::experiment_ar()] {
                         let api = c.api(Some(&ns), &r);
                         let Ok(list) = api.list(&Default::default()).await else { continue };
                         for o in list.items {
                             let name = o.metadata.name.clone().unwrap_or_default();
                             let generation = o.metadata.generation.unwrap_or(0);
-                            let uri = o.data.pointer("/spec/predictor/model/storageUri").and_then(Value::as_str);
+                            let uri = ["/spec/predictor/model/storageUri", "/spec/storageUri"]
+                                .iter()
+                                .find_map(|p| o.data.pointer(p).and_then(Value::as_str));
                             let fails = broken.as_deref().is_some_and(|b| uri.is_some_and(|u| u.contains(b)));
-                            let status = if is_isvc && fails {
+                            let status = if r.kind == "InferenceService" && fails {
                                 json!({"observedGeneration": generation, "conditions": [
                                     {"type": "Ready", "status": "False", "reason": "RevisionFailed",
                                      "message": "Revision failed: container exited"}]})
-                            } else if is_isvc {
+                            } else if r.kind == "InferenceService" {
                                 json!({"observedGeneration": generation, "url": format!("http://{name}.{ns}.example.com"),
                                        "conditions": [{"type": "Ready", "status": "True"}]})
+                            } else if r.kind == "Model" || r.kind == "Experiment" {
+                                seldon::status(&o.data, generation, fails)
                             } else {
                                 let n = o.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
                                 json!({"observedGeneration": generation, "replicas": n, "updatedReplicas": n,
@@ -1091,7 +1097,7 @@ fn the_kserve_example_applies_as_its_header_says_and_converges() {
 }
 
 /// examples/kubernetes-runtimes as its header tells a user (`scripts/services up gcp kubernetes`,
-/// the runtime CRDs from the fixtures and the example's `runtimes.yaml` applied), applied, read
+/// the KServe and Seldon CRDs from the fixtures and the example's `runtimes.yaml` applied), applied, read
 /// back through the test's own client, then nothing left to do.
 #[test]
 #[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
@@ -1099,6 +1105,7 @@ fn the_runtimes_example_applies_as_its_header_says_and_converges() {
     let (k, models) = K8s::example("kubernetes-runtimes", &["mlops.yaml"], "fraud/model.onnx", &[], vec![]);
     put_object(&k.gcs, &models, "churn/model.joblib", "sklearn weights");
     k.cluster.install_runtime_crds();
+    k.cluster.install_seldon_crds();
     // `kubectl apply -f runtimes.yaml`: each document, as kubectl sends it.
     let runtimes = k.env.read("runtimes.yaml");
     let r = ar("serving.kserve.io", "v1alpha1", "ClusterServingRuntime", "clusterservingruntimes");
@@ -1110,7 +1117,7 @@ fn the_runtimes_example_applies_as_its_header_says_and_converges() {
     let _controller = k.controller();
     let run = k.mlops(&["apply", "--auto-approve"]);
     assert_eq!(run.status, 0, "{}{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("4 added"), "{}", run.stdout);
+    assert!(run.stdout.contains("5 added"), "{}", run.stdout);
     let model = |name: &str| {
         k.cluster.get(&k.ns, &isvc_ar(), name).expect("the InferenceService exists")["spec"]["predictor"]["model"]
             .clone()
@@ -1123,6 +1130,9 @@ fn the_runtimes_example_applies_as_its_header_says_and_converges() {
     let mlserver = model("churn-mlserver");
     assert_eq!(mlserver["modelFormat"], json!({"name": "sklearn"}), "scikit-learn is KServe's sklearn: {mlserver}");
     assert_eq!(mlserver["runtime"], "kserve-mlserver");
+    let seldon = k.cluster.get(&k.ns, &seldon::model_ar(), "churn-seldon").expect("the Seldon Model exists");
+    assert_eq!(seldon["spec"]["requirements"], json!(["sklearn"]), "{seldon}");
+    assert_eq!(seldon["spec"]["storageUri"], json!(format!("gs://{models}/churn/model.joblib")));
     k.wait_until_no_changes();
 }
 

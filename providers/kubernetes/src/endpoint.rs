@@ -30,6 +30,9 @@ impl Cluster {
                 }
             }
         }
+        if runtime == "seldon" {
+            self.require_seldon().await?;
+        }
         let name = &config.address.name;
         let mut d = Desired::default();
         let mut fetched = BTreeMap::new();
@@ -38,8 +41,15 @@ impl Cluster {
                 self.check_serving_runtime(config, &namespace, format).await?;
                 d.warnings.extend(crate::runtimes::format_warning(format));
             }
+            if let Some(requirement) = manifest.pointer("/spec/requirements/0").and_then(Value::as_str) {
+                self.check_seldon_server(config, &namespace, requirement).await?;
+                d.warnings.extend(crate::seldon::unplaced(config, deps));
+            }
             let kind = part.resource().kind;
             let live = self.get(&namespace, part, name).await?;
+            if part == Part::SeldonModel {
+                crate::seldon::check_reload(live.as_ref(), &manifest)?;
+            }
             fetched.insert((namespace.clone(), part.attribute()), live.clone());
             if let Some(live) = live {
                 let owner = live.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
@@ -81,7 +91,7 @@ impl Cluster {
         d.force_new.insert("namespace".into());
         d.create_before_destroy = true;
         let rollout = mlops_provider_core::rollout::Rollout::of(config).map(|r| r.expected().as_secs()).unwrap_or(0);
-        d.expected_wait_secs = Some(if runtime == "kserve" { 180 + rollout } else { 60 });
+        d.expected_wait_secs = Some(if runtime == "deployment" { 60 } else { 180 + rollout });
         Ok(d)
     }
 
@@ -141,20 +151,17 @@ impl Cluster {
                     continue;
                 };
                 if recorded || runtime.is_none() {
-                    runtime = Some(if part == Part::InferenceService { "kserve" } else { "deployment" });
+                    runtime = Some(match part {
+                        Part::InferenceService => "kserve",
+                        Part::SeldonModel | Part::Experiment => "seldon",
+                        _ => "deployment",
+                    });
                     namespace = Some(ns.clone());
                 }
                 let template = source.get(part.attribute()).cloned().unwrap_or(Value::Null);
                 attributes.insert(part.attribute().into(), prune(&o, &template));
                 ready &= readiness(part, &o).0;
-                objects.push(json!({
-                    "kind": part.resource().kind,
-                    "api_version": self.resource_of(part).api_version,
-                    "namespace": ns,
-                    "name": name,
-                    "uid": o.pointer("/metadata/uid"),
-                    "generation": o.pointer("/metadata/generation"),
-                }));
+                objects.push(self.object_ref(part, &ns, &o));
                 let annotation = |path: &str| {
                     o.pointer(&format!("{path}/{}", DIGEST_ANNOTATION.replace('/', "~1")))
                         .cloned()
@@ -167,13 +174,25 @@ impl Cluster {
                     }
                     Part::Deployment => digest = annotation("/spec/template/metadata/annotations"),
                     Part::Service => url = json!(format!("http://{name}.{ns}.svc.cluster.local")),
-                    Part::Autoscaler => {}
+                    Part::SeldonModel => {
+                        // Seldon serves every Model of a namespace through its mesh Service.
+                        url = json!(format!("http://seldon-mesh.{ns}.svc.cluster.local/v2/models/{name}"));
+                        digest = annotation("/metadata/annotations");
+                    }
+                    Part::Autoscaler | Part::Experiment => {}
                 }
             }
         }
         let (Some(runtime), Some(namespace)) = (runtime, namespace) else {
             return Ok(None);
         };
+        if runtime == "seldon" {
+            // What a rollout left (killed, or failed without `rollback: auto`): not ready until
+            // an apply finishes or removes it, and recorded so that a delete finds it.
+            let leftovers = self.seldon_leftovers(&namespace, address).await?;
+            ready &= leftovers.is_empty();
+            objects.extend(leftovers);
+        }
         attributes.insert("ready".into(), json!(ready));
         attributes.insert("namespace".into(), json!(namespace));
         attributes.insert("runtime".into(), json!(runtime));
@@ -220,7 +239,8 @@ impl ResourceType for Endpoints {
             out.push(diag(
                 ValuePath::root(),
                 format!("{} is on kubernetes and needs a `runtime`", config.address),
-                "add `runtime: kserve` (an InferenceService) or `runtime: deployment` (a Deployment + Service)",
+                "add `runtime: kserve` (an InferenceService), `runtime: seldon` (a Seldon Core v2 Model) or \
+                 `runtime: deployment` (a Deployment + Service)",
             ));
         }
         if config.body.get("variants").is_some() {
@@ -263,12 +283,16 @@ impl ResourceType for Endpoints {
                 ));
             }
         }
-        let support = match runtime {
-            Some("deployment") => Some(&DEPLOYMENT_AUTOSCALING),
-            _ => Some(&KSERVE_AUTOSCALING),
-        };
-        out.extend(mlops_provider_core::autoscaling::check(config, support));
-        if runtime == Some("deployment") && config.body.get("rollout").is_some() {
+        match runtime {
+            Some("seldon") => out.extend(crate::seldon::check(config)),
+            Some("deployment") => {
+                out.extend(mlops_provider_core::autoscaling::check(config, Some(&DEPLOYMENT_AUTOSCALING)))
+            }
+            _ => out.extend(mlops_provider_core::autoscaling::check(config, Some(&KSERVE_AUTOSCALING))),
+        }
+        if runtime == Some("seldon") {
+            out.extend(mlops_provider_core::rollout::check(config, Some(&crate::seldon::SELDON_ROLLOUT)));
+        } else if runtime == Some("deployment") && config.body.get("rollout").is_some() {
             out.push(diag(
                 ValuePath::key("rollout"),
                 "a Deployment replaces its pods by its own rolling update; it cannot split traffic in steps: \
@@ -291,6 +315,11 @@ impl ResourceType for Endpoints {
                 &["image", "args", "port"],
                 "applies to `runtime: deployment`; KServe picks its server from the model's framework",
                 "remove it, or use `runtime: deployment` to run your own serving image",
+            ),
+            Some("seldon") => (
+                &["image", "args", "port", "env"],
+                "has no place on a Seldon Model: the Seldon Server that loads it runs the container",
+                "remove it, and set it on the Seldon Server (or use `runtime: deployment` to run your own image)",
             ),
             _ => (&[], "", ""),
         };
@@ -321,7 +350,7 @@ impl ResourceType for Endpoints {
     /// The objects as recorded (storage URI, model digest, image, replicas, canary share,
     /// autoscaler), their runtime and namespace: applied again as a forward change is.
     fn restored_attributes(&self) -> &'static [&'static str] {
-        &["inference_service", "deployment", "service", "autoscaler", "runtime", "namespace"]
+        &["inference_service", "deployment", "service", "autoscaler", "seldon_model", "runtime", "namespace"]
     }
 
     /// Every recorded object is whole in the record; the bytes its storage URI names are the
@@ -351,12 +380,15 @@ impl ResourceType for Endpoints {
                 os.iter().any(|o| o.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler"))
             });
         let take_back = had_autoscaler && !parts.contains(&Part::Autoscaler);
-        // Another model on KServe with a `rollout:`: stepped by mlops.
-        let stepped = parts == [Part::InferenceService] && request.options.wait;
-        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config).filter(|_| stepped)
+        // Another model on KServe or Seldon with a `rollout:`: stepped by mlops.
+        if let Some(r) = mlops_provider_core::rollout::Rollout::of(request.config).filter(|_| request.options.wait)
             && Cluster::moves_model(request.live, attrs)
         {
-            return self.0.roll_out(&request, &r, &namespace, progress).await;
+            match parts.as_slice() {
+                [Part::InferenceService] => return self.0.roll_out(&request, &r, &namespace, progress).await,
+                [Part::SeldonModel] => return self.0.roll_out_seldon(&request, &r, &namespace, progress).await,
+                _ => {}
+            }
         }
         let mut changed = false;
         for part in &parts {
@@ -385,7 +417,7 @@ impl ResourceType for Endpoints {
         }
         // Objects lineage recorded that this endpoint no longer has (another runtime or namespace):
         // deleted once the new ones are ready, and kept on record until then.
-        let leftovers: Vec<Value> = request
+        let mut leftovers: Vec<Value> = request
             .prior
             .and_then(|p| p.outputs.get("objects"))
             .and_then(Value::as_array)
@@ -397,6 +429,10 @@ impl ResourceType for Endpoints {
                     || !parts.iter().any(|p| o.get("kind").and_then(Value::as_str) == Some(&p.resource().kind))
             })
             .collect();
+        // What an interrupted Seldon rollout left: the Model as applied serves all the traffic.
+        if parts == [Part::SeldonModel] {
+            leftovers.extend(self.0.seldon_leftovers(&namespace, address).await?);
+        }
         let keep_on_record = |mut e: ProviderError| {
             if let Some(Value::Array(objects)) = e.state.as_mut().and_then(|s| s.outputs.get_mut("objects")) {
                 objects.extend(leftovers.iter().cloned());
@@ -421,11 +457,17 @@ impl ResourceType for Endpoints {
 
     async fn delete(
         &self,
-        _address: &Address,
+        address: &Address,
         prior: &PriorState,
         progress: &dyn Progress,
     ) -> Result<(), ProviderError> {
-        let objects = prior.outputs.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut objects = prior.outputs.get("objects").and_then(Value::as_array).cloned().unwrap_or_default();
+        // A Seldon rollout's Experiment and candidate, even when a kill kept them off the record.
+        if prior.attributes.contains_key(Part::SeldonModel.attribute()) {
+            let (_, default_ns, _) = self.0.client().await?;
+            let ns = prior.attributes.get("namespace").and_then(Value::as_str).unwrap_or(default_ns).to_string();
+            objects.extend(self.0.seldon_leftovers(&ns, address).await?);
+        }
         self.0.delete_objects(&objects, progress).await
     }
 }

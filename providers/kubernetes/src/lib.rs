@@ -4,6 +4,9 @@
 //!   `storageUri` from the referenced model, replicas, `canaryTrafficPercent`).
 //! - `runtime: deployment` → a Deployment + Service running a serving image, the model's
 //!   artifact URI passed in as `MODEL_URI`.
+//! - `runtime: seldon` → a Seldon Core v2 `mlops.seldon.io/v1alpha1` Model (`storageUri` and
+//!   `requirements` from the referenced model, replicas, the Server when named); a rollout adds
+//!   a candidate Model and an Experiment for its steps (see `seldon`).
 //!
 //! Every object is written with server-side apply under the field manager `mlops`. The plan's
 //! desired state is the server's own answer to a dry-run apply (`dryRun=All`), cut down to the
@@ -19,6 +22,7 @@ mod readiness;
 mod rollout;
 mod runtimes;
 mod schema;
+mod seldon;
 pub use schema::entry;
 
 use std::collections::BTreeMap;
@@ -65,6 +69,7 @@ pub fn factory(block: &Value, ctx: &ProviderContext) -> Result<Arc<dyn Provider>
         client: tokio::sync::OnceCell::new(),
         reads: Default::default(),
         kserve_served: tokio::sync::OnceCell::new(),
+        seldon_served: tokio::sync::OnceCell::new(),
         hpa_api: tokio::sync::OnceCell::new(),
     });
     Ok(Arc::new(KubernetesProvider { endpoints: endpoint::Endpoints(cluster) }))
@@ -87,6 +92,8 @@ pub(crate) struct Cluster {
     reads: mlops_provider_core::ReadCache<BTreeMap<(String, &'static str), Option<Value>>>,
     /// KServe was found served, once per run (a missing one is asked again, and reported).
     kserve_served: tokio::sync::OnceCell<()>,
+    /// Seldon Core v2 was found served, once per run.
+    seldon_served: tokio::sync::OnceCell<()>,
     /// The HorizontalPodAutoscaler API the cluster serves (`autoscaling/v2`, or `v2beta2` before
     /// Kubernetes 1.23), found once per run.
     hpa_api: tokio::sync::OnceCell<&'static str>,
@@ -100,6 +107,10 @@ enum Part {
     Service,
     /// The HorizontalPodAutoscaler of a Deployment with `autoscaling`.
     Autoscaler,
+    /// A Seldon Core v2 Model (`runtime: seldon`).
+    SeldonModel,
+    /// The Seldon Core v2 Experiment of a rollout in progress (never in the desired state).
+    Experiment,
 }
 
 /// A kind's API as kube's dynamic client addresses it (`group` empty for the core API).
@@ -109,7 +120,14 @@ fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
 }
 
 impl Part {
-    const ALL: [Part; 4] = [Part::InferenceService, Part::Deployment, Part::Service, Part::Autoscaler];
+    const ALL: [Part; 6] = [
+        Part::InferenceService,
+        Part::Deployment,
+        Part::Service,
+        Part::Autoscaler,
+        Part::SeldonModel,
+        Part::Experiment,
+    ];
 
     fn attribute(self) -> &'static str {
         match self {
@@ -117,6 +135,8 @@ impl Part {
             Part::Deployment => "deployment",
             Part::Service => "service",
             Part::Autoscaler => "autoscaler",
+            Part::SeldonModel => "seldon_model",
+            Part::Experiment => "experiment",
         }
     }
 
@@ -130,6 +150,8 @@ impl Part {
             Part::Autoscaler => {
                 api_resource("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
             }
+            Part::SeldonModel => api_resource("mlops.seldon.io", "v1alpha1", "Model", "models"),
+            Part::Experiment => api_resource("mlops.seldon.io", "v1alpha1", "Experiment", "experiments"),
         }
     }
 
@@ -272,23 +294,49 @@ impl Cluster {
 
     /// Fails with a plan-time error that says so when the cluster does not serve InferenceServices.
     async fn require_kserve(&self) -> Result<(), ProviderError> {
-        self.kserve_served.get_or_try_init(|| self.discover_kserve()).await.map(|_| ())
-    }
-
-    async fn discover_kserve(&self) -> Result<(), ProviderError> {
-        let (client, _, url) = self.client().await?;
-        let missing = || {
-            ProviderError::invalid(format!(
+        let missing = |url: &str| {
+            format!(
                 "KServe is not installed on the cluster at {url}: it does not serve InferenceService \
                  (serving.kserve.io/v1beta1). Install KServe, or serve this endpoint with `runtime: deployment`"
-            ))
-            .at(ValuePath::key("runtime"))
+            )
         };
-        match client.list_api_group_resources("serving.kserve.io/v1beta1").await {
-            Ok(list) if list.resources.iter().any(|r| r.name == "inferenceservices") => Ok(()),
+        self.kserve_served
+            .get_or_try_init(|| self.require_served("serving.kserve.io/v1beta1", &["inferenceservices"], missing))
+            .await
+            .map(|_| ())
+    }
+
+    /// Fails with a plan-time error that says so when the cluster does not serve Seldon Core v2's
+    /// Models and Experiments.
+    async fn require_seldon(&self) -> Result<(), ProviderError> {
+        let missing = |url: &str| {
+            format!(
+                "Seldon Core v2 is not installed on the cluster at {url}: it does not serve Model and Experiment \
+                 (mlops.seldon.io/v1alpha1). Install Seldon Core v2, or serve this endpoint with `runtime: kserve`"
+            )
+        };
+        let plurals = &["models", "experiments"];
+        self.seldon_served
+            .get_or_try_init(|| self.require_served("mlops.seldon.io/v1alpha1", plurals, missing))
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether the cluster serves every one of `plurals` in `group_version`; an error at the
+    /// endpoint's `runtime` saying `missing` when it does not.
+    async fn require_served(
+        &self,
+        group_version: &str,
+        plurals: &[&str],
+        missing: impl Fn(&str) -> String,
+    ) -> Result<(), ProviderError> {
+        let (client, _, url) = self.client().await?;
+        let missing = || ProviderError::invalid(missing(url)).at(ValuePath::key("runtime"));
+        match client.list_api_group_resources(group_version).await {
+            Ok(list) if plurals.iter().all(|p| list.resources.iter().any(|r| r.name == *p)) => Ok(()),
             Ok(_) => Err(missing()),
             Err(kube::Error::Api(s)) if s.code == 404 => Err(missing()),
-            Err(e) => Err(kube_error(&format!("discover serving.kserve.io/v1beta1 on {url}"), e)),
+            Err(e) => Err(kube_error(&format!("discover {group_version} on {url}"), e)),
         }
     }
 
@@ -319,6 +367,18 @@ impl Cluster {
         pp.force = force;
         let o = self.api(client, namespace, part).patch(name, &pp, &Patch::Apply(&manifest)).await?;
         Ok(serde_json::to_value(o).expect("objects serialize"))
+    }
+
+    /// An object as lineage records it: enough to find it again and to delete only it (its uid).
+    fn object_ref(&self, part: Part, namespace: &str, o: &Value) -> Value {
+        json!({
+            "kind": part.resource().kind,
+            "api_version": self.resource_of(part).api_version,
+            "namespace": namespace,
+            "name": o.pointer("/metadata/name"),
+            "uid": o.pointer("/metadata/uid"),
+            "generation": o.pointer("/metadata/generation"),
+        })
     }
 
     async fn delete_objects(&self, objects: &[Value], progress: &dyn Progress) -> Result<(), ProviderError> {

@@ -1,5 +1,5 @@
-//! The objects an endpoint is made of, as mlops applies them (an InferenceService, or a
-//! Deployment and its Service), and what they are compared by.
+//! The objects an endpoint is made of, as mlops applies them (an InferenceService, a Deployment
+//! and its Service, or a Seldon Model), and what they are compared by.
 
 use super::*;
 use mlops_provider_core::autoscaling::Autoscaling;
@@ -122,6 +122,31 @@ impl Cluster {
                 "spec": { "predictor": predictor },
             });
             return Ok(vec![(Part::InferenceService, isvc)]);
+        }
+
+        if runtime == "seldon" {
+            let model_name = model_addr.as_ref().map(|a| a.to_string()).unwrap_or_default();
+            let requirement = crate::seldon::requirement(config, model, &model_name)?;
+            let mut spec = json!({ "storageUri": uri, "requirements": [requirement], "replicas": replicas });
+            if let Some(max) = body.get("max_replicas").and_then(Value::as_u64) {
+                spec["minReplicas"] = json!(replicas);
+                spec["maxReplicas"] = json!(max);
+            }
+            if let Some(server) = config.str("serving_runtime") {
+                spec["server"] = json!(server);
+            }
+            if let Some(memory) = body.pointer("/resources/memory") {
+                spec["memory"] = json!(memory.as_str().map(str::to_string).unwrap_or_else(|| memory.to_string()));
+            }
+            let mut metadata = metadata(Part::SeldonModel);
+            metadata["annotations"][DIGEST_ANNOTATION] = digest;
+            let model = json!({
+                "apiVersion": "mlops.seldon.io/v1alpha1",
+                "kind": "Model",
+                "metadata": metadata,
+                "spec": spec,
+            });
+            return Ok(vec![(Part::SeldonModel, model)]);
         }
 
         let image = body.get("image").or_else(|| model.get("image")).and_then(Value::as_str).ok_or_else(|| {

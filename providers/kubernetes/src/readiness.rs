@@ -16,7 +16,8 @@ pub(crate) fn readiness(part: Part, o: &Value) -> (bool, String) {
             let ok = observed.is_some_and(|g| g >= generation) && updated >= want && available >= want;
             (ok, format!("{available}/{want} replicas available, {updated} updated"))
         }
-        Part::InferenceService => {
+        // KServe's and Seldon's controllers both report a `Ready` condition (Knative's status).
+        Part::InferenceService | Part::SeldonModel | Part::Experiment => {
             let conditions = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
             let ready = conditions.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"));
             let current = observed.is_none_or(|g| g >= generation);

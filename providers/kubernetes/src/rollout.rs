@@ -9,14 +9,25 @@ use mlops_provider_core::rollout::Rollout;
 use super::*;
 
 impl Cluster {
-    /// Whether applying `want` moves the InferenceService to another model than `live` serves.
+    /// Whether applying `want` moves the InferenceService or the Seldon Model to another model
+    /// than `live` serves.
     pub(crate) fn moves_model(live: Option<&LiveState>, want: &Attributes) -> bool {
-        let isvc = |a: Option<&Attributes>| a.and_then(|a| a.get(Part::InferenceService.attribute())).cloned();
-        let (Some(before), Some(after)) = (isvc(live.map(|l| &l.attributes)), isvc(Some(want))) else {
-            return false;
-        };
-        let digest = format!("/spec/predictor/annotations/{}", DIGEST_ANNOTATION.replace('/', "~1"));
-        ["/spec/predictor/model/storageUri", digest.as_str()].iter().any(|p| before.pointer(p) != after.pointer(p))
+        let digest = DIGEST_ANNOTATION.replace('/', "~1");
+        let paths = [
+            (
+                Part::InferenceService,
+                "/spec/predictor/model/storageUri",
+                format!("/spec/predictor/annotations/{digest}"),
+            ),
+            (Part::SeldonModel, "/spec/storageUri", format!("/metadata/annotations/{digest}")),
+        ];
+        paths.iter().any(|(part, uri, digest)| {
+            let object = |a: Option<&Attributes>| a.and_then(|a| a.get(part.attribute())).cloned();
+            let (Some(before), Some(after)) = (object(live.map(|l| &l.attributes)), object(Some(want))) else {
+                return false;
+            };
+            [*uri, digest.as_str()].iter().any(|p| before.pointer(p) != after.pointer(p))
+        })
     }
 
     /// Rolls the InferenceService out step by step (see the module).

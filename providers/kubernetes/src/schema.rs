@@ -24,18 +24,22 @@ struct Block {
 #[derive(JsonSchema)]
 #[allow(dead_code)]
 struct EndpointSettings {
-    /// Serving runtime on Kubernetes: `kserve` (an InferenceService) or `deployment` (a
-    /// Deployment + Service running `image`). Setting it makes `kubernetes` the default provider.
+    /// Serving runtime on Kubernetes: `kserve` (an InferenceService), `seldon` (a Seldon Core v2
+    /// Model) or `deployment` (a Deployment + Service running `image`). Setting it makes
+    /// `kubernetes` the default provider.
     runtime: Option<Runtime>,
-    /// The model format the InferenceService declares (`runtime: kserve`). Default: the model's
-    /// `framework` as KServe names it (sklearn, xgboost, lightgbm, tensorflow, pytorch, onnx,
-    /// triton, mlflow, huggingface).
+    /// The model format the InferenceService declares (`runtime: kserve`), or the capability a
+    /// Seldon Model requires of its Server (`runtime: seldon`). Default: the model's `framework`
+    /// as KServe names it (sklearn, xgboost, lightgbm, tensorflow, pytorch, onnx, triton, mlflow,
+    /// huggingface).
     model_format: Option<ModelFormat>,
     /// A ServingRuntime (in the namespace) or ClusterServingRuntime to serve the model with
-    /// (`runtime: kserve`), checked at plan time to exist and to support the format and protocol.
-    /// Default: the runtime KServe selects for the format.
+    /// (`runtime: kserve`), or the Seldon Server to load it on (`runtime: seldon`), checked at
+    /// plan time to exist and to support the format and protocol. Default: the runtime KServe
+    /// selects for the format, or any Seldon Server with the capability.
     serving_runtime: Option<String>,
-    /// The inference protocol (`runtime: kserve`): `v1`, `v2` (Open Inference Protocol) or `grpc-v2`.
+    /// The inference protocol (`runtime: kserve`): `v1`, `v2` (Open Inference Protocol) or
+    /// `grpc-v2`. Seldon serves v2 only.
     protocol_version: Option<Protocol>,
     /// Serving image (`runtime: deployment`); default: the model's `image`.
     image: Option<String>,
@@ -55,6 +59,7 @@ struct EndpointSettings {
 #[allow(dead_code)]
 enum Runtime {
     Kserve,
+    Seldon,
     Deployment,
 }
 
@@ -99,7 +104,7 @@ fn settings(kind: Kind) -> serde_json::Map<String, Value> {
 pub fn entry() -> ProviderEntry {
     ProviderEntry {
         name: "kubernetes",
-        about: "Kubernetes: KServe InferenceServices and Deployments.",
+        about: "Kubernetes: KServe InferenceServices, Seldon Core v2 Models and Deployments.",
         factory: crate::factory,
         block: schema_of::<Block>,
         settings,
