@@ -455,6 +455,10 @@ impl ResourceType for Endpoints {
             .ok_or_else(|| ProviderError::failed(format!("{namespace}/{name} is missing right after it was applied")))
     }
 
+    async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {
+        self.0.import_endpoint(config, id).await
+    }
+
     async fn delete(
         &self,
         address: &Address,

@@ -17,6 +17,7 @@
 
 mod endpoint;
 mod errors;
+mod import;
 mod manifests;
 mod readiness;
 mod rollout;
@@ -203,6 +204,13 @@ fn valid_k8s_name(name: &str) -> bool {
 
 fn wait_timeout(config: &ResourceConfig) -> Duration {
     config.str("wait_timeout").and_then(mlops_provider_core::parse_duration).unwrap_or(DEFAULT_WAIT)
+}
+
+/// The spec address an object's annotation names, when mlops made it.
+pub(crate) fn owner_of(o: &Value) -> Option<&str> {
+    let managed = o.pointer(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"))).and_then(Value::as_str);
+    let address = o.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
+    address.and_then(Value::as_str).filter(|_| managed == Some("mlops"))
 }
 
 impl Cluster {

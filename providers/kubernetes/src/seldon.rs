@@ -243,7 +243,7 @@ impl Cluster {
         for (part, name) in [(Part::Experiment, address.name.clone()), (Part::SeldonModel, canary_name(&address.name))]
         {
             if let Some(o) = self.get(namespace, part, &name).await?
-                && owner_of(&o) == Some(address.to_string().as_str())
+                && crate::owner_of(&o) == Some(address.to_string().as_str())
             {
                 found.push(self.object_ref(part, namespace, &o));
             }
@@ -406,13 +406,6 @@ impl Cluster {
         let e = ProviderError::new(ErrorKind::RolledBack, format!("{failed}; reset to the model it served before"));
         self.with_state(e, address, request.desired, true).await
     }
-}
-
-/// The spec address an object's annotation names, when mlops made it.
-pub(crate) fn owner_of(o: &Value) -> Option<&str> {
-    let managed = o.pointer(&format!("/metadata/labels/{}", MANAGED_BY.replace('/', "~1"))).and_then(Value::as_str);
-    let address = o.pointer(&format!("/metadata/annotations/{}", ADDRESS_ANNOTATION.replace('/', "~1")));
-    address.and_then(Value::as_str).filter(|_| managed == Some("mlops"))
 }
 
 #[cfg(test)]

@@ -325,3 +325,98 @@ fn what_a_killed_seldon_rollout_left_is_finished_by_the_next_apply_and_delete_re
     assert!(k.cluster.get(&k.ns, &experiment_ar(), "churn-seldon").is_none());
     assert!(k.seldon_model("other-model").is_some(), "not ours, not deleted");
 }
+
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn existing_models_are_imported_labelled_as_mlopss_recorded_and_then_managed() {
+    let k = K8s::seldon(&format!(
+        "{SELDON}  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    wait_timeout: 30s\n"
+    ));
+    let _controller = k.controller();
+    let uri = format!("gs://{}/churn/model.bst", k.bucket());
+    // Made before mlops, with kubectl's server-side apply.
+    k.cluster.ssa(
+        &k.ns,
+        &model_ar(),
+        "churn-seldon",
+        "kubectl",
+        json!({
+        "apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model", "metadata": {"name": "churn-seldon"},
+        "spec": {"storageUri": uri, "requirements": ["xgboost"], "replicas": 1}}),
+    );
+    k.cluster.ssa(
+        &k.ns,
+        &isvc_ar(),
+        "churn-isvc",
+        "kubectl",
+        json!({
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": {"name": "churn-isvc"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "xgboost"}, "storageUri": uri}}}}),
+    );
+    let uid = k.seldon_model("churn-seldon").unwrap()["metadata"]["uid"].clone();
+
+    let wrong = k.mlops(&["import", "endpoints.churn-seldon", "another-name"]);
+    assert_eq!(wrong.status, 1, "{}", wrong.stdout);
+    assert!(crate::common::flat(&wrong.stderr).contains("are named `churn-seldon` on the cluster"), "{}", wrong.stderr);
+    let missing = k.mlops(&["import", "endpoints.churn-api", "churn-api"]);
+    assert_eq!(missing.status, 1, "not in the spec: {}", missing.stdout);
+    for (address, id) in [
+        ("endpoints.churn-seldon", "churn-seldon".to_string()),
+        ("endpoints.churn-isvc", format!("{}/churn-isvc", k.ns)),
+    ] {
+        let run = k.mlops(&["import", address, &id]).ok();
+        assert!(run.stdout.contains(address), "{}", run.stdout);
+    }
+    // Labelled and annotated as mlops's, seen through the test's own client; nothing else changed.
+    let model = k.seldon_model("churn-seldon").unwrap();
+    assert_eq!(model["metadata"]["annotations"]["mlops.dev/address"], "endpoints.churn-seldon");
+    assert_eq!(model["metadata"]["labels"]["app.kubernetes.io/managed-by"], "mlops");
+    assert_eq!((&model["metadata"]["uid"], &model["spec"]["replicas"]), (&uid, &json!(1)));
+    let isvc = k.cluster.get(&k.ns, &isvc_ar(), "churn-isvc").unwrap();
+    assert_eq!(isvc["metadata"]["annotations"]["mlops.dev/address"], "endpoints.churn-isvc");
+    let record = k.lineage_record("endpoints.churn-seldon");
+    assert_eq!(record["outputs"]["objects"][0]["uid"], uid, "{record}");
+    assert_eq!(record["attributes"]["seldon_model"]["spec"]["replicas"], 1, "recorded as found: {record}");
+    let again = k.mlops(&["import", "endpoints.churn-seldon", "churn-seldon"]);
+    assert_eq!(again.status, 1, "importing twice is refused");
+
+    // The next plan shows what the spec changes; kubectl's fields are taken only when forced.
+    let plan = k.plan_json();
+    let c = change(&plan, "endpoints.churn-seldon");
+    assert_eq!(c["action"], "update", "{c}");
+    k.mlops(&["apply", "--auto-approve", "--force-conflicts"]).ok();
+    let model = k.seldon_model("churn-seldon").unwrap();
+    assert_eq!(
+        (&model["metadata"]["uid"], &model["spec"]["replicas"], &model["spec"]["server"]),
+        (&uid, &json!(2), &json!("mlserver"))
+    );
+    k.wait_until_no_changes();
+}
+
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn a_seldon_rollback_serves_the_recorded_model_again_through_the_rollout() {
+    let k = K8s::seldon(&SELDON.replace(
+        "    wait_timeout: 30s\n",
+        "    rollout: { strategy: canary, step: { percent: 25, interval: 0s } }\n    wait_timeout: 30s\n",
+    ));
+    let _controller = k.controller();
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    k.wait_until_no_changes();
+    let v1 = k.env.lineage("k8s")[0].clone();
+    let uri_v1 = k.seldon_model("churn-seldon").unwrap()["spec"]["storageUri"].clone();
+    put_object(&k.gcs, &k.bucket(), "churn-v2/model.bst", "weights v2");
+    k.edit_spec("churn/model.bst", "churn-v2/model.bst");
+    k.mlops(&["apply", "--auto-approve"]).ok();
+    k.wait_until_no_changes();
+    assert_ne!(k.seldon_model("churn-seldon").unwrap()["spec"]["storageUri"], uri_v1);
+
+    let plan = k.mlops(&["rollback", &v1, "--out", "rb.json"]).ok();
+    let line = plan.stdout.lines().find(|l| l.contains("~ endpoints.churn-seldon")).expect("the endpoint is restored");
+    assert!(line.contains("rollback"), "{line}");
+    let run = k.mlops(&["apply", "rb.json"]).ok();
+    assert!(run.stdout.contains("rollout step 1/2: 25%"), "restored through the rollout: {}", run.stdout);
+    let model = k.seldon_model("churn-seldon").unwrap();
+    assert_eq!(model["spec"]["storageUri"], uri_v1, "v1 serves again: {model}");
+    assert!(k.cluster.get(&k.ns, &experiment_ar(), "churn-seldon").is_none());
+}
