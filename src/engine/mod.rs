@@ -450,8 +450,17 @@ pub async fn desired_states(
                                 let imaged = resolve_image(stack, &*p, config, pins.get(&a), restore).await?;
                                 let config = imaged.as_ref().map_or(config, |(c, _)| c);
                                 let mut d = rt.desired(config, &deps).await.map_err(|e| (false, e))?;
-                                if let Some(verified) = signature::verify(&r.config.body, stack.spec.base_dir())
-                                    .map_err(|m| (false, ProviderError::invalid(m).at(ValuePath::key("signature"))))?
+                                let at_signature = || ValuePath::key("signature");
+                                let remote = match signature::reads_backend(&r.config.body) {
+                                    true => rt
+                                        .artifact_sha256(config, &d)
+                                        .await
+                                        .map_err(|e| (false, e.at(at_signature())))?,
+                                    false => None,
+                                };
+                                if let Some(verified) =
+                                    signature::verify(&r.config.body, stack.spec.base_dir(), remote.as_ref())
+                                        .map_err(|m| (false, ProviderError::invalid(m).at(at_signature())))?
                                 {
                                     d.attributes.insert(signature::SIGNATURE.into(), verified);
                                 }

@@ -15,9 +15,17 @@ pub const SIGNATURE: &str = "signature";
 
 const PREDICATE: &str = "https://model_signing/signature/v1.0";
 
-/// Verifies `body`'s `signature:` (`key`, optional `bundle`) for its local `artifact`, paths from
-/// `base`. `Ok(None)` when the model has no `signature:`.
-pub fn verify(body: &Value, base: &Path) -> Result<Option<Value>, String> {
+/// Whether `body` has a `signature:` for an artifact on a backend, whose files its provider
+/// reads (`ResourceType::artifact_sha256`) for [`verify`].
+pub fn reads_backend(body: &Value) -> bool {
+    let artifact = body.get("artifact").and_then(Value::as_str).unwrap_or_default();
+    body.get("signature").is_some() && artifact.contains("://") && !artifact.starts_with("file://")
+}
+
+/// Verifies `body`'s `signature:` (`key`, optional `bundle`) for its `artifact`, paths from
+/// `base`: a local artifact's files hashed here, a backend's as its provider read them at their
+/// pinned versions (`remote`, name → SHA-256). `Ok(None)` when the model has no `signature:`.
+pub fn verify(body: &Value, base: &Path, remote: Option<&BTreeMap<String, String>>) -> Result<Option<Value>, String> {
     let Some(sig) = body.get("signature") else { return Ok(None) };
     if sig.get("identity").is_some() || sig.get("certificate").is_some() {
         return Err("certificate (keyless) signatures need Fulcio's certificate chain and a Rekor \
@@ -27,9 +35,15 @@ pub fn verify(body: &Value, base: &Path) -> Result<Option<Value>, String> {
     }
     let artifact = body.get("artifact").and_then(Value::as_str).unwrap_or_default();
     let local = artifact.strip_prefix("file://").unwrap_or(artifact);
-    if artifact.contains("://") && !artifact.starts_with("file://") {
+    let on_backend = reads_backend(body);
+    if on_backend && remote.is_none() {
+        return Err(format!("the provider of `{artifact}` cannot read its bytes, so its signature cannot be verified"));
+    }
+    let given_bundle = sig.get("bundle").and_then(Value::as_str);
+    if on_backend && given_bundle.is_none_or(|b| b.contains("://")) {
         return Err(format!(
-            "`{artifact}` is not a local path: signatures are verified for local artifacts (a file or a folder beside the spec)"
+            "the signature of `{artifact}` is read from the repository: set `signature.bundle` to the bundle's path \
+             beside the spec (model_signing writes it when it signs the model, before the upload)"
         ));
     }
     let artifact_path = base.join(local);
@@ -76,7 +90,14 @@ pub fn verify(body: &Value, base: &Path) -> Result<Option<Value>, String> {
         .as_array()
         .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
         .unwrap_or_default();
-    let on_disk = hash_files(&artifact_path, &bundle_path, &ignored)?;
+    let on_disk = match remote {
+        Some(files) if on_backend => files
+            .iter()
+            .filter(|(name, _)| !ignored.iter().any(|i| *name == i || name.starts_with(&format!("{i}/"))))
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect(),
+        _ => hash_files(&artifact_path, &bundle_path, &ignored)?,
+    };
     let named = |n: &str| if n == "." { "the artifact".to_string() } else { format!("`{n}`") };
     for (name, digest) in &signed {
         match on_disk.get(name) {

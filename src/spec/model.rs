@@ -229,8 +229,9 @@ pub struct Model {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Reference>,
-    /// An OpenSSF model-signing signature of the (local) artifact, verified at plan time against
-    /// a public key: a mismatch, a missing bundle or a wrong key is an error and nothing applies.
+    /// An OpenSSF model-signing signature of the artifact (local, or on a bucket: its bytes read
+    /// at the pinned versions), verified at plan time against a public key: a mismatch, a missing
+    /// bundle or a wrong key is an error and nothing applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<ModelSignature>,
 }
@@ -241,7 +242,8 @@ pub struct Model {
 pub struct ModelSignature {
     /// The signer's ECDSA P-256 public key, PEM (SubjectPublicKeyInfo).
     pub key: String,
-    /// The bundle `model_signing sign key` wrote; default: the artifact's path and `.sig`.
+    /// The bundle `model_signing sign key` wrote (a path beside the spec); default: the artifact's
+    /// path and `.sig`. Required for a bucket artifact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
     /// A certificate identity (keyless signing): refused, it needs Fulcio and Rekor.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::common::{TestEnv, change, paths};
 use crate::gcp::unique;
 
-fn endpoint_url() -> String {
+pub(crate) fn endpoint_url() -> String {
     crate::common::service("AWS_ENDPOINT_URL", Some("MLOPS_TEST_AWS"), "aws")
 }
 
@@ -922,7 +922,7 @@ fn rollback_restores_s3_object_versions_and_refuses_deleted_ones() {
 
 /// Runs a boto3 script against the test server (moto's own Python, an independent client) and
 /// returns what it prints as JSON.
-fn boto3(url: &str, script: &str) -> Value {
+pub(crate) fn boto3(url: &str, script: &str) -> Value {
     let python = crate::common::service("MLOPS_TEST_MOTO_PYTHON", None, "aws");
     let code = format!(
         "import boto3, json, sys\nkw = dict(endpoint_url={url:?}, region_name='us-east-1', \

@@ -463,12 +463,39 @@ pub(crate) async fn delete(p: &Aws, prior: &PriorState, progress: &dyn Progress)
     Ok(())
 }
 
+/// The SHA-256 (hex) of the artifact `desired` pinned, read at its pinned S3 version, streamed:
+/// one object, named `.` as a signed single file is.
+async fn artifact_sha256(p: &Aws, desired: &Desired) -> Result<BTreeMap<String, String>, ProviderError> {
+    use sha2::Digest;
+    let artifact = str_of(desired.attributes.get("artifact"));
+    let (bucket, key) = parse_s3(&artifact).unwrap_or_default();
+    let c = p.clients().await?;
+    let mut get = c.s3.get_object().bucket(&bucket).key(&key);
+    if let Some(v) = desired.attributes.get("artifact_version").and_then(Value::as_str) {
+        get = get.version_id(v);
+    }
+    let mut body = get.send().await.map_err(|e| sdk_error(&format!("get {artifact}"), e))?.body;
+    let mut hash = sha2::Sha256::new();
+    while let Some(chunk) = body.try_next().await.map_err(|e| ProviderError::failed(format!("read {artifact}: {e}")))? {
+        hash.update(&chunk);
+    }
+    Ok(BTreeMap::from([(".".to_string(), hex::encode(hash.finalize()))]))
+}
+
 /// SageMaker models, each version an immutable model under a content-hashed name, optionally
 /// registered as a model package in a group.
 pub(crate) struct Models(pub(crate) Arc<Aws>);
 
 #[async_trait]
 impl ResourceType for Models {
+    async fn artifact_sha256(
+        &self,
+        _config: &ResourceConfig,
+        desired: &Desired,
+    ) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+        artifact_sha256(&self.0, desired).await.map(Some)
+    }
+
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
         let mut out = Vec::new();
         match config.str("artifact") {

@@ -160,6 +160,18 @@ pub trait ResourceType: Send + Sync {
         deps: &Dependencies,
     ) -> Result<(), ProviderError>;
 
+    /// The SHA-256 (hex) of every file of the model artifact `desired` pinned, read at its pinned
+    /// version (one object: one entry named `.`; a folder: each object's path in it), for a
+    /// signature check at plan time. `None`: this type cannot read its artifact's bytes.
+    async fn artifact_sha256(
+        &self,
+        config: &ResourceConfig,
+        desired: &Desired,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, ProviderError> {
+        let _ = (config, desired);
+        Ok(None)
+    }
+
     /// The live state of an existing backend object with identifier `id` (a name, an ARN, a
     /// URI), to adopt it as the resource `config` declares (`mlops import`).
     async fn import(&self, config: &ResourceConfig, id: &str) -> Result<LiveState, ProviderError> {

@@ -19,6 +19,51 @@ impl Gcp {
         }
     }
 
+    /// The SHA-256 (hex) of object `object` of `bucket` at `generation`, streamed.
+    async fn object_sha256(
+        &self,
+        bucket: &str,
+        object: &str,
+        generation: Option<i64>,
+    ) -> Result<String, ProviderError> {
+        use futures_util::StreamExt;
+        use gcloud_storage::http::objects::download::Range;
+        let client = self.client().await?;
+        let req = GetObjectRequest { bucket: bucket.into(), object: object.into(), generation, ..Default::default() };
+        let what = format!("read gs://{bucket}/{object}");
+        let whole = Range::default();
+        let mut stream =
+            self.call(&what, || client.download_streamed_object(&req, &whole)).await.map_err(|e| e.error)?;
+        let mut hash = sha2::Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|e| ProviderError::failed(format!("GCS at {}: {what}: {}", self.endpoint, chain(&e))))?;
+            hash.update(&chunk);
+        }
+        Ok(hex::encode(hash.finalize()))
+    }
+
+    /// The SHA-256 of every file of the artifact `desired` pinned, at its pinned generations.
+    pub(crate) async fn artifact_sha256(
+        &self,
+        desired: &Attributes,
+    ) -> Result<BTreeMap<String, String>, ProviderError> {
+        let uri = desired.get("artifact").and_then(Value::as_str).unwrap_or_default();
+        let mut out = BTreeMap::new();
+        if is_folder(uri) {
+            let (bucket, prefix) = parse_gs(uri, true).unwrap_or_default();
+            for (name, e) in desired.get("files").and_then(Value::as_object).into_iter().flatten() {
+                let generation = e.get("generation").and_then(Value::as_i64);
+                out.insert(name.clone(), self.object_sha256(&bucket, &format!("{prefix}{name}"), generation).await?);
+            }
+        } else {
+            let (bucket, object) = parse_gs(uri, false).unwrap_or_default();
+            let generation = desired.get("generation").and_then(Value::as_i64);
+            out.insert(".".into(), self.object_sha256(&bucket, &object, generation).await?);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn model_attributes(uri: &str, o: &Object) -> Attributes {
         let md5 = o.md5_hash.clone().unwrap_or_default();
         attributes_of(json!({
@@ -190,6 +235,14 @@ pub(crate) struct Models(pub(crate) Arc<Gcp>);
 
 #[async_trait]
 impl ResourceType for Models {
+    async fn artifact_sha256(
+        &self,
+        _config: &ResourceConfig,
+        desired: &Desired,
+    ) -> Result<Option<BTreeMap<String, String>>, ProviderError> {
+        self.0.artifact_sha256(&desired.attributes).await.map(Some)
+    }
+
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
         let diag = ConfigDiagnostic::unsupported;
         let mut out = match config.str("artifact") {
