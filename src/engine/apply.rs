@@ -183,7 +183,7 @@ pub async fn check_fresh(
         let selected: BTreeSet<Address> =
             plan.changes.iter().filter(|c| c.desired.is_some()).map(|c| c.address.clone()).collect();
         let restore = plan.promotion.as_ref().is_some_and(|p| p.rollback);
-        let fresh = desired_states(stack, &selected, parallelism, pins, restore).await?;
+        let fresh = desired_states(stack, &selected, parallelism, pins, restore, state).await?;
         for c in &touched {
             if let Some(want) = &c.desired {
                 let now = fresh.get(&c.address).map(|d| &d.attributes);

@@ -412,6 +412,8 @@ pub async fn desired_states(
     pins: &Pins,
     // A rollback: each provider confirms it can still produce the pinned versions.
     restore: bool,
+    // What lineage recorded (a signature verified for a version still pinned is not read again).
+    recorded: &State,
 ) -> Result<BTreeMap<Address, Desired>, EngineError> {
     let mut out: BTreeMap<Address, Desired> = BTreeMap::new();
     let mut errors = Vec::new();
@@ -450,17 +452,11 @@ pub async fn desired_states(
                                 let imaged = resolve_image(stack, &*p, config, pins.get(&a), restore).await?;
                                 let config = imaged.as_ref().map_or(config, |(c, _)| c);
                                 let mut d = rt.desired(config, &deps).await.map_err(|e| (false, e))?;
-                                let at_signature = || ValuePath::key("signature");
-                                let remote = match signature::reads_backend(&r.config.body) {
-                                    true => rt
-                                        .artifact_sha256(config, &d)
-                                        .await
-                                        .map_err(|e| (false, e.at(at_signature())))?,
-                                    false => None,
-                                };
-                                if let Some(verified) =
-                                    signature::verify(&r.config.body, stack.spec.base_dir(), remote.as_ref())
-                                        .map_err(|m| (false, ProviderError::invalid(m).at(at_signature())))?
+                                let recorded = recorded.resources.get(&a).map(|r| &r.attributes);
+                                let base = stack.spec.base_dir();
+                                if let Some(verified) = signature::of(rt, config, &d, &r.config.body, base, recorded)
+                                    .await
+                                    .map_err(|e| (false, e))?
                                 {
                                     d.attributes.insert(signature::SIGNATURE.into(), verified);
                                 }
@@ -652,7 +648,7 @@ pub async fn plan(stack: &Stack, state: State, source: SourceInfo, request: &Pla
     let no_pins = Pins::new();
     let pins = request.promotion.as_ref().map(|(_, p)| p).unwrap_or(&no_pins);
     let restore = request.promotion.as_ref().is_some_and(|(p, _)| p.rollback);
-    let desired = desired_states(stack, &selected, request.parallelism, pins, restore).await?;
+    let desired = desired_states(stack, &selected, request.parallelism, pins, restore, &state).await?;
     let mut state = state;
     let priors = take_priors(&mut state);
     let live = refresh(stack, &state, &priors, selected.iter().cloned(), &desired, request.parallelism).await?;

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use mlops_provider_core::{Attributes, Desired, ProviderError, ResourceConfig, ResourceType, ValuePath};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -17,15 +18,62 @@ const PREDICATE: &str = "https://model_signing/signature/v1.0";
 
 /// Whether `body` has a `signature:` for an artifact on a backend, whose files its provider
 /// reads (`ResourceType::artifact_sha256`) for [`verify`].
-pub fn reads_backend(body: &Value) -> bool {
+fn reads_backend(body: &Value) -> bool {
     let artifact = body.get("artifact").and_then(Value::as_str).unwrap_or_default();
     body.get("signature").is_some() && artifact.contains("://") && !artifact.starts_with("file://")
+}
+
+/// The model's verified signature (`None` without `signature:`): a bucket artifact's is kept
+/// from lineage while its pinned versions, bundle and key are the recorded ones, else its files
+/// are read by its provider (`rt`) at the versions `desired` pinned; a local artifact's are
+/// hashed here. Errors are at the `signature:` line.
+pub async fn of(
+    rt: &dyn ResourceType,
+    config: &ResourceConfig,
+    desired: &Desired,
+    body: &Value,
+    base: &Path,
+    recorded: Option<&Attributes>,
+) -> Result<Option<Value>, ProviderError> {
+    let at = || ValuePath::key("signature");
+    let remote = if reads_backend(body) {
+        if let Some(kept) = still_verified(body, base, &desired.attributes, recorded) {
+            return Ok(Some(kept));
+        }
+        rt.artifact_sha256(config, desired).await.map_err(|e| e.at(at()))?
+    } else {
+        None
+    };
+    verify(body, base, remote.as_ref()).map_err(|m| ProviderError::invalid(m).at(at()))
+}
+
+/// The signature lineage recorded for the model (`recorded`, its record's attributes), when it
+/// still holds without reading the artifact again: the same bundle bytes and key, and the artifact
+/// pinned at the same immutable versions (an S3 version id, GCS generations) as `desired`.
+fn still_verified(body: &Value, base: &Path, desired: &Attributes, recorded: Option<&Attributes>) -> Option<Value> {
+    let recorded = recorded?;
+    let verified = recorded.get(SIGNATURE)?;
+    let immutable =
+        ["artifact_version", "generation", "files"].iter().any(|k| desired.get(*k).is_some_and(|v| !v.is_null()));
+    let same = ["artifact", "artifact_digest", "artifact_version", "generation", "files"]
+        .iter()
+        .all(|k| desired.get(*k) == recorded.get(*k));
+    if !immutable || !same {
+        return None;
+    }
+    let sig = body.get("signature")?;
+    let bundle = std::fs::read(base.join(sig.get("bundle")?.as_str()?)).ok()?;
+    let key = std::fs::read_to_string(base.join(sig.get("key")?.as_str()?)).ok()?;
+    let bundle_digest = format!("sha256:{}", hex::encode(Sha256::digest(&bundle)));
+    let key_id = crate::audit::dsse::key_id_of(&key).ok()?;
+    (verified.get("bundle_digest")?.as_str()? == bundle_digest && verified.get("key")?.as_str()? == key_id)
+        .then(|| verified.clone())
 }
 
 /// Verifies `body`'s `signature:` (`key`, optional `bundle`) for its `artifact`, paths from
 /// `base`: a local artifact's files hashed here, a backend's as its provider read them at their
 /// pinned versions (`remote`, name → SHA-256). `Ok(None)` when the model has no `signature:`.
-pub fn verify(body: &Value, base: &Path, remote: Option<&BTreeMap<String, String>>) -> Result<Option<Value>, String> {
+fn verify(body: &Value, base: &Path, remote: Option<&BTreeMap<String, String>>) -> Result<Option<Value>, String> {
     let Some(sig) = body.get("signature") else { return Ok(None) };
     if sig.get("identity").is_some() || sig.get("certificate").is_some() {
         return Err("certificate (keyless) signatures need Fulcio's certificate chain and a Rekor \
@@ -151,4 +199,48 @@ fn hash_files(path: &Path, bundle: &Path, ignored: &[String]) -> Result<BTreeMap
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEuD03zd5IZXdeAQjbJ+EidxvOj8Av
+fFeII9uhOzmNY4GEWfvVlJVzwfavs/ILitj46H6byHednTuL9qA31w5dTQ==
+-----END PUBLIC KEY-----
+";
+
+    fn attrs(v: Value) -> Attributes {
+        v.as_object().unwrap().clone().into_iter().collect()
+    }
+
+    /// A recorded verification is kept only for the same immutable pin, bundle bytes and key.
+    #[test]
+    fn a_recorded_signature_is_kept_only_while_pin_bundle_and_key_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("signer.pub.pem"), KEY).unwrap();
+        std::fs::write(dir.path().join("model.sig"), "{\"bundle\": 1}").unwrap();
+        let body = json!({"artifact": "gs://b/churn/", "signature": {"key": "signer.pub.pem", "bundle": "model.sig"}});
+        let verified = json!({
+            "verified": true,
+            "key": crate::audit::dsse::key_id_of(KEY).unwrap(),
+            "bundle_digest": format!("sha256:{}", hex::encode(Sha256::digest(b"{\"bundle\": 1}"))),
+            "files": 1,
+        });
+        let desired = attrs(json!({"artifact": "gs://b/churn/", "generation": 7, "artifact_digest": "md5:x"}));
+        let mut recorded = desired.clone();
+        recorded.insert(SIGNATURE.into(), verified.clone());
+        let kept = |d: &Attributes, r: &Attributes| still_verified(&body, dir.path(), d, Some(r));
+        assert_eq!(kept(&desired, &recorded), Some(verified));
+        let moved = attrs(json!({"artifact": "gs://b/churn/", "generation": 8, "artifact_digest": "md5:x"}));
+        assert_eq!(kept(&moved, &recorded), None, "another generation is read again");
+        let unversioned = attrs(json!({"artifact": "gs://b/churn/", "artifact_digest": "md5:x"}));
+        let mut unversioned_record = unversioned.clone();
+        unversioned_record.insert(SIGNATURE.into(), recorded[SIGNATURE].clone());
+        assert_eq!(kept(&unversioned, &unversioned_record), None, "no immutable version: read again");
+        assert_eq!(still_verified(&body, dir.path(), &desired, None), None, "nothing recorded");
+        std::fs::write(dir.path().join("model.sig"), "{\"bundle\": 2}").unwrap();
+        assert_eq!(kept(&desired, &recorded), None, "another bundle is verified again");
+    }
 }
