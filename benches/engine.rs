@@ -64,9 +64,14 @@ fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let selected: BTreeSet<_> = stack.spec.resources.iter().map(|r| r.config.address.clone()).collect();
     g.bench_function("desired_states", |b| {
-        b.iter(|| rt.block_on(engine::desired_states(&stack, &selected, 10, &Default::default(), false)).unwrap())
+        b.iter(|| {
+            rt.block_on(engine::desired_states(&stack, &selected, 10, &Default::default(), false, &Default::default()))
+                .unwrap()
+        })
     });
-    let desired = rt.block_on(engine::desired_states(&stack, &selected, 10, &Default::default(), false)).unwrap();
+    let desired = rt
+        .block_on(engine::desired_states(&stack, &selected, 10, &Default::default(), false, &Default::default()))
+        .unwrap();
     let live: BTreeMap<_, _> = desired
         .iter()
         .enumerate()
