@@ -1,7 +1,8 @@
-//! DVC-versioned datasets (`source: dvc://…`) on the aws provider, against moto's S3 with a real
-//! DVC repository (`scripts/services up aws dvc`): DVC itself writes the pointers and pushes to
-//! its remote; mlops checks and records. The checks read the pointers DVC wrote and the remote
-//! through boto3 (moto's venv), not through mlops's own reads.
+//! DVC-versioned datasets (`source: dvc://…`) on the aws provider, against moto's S3, and on the
+//! gcp provider, against fake-gcs-server, with a real DVC repository (`scripts/services up aws
+//! gcp dvc`): DVC itself writes the pointers and pushes to its remote; mlops checks and records.
+//! The checks read the pointers DVC wrote and the remote through boto3 (moto's venv) or the GCS
+//! JSON API, not through mlops's own reads.
 
 use serde_json::Value;
 
@@ -13,6 +14,8 @@ struct Dvc {
     url: String,
     bucket: String,
     bin: String,
+    /// fake-gcs-server, for a remote on GCS.
+    gcs: Option<String>,
 }
 
 impl Dvc {
@@ -21,7 +24,7 @@ impl Dvc {
         let url = service("AWS_ENDPOINT_URL", Some("MLOPS_TEST_AWS"), "aws");
         let bin = service("MLOPS_TEST_DVC", None, "dvc");
         let bucket = unique("dvc-store");
-        let d = Dvc { env: TestEnv::new(), url, bucket, bin };
+        let d = Dvc { env: TestEnv::new(), url, bucket, bin, gcs: None };
         d.boto3(&format!("s3.create_bucket(Bucket={:?})", d.bucket));
         d.dvc(&["init", "-q"]);
         d.dvc(&["remote", "add", "-d", "store", &format!("s3://{}/cache", d.bucket)]);
@@ -29,7 +32,23 @@ impl Dvc {
         d
     }
 
+    /// A Git repository that is a DVC repository too, with a default remote on fake-gcs-server
+    /// (DVC's gcsfs reaches it through STORAGE_EMULATOR_HOST, as mlops does).
+    fn on_gcs() -> Dvc {
+        let gcs = crate::gcp::emulator();
+        let bin = service("MLOPS_TEST_DVC", None, "dvc");
+        let bucket = unique("dvc-store");
+        crate::gcp::versioned_bucket(&gcs, &bucket);
+        let d = Dvc { env: TestEnv::new(), url: String::new(), bucket, bin, gcs: Some(gcs) };
+        d.dvc(&["init", "-q"]);
+        d.dvc(&["remote", "add", "-d", "store", &format!("gs://{}/cache", d.bucket)]);
+        d
+    }
+
     fn vars(&self) -> Vec<(&'static str, String)> {
+        if let Some(gcs) = &self.gcs {
+            return vec![("STORAGE_EMULATOR_HOST", gcs.clone())];
+        }
         vec![
             ("AWS_ENDPOINT_URL", self.url.clone()),
             ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -194,4 +213,54 @@ fn a_pipeline_stage_output_is_read_from_dvc_lock_and_checked_in_the_remote() {
     let refused = d.mlops(&["plan"]);
     assert_eq!(refused.status, 1, "{}", refused.stderr);
     assert!(flat(&refused.stderr).contains("has no stage `train`"), "{}", refused.stderr);
+}
+
+/// The same on GCS: a file and a folder pushed by DVC to a gs:// remote are checked object by
+/// object (each one's md5Hash, the folder's listing), recorded, and refused at the source line
+/// once an object is gone from the remote.
+#[test]
+#[ignore = "needs fake-gcs-server and DVC: `eval \"$(scripts/services up gcp dvc)\"`, then `cargo test -- --include-ignored`"]
+fn a_dvc_dataset_in_a_gcs_remote_is_checked_object_by_object_and_recorded() {
+    let d = Dvc::on_gcs();
+    d.env.write("data/train.csv", "id,x\n1,2\n");
+    d.env.write("data/images/1.txt", "x\n");
+    d.env.write("data/images/2.txt", "y\n");
+    d.dvc(&["add", "-q", "data/train.csv", "data/images"]);
+    let spec = SPEC.replace("aws: { region: us-east-1 }", "gcp: { project: test }");
+    d.env.write("mlops.yaml", &spec);
+    d.env.commit("a DVC stack on GCS");
+    let refused = d.mlops(&["plan"]);
+    assert_eq!(refused.status, 1, "not pushed yet: {}{}", refused.stdout, refused.stderr);
+    assert!(flat(&refused.stderr).contains("is not pushed"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("mlops.yaml:7:"), "at the source line: {}", refused.stderr);
+
+    d.dvc(&["push", "-q"]);
+    let run = d.mlops(&["apply", "--auto-approve"]).ok();
+    assert!(run.stdout.contains("Resources: 2 added"), "{}", run.stdout);
+    let train = d.recorded("datasets.train");
+    assert_eq!(train["md5"], d.pointer_md5("data/train.csv.dvc").as_str(), "DVC's own md5: {train}");
+    assert_eq!(train["url"], format!("gs://{}/cache", d.bucket));
+    let images = d.recorded("datasets.images");
+    assert_eq!(images["md5"], d.pointer_md5("data/images.dvc").as_str());
+    assert_eq!(images["nfiles"], 2);
+    assert_eq!(d.mlops(&["plan", "--detailed-exitcode"]).status, 0, "nothing to do");
+
+    // One file of the folder deleted from the remote (through the GCS JSON API): refused.
+    let gcs = d.gcs.clone().unwrap();
+    let listed = crate::gcp::curl(&[&format!("{gcs}/storage/v1/b/{}/o?prefix=cache/", d.bucket)]);
+    let names: Vec<String> =
+        listed["items"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 4, "DVC pushed a file, a listing and two files: {names:?}");
+    let file_of_folder =
+        names.iter().find(|n| !n.ends_with(".dir") && !n.ends_with(&d.pointer_md5("data/train.csv.dvc")[2..])).unwrap();
+    let encoded = file_of_folder.replace('/', "%2F");
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-X", "DELETE", &format!("{gcs}/storage/v1/b/{}/o/{encoded}", d.bucket)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let refused = d.mlops(&["apply", "--auto-approve"]);
+    assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
+    assert!(flat(&refused.stderr).contains("lacks 1 object(s)"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("mlops.yaml:10:"), "at the images source line: {}", refused.stderr);
 }

@@ -5,6 +5,7 @@
 //! manifest of key → VersionId + ETag, so an object added, changed or removed behind our back is
 //! drift (`versions` shows old → new VersionIds).
 
+use mlops_provider_core::dvc;
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -343,10 +344,6 @@ pub(crate) async fn delete(p: &Aws, prior: &PriorState, progress: &dyn Progress)
     Ok(())
 }
 
-fn is_dvc(config: &ResourceConfig) -> bool {
-    config.str("source").is_some_and(|s| s.starts_with(mlops_provider_core::dvc::SCHEME))
-}
-
 /// Datasets on S3: the objects under a `uri` prefix, in a bucket whose versioning keeps every
 /// object's earlier bytes (so a delete leaves delete markers, and destroys nothing).
 pub(crate) struct Datasets(pub(crate) Arc<Aws>);
@@ -354,8 +351,8 @@ pub(crate) struct Datasets(pub(crate) Arc<Aws>);
 #[async_trait]
 impl ResourceType for Datasets {
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        if is_dvc(config) {
-            return crate::dvc::check(config);
+        if dvc::is_dvc(config) {
+            return dvc::check(config);
         }
         match config.str("uri") {
             None => vec![diag(
@@ -373,8 +370,8 @@ impl ResourceType for Datasets {
     }
 
     async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
-        if is_dvc(config) {
-            return crate::dvc::desired(&self.0, config).await;
+        if dvc::is_dvc(config) {
+            return dvc::desired(&*self.0, config).await;
         }
         desired(&self.0, config).await
     }
@@ -387,14 +384,14 @@ impl ResourceType for Datasets {
     ) -> Result<Option<LiveState>, ProviderError> {
         let dvc = |a: &mlops_provider_core::Attributes| a.contains_key("dvc");
         if desired.is_some_and(|d| dvc(&d.attributes)) || prior.is_some_and(|p| dvc(&p.attributes)) {
-            return crate::dvc::read(&self.0, prior).await;
+            return dvc::read(&*self.0, prior).await;
         }
         read(&self.0, prior, desired).await
     }
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
-        if is_dvc(request.config) {
-            return crate::dvc::apply(&self.0, request.config, request.desired).await;
+        if dvc::is_dvc(request.config) {
+            return dvc::apply(&*self.0, request.config, request.desired).await;
         }
         apply(&self.0, &request, progress).await
     }
@@ -418,8 +415,8 @@ impl ResourceType for Datasets {
         desired: &Desired,
         _deps: &Dependencies,
     ) -> Result<(), ProviderError> {
-        if is_dvc(config) {
-            return crate::dvc::restorable(&self.0, config, desired).await;
+        if dvc::is_dvc(config) {
+            return dvc::restorable(&*self.0, config, desired).await;
         }
         restorable(&self.0, config, desired).await
     }

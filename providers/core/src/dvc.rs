@@ -5,7 +5,7 @@
 //! md5 `abcdef…` is `REMOTE/files/md5/ab/cdef…` (DVC 3; DVC 2 pointers, without `hash: md5`,
 //! use `REMOTE/ab/cdef…`). A pipeline stage's output is `dvc://dvc.lock#STAGE` (its one output)
 //! or `dvc://dvc.lock#STAGE:PATH`, as `dvc repro` recorded it. A provider whose storage holds the
-//! remote checks the objects are there.
+//! remote checks the objects are there, through [`Remote`]: the checks are all here.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,8 +96,173 @@ pub fn unsupported_here(config: &ResourceConfig, provider: &str) -> Option<crate
     Some(crate::ConfigDiagnostic::unsupported(
         ValuePath::key("source"),
         format!("the {provider} provider does not read DVC remotes (`{source}`)"),
-        "put this dataset on the aws provider (`provider: aws`) with an s3:// DVC remote; a gs:// remote is not read yet",
+        "put this dataset on the provider of its DVC remote: aws for s3://, gcp for gs://",
     ))
+}
+
+/// Whether `config`'s source is a DVC output.
+pub fn is_dvc(config: &ResourceConfig) -> bool {
+    config.str("source").is_some_and(|s| s.starts_with(SCHEME))
+}
+
+/// The storage a provider reaches a DVC remote in (S3, GCS): mlops writes nothing there, it
+/// checks that the objects `dvc push` sends are there.
+#[async_trait::async_trait]
+pub trait Remote: Send + Sync {
+    /// The remotes it reads, for messages: `s3://`.
+    fn scheme(&self) -> &'static str;
+    /// A remote URL's bucket and key prefix (ending in `/`, or empty); `None` when not its scheme.
+    fn location(&self, url: &str) -> Option<(String, String)>;
+    /// Whether object `key` of `bucket` holds the bytes of md5 `md5` (true too where the store
+    /// cannot tell an object's md5, e.g. a multipart upload: its presence is what can be known).
+    async fn holds(&self, bucket: &str, key: &str, md5: &str) -> Result<bool, ProviderError>;
+    /// Object `key` of `bucket`, `None` when it is missing.
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, ProviderError>;
+}
+
+/// What a DVC dataset's settings cannot hold (no I/O): a `uri` or `prune`, which belong to a
+/// dataset mlops uploads.
+pub fn check(config: &ResourceConfig) -> Vec<crate::ConfigDiagnostic> {
+    ["uri", "prune"]
+        .into_iter()
+        .filter(|key| config.body.get(*key).is_some())
+        .map(|key| {
+            crate::ConfigDiagnostic::unsupported(
+                ValuePath::key(key),
+                format!("`{key}` is for a dataset mlops uploads; a DVC dataset lives in its DVC remote"),
+                "remove it: `dvc push` writes the data, mlops checks and records it",
+            )
+        })
+        .collect()
+}
+
+/// The pointer's output, with its remote's bucket and prefix in `store`.
+fn located(store: &dyn Remote, config: &ResourceConfig) -> Result<(DvcOutput, String, String), ProviderError> {
+    let out = output(config)?.expect("a dvc:// source");
+    let Some((bucket, prefix)) = store.location(&out.url) else {
+        return Err(ProviderError::invalid(format!(
+            "the DVC remote `{}` is {}; the {} provider reads remotes on {} (give this dataset the provider of its remote)",
+            out.remote,
+            out.url,
+            config.provider,
+            store.scheme()
+        ))
+        .at(ValuePath::key("source")));
+    };
+    Ok((out, bucket, prefix))
+}
+
+/// The objects of `md5` missing from the remote (each named by its key), after reading the
+/// folder listing where `md5` is one (its bytes must hash to the listed md5).
+async fn missing(
+    store: &dyn Remote,
+    out: &DvcOutput,
+    bucket: &str,
+    prefix: &str,
+    md5: &str,
+) -> Result<Vec<String>, ProviderError> {
+    let key = format!("{prefix}{}", out.key_of(md5));
+    if !md5.ends_with(".dir") {
+        return Ok(if store.holds(bucket, &key, md5).await? { vec![] } else { vec![key] });
+    }
+    let Some(listing) = store.get(bucket, &key).await? else { return Ok(vec![key]) };
+    let url = format!("{}{bucket}/{key}", store.scheme());
+    let digest = hex::encode(<md5::Md5 as md5::Digest>::digest(&listing));
+    if digest != md5.trim_end_matches(".dir") {
+        return Err(ProviderError::invalid(format!(
+            "{url} is not the folder listing {md5} names (its md5 is {digest})"
+        ))
+        .at(ValuePath::key("source")));
+    }
+    let files = dir_listing(&listing)
+        .map_err(|e| ProviderError::invalid(format!("{url}: {e}")).at(ValuePath::key("source")))?;
+    let mut gone = Vec::new();
+    for file_md5 in files.values() {
+        let key = format!("{prefix}{}", out.key_of(file_md5));
+        if !store.holds(bucket, &key, file_md5).await? {
+            gone.push(key);
+        }
+    }
+    Ok(gone)
+}
+
+fn refuse_missing(store: &dyn Remote, out: &DvcOutput, bucket: &str, gone: &[String], what: &str) -> ProviderError {
+    ProviderError::invalid(format!(
+        "{what}: the DVC remote `{}` ({}{bucket}) lacks {} object(s) of {} ({}); run `dvc push`",
+        out.remote,
+        store.scheme(),
+        gone.len(),
+        out.md5,
+        gone.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+    ))
+    .at(ValuePath::key("source"))
+}
+
+fn attributes(config: &ResourceConfig, dvc: Value) -> crate::Attributes {
+    let mut a = crate::attributes_of(json!({ "source": config.str("source"), "dvc": dvc }));
+    for key in ["labels", "description"] {
+        if let Some(v) = config.body.get(key) {
+            a.insert(key.into(), v.clone());
+        }
+    }
+    a
+}
+
+/// The pointer's version, once the remote is found to hold all of it.
+pub async fn desired(store: &dyn Remote, config: &ResourceConfig) -> Result<crate::Desired, ProviderError> {
+    let (out, bucket, prefix) = located(store, config)?;
+    let gone = missing(store, &out, &bucket, &prefix, &out.md5).await?;
+    if !gone.is_empty() {
+        return Err(refuse_missing(store, &out, &bucket, &gone, &format!("{} is not pushed", out.pointer.display())));
+    }
+    Ok(crate::Desired { attributes: attributes(config, out.attribute()), ..Default::default() })
+}
+
+/// The recorded version, while the remote still holds it (there is nothing else to read: the
+/// pointer is the spec's, the remote DVC's). Gone from the remote: `None`, and the plan says so.
+pub async fn read(
+    store: &dyn Remote,
+    prior: Option<&crate::PriorState>,
+) -> Result<Option<crate::LiveState>, ProviderError> {
+    let Some(recorded) = prior.and_then(|p| p.attributes.get("dvc")) else { return Ok(None) };
+    let Some(output) = DvcOutput::from_attribute(recorded) else { return Ok(None) };
+    let Some((bucket, prefix)) = store.location(&output.url) else { return Ok(None) };
+    if !missing(store, &output, &bucket, &prefix, &output.md5).await?.is_empty() {
+        return Ok(None);
+    }
+    let attributes = prior.map(|p| p.attributes.clone()).unwrap_or_default();
+    Ok(Some(crate::LiveState { attributes, outputs: crate::attributes_of(json!({ "version": output.md5 })) }))
+}
+
+/// A rollback's recorded md5 must still be in the remote.
+pub async fn restorable(
+    store: &dyn Remote,
+    config: &ResourceConfig,
+    desired: &crate::Desired,
+) -> Result<(), ProviderError> {
+    let (out, bucket, prefix) = located(store, config)?;
+    let Some(md5) = desired.attributes.get("dvc").and_then(|d| d.get("md5")).and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let gone = missing(store, &out, &bucket, &prefix, md5).await?;
+    if gone.is_empty() {
+        return Ok(());
+    }
+    Err(refuse_missing(store, &out, &bucket, &gone, "the recorded version cannot be re-pointed to"))
+}
+
+/// Applying records what the plan found: the objects are checked again, nothing is written.
+pub async fn apply(
+    store: &dyn Remote,
+    config: &ResourceConfig,
+    desired: &crate::Desired,
+) -> Result<crate::LiveState, ProviderError> {
+    restorable(store, config, desired).await?;
+    let md5 = desired.attributes.get("dvc").and_then(|d| d.get("md5")).cloned().unwrap_or_default();
+    Ok(crate::LiveState {
+        attributes: desired.attributes.clone(),
+        outputs: crate::attributes_of(json!({ "version": md5 })),
+    })
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! generation; restores come from the generations a versioned bucket keeps.
 
 use super::*;
+use mlops_provider_core::dvc;
 
 /// The checksums GCS reports: base64 md5, base64 big-endian crc32c, and the size.
 pub(crate) fn checksums(path: &Path) -> Result<(String, String, u64), ProviderError> {
@@ -214,8 +215,8 @@ pub(crate) struct Datasets(pub(crate) Arc<Gcp>);
 #[async_trait]
 impl ResourceType for Datasets {
     fn check(&self, config: &ResourceConfig) -> Vec<ConfigDiagnostic> {
-        if let Some(refused) = mlops_provider_core::dvc::unsupported_here(config, "gcp") {
-            return vec![refused];
+        if dvc::is_dvc(config) {
+            return dvc::check(config);
         }
         let diag = ConfigDiagnostic::unsupported;
         match config.str("uri") {
@@ -234,6 +235,9 @@ impl ResourceType for Datasets {
     }
 
     async fn desired(&self, config: &ResourceConfig, _deps: &Dependencies) -> Result<Desired, ProviderError> {
+        if dvc::is_dvc(config) {
+            return dvc::desired(&*self.0, config).await;
+        }
         self.0.dataset_desired(config).await
     }
 
@@ -241,8 +245,12 @@ impl ResourceType for Datasets {
         &self,
         _address: &Address,
         prior: Option<&PriorState>,
-        _desired: Option<&Desired>,
+        desired: Option<&Desired>,
     ) -> Result<Option<LiveState>, ProviderError> {
+        let is_dvc = |a: &mlops_provider_core::Attributes| a.contains_key("dvc");
+        if desired.is_some_and(|d| is_dvc(&d.attributes)) || prior.is_some_and(|p| is_dvc(&p.attributes)) {
+            return dvc::read(&*self.0, prior).await;
+        }
         match recorded_uri(prior) {
             Some(uri) => self.0.dataset_read(uri).await,
             None => Ok(None),
@@ -250,6 +258,9 @@ impl ResourceType for Datasets {
     }
 
     async fn apply(&self, request: ApplyRequest<'_>, progress: &dyn Progress) -> Result<LiveState, ProviderError> {
+        if dvc::is_dvc(request.config) {
+            return dvc::apply(&*self.0, request.config, request.desired).await;
+        }
         self.0.dataset_apply(&request, progress).await
     }
 
@@ -260,6 +271,10 @@ impl ResourceType for Datasets {
         prior: &PriorState,
         progress: &dyn Progress,
     ) -> Result<(), ProviderError> {
+        if prior.attributes.contains_key("dvc") {
+            progress.report("forgotten: the data stays in its DVC remote, which is DVC's");
+            return Ok(());
+        }
         let p = &self.0;
         let uri = prior.attributes.get("uri").and_then(Value::as_str).unwrap_or_default();
         let Some((bucket, prefix)) = parse_gs(uri, true) else { return Ok(()) };
@@ -294,6 +309,9 @@ impl ResourceType for Datasets {
         desired: &Desired,
         _deps: &Dependencies,
     ) -> Result<(), ProviderError> {
+        if dvc::is_dvc(config) {
+            return dvc::restorable(&*self.0, config, desired).await;
+        }
         let (bucket, prefix) = Gcp::dataset_location(config)?;
         let want = desired.attributes.get("files").and_then(Value::as_object).cloned().unwrap_or_default();
         let mut gone = Vec::new();

@@ -12,6 +12,7 @@
 //! errors, with a 3 s connect timeout, so an unreachable endpoint fails within seconds.
 
 mod dataset;
+mod dvc;
 mod endpoint;
 mod feature_store;
 mod model;
