@@ -221,21 +221,21 @@ fFeII9uhOzmNY4GEWfvVlJVzwfavs/ILitj46H6byHednTuL9qA31w5dTQ==
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("signer.pub.pem"), KEY).unwrap();
         std::fs::write(dir.path().join("model.sig"), "{\"bundle\": 1}").unwrap();
-        let body = json!({"artifact": "gs://b/churn/", "signature": {"key": "signer.pub.pem", "bundle": "model.sig"}});
+        let body = json!({"artifact": "store://b/churn/", "signature": {"key": "signer.pub.pem", "bundle": "model.sig"}});
         let verified = json!({
             "verified": true,
             "key": crate::audit::dsse::key_id_of(KEY).unwrap(),
             "bundle_digest": format!("sha256:{}", hex::encode(Sha256::digest(b"{\"bundle\": 1}"))),
             "files": 1,
         });
-        let desired = attrs(json!({"artifact": "gs://b/churn/", "generation": 7, "artifact_digest": "md5:x"}));
+        let desired = attrs(json!({"artifact": "store://b/churn/", "generation": 7, "artifact_digest": "md5:x"}));
         let mut recorded = desired.clone();
         recorded.insert(SIGNATURE.into(), verified.clone());
         let kept = |d: &Attributes, r: &Attributes| still_verified(&body, dir.path(), d, Some(r));
         assert_eq!(kept(&desired, &recorded), Some(verified));
-        let moved = attrs(json!({"artifact": "gs://b/churn/", "generation": 8, "artifact_digest": "md5:x"}));
+        let moved = attrs(json!({"artifact": "store://b/churn/", "generation": 8, "artifact_digest": "md5:x"}));
         assert_eq!(kept(&moved, &recorded), None, "another generation is read again");
-        let unversioned = attrs(json!({"artifact": "gs://b/churn/", "artifact_digest": "md5:x"}));
+        let unversioned = attrs(json!({"artifact": "store://b/churn/", "artifact_digest": "md5:x"}));
         let mut unversioned_record = unversioned.clone();
         unversioned_record.insert(SIGNATURE.into(), recorded[SIGNATURE].clone());
         assert_eq!(kept(&unversioned, &unversioned_record), None, "no immutable version: read again");
