@@ -221,7 +221,8 @@ fFeII9uhOzmNY4GEWfvVlJVzwfavs/ILitj46H6byHednTuL9qA31w5dTQ==
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("signer.pub.pem"), KEY).unwrap();
         std::fs::write(dir.path().join("model.sig"), "{\"bundle\": 1}").unwrap();
-        let body = json!({"artifact": "store://b/churn/", "signature": {"key": "signer.pub.pem", "bundle": "model.sig"}});
+        let body =
+            json!({"artifact": "store://b/churn/", "signature": {"key": "signer.pub.pem", "bundle": "model.sig"}});
         let verified = json!({
             "verified": true,
             "key": crate::audit::dsse::key_id_of(KEY).unwrap(),

@@ -13,7 +13,7 @@ use kube::core::ApiResource;
 use mlops_provider_kubernetes::kube;
 use serde_json::{Value, json};
 
-use crate::common::{TestEnv, change, paths};
+use crate::common::{TestEnv, change, flat, paths};
 use crate::gcp::{emulator, put_object, unique, versioned_bucket};
 
 mod seldon;
@@ -1655,4 +1655,27 @@ fn kserve_model_formats_and_serving_runtimes_are_checked_at_plan_and_written_to_
     let v = k.mlops(&["validate"]);
     assert_eq!(v.status, 1, "{}", v.stderr);
     assert!(crate::common::flat(&v.stderr).contains("`serving_runtime` applies to `runtime: kserve`"), "{}", v.stderr);
+}
+
+/// Without `serving_runtime`, KServe picks a runtime that auto-selects the format: the plan warns
+/// when the cluster has runtimes and none does, and stops warning once one is installed.
+#[test]
+#[ignore = "needs the test apiserver and fake-gcs-server: `eval \"$(scripts/services up gcp kubernetes)\"`, then `cargo test -- --include-ignored`"]
+fn a_format_no_runtime_auto_selects_is_a_plan_warning() {
+    let format = unique("fmt");
+    let k = K8s::new(&format!(
+        "  churn-isvc:\n    runtime: kserve\n    model: models.churn\n    model_format: {{ name: {format} }}\n    wait_timeout: 30s\n"
+    ));
+    k.cluster.install_runtime_crds();
+    let plan = k.mlops(&["plan"]).ok();
+    let warning = format!("auto-selects {format} with protocol v1");
+    assert!(
+        flat(&plan.stdout).contains(&warning) || flat(&plan.stderr).contains(&warning),
+        "{}{}",
+        plan.stdout,
+        plan.stderr
+    );
+    k.cluster.serving_runtime(None, &format, json!([{"name": format, "autoSelect": true}]), json!(["v1"]));
+    let plan = k.mlops(&["plan"]).ok();
+    assert!(!plan.stdout.contains(&warning) && !plan.stderr.contains(&warning), "{}{}", plan.stdout, plan.stderr);
 }

@@ -38,7 +38,7 @@ impl Cluster {
         let mut fetched = BTreeMap::new();
         for (part, manifest) in self.manifests(config, deps, &namespace)? {
             if let Some(format) = manifest.pointer("/spec/predictor/model/modelFormat") {
-                self.check_serving_runtime(config, &namespace, format).await?;
+                d.warnings.extend(self.check_serving_runtime(config, &namespace, format).await?);
                 d.warnings.extend(crate::runtimes::format_warning(format));
             }
             if let Some(requirement) = manifest.pointer("/spec/requirements/0").and_then(Value::as_str) {

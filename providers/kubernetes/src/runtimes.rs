@@ -98,16 +98,76 @@ fn describe(format: &Value) -> String {
     }
 }
 
+/// True when KServe would pick `runtime` for `format` on its own: enabled, the format listed with
+/// `autoSelect: true`, and the protocol among its protocols.
+fn auto_selects(runtime: &Value, format: &Value, protocol: &str) -> bool {
+    let (name, version) = (format.get("name").and_then(Value::as_str), format.get("version").and_then(Value::as_str));
+    runtime.pointer("/spec/disabled").and_then(Value::as_bool) != Some(true)
+        && protocols(runtime).iter().any(|p| p == protocol)
+        && runtime.pointer("/spec/supportedModelFormats").and_then(Value::as_array).is_some_and(|formats| {
+            formats.iter().any(|f| {
+                f.get("name").and_then(Value::as_str) == name
+                    && f.get("autoSelect").and_then(Value::as_bool) == Some(true)
+                    && match (version, f.get("version").and_then(Value::as_str)) {
+                        (Some(want), Some(have)) => want == have,
+                        _ => true,
+                    }
+            })
+        })
+}
+
 impl Cluster {
-    /// Checks the runtime `config` names (if any) against `format` and its `protocol_version`: a
+    /// Without `serving_runtime`, KServe picks a runtime that auto-selects the format and protocol:
+    /// a plan-time warning when the cluster has runtimes and none of them does (none is read when
+    /// the cluster serves no runtimes at all).
+    async fn auto_selected(
+        &self,
+        config: &ResourceConfig,
+        namespace: &str,
+        format: &Value,
+    ) -> Result<Option<String>, ProviderError> {
+        let (client, _, url) = self.client().await?;
+        let namespaced = api_resource("serving.kserve.io", "v1alpha1", "ServingRuntime", "servingruntimes");
+        let cluster = api_resource("serving.kserve.io", "v1alpha1", "ClusterServingRuntime", "clusterservingruntimes");
+        let protocol = config.str("protocol_version").unwrap_or("v1");
+        let mut served = false;
+        for api in [
+            Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &namespaced),
+            Api::<DynamicObject>::all_with(client.clone(), &cluster),
+        ] {
+            match api.list(&Default::default()).await {
+                Ok(list) => {
+                    served = true;
+                    let values = list.items.iter().map(|o| serde_json::to_value(o).expect("objects serialize"));
+                    if values.into_iter().any(|r| auto_selects(&r, format, protocol)) {
+                        return Ok(None);
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(kube_error(&format!("list serving runtimes on {url}"), e)),
+            }
+        }
+        Ok(served.then(|| {
+            format!(
+                "no ServingRuntime in {namespace} nor ClusterServingRuntime on {url} auto-selects {} with protocol {protocol}: \
+                 KServe will find no runtime for this model; install one, or name it with `serving_runtime`",
+                describe(format)
+            )
+        }))
+    }
+
+    /// Checks the runtime `config` names against `format` and its `protocol_version`: a
     /// ServingRuntime in `namespace` first, then a ClusterServingRuntime, as KServe looks them up.
+    /// Without one, the warning of [`Cluster::auto_selected`], if any.
     pub(crate) async fn check_serving_runtime(
         &self,
         config: &ResourceConfig,
         namespace: &str,
         format: &Value,
-    ) -> Result<(), ProviderError> {
-        let Some(name) = config.str("serving_runtime") else { return Ok(()) };
+    ) -> Result<Option<String>, ProviderError> {
+        let Some(name) = config.str("serving_runtime") else {
+            return self.auto_selected(config, namespace, format).await;
+        };
         let (client, _, url) = self.client().await?;
         let namespaced = api_resource("serving.kserve.io", "v1alpha1", "ServingRuntime", "servingruntimes");
         let cluster = api_resource("serving.kserve.io", "v1alpha1", "ClusterServingRuntime", "clusterservingruntimes");
@@ -180,7 +240,7 @@ impl Cluster {
                 .at(ValuePath::key("protocol_version")));
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -207,5 +267,11 @@ mod tests {
         assert!(!supports(&triton, &json!({"name": "sklearn"})));
         assert_eq!(protocols(&triton), ["v2", "grpc-v2"]);
         assert_eq!(protocols(&json!({"spec": {}})), ["v1"]);
+        let xgb = json!({"spec": {"supportedModelFormats": [{"name": "xgboost", "version": "1", "autoSelect": true},
+            {"name": "sklearn"}]}});
+        assert!(auto_selects(&xgb, &json!({"name": "xgboost"}), "v1"));
+        assert!(!auto_selects(&xgb, &json!({"name": "xgboost"}), "v2"), "v1 only when it lists no protocols");
+        assert!(!auto_selects(&xgb, &json!({"name": "sklearn"}), "v1"), "listed without autoSelect");
+        assert!(!auto_selects(&xgb, &json!({"name": "xgboost", "version": "2"}), "v1"));
     }
 }
