@@ -324,11 +324,15 @@ fn relation(from: mlops_provider_core::Kind, to: mlops_provider_core::Kind) -> &
 }
 
 /// A training run's node: the reference without the file it names (`mlflow://runs/ID`).
+/// A run's node in the graph: the reference up to its run id, else the reference and the run it
+/// resolved to.
 fn run_address(run: &Value) -> String {
     let reference = run.get("reference").and_then(Value::as_str).unwrap_or_default();
     let id = run.get("run_id").and_then(Value::as_str).unwrap_or_default();
     match reference.find(id) {
         Some(at) if !id.is_empty() => reference[..at + id.len()].to_string(),
+        // A reference to what a run made (an asset), not to the run: the run it resolved to.
+        _ if !id.is_empty() => format!("{reference}@{id}"),
         _ => reference.to_string(),
     }
 }

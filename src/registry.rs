@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use mlops_provider_core::{Kind, Provider, ProviderContext, ProviderEntry, ProviderError, Value};
 
 /// Provider types a build may include, by cargo feature (named when one is missing).
-const KNOWN: [&str; 6] = ["local", "aws", "gcp", "kubernetes", "mlflow", "feast"];
+const KNOWN: [&str; 7] = ["local", "aws", "gcp", "kubernetes", "mlflow", "feast", "dagster"];
 
 /// A kind's provider settings, each with the providers that own it.
 type SettingOwners = BTreeMap<String, Vec<&'static str>>;
@@ -55,6 +55,8 @@ impl Registry {
         r.register(mlops_provider_mlflow::entry());
         #[cfg(feature = "feast")]
         r.register(mlops_provider_feast::entry());
+        #[cfg(feature = "dagster")]
+        r.register(mlops_provider_dagster::entry());
         r
     }
 

@@ -75,8 +75,14 @@ fn check_artifact(reference: &str, logged: &Value, artifact_digest: Option<&Valu
             )));
         }
     }
-    .and_then(Value::as_str)
-    .unwrap_or_default();
+    .and_then(Value::as_str);
+    let Some(theirs) = theirs else {
+        let alg = ours.split_once(':').map(|(a, _)| a).unwrap_or_default();
+        return Err(ProviderError::invalid(format!(
+            "the run `{reference}` logged no {alg} of its artifact, the digest the model's provider records ({ours}): \
+             log it with the run, or name the run without its artifact to record it unchecked"
+        )));
+    };
     if theirs != ours {
         return Err(ProviderError::invalid(format!(
             "the model's artifact ({ours}) is not the file the run logged at `{reference}` ({theirs}): deploy what \

@@ -8,6 +8,8 @@ mod cli;
 mod common;
 mod containment;
 mod crash;
+#[cfg(feature = "dagster")]
+mod dagster;
 #[cfg(all(feature = "aws", feature = "gcp"))]
 mod dvc;
 mod environments;

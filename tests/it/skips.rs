@@ -20,7 +20,7 @@ fn provider_tests(list: &str) -> Vec<String> {
     list.lines()
         .filter_map(|l| l.strip_suffix(": test"))
         .filter(|name| {
-            ["gcp::", "aws::", "dvc::", "kubernetes::", "vertex::", "mlflow::", "feast::"]
+            ["gcp::", "aws::", "dvc::", "kubernetes::", "vertex::", "mlflow::", "feast::", "dagster::"]
                 .iter()
                 .any(|m| name.starts_with(m))
         })

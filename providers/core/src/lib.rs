@@ -502,11 +502,14 @@ pub struct TrainingRun {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RunArtifact {
     pub path: String,
-    pub size: u64,
-    /// `sha256:…`
-    pub sha256: String,
-    /// `md5:…`
-    pub md5: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `sha256:…`, when the tracker has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// `md5:…`, when the tracker has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 /// A `claims` for providers that claim nothing (they are used when named or when alone).

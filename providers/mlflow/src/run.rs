@@ -97,8 +97,8 @@ async fn artifact(client: &Client, run_id: &str, path: &str) -> Result<RunArtifa
     let bytes = client.download(run_id, path).await?;
     Ok(RunArtifact {
         path: path.to_string(),
-        size: bytes.len() as u64,
-        sha256: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
-        md5: format!("md5:{}", hex::encode(Md5::digest(&bytes))),
+        size: Some(bytes.len() as u64),
+        sha256: Some(format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))),
+        md5: Some(format!("md5:{}", hex::encode(Md5::digest(&bytes)))),
     })
 }
