@@ -69,11 +69,7 @@ fn a_model_produced_by_a_dagster_asset_records_its_materialization_run_and_input
     env.write("other.yaml", &SPEC.replace("dagster://churn/model", "dagster://never/materialized"));
     let refused = mlops(&["plan", "--file", "other.yaml"]);
     assert_eq!(refused.status, 1, "{}{}", refused.stdout, refused.stderr);
-    assert!(
-        flat(&refused.stderr).contains("has no materialization of asset"),
-        "{}",
-        refused.stderr
-    );
+    assert!(flat(&refused.stderr).contains("has no materialization of asset"), "{}", refused.stderr);
 
     dagster(&env, &["asset", "materialize", "-f", "defs.py", "--select", "*"]);
     env.commit("a model Dagster made");

@@ -13,7 +13,8 @@ struct Gen {
     datasets: BTreeMap<String, Vec<(String, String)>>,
     models: Vec<(String, String, Vec<usize>)>,
     endpoints: Vec<(usize, u32, u32)>,
-    stores: Vec<Vec<String>>,
+    /// Each feature store's extra feature names (a set: YAML keys are unique).
+    stores: Vec<std::collections::BTreeSet<String>>,
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -29,7 +30,7 @@ fn stacks() -> impl Strategy<Value = Gen> {
         ),
         proptest::collection::vec((name(), "[ -~]{1,40}"), 0..3),
         proptest::collection::vec((0usize..3, 1u32..5, 0u32..=100), 0..3),
-        proptest::collection::vec(proptest::collection::vec("[a-z]{1,8}", 0..3), 0..2),
+        proptest::collection::vec(proptest::collection::btree_set("[a-z]{1,8}", 0..3), 0..2),
     )
         .prop_map(|(datasets, models, endpoints, stores)| {
             let nds = datasets.len();

@@ -463,7 +463,10 @@ fn a_training_run_no_configured_provider_reads_is_refused_at_its_line() {
     let env = crate::common::TestEnv::new();
     env.write("model/model.bin", "weights");
     let mut cases =
-        vec![("dagster://assets/churn", "no provider of this build reads the training run `dagster://assets/churn`")];
+        vec![("wandb://runs/churn", "no provider of this build reads the training run `wandb://runs/churn`")];
+    if cfg!(feature = "dagster") {
+        cases.push(("dagster://churn/model", "add `dagster: {}` under `providers:`"));
+    }
     if cfg!(feature = "mlflow") {
         cases.push(("mlflow://runs/abc123", "add `mlflow: {}` under `providers:`"));
     }
